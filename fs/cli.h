@@ -1,0 +1,9 @@
+/* cli.h — command-line subcommands of the zestfs binary. Each returns an exit status. */
+#ifndef ZESTFS_CLI_H
+#define ZESTFS_CLI_H
+int zestfs_cli_xet(int argc, char **argv);          /* cli_xet.c: dispatch */
+int zestfs_cmd_xorb_decode(int argc, char **argv);  /* cli_codec.c */
+int zestfs_cmd_xorb_encode(int argc, char **argv);  /* cli_codec.c */
+int zestfs_cmd_shard_dump(int argc, char **argv);   /* cli_codec.c */
+int zestfs_cmd_bench(int argc, char **argv);        /* cli_bench.c */
+#endif

@@ -1,0 +1,29 @@
+/* main.c — the zestfs binary: `zestfs [options] MOUNTPOINT` and the
+ * `zestfs xet ...` tool commands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zestfs xet hash FILE...            print each file's Xet file id\n"
+            "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
+            "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
+            "       zestfs xet xorb-encode FILE OUT    chunk FILE and write it as one xorb\n"
+            "       zestfs xet shard-dump SHARD        print a shard's files and xorbs\n"
+            "       zestfs xet bench [--size MiB]      hashing / LZ4 / chunker throughput\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "xet") == 0)
+        return zestfs_cli_xet(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 2;
+}

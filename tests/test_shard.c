@@ -1,0 +1,3 @@
+#include "t.h"
+#include "xet.h"
+int main(void) { return t_done(); }

@@ -1,0 +1,2 @@
+/* recon.c — placeholder, see xet.h */
+#include "xet.h"

@@ -1,0 +1,2 @@
+/* shard.c — placeholder, see xet.h */
+#include "xet.h"

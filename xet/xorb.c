@@ -1,0 +1,2 @@
+/* xorb.c — placeholder, see xet.h */
+#include "xet.h"
