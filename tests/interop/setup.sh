@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install the pinned Python and JavaScript clients used by the interop tests:
+#   tests/interop/.venv          huggingface_hub, hf_xet, safetensors, numpy
+#                                (requirements.txt, exact pins + hashes)
+#   tests/interop/node_modules   @huggingface/hub, tsx (package-lock.json)
+# Idempotent: each half is skipped when a stamp shows the lock file it was
+# installed from has not changed.  Needs python3-venv, node and npm.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here"
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# ---- Python -----------------------------------------------------------------
+py=${ZESTFS_PYTHON:-}
+if [ -z "$py" ]; then
+    if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; else py=$(command -v python3); fi
+fi
+want=$(sha requirements.txt)
+stamp=.venv/.zestfs-requirements.sha256
+if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
+   && .venv/bin/python -c 'import hf_xet, huggingface_hub, safetensors, numpy' 2>/dev/null; then
+    echo "setup: .venv up to date"
+else
+    echo "setup: creating .venv with $py"
+    rm -rf .venv
+    "$py" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        --require-hashes -r requirements.txt
+    echo "$want" > "$stamp"
+fi
+
+# ---- JavaScript ---------------------------------------------------------------
+want=$(sha package-lock.json)
+stamp=node_modules/.zestfs-lock.sha256
+if [ -d node_modules ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    echo "setup: node_modules up to date"
+else
+    echo "setup: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" > "$stamp"
+fi
