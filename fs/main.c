@@ -8,7 +8,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: zestfs xet hash FILE...            print each file's Xet file id\n"
+            "usage: zestfs [options] MOUNTPOINT      mount (see zestfs MOUNTPOINT --help)\n"
+            "       zestfs xet hash FILE...            print each file's Xet file id\n"
             "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
             "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
             "       zestfs xet xorb-encode FILE OUT    chunk FILE and write it as one xorb\n"
@@ -24,6 +25,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc >= 2)
+        return zestfs_cmd_mount(argc, argv);
     usage(stderr);
     return 2;
 }

@@ -1,0 +1,985 @@
+/* ops.c — FUSE low-level operations: a writable overlay of the real
+ * directory under the mountpoint (reached through fs->rootfd with *at()
+ * calls) and the virtual repo tree (vtree.c).
+ *
+ * Rules (spec/hf-cache.md §4.3):
+ *  - a real entry wins over a virtual one of the same path;
+ *  - creating anything inside a virtual directory first creates the real
+ *    directory chain, so clients can write lock files, temp blobs, refs,
+ *    symlinks and markers anywhere they expect to;
+ *  - virtual entries are immutable: writes to them fail with EROFS,
+ *    renames from them with EXDEV.
+ * Inode numbers: FUSE_ROOT_ID for the root, the real st_ino for real
+ * entries, zv_ino(path) (high bit set) for virtual ones.  The node table
+ * maps an inode back to (parent, name), so a path can be rebuilt for *at()
+ * calls and for vtree lookups. */
+#include "zfs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define REAL_TIMEOUT 1.0
+#define VIRT_TIMEOUT 60.0
+
+typedef struct zf_node {
+    uint64_t ino;
+    uint64_t parent;
+    char *name;
+    uint64_t nlookup;
+    struct zf_node *next;
+} zf_node;
+
+/* ---- inode table ------------------------------------------------------- */
+
+static zf_node *node_get(zf_fs *fs, uint64_t ino)
+{
+    for (zf_node *n = fs->nodes[ino % fs->nbuckets]; n; n = n->next)
+        if (n->ino == ino)
+            return n;
+    return NULL;
+}
+
+static void grow(zf_fs *fs)
+{
+    size_t nb = fs->nbuckets * 2;
+    zf_node **t = calloc(nb, sizeof *t);
+    if (!t)
+        return;
+    for (size_t i = 0; i < fs->nbuckets; i++)
+        for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
+            nx = n->next;
+            n->next = t[n->ino % nb];
+            t[n->ino % nb] = n;
+        }
+    free(fs->nodes);
+    fs->nodes = t;
+    fs->nbuckets = nb;
+}
+
+static zf_node *node_ref(zf_fs *fs, uint64_t ino, uint64_t parent, const char *name)
+{
+    zf_node *n = node_get(fs, ino);
+    if (n) {
+        if (n->parent != parent || strcmp(n->name, name) != 0) {
+            char *nm = strdup(name);
+            if (nm) {
+                free(n->name);
+                n->name = nm;
+                n->parent = parent;
+            }
+        }
+        n->nlookup++;
+        return n;
+    }
+    if (fs->nnodes > fs->nbuckets * 2)
+        grow(fs);
+    n = calloc(1, sizeof *n);
+    if (!n || !(n->name = strdup(name))) {
+        free(n);
+        return NULL;
+    }
+    n->ino = ino;
+    n->parent = parent;
+    n->nlookup = 1;
+    n->next = fs->nodes[ino % fs->nbuckets];
+    fs->nodes[ino % fs->nbuckets] = n;
+    fs->nnodes++;
+    return n;
+}
+
+static void node_forget(zf_fs *fs, uint64_t ino, uint64_t nlookup)
+{
+    if (ino == FUSE_ROOT_ID)
+        return;
+    zf_node **pp = &fs->nodes[ino % fs->nbuckets];
+    for (zf_node *n = *pp; n; pp = &n->next, n = n->next)
+        if (n->ino == ino) {
+            n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+            if (n->nlookup == 0) {
+                *pp = n->next;
+                free(n->name);
+                free(n);
+                fs->nnodes--;
+            }
+            return;
+        }
+}
+
+/* Mount-relative path of an inode ("" for the root); malloc'd, NULL if the
+ * inode is unknown. */
+static char *node_path(zf_fs *fs, uint64_t ino)
+{
+    if (ino == FUSE_ROOT_ID)
+        return strdup("");
+    const char *parts[256];
+    size_t np = 0, len = 0;
+    while (ino != FUSE_ROOT_ID) {
+        zf_node *n = node_get(fs, ino);
+        if (!n || np == 256)
+            return NULL;
+        parts[np++] = n->name;
+        len += strlen(n->name) + 1;
+        ino = n->parent;
+    }
+    char *out = malloc(len + 1), *o = out;
+    if (!out)
+        return NULL;
+    while (np--) {
+        size_t l = strlen(parts[np]);
+        memcpy(o, parts[np], l);
+        o += l;
+        *o++ = '/';
+    }
+    o[-1] = 0;
+    return out;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t dl = strlen(dir), nl = strlen(name);
+    char *out = malloc(dl + nl + 2);
+    if (!out)
+        return NULL;
+    if (dl) {
+        memcpy(out, dir, dl);
+        out[dl] = '/';
+        memcpy(out + dl + 1, name, nl + 1);
+    } else
+        memcpy(out, name, nl + 1);
+    return out;
+}
+
+/* Path for *at() calls relative to rootfd. */
+static const char *rel(const char *path)
+{
+    return path[0] ? path : ".";
+}
+
+/* ---- attributes -------------------------------------------------------- */
+
+static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = path[0] ? zv_ino(path) : FUSE_ROOT_ID;
+    st->st_uid = fs->uid;
+    st->st_gid = fs->gid;
+    st->st_nlink = 1;
+    st->st_blksize = 1 << 20;
+    st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = e->mtime;
+    switch (e->kind) {
+    case ZV_DIR:
+        st->st_mode = S_IFDIR | 0755;
+        st->st_nlink = 2;
+        break;
+    case ZV_LINK:
+        st->st_mode = S_IFLNK | 0777;
+        break;
+    default:
+        st->st_mode = S_IFREG | 0444;
+        break;
+    }
+    st->st_size = (off_t)e->size;
+    st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+}
+
+/* Attributes of a path: real first, then virtual.  0 or -errno. */
+static int path_attr(zf_fs *fs, const char *path, struct stat *st, bool *is_real, zv_ent *ent)
+{
+    if (fstatat(fs->rootfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!path[0])
+            st->st_ino = FUSE_ROOT_ID;
+        if (is_real)
+            *is_real = true;
+        /* a real directory that also exists virtually is a merged dir */
+        return 0;
+    }
+    if (errno != ENOENT && errno != ENOTDIR)
+        return -errno;
+    zv_ent e;
+    if (!zv_resolve(&fs->tree, path, &e))
+        return -ENOENT;
+    virt_attr(fs, &e, path, st);
+    if (is_real)
+        *is_real = false;
+    if (ent)
+        *ent = e;
+    return 0;
+}
+
+static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
+                        const char *path)
+{
+    struct fuse_entry_param ep;
+    memset(&ep, 0, sizeof ep);
+    bool real;
+    int err = path_attr(fs, path, &ep.attr, &real, NULL);
+    if (err) {
+        fuse_reply_err(req, -err);
+        return;
+    }
+    if (!node_ref(fs, ep.attr.st_ino, parent, name)) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ep.ino = ep.attr.st_ino;
+    ep.attr_timeout = ep.entry_timeout = real ? REAL_TIMEOUT : VIRT_TIMEOUT;
+    fuse_reply_entry(req, &ep);
+}
+
+#define FS(req) ((zf_fs *)fuse_req_userdata(req))
+
+#define WITH_PATH(fs, ino, path)                                                            \
+    char *path = node_path(fs, ino);                                                        \
+    if (!path) {                                                                            \
+        fuse_reply_err(req, ESTALE);                                                        \
+        return;                                                                             \
+    }
+
+/* Create the real directory chain for `dir` (a directory that exists
+ * really or virtually). */
+static int ensure_real_dir(zf_fs *fs, const char *dir)
+{
+    if (!dir[0])
+        return 0;
+    struct stat st;
+    if (fstatat(fs->rootfd, dir, &st, 0) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    zv_ent e;
+    if (!zv_resolve(&fs->tree, dir, &e) || e.kind != ZV_DIR)
+        return -ENOENT;
+    char *tmp = strdup(dir);
+    if (!tmp)
+        return -ENOMEM;
+    for (char *p = tmp;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdirat(fs->rootfd, tmp, 0755) != 0 && errno != EEXIST) {
+                int err = -errno;
+                free(tmp);
+                return err;
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    free(tmp);
+    return 0;
+}
+
+/* ---- handles ----------------------------------------------------------- */
+
+typedef struct zf_handle {
+    int fd;          /* real file, or -1 */
+    zv_ent ent;      /* virtual file */
+    char *content;   /* generated content of small virtual files */
+    size_t len;
+} zf_handle;
+
+#define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
+
+/* ---- operations -------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    conn->max_background = 64;
+    conn->congestion_threshold = 48;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    /* never ask for writeback cache: real files are written through */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    zf_fs *fs = FS(req);
+    if (strlen(name) > 255) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
+    WITH_PATH(fs, parent, dir);
+    char *path = join(dir, name);
+    free(dir);
+    if (!path) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    reply_entry(fs, req, parent, name, path);
+    free(path);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    node_forget(FS(req), ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    for (size_t i = 0; i < count; i++)
+        node_forget(FS(req), forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    struct stat st;
+    if (fi && H(fi)->fd >= 0) {
+        if (fstat(H(fi)->fd, &st) != 0) {
+            fuse_reply_err(req, errno);
+            return;
+        }
+        fuse_reply_attr(req, &st, REAL_TIMEOUT);
+        return;
+    }
+    WITH_PATH(fs, ino, path);
+    bool real;
+    int err = path_attr(fs, path, &st, &real, NULL);
+    free(path);
+    if (err)
+        fuse_reply_err(req, -err);
+    else
+        fuse_reply_attr(req, &st, real ? REAL_TIMEOUT : VIRT_TIMEOUT);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    WITH_PATH(fs, ino, path);
+    struct stat st;
+    bool real;
+    int err = path_attr(fs, path, &st, &real, NULL);
+    if (err || !real) {
+        free(path);
+        fuse_reply_err(req, err ? -err : EROFS);
+        return;
+    }
+    int fd = fi ? H(fi)->fd : -1;
+    const char *p = rel(path);
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        if ((fd >= 0 ? fchmod(fd, attr->st_mode) : fchmodat(fs->rootfd, p, attr->st_mode, 0)) != 0)
+            goto fail;
+    }
+    if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+        uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+        gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+        if (fchownat(fs->rootfd, p, u, g, AT_SYMLINK_NOFOLLOW) != 0)
+            goto fail;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        int r;
+        if (fd >= 0)
+            r = ftruncate(fd, attr->st_size);
+        else {
+            int tfd = openat(fs->rootfd, p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            r = tfd < 0 ? -1 : ftruncate(tfd, attr->st_size);
+            if (tfd >= 0) {
+                int e = errno;
+                close(tfd);
+                errno = e;
+            }
+        }
+        if (r != 0)
+            goto fail;
+    }
+    if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+            ts[0].tv_nsec = UTIME_NOW;
+        else if (to_set & FUSE_SET_ATTR_ATIME)
+            ts[0] = attr->st_atim;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+            ts[1].tv_nsec = UTIME_NOW;
+        else if (to_set & FUSE_SET_ATTR_MTIME)
+            ts[1] = attr->st_mtim;
+        if (utimensat(fs->rootfd, p, ts, AT_SYMLINK_NOFOLLOW) != 0)
+            goto fail;
+    }
+    free(path);
+    op_getattr(req, ino, fi);
+    return;
+fail:
+    err = errno;
+    free(path);
+    fuse_reply_err(req, err);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    zf_fs *fs = FS(req);
+    WITH_PATH(fs, ino, path);
+    char buf[4096];
+    ssize_t n = readlinkat(fs->rootfd, rel(path), buf, sizeof buf - 1);
+    if (n >= 0) {
+        buf[n] = 0;
+        fuse_reply_readlink(req, buf);
+        free(path);
+        return;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+        int e = errno;
+        free(path);
+        fuse_reply_err(req, e);
+        return;
+    }
+    zv_ent e;
+    char *tgt = zv_resolve(&fs->tree, path, &e) ? zv_link_target(&e) : NULL;
+    free(path);
+    if (!tgt) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    fuse_reply_readlink(req, tgt);
+    free(tgt);
+}
+
+/* Common part of mkdir/symlink/mknod: the parent made real, then `make`. */
+static char *prepare_create(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    zf_fs *fs = FS(req);
+    char *dir = node_path(fs, parent);
+    if (!dir) {
+        fuse_reply_err(req, ESTALE);
+        return NULL;
+    }
+    int err = ensure_real_dir(fs, dir);
+    char *path = err ? NULL : join(dir, name);
+    free(dir);
+    if (err || !path) {
+        fuse_reply_err(req, err ? -err : ENOMEM);
+        return NULL;
+    }
+    /* a virtual entry of that name already exists */
+    zv_ent e;
+    struct stat st;
+    if (fstatat(fs->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 && zv_resolve(&fs->tree, path, &e) &&
+        e.kind != ZV_EMPTY) {
+        free(path);
+        fuse_reply_err(req, EEXIST);
+        return NULL;
+    }
+    return path;
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    zf_fs *fs = FS(req);
+    char *path = prepare_create(req, parent, name);
+    if (!path)
+        return;
+    if (mkdirat(fs->rootfd, path, mode) != 0)
+        fuse_reply_err(req, errno);
+    else
+        reply_entry(fs, req, parent, name, path);
+    free(path);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    zf_fs *fs = FS(req);
+    char *path = prepare_create(req, parent, name);
+    if (!path)
+        return;
+    if (mknodat(fs->rootfd, path, mode, rdev) != 0)
+        fuse_reply_err(req, errno);
+    else
+        reply_entry(fs, req, parent, name, path);
+    free(path);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    zf_fs *fs = FS(req);
+    char *path = prepare_create(req, parent, name);
+    if (!path)
+        return;
+    if (symlinkat(link, fs->rootfd, path) != 0)
+        fuse_reply_err(req, errno);
+    else
+        reply_entry(fs, req, parent, name, path);
+    free(path);
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
+{
+    zf_fs *fs = FS(req);
+    WITH_PATH(fs, parent, dir);
+    char *path = join(dir, name);
+    free(dir);
+    if (!path) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int err = 0;
+    if (unlinkat(fs->rootfd, path, flags) != 0) {
+        err = errno;
+        zv_ent e;
+        if (err == ENOENT && zv_resolve(&fs->tree, path, &e))
+            err = EROFS; /* virtual entries cannot be removed */
+    }
+    free(path);
+    fuse_reply_err(req, err);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    remove_entry(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    remove_entry(req, parent, name, AT_REMOVEDIR);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    zf_fs *fs = FS(req);
+    char *d1 = node_path(fs, parent), *d2 = node_path(fs, newparent);
+    if (!d1 || !d2) {
+        free(d1);
+        free(d2);
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    char *src = join(d1, name), *dst = join(d2, newname);
+    int err = ensure_real_dir(fs, d2);
+    struct stat st;
+    if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        zv_ent e;
+        err = (errno == ENOENT && zv_resolve(&fs->tree, src, &e)) ? -EXDEV : -errno;
+    }
+    if (!err && renameat2(fs->rootfd, src, fs->rootfd, dst, flags) != 0)
+        err = -errno;
+    if (!err) {
+        zf_node *n = node_get(fs, st.st_ino);
+        if (n) {
+            char *nm = strdup(newname);
+            if (nm) {
+                free(n->name);
+                n->name = nm;
+                n->parent = newparent;
+            }
+        }
+    }
+    free(d1);
+    free(d2);
+    free(src);
+    free(dst);
+    fuse_reply_err(req, -err);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    zf_fs *fs = FS(req);
+    char *src = node_path(fs, ino);
+    char *path = src ? prepare_create(req, newparent, newname) : NULL;
+    if (!src) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    if (path) {
+        if (linkat(fs->rootfd, src, fs->rootfd, path, 0) != 0)
+            fuse_reply_err(req, errno == ENOENT ? EXDEV : errno);
+        else
+            reply_entry(fs, req, newparent, newname, path);
+    }
+    free(src);
+    free(path);
+}
+
+static zf_handle *new_handle(int fd)
+{
+    zf_handle *h = calloc(1, sizeof *h);
+    if (h)
+        h->fd = fd;
+    return h;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    WITH_PATH(fs, ino, path);
+    int fd = openat(fs->rootfd, rel(path), (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+    if (fd >= 0) {
+        zf_handle *h = new_handle(fd);
+        free(path);
+        if (!h) {
+            close(fd);
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fi->fh = (uintptr_t)h;
+        if (fuse_reply_open(req, fi) == -ENOENT) {
+            close(fd);
+            free(h);
+        }
+        return;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+        int e = errno;
+        free(path);
+        fuse_reply_err(req, e);
+        return;
+    }
+    zv_ent e;
+    bool found = zv_resolve(&fs->tree, path, &e);
+    free(path);
+    if (!found) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    zf_handle *h = new_handle(-1);
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->ent = e;
+    if (e.kind == ZV_BLOB) {
+        fi->keep_cache = 1; /* content-addressed: never changes */
+    } else {
+        h->content = zv_content(&e, &h->len);
+        fi->direct_io = 0;
+        fi->keep_cache = 1;
+    }
+    fi->fh = (uintptr_t)h;
+    if (fuse_reply_open(req, fi) == -ENOENT) {
+        free(h->content);
+        free(h);
+    }
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    char *path = prepare_create(req, parent, name);
+    if (!path)
+        return;
+    int fd = openat(fs->rootfd, path, fi->flags | O_CREAT | O_CLOEXEC, mode);
+    if (fd < 0) {
+        fuse_reply_err(req, errno);
+        free(path);
+        return;
+    }
+    struct fuse_entry_param ep;
+    memset(&ep, 0, sizeof ep);
+    zf_handle *h = new_handle(fd);
+    if (!h || fstat(fd, &ep.attr) != 0 || !node_ref(fs, ep.attr.st_ino, parent, name)) {
+        close(fd);
+        free(h);
+        free(path);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    free(path);
+    ep.ino = ep.attr.st_ino;
+    ep.attr_timeout = ep.entry_timeout = REAL_TIMEOUT;
+    fi->fh = (uintptr_t)h;
+    if (fuse_reply_create(req, &ep, fi) == -ENOENT) {
+        close(fd);
+        free(h);
+    }
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    zf_handle *h = H(fi);
+    if (h->fd >= 0) {
+        struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+        bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        bv.buf[0].fd = h->fd;
+        bv.buf[0].pos = off;
+        fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+        return;
+    }
+    if (h->ent.kind == ZV_BLOB) {
+        if (fs->read_blob)
+            fs->read_blob(fs, req, &h->ent, size, off);
+        else
+            fuse_reply_err(req, EIO);
+        return;
+    }
+    if ((size_t)off >= h->len) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    size_t n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+    fuse_reply_buf(req, h->content + off, n);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+                         struct fuse_file_info *fi)
+{
+    zf_handle *h = H(fi);
+    if (h->fd < 0) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+    out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    out.buf[0].fd = h->fd;
+    out.buf[0].pos = off;
+    ssize_t n = fuse_buf_copy(&out, in, 0);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_handle *h = H(fi);
+    if (h->fd >= 0) {
+        int d = dup(h->fd);
+        if (d < 0 || close(d) != 0) {
+            fuse_reply_err(req, errno);
+            return;
+        }
+    }
+    fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_handle *h = H(fi);
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h->content);
+    free(h);
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    zf_handle *h = H(fi);
+    int r = h->fd < 0 ? 0 : datasync ? fdatasync(h->fd) : fsync(h->fd);
+    fuse_reply_err(req, r ? errno : 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                         struct fuse_file_info *fi)
+{
+    zf_handle *h = H(fi);
+    if (h->fd < 0) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    fuse_reply_err(req, fallocate(h->fd, mode, off, len) ? errno : 0);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+typedef struct zf_dirent {
+    char *name;
+    uint64_t ino;
+    mode_t type;
+} zf_dirent;
+
+typedef struct zf_dir {
+    zf_dirent *e;
+    size_t n, cap;
+} zf_dir;
+
+static bool dir_has(const zf_dir *d, const char *name)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->e[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static void dir_add(zf_dir *d, const char *name, uint64_t ino, mode_t type)
+{
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 32;
+        zf_dirent *ne = realloc(d->e, d->cap * sizeof *ne);
+        if (!ne)
+            return;
+        d->e = ne;
+    }
+    d->e[d->n].name = strdup(name);
+    d->e[d->n].ino = ino;
+    d->e[d->n].type = type;
+    if (d->e[d->n].name)
+        d->n++;
+}
+
+struct virt_list_ctx {
+    zf_dir *d;
+    const char *path;
+};
+
+static void virt_name(void *ud, const char *name, enum zv_kind kind)
+{
+    struct virt_list_ctx *c = ud;
+    if (dir_has(c->d, name))
+        return; /* real entry wins */
+    char *p = join(c->path, name);
+    if (!p)
+        return;
+    mode_t t = kind == ZV_DIR ? S_IFDIR : kind == ZV_LINK ? S_IFLNK : S_IFREG;
+    dir_add(c->d, name, zv_ino(p), t);
+    free(p);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_fs *fs = FS(req);
+    WITH_PATH(fs, ino, path);
+    zf_dir *d = calloc(1, sizeof *d);
+    if (!d) {
+        free(path);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    dir_add(d, ".", ino, S_IFDIR);
+    dir_add(d, "..", 0, S_IFDIR);
+    bool any = false;
+    int fd = openat(fs->rootfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        any = true;
+        DIR *dp = fdopendir(fd);
+        if (dp) {
+            struct dirent *de;
+            while ((de = readdir(dp)) != NULL) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                    continue;
+                dir_add(d, de->d_name, de->d_ino, (mode_t)DTTOIF(de->d_type));
+            }
+            closedir(dp);
+        } else
+            close(fd);
+    }
+    zv_ent e;
+    if (zv_resolve(&fs->tree, path, &e) && e.kind == ZV_DIR) {
+        any = true;
+        struct virt_list_ctx c = {d, path};
+        zv_list(&fs->tree, path, virt_name, &c);
+    }
+    free(path);
+    if (!any) {
+        for (size_t i = 0; i < d->n; i++)
+            free(d->e[i].name);
+        free(d->e);
+        free(d);
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    fi->fh = (uintptr_t)d;
+    fi->cache_readdir = 0;
+    fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    zf_dir *d = (zf_dir *)(uintptr_t)fi->fh;
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = (size_t)off; i < d->n; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_ino = d->e[i].ino;
+        st.st_mode = d->e[i].type;
+        size_t n = fuse_add_direntry(req, buf + used, size - used, d->e[i].name, &st, (off_t)(i + 1));
+        if (n > size - used)
+            break;
+        used += n;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    zf_dir *d = (zf_dir *)(uintptr_t)fi->fh;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->e[i].name);
+    free(d->e);
+    free(d);
+    fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv;
+    if (fstatvfs(FS(req)->rootfd, &sv) != 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops zf_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write_buf = op_write_buf,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .fallocate = op_fallocate,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+};
+
+int zf_fs_init(zf_fs *fs, int rootfd)
+{
+    memset(fs, 0, sizeof *fs);
+    fs->rootfd = rootfd;
+    fs->uid = getuid();
+    fs->gid = getgid();
+    fs->nbuckets = 1024;
+    fs->nodes = calloc(fs->nbuckets, sizeof *fs->nodes);
+    return fs->nodes ? 0 : -ENOMEM;
+}
+
+void zf_fs_destroy(zf_fs *fs)
+{
+    for (size_t i = 0; i < fs->nbuckets; i++)
+        for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
+            nx = n->next;
+            free(n->name);
+            free(n);
+        }
+    free(fs->nodes);
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        zf_repo_free(fs->tree.repos[i]);
+    free(fs->tree.repos);
+}
