@@ -315,6 +315,28 @@ typedef struct xet_piece {
  * the reconstruction's terms. */
 long xet_recon_map(const xet_recon *r, uint64_t off, uint64_t len, xet_piece **pieces);
 
+/* Cut bytes out of a fetched descriptor.  `body` is the CDN's answer for
+ * f's byte range: exactly body_len == byte_end − byte_start + 1 bytes of
+ * whole chunk records, chunks f->chunk_start .. f->chunk_end − 1 (§5.4).
+ * Decodes chunks [chunk_start, chunk_end) (a sub-range of f's) as needed and
+ * copies `take` bytes, starting `skip` bytes into their decoded output, to
+ * out.  Only the chunks that overlap [skip, skip+take) are decompressed.
+ * -EINVAL for a chunk range outside f's (or take > 0 with out NULL);
+ * -EBADMSG when the body is not exactly f's records (length other than f's
+ * range, a record running past the end, more or fewer records than f's
+ * chunks, a footer); -EILSEQ when skip+take exceeds the chunks' decoded
+ * length; header and payload errors of xet_chunk_header_parse and
+ * xet_chunk_decode (-EPROTONOSUPPORT, -EFBIG, -EILSEQ) pass through.
+ * take == 0 only validates the body. */
+int xet_fetch_extract(const xet_fetch *f, const uint8_t *body, size_t body_len,
+                      uint32_t chunk_start, uint32_t chunk_end, uint64_t skip, uint64_t take,
+                      uint8_t *out);
+/* The same for one term (t->fetch's body, the term's chunks), which also
+ * checks that the term's chunks decode to t->unpacked_length bytes in all
+ * (-EILSEQ otherwise): use it with the pieces of xet_recon_map. */
+int xet_recon_term_extract(const xet_recon_term *t, const uint8_t *body, size_t body_len,
+                           uint64_t skip, uint64_t take, uint8_t *out);
+
 #ifdef __cplusplus
 }
 #endif
