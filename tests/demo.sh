@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up and run zestfs on a local example (README, first command): installs
+# the build dependencies (Debian 12), builds ./build, writes example/model.bin
+# (a few MB of fp16-like random data) and runs the `zestfs xet` tools on it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=tests/lib-deps.sh
+. tests/lib-deps.sh
+zestfs_install_deps build
+
+build=${ZESTFS_BUILD_DIR:-build}
+if [ -f "$build/meson-private/coredata.dat" ]; then
+    meson setup --reconfigure "$build" >/dev/null
+else
+    meson setup "$build" >/dev/null
+fi
+ninja -C "$build" >/dev/null
+zestfs=$build/fs/zestfs
+
+mkdir -p example
+ex=example/model.bin
+if [ ! -s "$ex" ]; then
+    # 3 MiB of normal(0, 0.02) values as IEEE half floats, like a weight tensor.
+    python3 - "$ex" <<'PY'
+import random, struct, sys
+random.seed(42)
+n = 3 * 1024 * 1024 // 2
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack(f"<{n}e", *(random.gauss(0.0, 0.02) for _ in range(n))))
+PY
+fi
+
+run() { echo "\$ $*"; "$@"; echo; }
+echo "example file: $ex ($(stat -c %s "$ex") bytes)"
+echo
+run "$zestfs" xet hash "$ex"
+echo "\$ $zestfs xet chunks $ex | tail -n 6"
+"$zestfs" xet chunks "$ex" | tail -n 6
+echo
+run "$zestfs" xet xorb-encode --scheme auto "$ex" example/model.xorb
+echo "\$ $zestfs xet xorb-decode example/model.xorb example/model.decoded | sed -n '1,3p;\$p'"
+"$zestfs" xet xorb-decode example/model.xorb example/model.decoded | sed -n '1,3p;$p'
+echo
+ls -l "$ex" example/model.xorb
+run cmp "$ex" example/model.decoded
+echo "round trip OK: the decoded file is identical to $ex"
