@@ -1768,6 +1768,96 @@ static enum MHD_Result h_shard_post(ctx *x, int version)
     return send_json(x->c, 200, j, NULL);
 }
 
+/* A global-dedup answer: one xorb block, no files, plain chunk hashes, and
+ * (unlike upload shards) the lookup tables and footer offsets that
+ * xet-core's shard reader relies on: xorb lookup {u64 key, u32 record
+ * index}, chunk lookup {u64 key, u32 xorb record index, u32 chunk index},
+ * keys = first 8 raw hash bytes as LE u64, sorted. */
+typedef struct lk {
+    uint64_t key;
+    uint32_t a, b;
+} lk;
+
+static int cmp_lk(const void *x, const void *y)
+{
+    const lk *p = x, *q = y;
+    return p->key < q->key ? -1 : p->key > q->key;
+}
+
+static void w64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int dedup_shard(const xet_shard_xorb *sx, uint8_t **out, size_t *outlen)
+{
+    xet_shard sh;
+    memset(&sh, 0, sizeof sh);
+    sh.nxorbs = 1;
+    sh.xorbs = (xet_shard_xorb *)sx;
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    int e = xet_shard_write(&sh, false, &body, &blen);
+    if (e)
+        return e;
+    size_t nck = sx->nchunks;
+    lk *t = calloc(nck ? nck : 1, sizeof *t);
+    size_t total = blen + 12 + 16 * nck + XET_SHARD_FOOTER_LEN;
+    uint8_t *b = realloc(body, total);
+    if (!t || !b) {
+        free(t);
+        free(b ? b : body);
+        return -ENOMEM;
+    }
+    w64(b + 40, XET_SHARD_FOOTER_LEN); /* header: footer present */
+    size_t xorb_info = blen - 48 - (1 + nck) * 48; /* after the file bookend */
+    uint8_t *p = b + blen;
+    size_t cas_lookup = blen;
+    uint64_t k;
+    memcpy(&k, sx->hash.b, 8);
+    w64(p, k);
+    memset(p + 8, 0, 4); /* xorb header is record 0 of its section */
+    p += 12;
+    size_t chunk_lookup = (size_t)(p - b);
+    for (size_t i = 0; i < nck; i++) {
+        memcpy(&t[i].key, sx->chunks[i].hash.b, 8);
+        t[i].a = 0;
+        t[i].b = (uint32_t)i;
+    }
+    qsort(t, nck, sizeof *t, cmp_lk);
+    for (size_t i = 0; i < nck; i++) {
+        w64(p, t[i].key);
+        for (int j = 0; j < 4; j++) {
+            p[8 + j] = (uint8_t)(t[i].a >> (8 * j));
+            p[12 + j] = (uint8_t)(t[i].b >> (8 * j));
+        }
+        p += 16;
+    }
+    free(t);
+    uint8_t *ft = p;
+    memset(ft, 0, XET_SHARD_FOOTER_LEN);
+    uint64_t now = (uint64_t)time(NULL);
+    w64(ft + 0, 1);
+    w64(ft + 8, XET_SHARD_HEADER_LEN);
+    w64(ft + 16, xorb_info);
+    w64(ft + 24, cas_lookup); /* file lookup: empty, at the xorb lookup */
+    w64(ft + 32, 0);
+    w64(ft + 40, cas_lookup);
+    w64(ft + 48, 1);
+    w64(ft + 56, chunk_lookup);
+    w64(ft + 64, nck);
+    w64(ft + 104, now);
+    w64(ft + 112, now + 7 * 86400);
+    w64(ft + 168, sx->bytes_on_disk);
+    w64(ft + 176, sx->bytes_in_xorb);
+    w64(ft + 184, sx->bytes_in_xorb);
+    w64(ft + 192, (uint64_t)(ft - b));
+    *out = b;
+    *outlen = total;
+    return 0;
+}
+
 static enum MHD_Result h_chunk_query(ctx *x, const char *hash)
 {
     int e = check_cas_token(x->S, x->c, false);
@@ -1799,15 +1889,9 @@ static enum MHD_Result h_chunk_query(ctx *x, const char *hash)
     }
     sx.bytes_in_xorb = uoff;
     o_xorb_idx_free(&idx);
-    xet_shard sh;
-    memset(&sh, 0, sizeof sh);
-    sh.nxorbs = 1;
-    sh.xorbs = &sx;
-    sh.created = (uint64_t)time(NULL);
-    sh.key_expiry = sh.created + 3600;
     uint8_t *out = NULL;
     size_t outlen = 0;
-    e = sx.chunks ? xet_shard_write(&sh, true, &out, &outlen) : -ENOMEM;
+    e = sx.chunks ? dedup_shard(&sx, &out, &outlen) : -ENOMEM;
     free(sx.chunks);
     if (e)
         return send_err(x->c, 500, NULL, "shard write failed");
