@@ -6,9 +6,10 @@ Usage: test_hf_xet_hash.py ZESTFS
 Builds a few hundred inputs of many sizes and shapes in a temporary
 directory (random bytes, text, fp16/bf16/fp32 tensor-like data, zeros and
 other constant or low-entropy data, sizes at and around the chunker's
-limits, a few MB), adds real binaries from /usr/bin and /usr/lib, hashes
-them all with ONE `zestfs xet hash` call and ONE `hf_xet.hash_files` call,
-and compares the file ids (and hf_xet's file sizes).
+limits, a few MB), adds the files of tests/vectors and real binaries from
+/usr/bin and /usr/lib, hashes them all with ONE `zestfs xet hash` call and
+ONE `hf_xet.hash_files` call, and compares the file ids (and hf_xet's file
+sizes).
 
 Exit 0: all equal; 1: a difference (each one is printed); 77: skip (hf_xet
 or numpy not installed: run tests/interop/setup.sh).
@@ -184,7 +185,10 @@ def main():
             paths.append(p)
             kinds[p] = name
         ngen = len(paths)
-        bins = real_binaries(rng)
+        vec = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors")
+        vecs = sorted(os.path.join(vec, f) for f in os.listdir(vec)) if os.path.isdir(vec) else []
+        vecs = [os.path.normpath(p) for p in vecs if os.path.isfile(p)]
+        bins = vecs + real_binaries(rng)
         paths += bins
         total = sum(os.path.getsize(p) for p in paths)
         t1 = time.monotonic()
@@ -204,7 +208,7 @@ def main():
             mine = ours.get(p)
             if mine != theirs or info.file_size != size:
                 bad.append((p, size, mine, theirs, info.file_size))
-        print(f"seed {seed}: {len(paths)} inputs ({ngen} generated, {len(bins)} real binaries), "
+        print(f"seed {seed}: {len(paths)} inputs ({ngen} generated, {len(vecs)} from tests/vectors, {len(bins) - len(vecs)} real binaries), "
               f"{total / MIB:.1f} MiB; generate {t1 - t0:.1f}s, zestfs {t2 - t1:.2f}s, "
               f"hf_xet {t3 - t2:.2f}s (hf_xet {version('hf_xet')})")
         if bad:
