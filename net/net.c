@@ -1,2 +1,0 @@
-#include "net.h"
-int znet_version(void) { return 0; }
