@@ -58,6 +58,7 @@ class Origin:
         self.port_file = os.path.join(self.tmp, "port")
         cmd = [exe, "serve", data, "--listen", "127.0.0.1:0", "--port-file", self.port_file, "-q"]
         self.tls = tls
+        self.cafile = None
         if tls:
             cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         cmd += list(args)
@@ -102,7 +103,7 @@ class Origin:
 
     def conn(self, cafile=None):
         if self.tls:
-            ctx = ssl.create_default_context(cafile=cafile)
+            ctx = ssl.create_default_context(cafile=cafile or self.cafile)
             return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=ctx)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
