@@ -557,7 +557,7 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- request lifecycle ------------------------------------------------------- */
 
-static void req_free(zn_req *q)
+static void req_unlink(zn_req *q)
 {
     zn_http *c = q->c;
     if (q->prev)
@@ -566,6 +566,12 @@ static void req_free(zn_req *q)
         c->reqs = q->next;
     if (q->next)
         q->next->prev = q->prev;
+    q->next = q->prev = NULL;
+}
+
+static void req_free(zn_req *q)
+{
+    req_unlink(q);
     resp_reset(q);
     free(q->method);
     free(q->url);
@@ -640,6 +646,9 @@ static void finish(zn_req *q, int err)
             resp->body_len = q->elen;
         }
     }
+    /* out of the client's list first: the callback may free the client,
+     * which must not complete this request a second time */
+    req_unlink(q);
     c->depth++;
     if (q->done)
         q->done(q->ud, err, resp);

@@ -12,7 +12,9 @@
  * Callbacks.  Every start function either fails at once (negative errno, no
  *   callback ever) or returns 0 and later calls its completion callback
  *   exactly once, on the loop thread, never from inside the start call.
- *   Streaming data callbacks run on the loop thread, before completion.
+ *   Streaming data callbacks run on the loop thread, before completion, from
+ *   inside libcurl: they must not start, cancel or free anything (return an
+ *   error to abort instead).
  * Ownership.  Request parameters (URL, headers, body) are copied at start;
  *   the caller keeps only a destination buffer it passed in alive until
  *   completion.  Response objects passed to callbacks live until the callback
@@ -39,10 +41,11 @@
  *   base_ms·3^(k−1) (capped at max_delay_ms, or the server's Retry-After),
  *   times a random factor in [0.5, 1), as long as fewer than max_attempts
  *   attempts were made and the next attempt starts before the deadline; each
- *   attempt's timeout is cut to the time left, so a request with a deadline
- *   finishes within it (plus one connect).  Default: 3 attempts, 500 ms base,
- *   30 s deadline.  A streaming (on_data) request is retried only while no
- *   byte has been handed to the caller.
+ *   attempt's timeout (connect included) is cut to the time left, so a
+ *   request with a deadline completes within it.  Default: 3 attempts,
+ *   500 ms base, 30 s deadline.  A streaming (on_data) request is retried
+ *   only while no byte has been handed to the caller.  Redirects are not
+ *   attempts.
  * Secrets.  The Hub token is sent only to URLs whose scheme, host and port
  *   are the configured endpoint's; CAS calls carry only the Xet access token;
  *   CDN fetches carry no Authorization; redirects are followed only on the
@@ -174,7 +177,9 @@ typedef struct zn_hub_opts {
 
 /* The hub keeps a pointer to http (which must outlive it). */
 zn_hub *zn_hub_new(zn_http *http, const zn_hub_opts *opts);
-/* Completes pending operations with -ECANCELED (synchronously). */
+/* Pending operations complete with -ECANCELED from the loop; the memory goes
+ * after the last one (keep running the loop; the zn_http must outlive it).
+ * May be called from a completion callback. */
 void zn_hub_free(zn_hub *h);
 const char *zn_hub_endpoint(const zn_hub *h);
 void zn_op_cancel(zn_op *op);

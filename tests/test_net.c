@@ -766,6 +766,50 @@ static void test_timeout_cancel(void)
     }
 }
 
+/* A completion that frees the client: the others complete once, cancelled. */
+typedef struct free_ctx {
+    res r;
+    zn_http *c;
+    int calls;
+} free_ctx;
+
+static void free_in_cb(void *ud, int err, const zn_resp *resp)
+{
+    free_ctx *f = ud;
+    f->calls++;
+    on_done(&f->r, err, resp);
+    if (f->c) {
+        zn_http *c = f->c;
+        f->c = NULL;
+        zn_http_free(c);
+    }
+}
+
+static void test_free_in_callback(void)
+{
+    zn_http *c = zn_http_new(L, NULL);
+    free_ctx first = {.c = c};
+    free_ctx other[3];
+    memset(other, 0, sizeof other);
+    zn_http_req q = {.url = url_of(A, "/data/10"), .done = free_in_cb, .ud = &first};
+    T_EQ_INT(zn_http_request(c, &q, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        zn_http_req s = {.url = url_of(A, "/slow"), .done = free_in_cb, .ud = &other[i]};
+        T_EQ_INT(zn_http_request(c, &s, NULL), 0);
+    }
+    wait_for(&first.r.done);
+    T_EQ_INT(first.r.err, 0);
+    uv_run(L, UV_RUN_DEFAULT);
+    T_EQ_INT(uv_loop_alive(L), 0);
+    T_EQ_INT(first.calls, 1);
+    for (int i = 0; i < 3; i++) {
+        T_EQ_INT(other[i].calls, 1);
+        T_EQ_INT(other[i].r.err, -ECANCELED);
+        res_clear(&other[i].r);
+    }
+    res_clear(&first.r);
+}
+
 static void test_limits_and_errors(void)
 {
     zn_http *c = zn_http_new(L, NULL);
@@ -1395,6 +1439,7 @@ int main(int argc, char **argv)
     T_RUN(test_retry_deadline);
     T_RUN(test_truncated);
     T_RUN(test_timeout_cancel);
+    T_RUN(test_free_in_callback);
     T_RUN(test_limits_and_errors);
     T_RUN(test_streaming);
     T_RUN(test_hub_revision);
