@@ -26,7 +26,7 @@
 #define META_MAX (1u << 30)
 #define VERIFY_BUF (1u << 20)
 #define ACCT_UNIT 4096u
-#define DEFAULT_FD_LIMIT 128u
+#define DEFAULT_FD_LIMIT 256u
 #define PATH_LEN 128
 
 /* Keys of the keyed BLAKE3 checksums (any fixed 32 bytes; these spell it). */
@@ -500,6 +500,17 @@ static int seg_open_fd(zc_store *s, struct zc_seg *g)
     char path[PATH_LEN];
     seg_relpath(g, path);
     int fd = openat(s->dfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->nfdl) {
+        /* out of descriptors: give back every cached one (rare; cheap closes) */
+        while (s->nfdl) {
+            struct zc_seg *o = LINK_OWNER(s->fdl.prev, struct zc_seg, fdl);
+            fdl_off(s, o);
+            close(o->fd);
+            o->fd = -1;
+            s->nfds--;
+        }
+        fd = openat(s->dfd, path, O_RDONLY | O_CLOEXEC);
+    }
     if (fd < 0)
         return -errno;
     g->fd = fd;
@@ -745,7 +756,8 @@ static int build_index(zc_store *s, struct reap *r)
     int rc = scan_segments(s, &f, &n);
     if (rc)
         return rc;
-    qsort(f, n, sizeof *f, found_cmp);
+    if (n)
+        qsort(f, n, sizeof *f, found_cmp);
     struct zc_seg **all = n ? malloc(n * sizeof *all) : NULL;
     if (n && !all) {
         free(f);
@@ -799,7 +811,8 @@ static int build_index(zc_store *s, struct reap *r)
     }
     free(f);
     /* Recency: oldest first onto the front, so the newest ends up in front. */
-    qsort(all, kept, sizeof *all, seg_stamp_cmp);
+    if (kept)
+        qsort(all, kept, sizeof *all, seg_stamp_cmp);
     for (size_t i = 0; i < kept; i++)
         lru_front(s, all[i]);
     free(all);

@@ -46,15 +46,18 @@
  * the size of the failing file and retries; -ENOSPC only when nothing is
  * evictable.  Metadata blobs are not counted against the cap.
  * File descriptors: a pinned segment has its file open; unpinned ones keep
- * theirs in an LRU of at most zc_set_fd_limit() (default 128) open files.
+ * theirs in an LRU of at most zc_set_fd_limit() (default 256) open files.
  *
  * THREADS  Every function is thread-safe.  One internal mutex guards the
- * index; it is held for memory work and at most an open(2) or close(2) of a
- * segment, never across data reads/writes, fsync, hashing, or unlink.
+ * index; it is held for memory work and the open(2) of a segment file
+ * (close(2) too, when out of descriptors), never across data reads/writes,
+ * fsync, hashing or unlink: closes and unlinks decided under it run after.
  * Intended placement with libuv: zc_lookup, zc_unpin, zc_missing,
  * zc_label_pin, zc_get_stats on the loop (cheap; zc_unpin may unlink(2)
  * evicted files); zc_put, zc_read, zc_verify_segment and zc_meta_* on the
  * thread pool (they do data I/O and hashing); zc_open/zc_close outside.
+ * zc_put is one call rather than a write/commit pair so that, on ENOSPC, it
+ * can evict and retry from the worker it runs on.
  *
  * ERRORS  Negative errno everywhere.  -ENOENT not stored, -EAGAIN stored but
  * not yet verified, -EBADMSG failed verification (already deleted), -EBUSY

@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -759,8 +760,8 @@ static void test_fds(void)
 /* Readers on threads while a writer fills a small store (evictions). */
 struct reader_arg {
     zc_store *s;
-    volatile int *stop;
-    long hits, bad;
+    atomic_int *stop;
+    long hits, bad, iters; /* iters: stop after that many when > 0 */
     unsigned seed;
 };
 
@@ -769,7 +770,7 @@ static void *reader(void *p)
     struct reader_arg *a = p;
     uint64_t st = a->seed;
     uint8_t *want = malloc(XET_CHUNK_MAX), *got = malloc(XET_CHUNK_MAX);
-    while (!*a->stop) {
+    for (long it = 0; a->iters ? it < a->iters : !atomic_load(a->stop); it++) {
         st = mix(st);
         uint64_t x = 600 + st % 64;
         uint32_t c = (uint32_t)((st >> 16) % 32);
@@ -798,11 +799,11 @@ static void test_threads(void)
     zc_store *s;
     T_EQ_INT(zc_open(dir, 2u << 20, &s), 0);
     zc_set_fd_limit(s, 8);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     struct reader_arg args[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
-        args[i] = (struct reader_arg){s, &stop, 0, 0, (unsigned)i + 1};
+        args[i] = (struct reader_arg){s, &stop, 0, 0, 0, (unsigned)i + 1};
         pthread_create(&th[i], NULL, reader, &args[i]);
     }
     uint64_t st = 42;
@@ -814,7 +815,7 @@ static void test_threads(void)
             b = 32;
         T_EQ_INT(put_run(s, x, a, b, true, 0, NULL), 0);
     }
-    stop = 1;
+    atomic_store(&stop, 1);
     long hits = 0, bad = 0;
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
@@ -829,6 +830,24 @@ static void test_threads(void)
     T_TRUE(hits > 0);
     T_TRUE(sts.used <= 2u << 20);
     T_EQ_INT(sts.pinned, 0);
+    T_EQ_INT(zc_close(s), 0);
+
+    /* after a reopen every segment is unverified: readers race to verify */
+    T_EQ_INT(zc_open(dir, 2u << 20, &s), 0);
+    hits = bad = 0;
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct reader_arg){s, &stop, 0, 0, 3000, 7};
+        pthread_create(&th[i], NULL, reader, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        hits += args[i].hits;
+        bad += args[i].bad;
+    }
+    zc_get_stats(s, &sts);
+    T_EQ_INT(bad, 0);
+    T_TRUE(hits > 0);
+    T_EQ_INT(sts.corrupt, 0);
     T_EQ_INT(zc_close(s), 0);
     rm_rf(dir);
     free(dir);
