@@ -36,6 +36,7 @@ typedef struct tok {
     struct zn_op *waiters; /* FIFO through wnext */
     struct zn_op **wtail;
     uint64_t last_use;
+    int refs;              /* operations holding it in op->t */
 } tok;
 
 struct zn_op {
@@ -145,6 +146,26 @@ static bool valid_repo_id(const char *s)
             return false;
     }
     return slashes <= 1;
+}
+
+/* A repo-relative path: no empty, "." or ".." segment, no control bytes. */
+static bool valid_repo_path(const char *p)
+{
+    if (!p || !*p || strlen(p) > 4096)
+        return false;
+    const char *seg = p;
+    for (const char *c = p;; c++) {
+        if (*c == '/' || *c == 0) {
+            size_t n = (size_t)(c - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return false;
+            if (*c == 0)
+                return true;
+            seg = c + 1;
+        } else if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
+    }
 }
 
 /* Percent-encode all but RFC 3986 unreserved characters (and '/' if asked). */
@@ -269,6 +290,8 @@ static void op_end(zn_op *op)
     free(op->page_url);
     if (op->tree)
         zn_tree_free(op->tree);
+    if (op->t)
+        op->t->refs--;
     free(op);
     h->pending--;
     hub_maybe_free(h);
@@ -342,7 +365,7 @@ static tok *tok_get(zn_hub *h, zn_repo_type type, const char *repo, const char *
         /* drop the least recently used idle entry */
         tok **victim = NULL;
         for (tok **pp = &h->toks; *pp; pp = &(*pp)->next)
-            if (!(*pp)->fetch && !(*pp)->waiters &&
+            if (!(*pp)->fetch && !(*pp)->waiters && (*pp)->refs == 0 &&
                 (!victim || (*pp)->last_use < (*victim)->last_use))
                 victim = pp;
         if (victim) {
@@ -388,7 +411,8 @@ static void tok_fetch_done(void *ud, int err, const zn_resp *resp)
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "exp");
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "casUrl");
         if (!cJSON_IsString(a) || !a->valuestring[0] || strlen(a->valuestring) > MAX_TOKEN_LEN ||
-            strpbrk(a->valuestring, "\r\n") || !cJSON_IsNumber(e) || !cJSON_IsString(u) ||
+            strpbrk(a->valuestring, "\r\n") || !cJSON_IsNumber(e) || !(e->valuedouble >= 0) ||
+            e->valuedouble > 1e13 || !cJSON_IsString(u) ||
             (strncmp(u->valuestring, "https://", 8) && strncmp(u->valuestring, "http://", 7)) ||
             strpbrk(u->valuestring, "\r\n ")) {
             err = -EBADMSG;
@@ -458,7 +482,12 @@ static int tok_need(zn_op *op, bool force)
     tok *t = tok_get(h, op->type, op->repo, op->rev);
     if (!t)
         return -ENOMEM;
-    op->t = t;
+    if (op->t != t) {
+        if (op->t)
+            op->t->refs--;
+        op->t = t;
+        t->refs++;
+    }
     if (!force && tok_fresh(h, t) && !t->fetch)
         return 1;
     op->waiting = t;
@@ -947,7 +976,7 @@ int zn_hub_resolve(zn_hub *h, zn_repo_type type, const char *repo, const char *r
     int rc = check_args(h, type, repo, rev, (void *)cb);
     if (rc)
         return rc;
-    if (!path || !*path || path[0] == '/')
+    if (!valid_repo_path(path))
         return -EINVAL;
     zn_op *op = op_new(h, OP_RESOLVE, type, repo, rev, ud);
     if (!op)

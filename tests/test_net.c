@@ -1076,6 +1076,22 @@ static void test_hub_resolve(void)
     T_TRUE(r.info.has_size);
     T_EQ_INT(r.info.size, 21);
     T_EQ_INT(srv_count(A, "/org/repo/resolve/main/config.json", "Bearer " HUB_TOKEN), 1);
+
+    /* paths are percent-encoded per segment; unsafe ones are refused */
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_resolve(h, ZN_MODEL, "org/repo", "v1.0/x", "dir/a b+c.txt", resolve_cb, &r,
+                            NULL),
+             0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(r.info.status, 404);
+    T_EQ_INT(srv_count(A, "/org/repo/resolve/v1.0%2Fx/dir/a%20b%2Bc.txt", NULL), 1);
+    T_EQ_INT(zn_hub_resolve(h, ZN_MODEL, "org/repo", "main", "a/../b", resolve_cb, &r, NULL),
+             -EINVAL);
+    T_EQ_INT(zn_hub_resolve(h, ZN_MODEL, "org/repo", "main", "/etc/passwd", resolve_cb, &r, NULL),
+             -EINVAL);
+    T_EQ_INT(zn_hub_resolve(h, ZN_MODEL, "org/repo", "main", "a//b", resolve_cb, &r, NULL),
+             -EINVAL);
     close_hub(h, c);
 }
 
