@@ -38,7 +38,7 @@ static const char *xet_patterns[] = {
     "*.mp4", "*.avi", "*.mkv", "*.tfrecord", "*.db", "*.llamafile", "*.nemo", "*.pdf",
 };
 
-static bool is_xet_name(const char *path)
+bool o_is_xet_name(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -326,7 +326,7 @@ static int ingest_one(ingest *g, const char *full, const char *rel)
         madvise(data, n, MADV_SEQUENTIAL);
     }
     close(fd);
-    bool xet = g->o->all_xet || n >= g->o->xet_threshold || is_xet_name(rel) ||
+    bool xet = g->o->all_xet || n >= g->o->xet_threshold || o_is_xet_name(rel) ||
                (n && memchr(data, 0, n < 8000 ? n : 8000) != NULL);
     int e = xet ? ingest_xet(g, rel, data, n) : ingest_regular(g, rel, data ? data : (uint8_t *)"", n);
     if (n)

@@ -173,6 +173,8 @@ typedef struct o_ingest_opts {
     bool quiet;
 } o_ingest_opts;
 int o_ingest(const o_store *s, const o_ingest_opts *o, const char *dir, char out_id[41]);
+/* Hub rule: a path the default .gitattributes sends to LFS/Xet */
+bool o_is_xet_name(const char *path);
 
 /* ---- shard checks shared by upload and the commit command ------------------- */
 int o_shard_accept(const o_store *s, o_cindex *ci, const uint8_t *buf, size_t len, char *err,

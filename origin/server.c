@@ -28,6 +28,7 @@
  * applies the knob.  Nothing is ever read whole into memory to serve a range.
  */
 #include "origin.h"
+#include "hubapi.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -2000,6 +2001,83 @@ static enum MHD_Result h_control(ctx *x)
     return send_err(x->c, 404, NULL, "no such control route");
 }
 
+static bool may_write(srv *S, struct MHD_Connection *c)
+{
+    return S->o->ntokens == 0 || hub_auth(S, c) == AUTH_VALID;
+}
+
+static enum MHD_Result h_create_repo(ctx *x)
+{
+    srv *S = x->S;
+    if (hub_auth(S, x->c) == AUTH_INVALID || !may_write(S, x->c))
+        return send_err(x->c, 401, NULL, "creating a repo requires a valid token");
+    cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(j, "organization");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+    const cJSON *priv = cJSON_GetObjectItemCaseSensitive(j, "private");
+    char id[260] = "";
+    if (cJSON_IsString(name) && cJSON_IsString(org))
+        snprintf(id, sizeof id, "%s/%s", org->valuestring, name->valuestring);
+    else if (cJSON_IsString(name))
+        snprintf(id, sizeof id, "%s", name->valuestring);
+    const char *t = cJSON_IsString(type) ? type->valuestring : "model";
+    char err[256] = "";
+    pthread_mutex_lock(&S->upmu);
+    int e = id[0] ? o_hub_create_repo(S->s, t, id, cJSON_IsTrue(priv), err, sizeof err) : -EINVAL;
+    pthread_mutex_unlock(&S->upmu);
+    cJSON_Delete(j);
+    if (e && e != -EEXIST)
+        return send_err(x->c, 400, NULL, err[0] ? err : "invalid repo");
+    char *base = base_url(S, x->c);
+    cJSON *o = cJSON_CreateObject();
+    if (e == -EEXIST)
+        cJSON_AddStringToObject(o, "error", err); /* the Hub's 409 also carries the url */
+    char *url = o_strdup_printf("%s/%s%s", base ? base : "",
+                                !strcmp(t, "dataset") ? "datasets/" : !strcmp(t, "space") ? "spaces/" : "", id);
+    cJSON_AddStringToObject(o, "url", url ? url : "");
+    cJSON_AddStringToObject(o, "name", id);
+    free(url);
+    free(base);
+    if (e == -EEXIST) {
+        struct MHD_Response *rs = NULL;
+        send_json(x->c, 409, o, &rs);
+        if (!rs)
+            return MHD_NO;
+        MHD_add_response_header(rs, "X-Error-Message", err);
+        return queue(x->c, 409, rs);
+    }
+    return send_json(x->c, 200, o, NULL);
+}
+
+static enum MHD_Result h_commit(ctx *x, const o_repo *r, const char *rev)
+{
+    srv *S = x->S;
+    if (!may_write(S, x->c))
+        return send_err(x->c, 401, NULL, "committing requires a valid token");
+    char id[41] = "", err[512] = "";
+    pthread_mutex_lock(&S->upmu);
+    int e = o_hub_commit(S->s, r, rev, (const char *)x->rq->body, x->rq->len, id, err, sizeof err);
+    pthread_mutex_unlock(&S->upmu);
+    if (e == -EAGAIN)
+        return send_err(x->c, 412, NULL, err);
+    if (e)
+        return send_err(x->c, e == -ENOENT ? 404 : 400, e == -ENOENT ? "EntryNotFound" : NULL, err);
+    char *base = base_url(S, x->c);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "success", true);
+    cJSON_AddStringToObject(o, "commitOid", id);
+    char *url = o_strdup_printf("%s/%s%s/commit/%s", base ? base : "",
+                                !strcmp(r->type, "dataset") ? "datasets/" : !strcmp(r->type, "space") ? "spaces/" : "",
+                                r->id, id);
+    cJSON_AddStringToObject(o, "commitUrl", url ? url : "");
+    cJSON_AddNullToObject(o, "pullRequestUrl");
+    cJSON_AddStringToObject(o, "hookOutput", "");
+    free(url);
+    free(base);
+    return send_json(x->c, 200, o, NULL);
+}
+
 /* ---- dispatcher -------------------------------------------------------------- */
 
 static const char *type_from_plural(const char *p)
@@ -2038,6 +2116,10 @@ static enum MHD_Result route(ctx *x)
         }
     }
 
+    /* Hub write API */
+    if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") && !strcmp(g->v[2], "create") &&
+        x->post)
+        return h_create_repo(x);
     /* Hub API */
     if (g->n >= 4 && !strcmp(g->v[0], "api") && type_from_plural(g->v[1])) {
         const char *type = type_from_plural(g->v[1]);
@@ -2061,6 +2143,12 @@ static enum MHD_Result route(ctx *x)
         }
         if (!strcmp(op, "paths-info") && g->n == 6 && x->post)
             return h_paths_info(x, &r, g->v[5]);
+        if (!strcmp(op, "preupload") && g->n == 6 && x->post) {
+            cJSON *j = o_hub_preupload(S->s, &r, g->v[5], (const char *)x->rq->body, x->rq->len);
+            return j ? send_json(c, 200, j, NULL) : send_err(c, 400, NULL, "invalid preupload body");
+        }
+        if (!strcmp(op, "commit") && g->n == 6 && x->post)
+            return h_commit(x, &r, g->v[5]);
         if (!strcmp(op, "xet-read-token") && g->n == 6 && (x->get || x->head))
             return h_token(x, &r, g->v[5], false);
         if (!strcmp(op, "xet-write-token") && g->n == 6 && (x->get || x->head))

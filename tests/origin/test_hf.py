@@ -105,6 +105,31 @@ res = hf_xet.upload_files(FILES, base, tok(), tok, None, "model")
 print(json.dumps([{"hash": r.hash, "size": r.file_size, "sha256": r.sha256} for r in res]))
 """
 
+HUBWRITE = r"""
+import json, os, hashlib
+from huggingface_hub import HfApi, snapshot_download
+api = HfApi()
+commits = []
+api.create_repo("org/written")
+try:
+    api.create_repo("org/written")
+    exists_err = ""
+except Exception as e:
+    exists_err = type(e).__name__ + str(e)[:100]
+api.create_repo("org/written", exist_ok=True)
+commits.append(api.upload_folder(folder_path=FOLDER, repo_id="org/written", commit_message="folder").oid)
+commits.append(api.upload_file(path_or_fileobj=b"hello", path_in_repo="hello.txt", repo_id="org/written").oid)
+commits.append(api.delete_file("sub/dir/notes.txt", repo_id="org/written").oid)
+commits.append(api.list_repo_commits("org/written")[0].commit_id if hasattr(api, "list_repo_commits") and False else "initial")
+p = snapshot_download("org/written")
+files = {}
+for r, d, fs in os.walk(p):
+    for f in fs:
+        fp = os.path.join(r, f)
+        files[os.path.relpath(fp, p)] = hashlib.sha256(open(fp, "rb").read()).hexdigest()
+print(json.dumps({"files": files, "commits": commits, "exists_err": exists_err}))
+"""
+
 
 def sub(code, **kw):
     for k, v in kw.items():
@@ -259,6 +284,20 @@ save_file({"embed.weight": rng.standard_normal((512, 1024)).astype(np.float32),
                         c.eq(res["files"].get("uploaded/" + p, {}).get("sha256"),
                              hashlib.sha256(b).hexdigest(), f"uploaded {p} read back byte-exact")
                     c.ok(o.stats()["xorb_bytes_total"] > 0, "uploaded files read over Xet")
+        # ---- the Hub write API: create_repo, upload_folder, upload_file, delete_file ----
+        with Origin(exe, data, ["--token", "hf_writer"]) as o:
+            code = sub(HUBWRITE, FOLDER=src)
+            res = client(py, o, os.path.join(tmp, "c7"), code, token="hf_writer")
+            if c.ok(res is not None, "huggingface_hub create_repo/upload_folder/upload_file/delete_file ran"):
+                want = {p: hashlib.sha256(b).hexdigest() for p, b in files.items() if p != "sub/dir/notes.txt"}
+                want["hello.txt"] = hashlib.sha256(b"hello").hexdigest()
+                got = {p: v for p, v in res["files"].items() if p != ".gitattributes"}
+                c.eq(got, want, "uploaded repo read back byte-exact (deleted file gone)")
+                c.ok(res["exists_err"] == "HfHubHTTPError" or "409" in res["exists_err"] or res["exists_err"] == "",
+                     "create_repo on an existing repo")
+                c.eq(len(set(res["commits"])), 4, "four distinct commits")
+            res = client(py, o, os.path.join(tmp, "c8"), sub(HUBWRITE, FOLDER=src), token="hf_wrong")
+            c.ok(res is None, "write API with a wrong token refused")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c.done()
