@@ -92,8 +92,13 @@ class Origin:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.log.seek(0)
+        text = self.log.read()
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if "Sanitizer" in text or "runtime error:" in text:
+            print(text[-6000:], flush=True)
+            raise Fail("sanitizer report from the origin")
 
     def __enter__(self):
         return self
