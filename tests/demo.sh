@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run zestfs on a local example (README, first command): installs
-# the build dependencies (Debian 12), builds ./build, writes example/model.bin
-# (a few MB of fp16-like random data) and runs the `zestfs xet` tools on it.
+# the build dependencies (Debian 12), builds ./build, runs the `zestfs xet`
+# tools on a few MB of fp16-like data, then the whole origin flow
+# (origin/demo.sh): an example model is ingested into zestfs-origin, served on
+# loopback and read back over the Hub API and Xet.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -45,3 +47,7 @@ echo
 ls -l "$ex" example/model.xorb
 run cmp "$ex" example/model.decoded
 echo "round trip OK: the decoded file is identical to $ex"
+
+echo
+echo "== zestfs-origin: a local Hub + CAS + CDN serving an example model"
+bash origin/demo.sh "$build"
