@@ -2,7 +2,13 @@
  * (kept as the overlay's real side), mounts the FUSE session over it, and
  * runs everything on one libuv loop: the FUSE fd is polled with uv_poll_t and
  * requests are dispatched there; SIGINT/SIGTERM unmount cleanly; an external
- * `fusermount3 -u` ends the session the same way. */
+ * `fusermount3 -u` ends the session the same way.
+ *
+ * Startup order: options; the store (flock'd: one zestfs per store); the
+ * repo models (persisted ones, then --repo from the Hub on a private loop,
+ * then --repo-json); the FUSE mount; daemon(); then the mount's loop with
+ * the read path's network clients.  Nothing created before daemon() runs
+ * threads or keeps sockets. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -10,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,6 +33,7 @@ typedef struct zf_mount {
 
 static void stop(zf_mount *m)
 {
+    zf_read_stop(&m->fs);
     if (!uv_is_closing((uv_handle_t *)&m->poll))
         uv_close((uv_handle_t *)&m->poll, NULL);
     if (!uv_is_closing((uv_handle_t *)&m->sigint))
@@ -68,7 +76,7 @@ static int load_repo_json(zf_fs *fs, const char *path)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
         free(buf);
         fclose(f);
@@ -80,14 +88,78 @@ static int load_repo_json(zf_fs *fs, const char *path)
     free(buf);
     if (err)
         return err;
-    zf_repo **nr = realloc(fs->tree.repos, (fs->tree.nrepos + 1) * sizeof *nr);
-    if (!nr) {
+    err = zf_fs_add_repo(fs, r);
+    if (err)
         zf_repo_free(r);
-        return -ENOMEM;
+    return err;
+}
+
+/* "123", "64K", "512M", "10G", "1T" (powers of 1024; "KiB", "MB" fine too). */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -EINVAL;
+    uint64_t mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ull << 10; end++; break;
+    case 'm': case 'M': mul = 1ull << 20; end++; break;
+    case 'g': case 'G': mul = 1ull << 30; end++; break;
+    case 't': case 'T': mul = 1ull << 40; end++; break;
+    default: break;
     }
-    fs->tree.repos = nr;
-    fs->tree.repos[fs->tree.nrepos++] = r;
+    if (mul > 1 && *end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v * (double)mul >= 18446744073709551615.0)
+        return -EINVAL;
+    *out = (uint64_t)(v * (double)mul);
     return 0;
+}
+
+/* Contents of a token file, whitespace trimmed; NULL if none or empty. */
+static char *read_token_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *b = buf;
+    while (*b && strchr(" \t\r\n", *b))
+        b++;
+    size_t l = strlen(b);
+    while (l && strchr(" \t\r\n", b[l - 1]))
+        b[--l] = 0;
+    return l ? strdup(b) : NULL;
+}
+
+/* --token, else HF_TOKEN, else the HF token file ($HF_TOKEN_PATH,
+ * $HF_HOME/token, ~/.cache/huggingface/token). */
+static char *find_token(const char *opt)
+{
+    if (opt)
+        return opt[0] ? strdup(opt) : NULL;
+    const char *e = getenv("HF_TOKEN");
+    if (e && e[0])
+        return strdup(e);
+    char path[4096];
+    if ((e = getenv("HF_TOKEN_PATH")) && e[0])
+        return read_token_file(e);
+    if ((e = getenv("HF_HOME")) && e[0])
+        snprintf(path, sizeof path, "%s/token", e);
+    else if ((e = getenv("XDG_CACHE_HOME")) && e[0])
+        snprintf(path, sizeof path, "%s/huggingface/token", e);
+    else if ((e = getenv("HOME")) && e[0])
+        snprintf(path, sizeof path, "%s/.cache/huggingface/token", e);
+    else
+        return NULL;
+    return read_token_file(path);
 }
 
 static void usage(FILE *f)
@@ -95,34 +167,89 @@ static void usage(FILE *f)
     fprintf(f, "usage: zestfs [options] MOUNTPOINT\n"
                "  -f, --foreground        stay in the foreground\n"
                "      --allow-other       let other users access the mount\n"
+               "      --endpoint URL      the Hub (default $HF_ENDPOINT, else https://huggingface.co)\n"
+               "      --repo REPO[@REV]   present org/name (datasets/org/name, spaces/...) at REV\n"
+               "                          (default main); repeatable\n"
+               "      --store DIR         chunk store (default ~/.cache/zestfs)\n"
+               "      --store-size BYTES  store cap, suffixes K/M/G/T (default half its disk)\n"
+               "      --token TOKEN       Hub token (default $HF_TOKEN, else the HF token file)\n"
+               "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
+               "      --offline           no network: present and serve what the store has\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
                "  -d, --debug             FUSE debug output\n");
 }
 
+static char *default_store(void)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char path[4096];
+    if (x && x[0] == '/')
+        snprintf(path, sizeof path, "%s/zestfs", x);
+    else if (h && h[0])
+        snprintf(path, sizeof path, "%s/.cache/zestfs", h);
+    else
+        return NULL;
+    return strdup(path);
+}
+
 int zestfs_cmd_mount(int argc, char **argv)
 {
+    enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
+           O_OFFLINE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
-        {"allow-other", no_argument, NULL, 'A'},
-        {"repo-json", required_argument, NULL, 'J'},
+        {"allow-other", no_argument, NULL, O_ALLOW},
+        {"repo-json", required_argument, NULL, O_JSON},
+        {"endpoint", required_argument, NULL, O_ENDPOINT},
+        {"repo", required_argument, NULL, O_REPO},
+        {"store", required_argument, NULL, O_STORE},
+        {"store-size", required_argument, NULL, O_STORE_SIZE},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
+        {"offline", no_argument, NULL, O_OFFLINE},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int foreground = 0, allow_other = 0, debug = 0;
-    const char *jsons[64];
+    const char *jsons[64], *repos[256];
     int njson = 0;
+    const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
+    zf_opts o = {.repos = repos};
+    bool size_set = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
         switch (c) {
         case 'f': foreground = 1; break;
-        case 'A': allow_other = 1; break;
+        case O_ALLOW: allow_other = 1; break;
         case 'd': debug = 1; break;
-        case 'J':
-            if (njson < 64)
-                jsons[njson++] = optarg;
+        case O_JSON:
+            if (njson == 64) {
+                fprintf(stderr, "zestfs: at most 64 --repo-json\n");
+                return 2;
+            }
+            jsons[njson++] = optarg;
             break;
+        case O_ENDPOINT: endpoint = optarg; break;
+        case O_REPO:
+            if (o.nrepos == 256) {
+                fprintf(stderr, "zestfs: at most 256 --repo\n");
+                return 2;
+            }
+            repos[o.nrepos++] = optarg;
+            break;
+        case O_STORE: store_opt = optarg; break;
+        case O_STORE_SIZE:
+            if (parse_size(optarg, &o.store_size) != 0 || o.store_size == 0) {
+                fprintf(stderr, "zestfs: --store-size %s: not a size\n", optarg);
+                return 2;
+            }
+            size_set = true;
+            break;
+        case O_TOKEN: token_opt = optarg; break;
+        case O_CACERT: o.cacert = optarg; break;
+        case O_OFFLINE: o.offline = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -132,6 +259,33 @@ int zestfs_cmd_mount(int argc, char **argv)
         return 2;
     }
     const char *mnt = argv[optind];
+    if (!endpoint || !endpoint[0])
+        endpoint = getenv("HF_ENDPOINT");
+    if (!endpoint || !endpoint[0])
+        endpoint = "https://huggingface.co";
+    char *ep = strdup(endpoint);
+    char *token = find_token(token_opt);
+    char *store_dir = store_opt ? strdup(store_opt) : default_store();
+    if (!ep || !store_dir) {
+        fprintf(stderr, "zestfs: no --store and no $HOME\n");
+        return 1;
+    }
+    for (size_t l = strlen(ep); l > 0 && ep[l - 1] == '/';)
+        ep[--l] = 0;
+    if (strncmp(ep, "https://", 8) && strncmp(ep, "http://", 7)) {
+        fprintf(stderr, "zestfs: --endpoint %s: not an http(s) URL\n", ep);
+        return 2;
+    }
+    o.endpoint = ep;
+    o.token = token;
+    o.store_dir = store_dir;
+    /* libuv's pool does store reads, decoding and hashing: one thread per core */
+    if (!getenv("UV_THREADPOOL_SIZE")) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        char nb[16];
+        snprintf(nb, sizeof nb, "%ld", ncpu < 4 ? 4 : ncpu > 64 ? 64 : ncpu);
+        setenv("UV_THREADPOOL_SIZE", nb, 0);
+    }
 
     static zf_mount m;
     int rootfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -141,8 +295,25 @@ int zestfs_cmd_mount(int argc, char **argv)
     }
     if (zf_fs_init(&m.fs, rootfd) != 0)
         return 1;
+    zc_store *store = NULL;
+    int err = zc_open(store_dir, size_set ? o.store_size : UINT64_MAX / 2, &store);
+    if (err) {
+        fprintf(stderr, "zestfs: store %s: %s%s\n", store_dir, strerror(-err),
+                err == -EBUSY ? " (another zestfs uses it)" : "");
+        return 1;
+    }
+    if (!size_set) {
+        struct statvfs sv;
+        uint64_t cap = 1ull << 30;
+        if (statvfs(store_dir, &sv) == 0 && (uint64_t)sv.f_blocks * sv.f_frsize / 2 > cap)
+            cap = (uint64_t)sv.f_blocks * sv.f_frsize / 2;
+        zc_set_cap(store, cap);
+        o.store_size = cap;
+    }
+    if (zf_load_repos(&m.fs, &o, store) != 0)
+        return 1;
     for (int i = 0; i < njson; i++) {
-        int err = load_repo_json(&m.fs, jsons[i]);
+        err = load_repo_json(&m.fs, jsons[i]);
         if (err) {
             fprintf(stderr, "zestfs: %s: %s\n", jsons[i], strerror(-err));
             return 1;
@@ -171,6 +342,12 @@ int zestfs_cmd_mount(int argc, char **argv)
 
     uv_loop_init(&m.loop);
     m.fs.loop = &m.loop;
+    err = zf_read_init(&m.fs, &o, store);
+    if (err) {
+        fprintf(stderr, "zestfs: read path: %s\n", strerror(-err));
+        fuse_session_unmount(m.fs.se);
+        return 1;
+    }
     uv_poll_init(&m.loop, &m.poll, fd);
     m.poll.data = &m;
     uv_poll_start(&m.poll, UV_READABLE, on_fuse);
@@ -186,7 +363,17 @@ int zestfs_cmd_mount(int argc, char **argv)
     fuse_session_destroy(m.fs.se);
     uv_loop_close(&m.loop);
     free(m.buf.mem);
+    zf_read_free(&m.fs);
+    err = zc_close(store);
+    if (err)
+        fprintf(stderr, "zestfs: closing the store: %s\n", strerror(-err));
     zf_fs_destroy(&m.fs);
     close(rootfd);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
+    }
+    free(ep);
+    free(store_dir);
     return m.exit_code;
 }

@@ -6,9 +6,11 @@
 
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "cache.h"
 #include "vtree.h"
 
 struct zf_node;
@@ -28,9 +30,42 @@ typedef struct zf_fs {
     void *read_ctx;
 } zf_fs;
 
+/* Mount options (mount.c parses them; hubload.c and read.c use them). */
+typedef struct zf_opts {
+    const char *endpoint;       /* no trailing '/' */
+    const char *token;          /* Hub token; NULL: anonymous */
+    const char *cacert;         /* PEM bundle; NULL: the system's */
+    const char *store_dir;
+    uint64_t store_size;
+    bool offline;               /* never touch the network */
+    size_t nrepos;
+    const char **repos;         /* "[models/|datasets/|spaces/]org/name[@rev]" */
+} zf_opts;
+
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops zf_ops;
 int zf_fs_init(zf_fs *fs, int rootfd);
 void zf_fs_destroy(zf_fs *fs);
+
+/* Present a repo model (takes it; replaces one of the same type and id). */
+int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
+
+/* Startup (hubload.c), before the FUSE session exists and outside any
+ * loop: every repo persisted in the store ("repo/<type>/<id>") is loaded,
+ * then each --repo is resolved on the Hub (revision + tree listing, on a
+ * private loop), merged into its persisted model, persisted again and
+ * presented.  Offline, or when the Hub cannot be reached, the persisted
+ * model is presented instead.  0, or a negative errno for a repo that
+ * cannot be presented at all (a message is printed). */
+int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
+
+/* Blob reads (read.c), on fs->loop: sets fs->read_blob.  Network clients
+ * are created on the loop unless o->offline.  zf_read_stop cancels what
+ * is in flight (pending reads fail with EIO) and closes the clients: call
+ * it when the session ends, then keep running the loop until it is empty;
+ * zf_read_free after that. */
+int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store);
+void zf_read_stop(zf_fs *fs);
+void zf_read_free(zf_fs *fs);
 
 #endif

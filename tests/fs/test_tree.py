@@ -21,6 +21,7 @@ def main():
             fails.append(what); print("FAIL", what)
     tmp = tempfile.mkdtemp(prefix="zestfs-tree-")
     mnt = os.path.join(tmp, "hub"); os.mkdir(mnt)
+    store = os.path.join(tmp, "store")
     # a real repo already in the cache, and a real file at the root
     real_repo = os.path.join(mnt, "models--real--one", "refs"); os.makedirs(real_repo)
     open(os.path.join(real_repo, "main"), "w").write("f" * 40)
@@ -38,7 +39,7 @@ def main():
                  c2: {"date": 1767225700, "files": [
                      {"path": "config.json", "size": 27, "oid": "b6ded5f3" + "1" * 32}]}}}
     mj = os.path.join(tmp, "repo.json"); json.dump(model, open(mj, "w"))
-    proc = subprocess.Popen([zestfs, "-f", "--repo-json", mj, mnt])
+    proc = subprocess.Popen([zestfs, "-f", "--store", store, "--repo-json", mj, mnt])
     try:
         for _ in range(100):
             if os.path.ismount(mnt): break
@@ -107,7 +108,7 @@ def main():
         # the client's writes landed in the real directory
         check(open(os.path.join(mnt, "models--org--tiny/refs/main")).read() == c2, "writes persisted on disk")
         # fusermount3 -u
-        proc = subprocess.Popen([zestfs, "-f", "--repo-json", mj, mnt])
+        proc = subprocess.Popen([zestfs, "-f", "--store", store, "--repo-json", mj, mnt])
         for _ in range(100):
             if os.path.ismount(mnt): break
             time.sleep(0.05)

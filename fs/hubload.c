@@ -1,0 +1,341 @@
+/* hubload.c — what the mount presents at startup: every repo model
+ * persisted in the store, and each --repo resolved on the Hub.
+ *
+ * For `--repo [models/|datasets/|spaces/]org/name[@rev]` (rev: main):
+ *   zn_hub_revision(rev) -> commit sha + lastModified,
+ *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
+ *                           sha256, Xet hash),
+ * merged into the persisted model of that repo (refs[rev] = sha unless rev
+ * is the sha itself; commits[sha] replaced; older commits kept, so a
+ * remount still presents every snapshot it presented before), validated by
+ * zf_repo_from_json, persisted as store metadata "repo/<type>/<id>" and
+ * presented.  Offline, or when the Hub answer does not come, the persisted
+ * model is presented as it is.
+ *
+ * This runs before the FUSE session is mounted (and before the process
+ * daemonizes), on a private uv loop that is closed again before returning,
+ * so nothing of it survives into the mount's loop.  Store calls are made
+ * directly: nothing else runs yet. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "net.h"
+#include "zfs.h"
+
+static const char *TYPE_NAME[] = {"model", "dataset", "space"};
+
+int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        if (fs->tree.repos[i]->type == r->type && strcmp(fs->tree.repos[i]->id, r->id) == 0) {
+            zf_repo_free(fs->tree.repos[i]);
+            fs->tree.repos[i] = r;
+            return 0;
+        }
+    zf_repo **nr = realloc(fs->tree.repos, (fs->tree.nrepos + 1) * sizeof *nr);
+    if (!nr)
+        return -ENOMEM;
+    fs->tree.repos = nr;
+    fs->tree.repos[fs->tree.nrepos++] = r;
+    return 0;
+}
+
+static const zf_repo *find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        if (fs->tree.repos[i]->type == type && strcmp(fs->tree.repos[i]->id, id) == 0)
+            return fs->tree.repos[i];
+    return NULL;
+}
+
+/* ---- one --repo --------------------------------------------------------- */
+
+typedef struct job {
+    zf_fs *fs;
+    zc_store *store;
+    zn_hub *hub;
+    const char *spec;
+    enum zf_repo_type type;
+    char id[256];
+    char rev[256];
+    char key[300];
+    zn_revision revision;
+    int err;
+    bool done;
+} job;
+
+/* "[models/|datasets/|spaces/]org/name[@rev]" */
+static int parse_spec(const char *spec, job *j)
+{
+    const char *p = spec;
+    j->type = ZF_MODEL;
+    if (!strncmp(p, "models/", 7))
+        p += 7;
+    else if (!strncmp(p, "datasets/", 9)) {
+        j->type = ZF_DATASET;
+        p += 9;
+    } else if (!strncmp(p, "spaces/", 7)) {
+        j->type = ZF_SPACE;
+        p += 7;
+    }
+    const char *at = strchr(p, '@');
+    size_t n = at ? (size_t)(at - p) : strlen(p);
+    if (n == 0 || n >= sizeof j->id)
+        return -EINVAL;
+    memcpy(j->id, p, n);
+    j->id[n] = 0;
+    snprintf(j->rev, sizeof j->rev, "%s", at ? at + 1 : "main");
+    if (!zf_valid_repo_id(j->id) || !zf_valid_rev(j->rev) || strlen(at ? at + 1 : "") >= sizeof j->rev)
+        return -EINVAL;
+    snprintf(j->key, sizeof j->key, "repo/%s/%s", TYPE_NAME[j->type], j->id);
+    return 0;
+}
+
+static cJSON *obj_member(cJSON *parent, const char *name)
+{
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, name);
+    if (cJSON_IsObject(o))
+        return o;
+    cJSON_DeleteItemFromObjectCaseSensitive(parent, name);
+    return cJSON_AddObjectToObject(parent, name);
+}
+
+/* The persisted model (if any) with this commit and ref added. */
+static char *merged_json(job *j, const zn_tree *t)
+{
+    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    cJSON *root = NULL;
+    if (old) {
+        char *s = zf_repo_to_json(old);
+        root = s ? cJSON_Parse(s) : NULL;
+        free(s);
+    }
+    if (!root)
+        root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "format");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "type");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "id");
+    cJSON_AddNumberToObject(root, "format", 1);
+    cJSON_AddStringToObject(root, "type", TYPE_NAME[j->type]);
+    cJSON_AddStringToObject(root, "id", j->id);
+    cJSON *refs = obj_member(root, "refs");
+    cJSON *commits = obj_member(root, "commits");
+    const char *sha = j->revision.sha;
+    if (strcmp(j->rev, sha) != 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(refs, j->rev);
+        cJSON_AddStringToObject(refs, j->rev, sha);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(commits, sha);
+    cJSON *c = cJSON_AddObjectToObject(commits, sha);
+    int64_t date = j->revision.last_modified ? j->revision.last_modified : (int64_t)time(NULL);
+    cJSON_AddNumberToObject(c, "date", (double)date);
+    cJSON *files = cJSON_AddArrayToObject(c, "files");
+    for (size_t i = 0; i < t->n; i++) {
+        const zn_tree_entry *e = &t->e[i];
+        if (e->is_dir)
+            continue;
+        if (!zf_valid_path(e->path)) {
+            fprintf(stderr, "zestfs: %s: skipping unsafe path in the tree listing\n", j->id);
+            continue;
+        }
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "path", e->path);
+        cJSON_AddNumberToObject(f, "size", (double)e->size);
+        cJSON_AddStringToObject(f, "oid", e->oid);
+        if (e->lfs_sha256[0])
+            cJSON_AddStringToObject(f, "lfs_sha256", e->lfs_sha256);
+        if (e->xet_hash[0])
+            cJSON_AddStringToObject(f, "xet_hash", e->xet_hash);
+        cJSON_AddItemToArray(files, f);
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static void finish(job *j, int err)
+{
+    j->err = err;
+    j->done = true;
+}
+
+static void on_tree(void *ud, int err, zn_tree *t)
+{
+    job *j = ud;
+    if (err) {
+        finish(j, err);
+        return;
+    }
+    char *json = merged_json(j, t);
+    zn_tree_free(t);
+    zf_repo *r = NULL;
+    err = json ? zf_repo_from_json(json, strlen(json), &r) : -ENOMEM;
+    free(json);
+    if (err) {
+        finish(j, err);
+        return;
+    }
+    char *out = zf_repo_to_json(r);
+    int perr = out ? zc_meta_put(j->store, j->key, out, strlen(out), ZC_PUT_FSYNC) : -ENOMEM;
+    free(out);
+    if (perr)
+        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", j->spec, strerror(-perr));
+    err = zf_fs_add_repo(j->fs, r);
+    if (err)
+        zf_repo_free(r);
+    finish(j, err);
+}
+
+static void on_revision(void *ud, int err, const zn_revision *rev)
+{
+    job *j = ud;
+    if (err) {
+        finish(j, err);
+        return;
+    }
+    j->revision = *rev;
+    err = zn_hub_tree(j->hub, (zn_repo_type)j->type, j->id, rev->sha, on_tree, j, NULL);
+    if (err)
+        finish(j, err);
+}
+
+/* ---- persisted models ------------------------------------------------------ */
+
+typedef struct keys {
+    char **v;
+    size_t n;
+} keys;
+
+static int collect(void *ud, const char *key)
+{
+    keys *k = ud;
+    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
+    if (!nv)
+        return -ENOMEM;
+    k->v = nv;
+    if (!(k->v[k->n] = strdup(key)))
+        return -ENOMEM;
+    k->n++;
+    return 0;
+}
+
+static void load_persisted(zf_fs *fs, zc_store *store)
+{
+    keys k = {0};
+    int rc = zc_meta_list(store, "repo/", collect, &k);
+    if (rc < 0)
+        fprintf(stderr, "zestfs: listing stored repos: %s\n", strerror(-rc));
+    for (size_t i = 0; i < k.n; i++) {
+        void *data;
+        size_t len;
+        zf_repo *r = NULL;
+        rc = zc_meta_get(store, k.v[i], &data, &len);
+        if (rc == 0) {
+            rc = zf_repo_from_json(data, len, &r);
+            free(data);
+        }
+        if (rc == 0 && (rc = zf_fs_add_repo(fs, r)) != 0)
+            zf_repo_free(r);
+        if (rc)
+            fprintf(stderr, "zestfs: stored %s: %s\n", k.v[i], strerror(-rc));
+        free(k.v[i]);
+    }
+    free(k.v);
+}
+
+/* Is `rev` (a ref name or a commit) known to a presented model? */
+static bool has_rev(const zf_repo *r, const char *rev)
+{
+    if (!r)
+        return false;
+    for (size_t i = 0; i < r->nrefs; i++)
+        if (strcmp(r->refs[i].name, rev) == 0)
+            return true;
+    return zf_repo_commit(r, rev) != NULL;
+}
+
+int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
+{
+    load_persisted(fs, store);
+    if (o->nrepos == 0)
+        return 0;
+    job *jobs = calloc(o->nrepos, sizeof *jobs);
+    if (!jobs)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < o->nrepos; i++) {
+        jobs[i].fs = fs;
+        jobs[i].store = store;
+        jobs[i].spec = o->repos[i];
+        if (parse_spec(o->repos[i], &jobs[i]) != 0) {
+            fprintf(stderr, "zestfs: --repo %s: not [datasets/]org/name[@rev]\n", o->repos[i]);
+            free(jobs);
+            return -EINVAL;
+        }
+        jobs[i].err = -ENETDOWN;
+        jobs[i].done = true;
+    }
+    if (!o->offline) {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        zn_http_opts ho = {.cacert = o->cacert};
+        zn_http *http = zn_http_new(&loop, &ho);
+        zn_hub_opts hopts = {
+            .endpoint = o->endpoint,
+            .token = o->token,
+            .retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 4000,
+                      .deadline_ms = 20000},
+        };
+        zn_hub *hub = http ? zn_hub_new(http, &hopts) : NULL;
+        if (hub) {
+            for (size_t i = 0; i < o->nrepos; i++) {
+                job *j = &jobs[i];
+                j->hub = hub;
+                j->done = false;
+                int err = zn_hub_revision(hub, (zn_repo_type)j->type, j->id, j->rev, on_revision,
+                                          j, NULL);
+                if (err)
+                    finish(j, err);
+            }
+            for (;;) {
+                bool all = true;
+                for (size_t i = 0; i < o->nrepos; i++)
+                    all = all && jobs[i].done;
+                if (all)
+                    break;
+                uv_run(&loop, UV_RUN_ONCE);
+            }
+        } else
+            fprintf(stderr, "zestfs: cannot start the HTTP client\n");
+        zn_hub_free(hub);
+        zn_http_free(http);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    for (size_t i = 0; i < o->nrepos && rc == 0; i++) {
+        job *j = &jobs[i];
+        if (j->err == 0)
+            continue;
+        const zf_repo *r = find_repo(fs, j->type, j->id);
+        bool known = has_rev(r, j->rev);
+        bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
+        if (!o->offline)
+            fprintf(stderr, "zestfs: %s: %s%s\n", j->spec,
+                    absent ? "not found on the Hub" : strerror(-j->err),
+                    known ? "; presenting the stored copy" : "");
+        if (!known) {
+            if (o->offline || !absent)
+                fprintf(stderr, "zestfs: %s: not in the store (%s)\n", j->spec,
+                        o->offline ? "offline" : "the Hub could not be reached");
+            rc = absent ? -ENOENT : -EHOSTUNREACH;
+        }
+    }
+    free(jobs);
+    return rc;
+}

@@ -1,0 +1,1512 @@
+/* read.c — reads of virtual blobs (ARCHITECTURE.md, "The path of a read").
+ *
+ * Everything here is owned by the loop thread except the work items, which
+ * carry what they need to the libuv pool and come back in after_work.
+ *
+ * Xet files (keyed by Xet file id; shared by every repo/revision/path that
+ * has that content):
+ *   - a FILE MAP: sorted extents (file offset, length, xorb, chunk range),
+ *     one per reconstruction term seen, persisted as store metadata
+ *     "fmap/<xet id>" (loaded on first use), so a remount or an offline
+ *     mount knows where stored bytes are without the network.  No extent is
+ *     contained in another, so starts and ends both increase and the extent
+ *     covering a byte is found with one binary search.
+ *   - a read [off, min(off+size, file size)) whose bytes are all mapped goes
+ *     to the pool as a STORE READ: walk the extents, zc_lookup each chunk
+ *     run (verifying segments found at zc_open on first use), zc_read into
+ *     one buffer and fuse_reply_buf from the worker.  Nothing missing: done.
+ *   - otherwise (unmapped byte, or the store read found a chunk missing at
+ *     byte m) the read waits for the WINDOW FETCHES ("cells": the aligned
+ *     8 MiB windows of the file) that contain [m, end).  A cell is one
+ *     in-flight fetch however many reads wait on it:
+ *       zn_cas_reconstruction(Range: bytes=S-E, rev = the commit) -> terms
+ *       become extents -> each descriptor with chunks missing in the store
+ *       joins or creates an XORB RANGE FETCH keyed by (xorb, chunk range):
+ *       one CDN request (zn_cdn_fetch, the exact signed range) for all the
+ *       cells and files that need it; its body is decoded on the pool (record
+ *       count = the descriptor's chunks, each term's chunks decode to its
+ *       unpacked_length), chunk hashes computed and the run stored with
+ *       zc_put; then the cell's reads try the store again.
+ *     A failed cell is tried again from a fresh reconstruction (signed URLs
+ *     may have expired) with backoff, 3 attempts within 60 s; then its reads
+ *     fail with EIO.  A read never gets a short answer before EOF.
+ *   - memory: fetch bodies in flight are capped by XF_BUDGET (fetches queue
+ *     beyond it); a cell is 8 MiB of file data; no whole file is buffered.
+ * Other files (no Xet hash; small regular files): fetched whole once from
+ * {endpoint}/{repo}/resolve/{commit}/{path}, checked (sha256 of LFS files,
+ * git blob sha1 otherwise), stored as metadata "blob/<etag>", and served
+ * from memory (an LRU of BLOB_MEM bytes) or the store.  Larger non-Xet files
+ * (> BLOB_MAX) are not supported yet: EIO.
+ *
+ * Errors are negative errno values internally; a FUSE read ends with EIO
+ * when its bytes cannot be had (offline, fetch failed), never short. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "net.h"
+#include "zfs.h"
+
+#define CELL_SIZE (8ull << 20)
+#define MAX_ATTEMPTS 3
+#define DEADLINE_MS 60000
+#define XF_BUDGET (256ull << 20)
+#define BLOB_MAX (64ull << 20)
+#define BLOB_MEM (64ull << 20)
+#define MAX_ROUNDS 4       /* fetch rounds per read before EIO */
+#define NBUCKETS 4096
+
+typedef struct rd_ctx rd_ctx;
+typedef struct rd_file rd_file;
+typedef struct rd_read rd_read;
+typedef struct rd_cell rd_cell;
+typedef struct rd_xf rd_xf;
+
+typedef struct rd_ext {
+    uint64_t off, len;
+    xet_hash xorb;
+    uint32_t cs, ce;
+} rd_ext;
+
+typedef struct rd_check { /* a term to check against a fetched run */
+    uint32_t cs, ce, ulen;
+} rd_check;
+
+enum { MAP_NONE, MAP_LOADING, MAP_READY };
+enum { BLOB_NONE, BLOB_LOADING, BLOB_FETCHING, BLOB_READY };
+
+struct rd_file {
+    rd_file *hnext;
+    rd_ctx *c;
+    bool xet;
+    char key[72];              /* "x<xet id>" or "b<etag>" */
+    char id[65];               /* Xet id string */
+    uint64_t size;
+    /* where it comes from (pointers into the presented models) */
+    zn_repo_type type;
+    const char *repo;
+    char rev[41];
+    const char *path;
+    char oid[41], etag[65];
+    bool has_lfs;
+    /* Xet map */
+    int map_state;
+    rd_ext *ext;
+    size_t n, cap;
+    bool map_dirty, map_saving;
+    rd_read *map_wait;
+    rd_cell *cells;
+    /* non-Xet content */
+    int blob_state;
+    uint8_t *blob;
+    rd_read *blob_wait;
+    rd_file *lru_prev, *lru_next;
+};
+
+struct rd_read {
+    rd_ctx *c;
+    rd_file *f;
+    fuse_req_t req;
+    uint64_t off, len;
+    unsigned rounds;
+    int waits;                 /* cells outstanding */
+    int err;
+    rd_read *next;             /* map_wait / blob_wait */
+    uv_work_t work;
+    rd_ext *snap;              /* extents for the store read */
+    size_t nsnap;
+    int rc;                    /* store read: 0 replied, -ENOENT missing at miss */
+    uint64_t miss;
+};
+
+struct rd_cell {
+    rd_cell *next;             /* f->cells */
+    rd_file *f;
+    uint64_t idx, start, end;
+    rd_read **w;
+    size_t nw, cw;
+    int pending;               /* xorb range fetches (+1 while being set up) */
+    int err;
+    int attempt;
+    uint64_t t0;
+    uv_timer_t timer;
+};
+
+struct rd_xf {
+    rd_xf *next;               /* c->xfs (all live ones) */
+    rd_xf *qnext;              /* c->xq (waiting for budget) */
+    rd_ctx *c;
+    xet_hash xorb;
+    uint32_t cs, ce;
+    uint64_t bs, be;
+    char *url;
+    uint8_t *buf;
+    uint64_t bytes;
+    bool started, decoding;
+    rd_cell **w;
+    size_t nw, cw;
+    rd_check *chk;
+    size_t nchk, cchk;
+    uint32_t *lens;            /* after decode */
+    int err;
+    uv_work_t work;
+};
+
+struct rd_ctx {
+    zf_fs *fs;
+    uv_loop_t *loop;
+    zc_store *store;
+    zn_http *http;
+    zn_hub *hub;
+    char *endpoint;
+    char *auth;                /* "Authorization: Bearer ..." or NULL */
+    bool stopping;
+    rd_file *tab[NBUCKETS];
+    rd_xf *xfs;
+    rd_xf *xq, **xqtail;
+    uint64_t xf_bytes;
+    rd_file *lru_head, *lru_tail;
+    uint64_t blob_mem;
+    zn_retry cdn_retry;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t umin(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+static uint32_t hash_key(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static rd_file *file_get(rd_ctx *c, const zv_ent *e)
+{
+    const zf_file *zf = e->file;
+    char key[72];
+    if (zf->has_xet) {
+        key[0] = 'x';
+        xet_hash_to_string(&zf->xet, key + 1);
+    } else
+        snprintf(key, sizeof key, "b%s", zf->etag);
+    uint32_t b = hash_key(key) % NBUCKETS;
+    for (rd_file *f = c->tab[b]; f; f = f->hnext)
+        if (strcmp(f->key, key) == 0)
+            return f;
+    rd_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->c = c;
+    memcpy(f->key, key, sizeof key);
+    f->xet = zf->has_xet;
+    if (f->xet)
+        memcpy(f->id, key + 1, 65);
+    f->size = zf->size;
+    f->type = (zn_repo_type)e->repo->type;
+    f->repo = e->repo->id;
+    memcpy(f->rev, e->commit->sha, 41);
+    f->path = zf->path;
+    memcpy(f->oid, zf->oid, 41);
+    memcpy(f->etag, zf->etag, 65);
+    f->has_lfs = zf->has_lfs;
+    f->hnext = c->tab[b];
+    c->tab[b] = f;
+    return f;
+}
+
+/* ---- replies ----------------------------------------------------------------- */
+
+static void read_free(rd_read *r)
+{
+    free(r->snap);
+    free(r);
+}
+
+static void read_fail(rd_read *r, int err)
+{
+    (void)err; /* the cause was logged where it happened */
+    fuse_reply_err(r->req, EIO);
+    read_free(r);
+}
+
+/* ---- extent map ------------------------------------------------------------------- */
+
+/* Index of the last extent with off <= pos, or -1. */
+static long ext_floor(const rd_file *f, uint64_t pos)
+{
+    long lo = 0, hi = (long)f->n;
+    while (lo < hi) {
+        long mid = (lo + hi) / 2;
+        if (f->ext[mid].off <= pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo - 1;
+}
+
+/* First byte of [off, end) that no extent covers, or end. */
+static uint64_t ext_uncovered(const rd_file *f, uint64_t off, uint64_t end)
+{
+    uint64_t pos = off;
+    while (pos < end) {
+        long i = ext_floor(f, pos);
+        if (i < 0 || f->ext[i].off + f->ext[i].len <= pos)
+            return pos;
+        pos = f->ext[i].off + f->ext[i].len;
+    }
+    return end;
+}
+
+static int ext_add(rd_file *f, const rd_ext *e)
+{
+    uint64_t eend = e->off + e->len;
+    long i = ext_floor(f, e->off);
+    if (i >= 0 && f->ext[i].off + f->ext[i].len >= eend)
+        return 0; /* contained in an existing one */
+    size_t at = (size_t)(i + 1);
+    /* f->ext[i].off < e->off here, or i < 0: drop those contained in e */
+    size_t j = at;
+    while (j < f->n && f->ext[j].off + f->ext[j].len <= eend)
+        j++;
+    if (j > at) {
+        memmove(&f->ext[at], &f->ext[j], (f->n - j) * sizeof *f->ext);
+        f->n -= j - at;
+    }
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 16;
+        rd_ext *ne = realloc(f->ext, nc * sizeof *ne);
+        if (!ne)
+            return -ENOMEM;
+        f->ext = ne;
+        f->cap = nc;
+    }
+    memmove(&f->ext[at + 1], &f->ext[at], (f->n - at) * sizeof *f->ext);
+    f->ext[at] = *e;
+    f->n++;
+    return 1;
+}
+
+/* Serialized map: "ZFMAP001", u64 n, n x {u64 off, u64 len, xorb[32], u32 cs, u32 ce}. */
+#define MAP_MAGIC "ZFMAP001"
+#define MAP_REC 56
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+typedef struct map_job {
+    uv_work_t work;
+    rd_file *f;
+    zc_store *store;
+    char key[80];
+    uint8_t *data;
+    size_t len;
+    rd_ext *ext;   /* loaded */
+    size_t n;
+    int rc;
+} map_job;
+
+static void map_key(const rd_file *f, char *out, size_t n)
+{
+    snprintf(out, n, "fmap/%s", f->id);
+}
+
+static void map_load_work(uv_work_t *w)
+{
+    map_job *j = w->data;
+    void *data;
+    size_t len;
+    j->rc = zc_meta_get(j->store, j->key, &data, &len);
+    if (j->rc)
+        return;
+    const uint8_t *p = data;
+    j->rc = -EBADMSG;
+    if (len < 16 || memcmp(p, MAP_MAGIC, 8) != 0)
+        goto out;
+    uint64_t n = get_u64(p + 8);
+    if (n > (len - 16) / MAP_REC || 16 + n * MAP_REC != len)
+        goto out;
+    j->ext = malloc((n ? n : 1) * sizeof *j->ext);
+    if (!j->ext) {
+        j->rc = -ENOMEM;
+        goto out;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *q = p + 16 + i * MAP_REC;
+        rd_ext *e = &j->ext[i];
+        e->off = get_u64(q);
+        e->len = get_u64(q + 8);
+        memcpy(e->xorb.b, q + 16, 32);
+        e->cs = get_u32(q + 48);
+        e->ce = get_u32(q + 52);
+        if (e->len == 0 || e->cs >= e->ce || e->off + e->len < e->off ||
+            (i && (e->off <= e[-1].off || e->off + e->len <= e[-1].off + e[-1].len))) {
+            free(j->ext);
+            j->ext = NULL;
+            goto out;
+        }
+    }
+    j->n = (size_t)n;
+    j->rc = 0;
+out:
+    free(data);
+}
+
+static void xet_try(rd_read *r);
+
+static void map_ready(rd_file *f)
+{
+    f->map_state = MAP_READY;
+    rd_read *r = f->map_wait;
+    f->map_wait = NULL;
+    while (r) {
+        rd_read *nx = r->next;
+        xet_try(r);
+        r = nx;
+    }
+}
+
+static void map_load_after(uv_work_t *w, int status)
+{
+    map_job *j = w->data;
+    rd_file *f = j->f;
+    if (j->rc == 0) {
+        for (size_t i = 0; i < j->n; i++)
+            if (j->ext[i].off + j->ext[i].len <= f->size)
+                ext_add(f, &j->ext[i]);
+    } else if (j->rc != -ENOENT)
+        fprintf(stderr, "zestfs: map of %s: %s (ignored)\n", f->id, strerror(-j->rc));
+    free(j->ext);
+    free(j);
+    map_ready(f);
+}
+
+static void map_save_work(uv_work_t *w)
+{
+    map_job *j = w->data;
+    j->rc = zc_meta_put(j->store, j->key, j->data, j->len, 0);
+}
+
+static void map_save(rd_file *f);
+
+static void map_save_after(uv_work_t *w, int status)
+{
+    map_job *j = w->data;
+    rd_file *f = j->f;
+    if (j->rc)
+        fprintf(stderr, "zestfs: saving the map of %s: %s\n", f->id, strerror(-j->rc));
+    free(j->data);
+    free(j);
+    f->map_saving = false;
+    if (f->map_dirty)
+        map_save(f);
+}
+
+static void map_save(rd_file *f)
+{
+    if (f->map_saving) {
+        f->map_dirty = true;
+        return;
+    }
+    f->map_dirty = false;
+    map_job *j = calloc(1, sizeof *j);
+    uint8_t *d = j ? malloc(16 + f->n * MAP_REC) : NULL;
+    if (!d) {
+        free(j);
+        return;
+    }
+    memcpy(d, MAP_MAGIC, 8);
+    put_u64(d + 8, f->n);
+    for (size_t i = 0; i < f->n; i++) {
+        uint8_t *q = d + 16 + i * MAP_REC;
+        put_u64(q, f->ext[i].off);
+        put_u64(q + 8, f->ext[i].len);
+        memcpy(q + 16, f->ext[i].xorb.b, 32);
+        put_u32(q + 48, f->ext[i].cs);
+        put_u32(q + 52, f->ext[i].ce);
+    }
+    j->f = f;
+    j->store = f->c->store;
+    j->data = d;
+    j->len = 16 + f->n * MAP_REC;
+    map_key(f, j->key, sizeof j->key);
+    j->work.data = j;
+    f->map_saving = true;
+    if (uv_queue_work(f->c->loop, &j->work, map_save_work, map_save_after) != 0) {
+        f->map_saving = false;
+        free(d);
+        free(j);
+    }
+}
+
+/* ---- store reads ---------------------------------------------------------------- */
+
+/* Copy file bytes [off, off+len) from the store using extents ex[0..n)
+ * (sorted, covering the range).  0, or -ENOENT with *miss = the first byte
+ * that is not stored; -EBADMSG when the stored chunks disagree with an
+ * extent's length. */
+static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uint64_t len,
+                      uint8_t *out, uint64_t *miss)
+{
+    uint64_t pos = off, end = off + len;
+    size_t i = 0;
+    while (pos < end) {
+        while (i + 1 < n && ex[i + 1].off <= pos)
+            i++;
+        const rd_ext *e = &ex[i];
+        uint64_t eend = e->off + e->len;
+        if (e->off > pos || eend <= pos) {
+            *miss = pos;
+            return -ENOENT;
+        }
+        uint32_t ch = e->cs;
+        uint64_t coff = e->off;
+        while (pos < end && pos < eend) {
+            if (ch >= e->ce || coff > pos)
+                return -EBADMSG;
+            zc_ref ref;
+            int rc = zc_lookup(s, &e->xorb, ch, &ref);
+            if (rc == -EAGAIN)
+                rc = zc_verify_segment(&ref);
+            if (rc) {
+                zc_unpin(&ref);
+                *miss = pos;
+                return -ENOENT;
+            }
+            uint32_t stop = ref.seg_end < e->ce ? ref.seg_end : e->ce;
+            uint64_t bytes = ref.run_bytes;
+            if (stop < ref.seg_end) {
+                uint64_t o;
+                uint32_t l;
+                if (zc_chunk_span(&ref, stop, &o, &l) != 0) {
+                    zc_unpin(&ref);
+                    return -EBADMSG;
+                }
+                bytes = o - ref.off;
+            }
+            if (pos < coff + bytes) {
+                uint64_t want = umin(end, coff + bytes) - pos;
+                ssize_t got = zc_read(&ref, ch, pos - coff, out + (pos - off), (size_t)want);
+                if (got < 0 || (uint64_t)got != want) {
+                    zc_unpin(&ref);
+                    *miss = pos;
+                    return -ENOENT;
+                }
+                pos += want;
+            }
+            zc_unpin(&ref);
+            coff += bytes;
+            ch = stop;
+            if (coff > eend || (ch == e->ce && coff != eend))
+                return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+static void store_work(uv_work_t *w)
+{
+    rd_read *r = w->data;
+    uint8_t *buf = malloc(r->len);
+    if (!buf) {
+        r->rc = -ENOMEM;
+        return;
+    }
+    r->rc = store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, buf, &r->miss);
+    if (r->rc == 0)
+        fuse_reply_buf(r->req, (const char *)buf, r->len);
+    free(buf);
+}
+
+static void fetch_cells(rd_read *r, uint64_t from);
+
+static void store_after(uv_work_t *w, int status)
+{
+    rd_read *r = w->data;
+    free(r->snap);
+    r->snap = NULL;
+    if (r->rc == 0) {
+        read_free(r);
+        return;
+    }
+    if (r->rc == -ENOENT) {
+        fetch_cells(r, r->miss);
+        return;
+    }
+    if (r->rc == -EBADMSG)
+        fprintf(stderr, "zestfs: %s: stored chunks disagree with the file map at %" PRIu64 "\n",
+                r->f->id, r->off);
+    /* inconsistent: fetch again (bounded by rounds) */
+    fetch_cells(r, r->off);
+}
+
+/* The read's bytes are all mapped: read them from the store on the pool. */
+static void store_start(rd_read *r)
+{
+    rd_file *f = r->f;
+    uint64_t end = r->off + r->len;
+    long i0 = ext_floor(f, r->off);
+    size_t i1 = (size_t)i0;
+    while (i1 + 1 < f->n && f->ext[i1 + 1].off < end)
+        i1++;
+    r->nsnap = i1 - (size_t)i0 + 1;
+    r->snap = malloc(r->nsnap * sizeof *r->snap);
+    if (!r->snap) {
+        read_fail(r, -ENOMEM);
+        return;
+    }
+    memcpy(r->snap, &f->ext[i0], r->nsnap * sizeof *r->snap);
+    r->work.data = r;
+    if (uv_queue_work(r->c->loop, &r->work, store_work, store_after) != 0)
+        read_fail(r, -EIO);
+}
+
+static void xet_try(rd_read *r)
+{
+    rd_file *f = r->f;
+    uint64_t end = r->off + r->len;
+    uint64_t u = ext_uncovered(f, r->off, end);
+    if (u == end)
+        store_start(r);
+    else
+        fetch_cells(r, u);
+}
+
+/* ---- xorb range fetches ---------------------------------------------------------------- */
+
+static void cell_fetches_done(rd_cell *cl);
+static void xf_pump(rd_ctx *c);
+
+static void xf_finish(rd_xf *xf, int err)
+{
+    rd_ctx *c = xf->c;
+    for (rd_xf **pp = &c->xfs; *pp; pp = &(*pp)->next)
+        if (*pp == xf) {
+            *pp = xf->next;
+            break;
+        }
+    if (xf->started)
+        c->xf_bytes -= xf->bytes;
+    if (err && err != -ECANCELED) {
+        char xs[65];
+        xet_hash_to_string(&xf->xorb, xs);
+        fprintf(stderr, "zestfs: xorb %s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce,
+                strerror(-err));
+    }
+    for (size_t i = 0; i < xf->nw; i++) {
+        rd_cell *cl = xf->w[i];
+        if (err && !cl->err)
+            cl->err = err;
+        if (--cl->pending == 0)
+            cell_fetches_done(cl);
+    }
+    free(xf->w);
+    free(xf->chk);
+    free(xf->lens);
+    free(xf->url);
+    free(xf->buf);
+    free(xf);
+    xf_pump(c);
+}
+
+static int check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uint32_t *lens)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (chk[i].cs < xf->cs || chk[i].ce > xf->ce || chk[i].cs >= chk[i].ce)
+            return -EBADMSG;
+        uint64_t sum = 0;
+        for (uint32_t k = chk[i].cs; k < chk[i].ce; k++)
+            sum += lens[k - xf->cs];
+        if (sum != chk[i].ulen)
+            return -EILSEQ;
+    }
+    return 0;
+}
+
+/* Pool: decode the records, check, hash and store the run. */
+static void xf_decode_work(uv_work_t *w)
+{
+    rd_xf *xf = w->data;
+    xet_record *recs = NULL;
+    uint8_t *data = NULL;
+    long n = xet_xorb_index(xf->buf, xf->bytes, &recs);
+    int rc = n < 0 ? (int)n : 0;
+    uint32_t want = xf->ce - xf->cs;
+    if (!rc && (uint64_t)n != want)
+        rc = -EBADMSG;
+    uint64_t total = 0;
+    if (!rc) {
+        xf->lens = malloc(want * sizeof *xf->lens);
+        for (long i = 0; i < n; i++)
+            total += recs[i].hdr.ulen;
+        data = malloc(total ? total : 1);
+        if (!xf->lens || !data)
+            rc = -ENOMEM;
+    }
+    uint64_t pos = 0;
+    for (long i = 0; !rc && i < n; i++) {
+        if (recs[i].hdr.ulen == 0) {
+            rc = -EBADMSG;
+            break;
+        }
+        rc = xet_chunk_decode(&recs[i].hdr, xf->buf + recs[i].offset + XET_CHUNK_HEADER_LEN,
+                              data + pos);
+        xf->lens[i] = recs[i].hdr.ulen;
+        pos += recs[i].hdr.ulen;
+    }
+    free(xf->buf);
+    xf->buf = NULL;
+    if (!rc)
+        rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    if (!rc)
+        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total, 0,
+                    NULL);
+    free(data);
+    free(recs);
+    xf->err = rc;
+}
+
+static void xf_decode_after(uv_work_t *w, int status)
+{
+    rd_xf *xf = w->data;
+    xf_finish(xf, status ? status : xf->err);
+}
+
+static void xf_body(void *ud, int err, const zn_resp *resp)
+{
+    rd_xf *xf = ud;
+    if (err || xf->c->stopping) {
+        xf_finish(xf, err ? err : -ECANCELED);
+        return;
+    }
+    xf->decoding = true;
+    xf->work.data = xf;
+    if (uv_queue_work(xf->c->loop, &xf->work, xf_decode_work, xf_decode_after) != 0)
+        xf_finish(xf, -EIO);
+}
+
+static void xf_start(rd_xf *xf)
+{
+    rd_ctx *c = xf->c;
+    xf->started = true;
+    c->xf_bytes += xf->bytes;
+    xf->buf = malloc(xf->bytes);
+    int rc = xf->buf ? zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->buf, &c->cdn_retry,
+                                    xf_body, xf, NULL)
+                     : -ENOMEM;
+    if (rc)
+        xf_finish(xf, rc);
+}
+
+static void xf_pump(rd_ctx *c)
+{
+    while (c->xq && !c->stopping && (c->xf_bytes == 0 || c->xf_bytes + c->xq->bytes <= XF_BUDGET)) {
+        rd_xf *xf = c->xq;
+        c->xq = xf->qnext;
+        if (!c->xq)
+            c->xqtail = &c->xq;
+        xf_start(xf);
+    }
+}
+
+static int push_ptr(void ***v, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 4;
+        void **nv = realloc(*v, nc * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = p;
+    return 0;
+}
+
+static int add_checks(rd_xf *xf, const xet_recon *rc, const xet_fetch *d)
+{
+    for (size_t t = 0; t < rc->nterms; t++) {
+        const xet_recon_term *tm = &rc->terms[t];
+        if (tm->fetch != d)
+            continue;
+        if (xf->nchk == xf->cchk) {
+            size_t nc = xf->cchk ? xf->cchk * 2 : 4;
+            rd_check *nv = realloc(xf->chk, nc * sizeof *nv);
+            if (!nv)
+                return -ENOMEM;
+            xf->chk = nv;
+            xf->cchk = nc;
+        }
+        xf->chk[xf->nchk++] = (rd_check){tm->chunk_start, tm->chunk_end, tm->unpacked_length};
+    }
+    return 0;
+}
+
+/* The cell needs descriptor d: join a fetch in flight that covers it or
+ * start one.  0 (cell->pending counted) or negative errno. */
+static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
+{
+    rd_ctx *c = cl->f->c;
+    rd_xf *xf = NULL;
+    for (rd_xf *x = c->xfs; x; x = x->next)
+        if (xet_hash_eq(&x->xorb, &d->xorb) && x->cs <= d->chunk_start && d->chunk_end <= x->ce) {
+            xf = x;
+            break;
+        }
+    if (xf) {
+        if (push_ptr((void ***)&xf->w, &xf->nw, &xf->cw, cl))
+            return -ENOMEM;
+        if (!xf->decoding)
+            add_checks(xf, rc, d);
+        cl->pending++;
+        return 0;
+    }
+    if (d->byte_end < d->byte_start || d->byte_end - d->byte_start >= XET_XORB_MAX_BYTES ||
+        d->chunk_start >= d->chunk_end || d->chunk_end - d->chunk_start > XET_XORB_MAX_CHUNKS ||
+        !d->url)
+        return -EBADMSG;
+    xf = calloc(1, sizeof *xf);
+    if (!xf || !(xf->url = strdup(d->url))) {
+        free(xf);
+        return -ENOMEM;
+    }
+    xf->c = c;
+    xf->xorb = d->xorb;
+    xf->cs = d->chunk_start;
+    xf->ce = d->chunk_end;
+    xf->bs = d->byte_start;
+    xf->be = d->byte_end;
+    xf->bytes = d->byte_end - d->byte_start + 1;
+    if (push_ptr((void ***)&xf->w, &xf->nw, &xf->cw, cl) || add_checks(xf, rc, d)) {
+        free(xf->w);
+        free(xf->chk);
+        free(xf->url);
+        free(xf);
+        return -ENOMEM;
+    }
+    cl->pending++;
+    xf->next = c->xfs;
+    c->xfs = xf;
+    *c->xqtail = xf;
+    c->xqtail = &xf->qnext;
+    xf_pump(c);
+    return 0;
+}
+
+/* ---- cells (window fetches) --------------------------------------------------------------- */
+
+static void cell_start(rd_cell *cl);
+
+static void cell_closed(uv_handle_t *h)
+{
+    rd_cell *cl = h->data;
+    free(cl->w);
+    free(cl);
+}
+
+static void cell_done(rd_cell *cl, int err)
+{
+    rd_file *f = cl->f;
+    for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
+        if (*pp == cl) {
+            *pp = cl->next;
+            break;
+        }
+    if (err && err != -ECANCELED)
+        fprintf(stderr, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s after %d attempt(s)\n", f->id,
+                cl->start, cl->end, strerror(-err), cl->attempt);
+    rd_read **w = cl->w;
+    size_t nw = cl->nw;
+    cl->w = NULL;
+    cl->nw = 0;
+    uv_close((uv_handle_t *)&cl->timer, cell_closed);
+    for (size_t i = 0; i < nw; i++) {
+        rd_read *r = w[i];
+        if (err && !r->err)
+            r->err = err;
+        if (--r->waits > 0)
+            continue;
+        if (r->err)
+            read_fail(r, r->err);
+        else
+            xet_try(r);
+    }
+    free(w);
+}
+
+static void cell_retry_timer(uv_timer_t *t)
+{
+    rd_cell *cl = t->data;
+    if (cl->f->c->stopping)
+        cell_done(cl, -ECANCELED);
+    else
+        cell_start(cl);
+}
+
+static bool retryable(int err)
+{
+    return !(err == -ENOENT || err == -EACCES || err == -EPERM || err == -EINVAL ||
+             err == -ENOMEM || err == -ECANCELED || err == -ERANGE);
+}
+
+static void cell_attempt_failed(rd_cell *cl, int err)
+{
+    rd_ctx *c = cl->f->c;
+    if (c->stopping || !retryable(err) || cl->attempt >= MAX_ATTEMPTS) {
+        cell_done(cl, err);
+        return;
+    }
+    uint64_t delay = 500;
+    for (int i = 1; i < cl->attempt; i++)
+        delay *= 3;
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = (uint32_t)now_ms();
+    delay = delay / 2 + (delay / 2) * (rnd % 1000) / 1000;
+    if (now_ms() - cl->t0 + delay > DEADLINE_MS) {
+        cell_done(cl, err);
+        return;
+    }
+    fprintf(stderr, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s, trying again\n", cl->f->id,
+            cl->start, cl->end, strerror(-err));
+    uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
+}
+
+static void cell_fetches_done(rd_cell *cl)
+{
+    if (cl->err)
+        cell_attempt_failed(cl, cl->err);
+    else
+        cell_done(cl, 0);
+}
+
+static void on_recon(void *ud, int err, xet_recon *rc)
+{
+    rd_cell *cl = ud;
+    rd_file *f = cl->f;
+    rd_ctx *c = f->c;
+    if (!err && c->stopping)
+        err = -ECANCELED;
+    if (err) {
+        zn_recon_free(rc);
+        cell_attempt_failed(cl, err);
+        return;
+    }
+    /* terms -> extents; they must cover the cell */
+    uint64_t pos = rc->base;
+    bool changed = false;
+    for (size_t i = 0; i < rc->nterms && !err; i++) {
+        const xet_recon_term *t = &rc->terms[i];
+        if (t->unpacked_length == 0 || t->chunk_start >= t->chunk_end ||
+            pos + t->unpacked_length > f->size) {
+            err = -EBADMSG;
+            break;
+        }
+        rd_ext e = {pos, t->unpacked_length, t->xorb, t->chunk_start, t->chunk_end};
+        int a = ext_add(f, &e);
+        if (a < 0)
+            err = a;
+        changed |= a > 0;
+        pos += t->unpacked_length;
+    }
+    if (!err && (rc->base > cl->start || pos < cl->end))
+        err = -EBADMSG;
+    if (changed)
+        map_save(f);
+    if (err) {
+        fprintf(stderr, "zestfs: %s: reconstruction does not match the file\n", f->id);
+        zn_recon_free(rc);
+        cell_attempt_failed(cl, err);
+        return;
+    }
+    cl->err = 0;
+    cl->pending = 1; /* held while descriptors are set up */
+    for (size_t k = 0; k < rc->nfetch; k++) {
+        const xet_fetch *d = &rc->fetch[k];
+        bool used = false;
+        for (size_t t = 0; t < rc->nterms && !used; t++)
+            used = rc->terms[t].fetch == d;
+        if (!used || zc_missing(c->store, &d->xorb, d->chunk_start, d->chunk_end, NULL, 0) == 0)
+            continue;
+        int e = xf_need(cl, rc, d);
+        if (e && !cl->err)
+            cl->err = e;
+    }
+    zn_recon_free(rc);
+    if (--cl->pending == 0)
+        cell_fetches_done(cl);
+}
+
+static void cell_start(rd_cell *cl)
+{
+    rd_file *f = cl->f;
+    rd_ctx *c = f->c;
+    cl->attempt++;
+    cl->err = 0;
+    zn_range range = {cl->start, cl->end - 1};
+    int rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, on_recon, cl,
+                                   NULL);
+    if (rc)
+        cell_attempt_failed(cl, rc);
+}
+
+/* The read waits for every cell holding a byte of [from, end). */
+static void fetch_cells(rd_read *r, uint64_t from)
+{
+    rd_file *f = r->f;
+    rd_ctx *c = f->c;
+    if (!c->hub || c->stopping) {
+        read_fail(r, -ENETDOWN);
+        return;
+    }
+    if (++r->rounds > MAX_ROUNDS) {
+        fprintf(stderr, "zestfs: %s at %" PRIu64 ": still missing after %d fetches\n", f->id,
+                from, MAX_ROUNDS);
+        read_fail(r, -EIO);
+        return;
+    }
+    uint64_t end = r->off + r->len;
+    uint64_t k0 = from / CELL_SIZE, k1 = (end - 1) / CELL_SIZE;
+    r->waits = 1;
+    r->err = 0;
+    for (uint64_t k = k0; k <= k1; k++) {
+        rd_cell *cl = NULL;
+        for (rd_cell *x = f->cells; x; x = x->next)
+            if (x->idx == k) {
+                cl = x;
+                break;
+            }
+        bool fresh = false;
+        if (!cl) {
+            cl = calloc(1, sizeof *cl);
+            if (!cl) {
+                r->err = -ENOMEM;
+                break;
+            }
+            cl->f = f;
+            cl->idx = k;
+            cl->start = k * CELL_SIZE;
+            cl->end = umin(f->size, (k + 1) * CELL_SIZE);
+            cl->t0 = now_ms();
+            uv_timer_init(c->loop, &cl->timer);
+            cl->timer.data = cl;
+            cl->next = f->cells;
+            f->cells = cl;
+            fresh = true;
+        }
+        if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
+            r->err = -ENOMEM;
+            if (fresh)
+                cell_done(cl, -ENOMEM);
+            break;
+        }
+        r->waits++;
+        if (fresh)
+            cell_start(cl);
+    }
+    if (--r->waits == 0) {
+        if (r->err)
+            read_fail(r, r->err);
+        else
+            xet_try(r);
+    }
+}
+
+/* ---- non-Xet files ----------------------------------------------------------------------- */
+
+typedef struct blob_job {
+    uv_work_t work;
+    rd_file *f;
+    zc_store *store;
+    uint8_t *data;     /* in: fetched (or NULL: load from the store) */
+    size_t len;
+    bool fetched;
+    int rc;
+} blob_job;
+
+static int digest(const EVP_MD *alg, const void *hdr, size_t hlen, const void *p, size_t n,
+                  char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int ok = m && EVP_DigestInit_ex(m, alg, NULL) &&
+             (!hlen || EVP_DigestUpdate(m, hdr, hlen)) && EVP_DigestUpdate(m, p, n) &&
+             EVP_DigestFinal_ex(m, md, &mdlen);
+    EVP_MD_CTX_free(m);
+    if (!ok)
+        return -EIO;
+    xet_hex(md, mdlen, hex);
+    return 0;
+}
+
+/* sha256 for LFS files (their etag), the git blob sha1 otherwise. */
+static int blob_verify(const rd_file *f, const uint8_t *p, size_t n)
+{
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    int rc;
+    if (f->has_lfs) {
+        rc = digest(EVP_sha256(), NULL, 0, p, n, hex);
+        return rc ? rc : strcmp(hex, f->etag) ? -EBADMSG : 0;
+    }
+    char hdr[40];
+    int hl = snprintf(hdr, sizeof hdr, "blob %zu", n);
+    rc = digest(EVP_sha1(), hdr, (size_t)hl + 1, p, n, hex);
+    return rc ? rc : strcmp(hex, f->oid) ? -EBADMSG : 0;
+}
+
+static void blob_work(uv_work_t *w)
+{
+    blob_job *j = w->data;
+    char key[80];
+    snprintf(key, sizeof key, "blob/%s", j->f->etag);
+    if (!j->fetched) {
+        void *d;
+        size_t len;
+        j->rc = zc_meta_get(j->store, key, &d, &len);
+        if (j->rc)
+            return;
+        j->data = d;
+        j->len = len;
+    }
+    j->rc = j->len == j->f->size ? blob_verify(j->f, j->data, j->len) : -EBADMSG;
+    if (j->rc == 0 && j->fetched) {
+        int rc = zc_meta_put(j->store, key, j->data, j->len, 0);
+        if (rc)
+            fprintf(stderr, "zestfs: storing %s: %s\n", j->f->path, strerror(-rc));
+    } else if (j->rc && !j->fetched)
+        zc_meta_delete(j->store, key);
+}
+
+static void blob_serve(rd_read *r)
+{
+    rd_file *f = r->f;
+    fuse_reply_buf(r->req, (const char *)f->blob + r->off, r->len);
+    read_free(r);
+}
+
+static void lru_unlink(rd_ctx *c, rd_file *f)
+{
+    if (f->lru_prev)
+        f->lru_prev->lru_next = f->lru_next;
+    else if (c->lru_head == f)
+        c->lru_head = f->lru_next;
+    if (f->lru_next)
+        f->lru_next->lru_prev = f->lru_prev;
+    else if (c->lru_tail == f)
+        c->lru_tail = f->lru_prev;
+    f->lru_prev = f->lru_next = NULL;
+}
+
+static void lru_touch(rd_ctx *c, rd_file *f)
+{
+    lru_unlink(c, f);
+    f->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = f;
+    c->lru_head = f;
+    if (!c->lru_tail)
+        c->lru_tail = f;
+}
+
+static void blob_settle(rd_file *f, int err)
+{
+    rd_ctx *c = f->c;
+    rd_read *r = f->blob_wait;
+    f->blob_wait = NULL;
+    if (err) {
+        f->blob_state = BLOB_NONE;
+        free(f->blob);
+        f->blob = NULL;
+        fprintf(stderr, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
+    } else {
+        f->blob_state = BLOB_READY;
+        c->blob_mem += f->size;
+        lru_touch(c, f);
+        while (c->blob_mem > BLOB_MEM && c->lru_tail && c->lru_tail != f) {
+            rd_file *v = c->lru_tail;
+            lru_unlink(c, v);
+            c->blob_mem -= v->size;
+            free(v->blob);
+            v->blob = NULL;
+            v->blob_state = BLOB_NONE;
+        }
+    }
+    while (r) {
+        rd_read *nx = r->next;
+        if (err)
+            read_fail(r, err);
+        else
+            blob_serve(r);
+        r = nx;
+    }
+}
+
+static void blob_fetch(rd_file *f);
+
+static void blob_after(uv_work_t *w, int status)
+{
+    blob_job *j = w->data;
+    rd_file *f = j->f;
+    int rc = status ? status : j->rc;
+    if (rc == 0) {
+        f->blob = j->data;
+        free(j);
+        blob_settle(f, 0);
+        return;
+    }
+    free(j->data);
+    bool fetched = j->fetched;
+    free(j);
+    if (!fetched && !f->c->stopping && f->c->hub)
+        blob_fetch(f); /* not stored (or bad): fetch it */
+    else
+        blob_settle(f, fetched ? rc : -ENETDOWN);
+}
+
+static void blob_queue(rd_file *f, uint8_t *data, size_t len, bool fetched)
+{
+    blob_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        free(data);
+        blob_settle(f, -ENOMEM);
+        return;
+    }
+    j->f = f;
+    j->store = f->c->store;
+    j->data = data;
+    j->len = len;
+    j->fetched = fetched;
+    j->work.data = j;
+    f->blob_state = fetched ? BLOB_FETCHING : BLOB_LOADING;
+    if (uv_queue_work(f->c->loop, &j->work, blob_work, blob_after) != 0) {
+        free(data);
+        free(j);
+        blob_settle(f, -EIO);
+    }
+}
+
+static char *pct_path(const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '/')
+            *o++ = (char)ch;
+        else {
+            *o++ = '%';
+            *o++ = hexd[ch >> 4];
+            *o++ = hexd[ch & 15];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+typedef struct blob_get {
+    rd_file *f;
+    uint8_t *buf;
+    bool second;   /* following a cross-origin redirect */
+} blob_get;
+
+static int blob_request(blob_get *g, const char *url, bool auth);
+
+static void blob_done(void *ud, int err, const zn_resp *resp)
+{
+    blob_get *g = ud;
+    rd_file *f = g->f;
+    if (!err && !f->c->stopping) {
+        int st = zn_resp_status(resp);
+        const char *loc = zn_resp_header(resp, "Location");
+        if (st >= 300 && st < 400 && loc && !g->second) {
+            /* the content lives elsewhere (LFS on a CDN): no credentials there */
+            g->second = true;
+            if (strncmp(loc, "https://", 8) && strncmp(loc, "http://", 7))
+                err = -EBADMSG;
+            else if ((err = blob_request(g, loc, false)) == 0)
+                return;
+        } else if (st != 200)
+            err = -EBADMSG;
+        else {
+            size_t n;
+            zn_resp_body(resp, &n);
+            if (n != f->size)
+                err = -EPROTO;
+        }
+    } else if (!err)
+        err = -ECANCELED;
+    uint8_t *buf = g->buf;
+    free(g);
+    if (err) {
+        free(buf);
+        blob_settle(f, err);
+        return;
+    }
+    blob_queue(f, buf, f->size, true);
+}
+
+static int blob_request(blob_get *g, const char *url, bool auth)
+{
+    rd_ctx *c = g->f->c;
+    static const zn_retry retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 5000,
+                                   .deadline_ms = 60000};
+    const char *hdrs[2] = {auth ? c->auth : NULL, NULL};
+    zn_http_req q = {
+        .url = url,
+        .headers = hdrs,
+        .buf = g->buf,
+        .buf_len = g->f->size,
+        .follow_redirects = true,
+        .retry = &retry,
+        .done = blob_done,
+        .ud = g,
+    };
+    return zn_http_request(c->http, &q, NULL);
+}
+
+static void blob_fetch(rd_file *f)
+{
+    rd_ctx *c = f->c;
+    f->blob_state = BLOB_FETCHING;
+    static const char *prefix[] = {"", "datasets/", "spaces/"};
+    char *epath = pct_path(f->path);
+    char *url = NULL;
+    blob_get *g = calloc(1, sizeof *g);
+    uint8_t *buf = malloc(f->size);
+    int rc = -ENOMEM;
+    if (epath && g && buf) {
+        size_t n = strlen(c->endpoint) + strlen(f->repo) + strlen(epath) + 80;
+        url = malloc(n);
+        if (url) {
+            snprintf(url, n, "%s/%s%s/resolve/%s/%s", c->endpoint, prefix[f->type], f->repo,
+                     f->rev, epath);
+            g->f = f;
+            g->buf = buf;
+            rc = blob_request(g, url, true);
+        }
+    }
+    free(epath);
+    free(url);
+    if (rc) {
+        free(g);
+        free(buf);
+        blob_settle(f, rc);
+    }
+}
+
+static void blob_read(rd_read *r)
+{
+    rd_file *f = r->f;
+    if (f->blob_state == BLOB_READY) {
+        lru_touch(f->c, f);
+        blob_serve(r);
+        return;
+    }
+    if (f->size > BLOB_MAX) {
+        fprintf(stderr, "zestfs: %s: non-Xet files over %llu MiB are not supported\n", f->path,
+                (unsigned long long)(BLOB_MAX >> 20));
+        read_fail(r, -EFBIG);
+        return;
+    }
+    r->next = f->blob_wait;
+    f->blob_wait = r;
+    if (f->blob_state == BLOB_NONE)
+        blob_queue(f, NULL, 0, false);
+}
+
+/* ---- entry point -------------------------------------------------------------------------- */
+
+static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, off_t off)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    uint64_t fsize = e->file->size;
+    if ((uint64_t)off >= fsize || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    r->c = c;
+    r->f = f;
+    r->req = req;
+    r->off = (uint64_t)off;
+    r->len = umin(size, fsize - (uint64_t)off);
+    if (!f->xet) {
+        blob_read(r);
+        return;
+    }
+    if (f->map_state == MAP_READY) {
+        xet_try(r);
+        return;
+    }
+    r->next = f->map_wait;
+    f->map_wait = r;
+    if (f->map_state == MAP_NONE) {
+        map_job *j = calloc(1, sizeof *j);
+        if (!j) {
+            map_ready(f);
+            return;
+        }
+        j->f = f;
+        j->store = c->store;
+        map_key(f, j->key, sizeof j->key);
+        j->work.data = j;
+        f->map_state = MAP_LOADING;
+        if (uv_queue_work(c->loop, &j->work, map_load_work, map_load_after) != 0) {
+            j->rc = -EIO;
+            map_load_after(&j->work, 0);
+        }
+    }
+}
+
+int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
+{
+    rd_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fs = fs;
+    c->loop = fs->loop;
+    c->store = store;
+    c->xqtail = &c->xq;
+    c->cdn_retry = (zn_retry){.max_attempts = 3, .base_ms = 300, .max_delay_ms = 5000,
+                              .deadline_ms = 30000};
+    c->endpoint = strdup(o->endpoint);
+    if (o->token) {
+        size_t n = strlen(o->token) + 32;
+        c->auth = malloc(n);
+        if (c->auth)
+            snprintf(c->auth, n, "Authorization: Bearer %s", o->token);
+    }
+    if (!c->endpoint || (o->token && !c->auth)) {
+        free(c->endpoint);
+        free(c->auth);
+        free(c);
+        return -ENOMEM;
+    }
+    if (!o->offline) {
+        zn_http_opts ho = {.cacert = o->cacert, .max_conns_per_host = 16};
+        c->http = zn_http_new(fs->loop, &ho);
+        zn_hub_opts hopts = {
+            .endpoint = o->endpoint,
+            .token = o->token,
+            .retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 5000,
+                      .deadline_ms = 20000},
+        };
+        c->hub = c->http ? zn_hub_new(c->http, &hopts) : NULL;
+        if (!c->hub) {
+            zn_http_free(c->http);
+            free(c->endpoint);
+            free(c->auth);
+            free(c);
+            return -ENOMEM;
+        }
+    }
+    fs->read_ctx = c;
+    fs->read_blob = read_blob;
+    return 0;
+}
+
+void zf_read_stop(zf_fs *fs)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return;
+    c->stopping = true;
+    /* queued fetches never started */
+    while (c->xq) {
+        rd_xf *xf = c->xq;
+        c->xq = xf->qnext;
+        xf_finish(xf, -ECANCELED);
+    }
+    c->xqtail = &c->xq;
+    /* cells waiting on a backoff timer end now */
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (rd_file *f = c->tab[b]; f; f = f->hnext) {
+            rd_cell *cl = f->cells;
+            while (cl) {
+                rd_cell *nx = cl->next;
+                if (uv_is_active((uv_handle_t *)&cl->timer)) {
+                    uv_timer_stop(&cl->timer);
+                    cell_done(cl, -ECANCELED);
+                    nx = f->cells; /* the list changed: start over */
+                }
+                cl = nx;
+            }
+        }
+    /* in-flight requests complete with -ECANCELED */
+    zn_hub_free(c->hub);
+    zn_http_free(c->http);
+    c->hub = NULL;
+    c->http = NULL;
+}
+
+void zf_read_free(zf_fs *fs)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c)
+        return;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (rd_file *f = c->tab[b], *nx; f; f = nx) {
+            nx = f->hnext;
+            free(f->ext);
+            free(f->blob);
+            free(f);
+        }
+    free(c->endpoint);
+    if (c->auth) {
+        memset(c->auth, 0, strlen(c->auth));
+        free(c->auth);
+    }
+    free(c);
+    fs->read_ctx = NULL;
+    fs->read_blob = NULL;
+}

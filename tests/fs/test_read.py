@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""test_read.py ZESTFS [ZESTFS_ORIGIN] — blob reads through a mount, against
+zestfs-origin on loopback.
+
+A generated model (a ~40 MB safetensors-like file and a 20 MB one in Xet, a
+1 MB .bin in Xet, a 1 MB regular text file, config.json, tokenizer.json, a
+nested file, an empty file) is ingested into an origin, which is served on a
+free loopback port; `zestfs -f --endpoint URL --repo org/tiny --store S MNT`
+presents it.  Checks: the tree comes from the Hub API; sequential reads of
+every file by 8 threads at once equal the originals, and the origin sent
+about one copy of the data (one fetch per range, however many readers);
+random preads (page cache dropped) and an mmap read in random 4 KiB pages
+equal the originals and need no more network; the store holds the data;
+after unmounting and stopping the origin, a remount with --offline presents
+the same tree and serves every byte read before, byte-exact, while a range
+never read fails with EIO.  Exit 0 pass, 1 fail, 77 skip."""
+import hashlib, json, mmap, os, random, shutil, signal, socket, struct, subprocess, sys
+import tempfile, threading, time, urllib.request
+
+MiB = 1 << 20
+
+
+def find_origin(zestfs):
+    if len(sys.argv) > 2:
+        return os.path.abspath(sys.argv[2])
+    p = os.path.join(os.path.dirname(zestfs), "..", "origin", "zestfs-origin")
+    return os.path.abspath(p) if os.path.exists(p) else None
+
+
+def safetensors_like(rng, size):
+    hdr = {"__metadata__": {"format": "pt"}}
+    n, off = 0, 0
+    while off < size - 4096:
+        ln = min(rng.randrange(1, 4) * MiB, size - 4096 - off)
+        hdr[f"layer.{n}.weight"] = {"dtype": "F32", "shape": [ln // 4], "data_offsets": [off, off + ln]}
+        n, off = n + 1, off + ln
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    body = rng.randbytes(size - 8 - len(h))
+    return struct.pack("<Q", len(h)) + h + body
+
+
+def make_model(d):
+    rng = random.Random(20250101)
+    files = {
+        "model.safetensors": safetensors_like(rng, 40_000_000),
+        "extra.safetensors": safetensors_like(rng, 20_000_000),
+        "weights.bin": rng.randbytes(1_000_000),
+        "vocab.txt": "".join(f"tok{i} {rng.random():.6f}\n" for i in range(60000)).encode()[:1_000_000],
+        "config.json": json.dumps({"model_type": "tiny", "hidden": 8}).encode(),
+        "tokenizer.json": json.dumps({"version": "1.0", "vocab": {f"t{i}": i for i in range(3000)}}).encode(),
+        "sub/dir/notes.txt": b"nested note\n",
+        "empty.bin": b"",
+    }
+    for p, b in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, p)), exist_ok=True)
+        with open(os.path.join(d, p), "wb") as f:
+            f.write(b)
+    return files
+
+
+class Origin:
+    def __init__(self, exe, data, tmp):
+        self.port_file = os.path.join(tmp, "origin.port")
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.log = open(os.path.join(tmp, "origin.log"), "a")
+        self.p = subprocess.Popen([exe, "serve", data, "--listen", "127.0.0.1:0", "--port-file",
+                                   self.port_file, "-q"], stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(500):
+            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
+                break
+            if self.p.poll() is not None:
+                raise RuntimeError("origin exited")
+            time.sleep(0.01)
+        self.url = "http://127.0.0.1:" + open(self.port_file).read().strip()
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/_origin/stats", timeout=10) as r:
+            return json.load(r)
+
+    def reset(self):
+        req = urllib.request.Request(self.url + "/_origin/stats/reset", data=b"", method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+def mount(zestfs, mnt, args, log):
+    p = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if os.path.ismount(mnt):
+            return p
+        if p.poll() is not None:
+            return p
+        time.sleep(0.05)
+    return p
+
+
+def unmount(p, mnt):
+    subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return p.returncode
+
+
+def drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def read_all(path, bs=MiB):
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(bs)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def main():
+    zestfs = os.path.abspath(sys.argv[1])
+    origin_exe = find_origin(zestfs)
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        print("skip: no /dev/fuse")
+        return 77
+    if not origin_exe or not os.path.exists(origin_exe):
+        print("skip: no zestfs-origin")
+        return 77
+    fails = []
+
+    def check(cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            fails.append(what)
+        return cond
+
+    tmp = tempfile.mkdtemp(prefix="zestfs-read-")
+    src, data, store, mnt = (os.path.join(tmp, n) for n in ("src", "data", "store", "mnt"))
+    os.mkdir(mnt)
+    files = make_model(src)
+    r = subprocess.run([origin_exe, "ingest", data, "org/tiny", "-q", src], capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode != 0:
+        print("ingest failed:", r.stderr)
+        return 1
+    commit = r.stdout.strip().split()[-1]
+    origin = Origin(origin_exe, data, tmp)
+    log = open(os.path.join(tmp, "zestfs.log"), "w+")
+    proc = None
+    try:
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--store", store], log)
+        if not check(os.path.ismount(mnt), "mounted with --repo from the origin"):
+            raise RuntimeError("no mount")
+        R = os.path.join(mnt, "models--org--tiny")
+        check(open(os.path.join(R, "refs", "main")).read() == commit, "refs/main is the origin's commit")
+        snap = os.path.join(R, "snapshots", commit)
+        check(sorted(os.listdir(snap)) == sorted({p.split("/")[0] for p in files}), "snapshot listing")
+        for p, b in files.items():
+            check(os.stat(os.path.join(snap, p)).st_size == len(b), f"size of {p}")
+        tree = json.load(open(os.path.join(R, "trees", commit + ".json")))
+        xet_files = [p for p in files if "xet_hash" in tree["files"][p]]
+        check(set(xet_files) == {"model.safetensors", "extra.safetensors", "weights.bin", "empty.bin"},
+              f"Xet files {sorted(xet_files)}")
+
+        # first pass: 8 threads read every file (but most of extra.safetensors) sequentially,
+        # each starting with a different file
+        origin.reset()
+        first = [p for p in files if p != "extra.safetensors"]
+        errors = []
+
+        def reader(k):
+            order = first[k % len(first):] + first[:k % len(first)]
+            for p in order:
+                try:
+                    got = read_all(os.path.join(snap, p), bs=[MiB, 128 << 10, 4096 * 7][k % 3])
+                    if got != sha(files[p]):
+                        errors.append(f"thread {k}: {p} differs")
+                except OSError as e:
+                    errors.append(f"thread {k}: {p}: {e}")
+            try:
+                with open(os.path.join(snap, "extra.safetensors"), "rb") as f:
+                    if f.read(MiB) != files["extra.safetensors"][:MiB]:
+                        errors.append(f"thread {k}: extra.safetensors head differs")
+            except OSError as e:
+                errors.append(f"thread {k}: extra: {e}")
+
+        t0 = time.time()
+        ths = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        dt = time.time() - t0
+        check(not errors, f"8 concurrent sequential readers byte-exact ({dt:.1f} s) {errors[:3]}")
+        st = origin.stats()
+        xet_bytes = sum(len(files[p]) for p in xet_files if p != "extra.safetensors") + 8 * MiB
+        all_bytes = xet_bytes + sum(len(files[p]) for p in files if p not in xet_files)
+        print(f"origin egress: {st['bytes_total']} bytes ({st['xorb_bytes_total']} xorb bytes) "
+              f"for {all_bytes} bytes of content, {st['requests']} requests")
+        check(st["xorb_bytes_total"] <= 1.1 * xet_bytes, "xorb egress is about one copy, not one per reader")
+        check(st["bytes_total"] <= 1.1 * all_bytes, "total egress is about one copy")
+
+        # random preads, page cache dropped first; lengths cross EOF sometimes
+        origin.reset()
+        rng = random.Random(7)
+        names = [p for p in first if files[p]]
+        for p in names:
+            drop_cache(os.path.join(snap, p))
+        bad = []
+        fds = {p: os.open(os.path.join(snap, p), os.O_RDONLY) for p in names}
+        try:
+            for i in range(200):
+                p = rng.choice(names + ["model.safetensors"] * 4)
+                b = files[p]
+                off = rng.randrange(len(b))
+                ln = rng.choice([1, 4096, rng.randrange(1, 300000), rng.randrange(1, 3 * MiB)])
+                got = os.pread(fds[p], ln, off)
+                if got != b[off:off + ln]:
+                    bad.append((p, off, ln, len(got)))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        check(not bad, f"200 random preads byte-exact {bad[:3]}")
+
+        # mmap of the big file, random 4 KiB pages
+        big = files["model.safetensors"]
+        path = os.path.join(snap, "model.safetensors")
+        drop_cache(path)
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            pages = list(range((len(big) + 4095) // 4096))
+            rng.shuffle(pages)
+            badp = [pg for pg in pages[:3000] if m[pg * 4096:(pg + 1) * 4096] != big[pg * 4096:(pg + 1) * 4096]]
+            m.close()
+        check(not badp, f"mmap random 4 KiB pages byte-exact {badp[:5]}")
+
+        # 8 threads of random reads at once, page cache dropped
+        drop_cache(path)
+        errs = []
+
+        def rand_reader(k):
+            rr = random.Random(100 + k)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for _ in range(100):
+                    off = rr.randrange(len(big))
+                    ln = rr.randrange(1, 512 << 10)
+                    if os.pread(fd, ln, off) != big[off:off + ln]:
+                        errs.append((k, off, ln))
+            finally:
+                os.close(fd)
+
+        ths = [threading.Thread(target=rand_reader, args=(k,)) for k in range(8)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        check(not errs, f"8 concurrent random readers byte-exact {errs[:3]}")
+        st = origin.stats()
+        check(st["xorb_bytes_total"] == 0, f"warm reads fetched nothing ({st['xorb_bytes_total']} xorb bytes)")
+
+        used = 0
+        for dp, _, fns in os.walk(store):
+            used += sum(os.path.getsize(os.path.join(dp, n)) for n in fns)
+        check(used >= xet_bytes * 0.95, f"the store holds the data ({used} bytes)")
+        rc = unmount(proc, mnt)
+        check(rc == 0 and not os.path.ismount(mnt), f"unmounted (exit {rc})")
+        origin.stop()
+
+        # offline remount: the same tree, every byte read before, EIO beyond
+        proc = mount(zestfs, mnt, ["--offline", "--store", store], log)
+        if not check(os.path.ismount(mnt), "offline remount"):
+            raise RuntimeError("no offline mount")
+        check(open(os.path.join(R, "refs", "main")).read() == commit, "offline: refs/main")
+        check(sorted(os.listdir(os.path.join(R, "snapshots"))) == [commit], "offline: snapshots")
+        for p in first:
+            try:
+                check(read_all(os.path.join(snap, p)) == sha(files[p]), f"offline: {p} byte-exact")
+            except OSError as e:
+                check(False, f"offline: {p}: {e}")
+        ex = files["extra.safetensors"]
+        with open(os.path.join(snap, "extra.safetensors"), "rb", buffering=0) as f:
+            check(os.pread(f.fileno(), MiB, 0) == ex[:MiB], "offline: the head of extra.safetensors")
+            try:
+                got = os.pread(f.fileno(), 65536, 15 * MiB)
+                check(False, f"offline: a never-read range gave {len(got)} bytes instead of EIO")
+            except OSError as e:
+                check(e.errno == 5, f"offline: a never-read range fails with EIO (errno {e.errno})")
+        rc = unmount(proc, mnt)
+        check(rc == 0, f"offline mount unmounted (exit {rc})")
+        proc = None
+    except Exception as e:  # noqa: BLE001
+        check(False, f"exception: {e!r}")
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+        origin.stop()
+        log.seek(0)
+        out = log.read()
+        if fails and out:
+            print("---- zestfs log ----\n" + out[-6000:])
+        log.close()
+        if not fails:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(fails)} failures")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
