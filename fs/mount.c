@@ -326,6 +326,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     char *fargv[] = {"zestfs", optstr, debug ? "-d" : NULL, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(debug ? 3 : 2, fargv);
     m.fs.se = fuse_session_new(&args, &zf_ops, sizeof zf_ops, &m.fs);
+    fuse_opt_free_args(&args);
     if (!m.fs.se)
         return 1;
     if (fuse_session_mount(m.fs.se, mnt) != 0) {

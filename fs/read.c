@@ -78,6 +78,19 @@ typedef struct rd_check { /* a term to check against a fetched run */
     uint32_t cs, ce, ulen;
 } rd_check;
 
+/* A pinned store segment shared by the cells and reads that need it: runs
+ * fetched (or found) for a window stay pinned until the reads woken by it
+ * have read them, so a small store cap cannot evict them in between. */
+typedef struct rd_pin {
+    zc_ref ref;
+    int refs;
+} rd_pin;
+
+typedef struct rd_pins {
+    rd_pin **v;
+    size_t n, cap;
+} rd_pins;
+
 enum { MAP_NONE, MAP_LOADING, MAP_READY };
 enum { BLOB_NONE, BLOB_LOADING, BLOB_FETCHING, BLOB_READY };
 
@@ -123,6 +136,7 @@ struct rd_read {
     size_t nsnap;
     int rc;                    /* store read: 0 replied, -ENOENT missing at miss */
     uint64_t miss;
+    rd_pins pins;              /* segments held for this read */
 };
 
 struct rd_cell {
@@ -136,6 +150,7 @@ struct rd_cell {
     int attempt;
     uint64_t t0;
     uv_timer_t timer;
+    rd_pins pins;
 };
 
 struct rd_xf {
@@ -154,6 +169,7 @@ struct rd_xf {
     rd_check *chk;
     size_t nchk, cchk;
     uint32_t *lens;            /* after decode */
+    zc_ref pin;                /* the stored run, pinned by zc_put */
     int err;
     uv_work_t work;
 };
@@ -232,10 +248,56 @@ static rd_file *file_get(rd_ctx *c, const zv_ent *e)
     return f;
 }
 
+/* ---- pins ------------------------------------------------------------------------ */
+
+static rd_pin *pin_new(const zc_ref *ref)
+{
+    rd_pin *p = malloc(sizeof *p);
+    if (!p)
+        return NULL;
+    p->ref = *ref;
+    p->refs = 1;
+    return p;
+}
+
+static void pin_put(rd_pin *p)
+{
+    if (--p->refs == 0) {
+        zc_unpin(&p->ref);
+        free(p);
+    }
+}
+
+/* Add a reference to p to the set (0, or -ENOMEM and nothing added). */
+static int pins_add(rd_pins *s, rd_pin *p)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 4;
+        rd_pin **nv = realloc(s->v, nc * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        s->v = nv;
+        s->cap = nc;
+    }
+    s->v[s->n++] = p;
+    p->refs++;
+    return 0;
+}
+
+static void pins_clear(rd_pins *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        pin_put(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
 /* ---- replies ----------------------------------------------------------------- */
 
 static void read_free(rd_read *r)
 {
+    pins_clear(&r->pins);
     free(r->snap);
     free(r);
 }
@@ -630,13 +692,20 @@ static void xf_finish(rd_xf *xf, int err)
         fprintf(stderr, "zestfs: xorb %s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce,
                 strerror(-err));
     }
+    rd_pin *pin = !err && xf->pin.seg ? pin_new(&xf->pin) : NULL;
+    if (!pin)
+        zc_unpin(&xf->pin);
     for (size_t i = 0; i < xf->nw; i++) {
         rd_cell *cl = xf->w[i];
         if (err && !cl->err)
             cl->err = err;
+        if (pin)
+            pins_add(&cl->pins, pin);
         if (--cl->pending == 0)
             cell_fetches_done(cl);
     }
+    if (pin)
+        pin_put(pin);
     free(xf->w);
     free(xf->chk);
     free(xf->lens);
@@ -697,7 +766,7 @@ static void xf_decode_work(uv_work_t *w)
         rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (!rc)
         rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total, 0,
-                    NULL);
+                    &xf->pin);
     free(data);
     free(recs);
     xf->err = rc;
@@ -814,6 +883,7 @@ static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
     xf->bs = d->byte_start;
     xf->be = d->byte_end;
     xf->bytes = d->byte_end - d->byte_start + 1;
+    xf->pin.seg = NULL;
     if (push_ptr((void ***)&xf->w, &xf->nw, &xf->cw, cl) || add_checks(xf, rc, d)) {
         free(xf->w);
         free(xf->chk);
@@ -837,6 +907,7 @@ static void cell_start(rd_cell *cl);
 static void cell_closed(uv_handle_t *h)
 {
     rd_cell *cl = h->data;
+    pins_clear(&cl->pins);
     free(cl->w);
     free(cl);
 }
@@ -861,6 +932,8 @@ static void cell_done(rd_cell *cl, int err)
         rd_read *r = w[i];
         if (err && !r->err)
             r->err = err;
+        for (size_t k = 0; !err && k < cl->pins.n; k++)
+            pins_add(&r->pins, cl->pins.v[k]);
         if (--r->waits > 0)
             continue;
         if (r->err)
@@ -917,6 +990,26 @@ static void cell_fetches_done(rd_cell *cl)
         cell_done(cl, 0);
 }
 
+/* Hold the stored segments of a descriptor that needs no fetch. */
+static void pin_present(rd_cell *cl, const xet_fetch *d)
+{
+    zc_store *s = cl->f->c->store;
+    for (uint32_t ch = d->chunk_start; ch < d->chunk_end;) {
+        zc_ref ref;
+        int rc = zc_lookup(s, &d->xorb, ch, &ref);
+        if (rc != 0 && rc != -EAGAIN)
+            return;
+        rd_pin *p = pin_new(&ref);
+        if (!p) {
+            zc_unpin(&ref);
+            return;
+        }
+        pins_add(&cl->pins, p);
+        pin_put(p);
+        ch = ref.seg_end;
+    }
+}
+
 static void on_recon(void *ud, int err, xet_recon *rc)
 {
     rd_cell *cl = ud;
@@ -963,8 +1056,12 @@ static void on_recon(void *ud, int err, xet_recon *rc)
         bool used = false;
         for (size_t t = 0; t < rc->nterms && !used; t++)
             used = rc->terms[t].fetch == d;
-        if (!used || zc_missing(c->store, &d->xorb, d->chunk_start, d->chunk_end, NULL, 0) == 0)
+        if (!used)
             continue;
+        if (zc_missing(c->store, &d->xorb, d->chunk_start, d->chunk_end, NULL, 0) == 0) {
+            pin_present(cl, d);
+            continue;
+        }
         int e = xf_need(cl, rc, d);
         if (e && !cl->err)
             cl->err = e;

@@ -320,6 +320,7 @@ def main():
         origin.stop()
         log.seek(0)
         out = log.read()
+        check("runtime error:" not in out and "Sanitizer" not in out, "no sanitizer report in the zestfs log")
         if fails and out:
             print("---- zestfs log ----\n" + out[-6000:])
         log.close()
