@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""test_read_faults.py ZESTFS [ZESTFS_ORIGIN] — the read path under origin
+faults (zestfs-origin knobs, set through /_origin/knobs while mounted).
+
+  - every 4th request answered 503 and every 3rd body truncated: whole-file
+    reads are still byte-exact (requests and windows are retried);
+  - every request failing: a read fails with EIO (never a short read) within
+    the retry deadline; once the origin is healthy the same read succeeds;
+  - signed URLs expiring before use (url_ttl 1 s, latency 2.2 s): the window
+    is retried from a fresh reconstruction each time (logged), then EIO;
+    healthy again, the bytes come.
+Exit 0 pass, 1 fail, 77 skip."""
+import hashlib, json, os, random, shutil, signal, subprocess, sys, tempfile, time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_read import MiB, Origin, find_origin, mount, unmount  # noqa: E402
+
+
+def knobs(origin, **kw):
+    req = urllib.request.Request(origin.url + "/_origin/knobs", data=json.dumps(kw).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def main():
+    zestfs = os.path.abspath(sys.argv[1])
+    origin_exe = find_origin(zestfs)
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        print("skip: no /dev/fuse")
+        return 77
+    if not origin_exe or not os.path.exists(origin_exe):
+        print("skip: no zestfs-origin")
+        return 77
+    fails = []
+
+    def check(cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            fails.append(what)
+        return cond
+
+    tmp = tempfile.mkdtemp(prefix="zestfs-faults-")
+    src, data, store, mnt = (os.path.join(tmp, n) for n in ("src", "data", "store", "mnt"))
+    os.makedirs(src)
+    os.mkdir(mnt)
+    rng = random.Random(99)
+    files = {"a.safetensors": rng.randbytes(12_000_000), "b.safetensors": rng.randbytes(9_000_000),
+             "c.safetensors": rng.randbytes(5_000_000), "config.json": b'{"a": 1}'}
+    for p, b in files.items():
+        open(os.path.join(src, p), "wb").write(b)
+    r = subprocess.run([origin_exe, "ingest", data, "org/faults", "-q", src], capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode != 0:
+        print("ingest failed:", r.stderr)
+        return 1
+    commit = r.stdout.strip().split()[-1]
+    origin = Origin(origin_exe, data, tmp)
+    log = open(os.path.join(tmp, "zestfs.log"), "w+")
+    proc = None
+    try:
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/faults", "--store", store], log)
+        if not check(os.path.ismount(mnt), "mounted"):
+            raise RuntimeError("no mount")
+        snap = os.path.join(mnt, "models--org--faults", "snapshots", commit)
+
+        knobs(origin, fail_every=4, truncate_every=3)
+        got = open(os.path.join(snap, "a.safetensors"), "rb").read()
+        st = origin.stats()
+        check(got == files["a.safetensors"], "503s and truncated bodies: a.safetensors byte-exact")
+        check(st["faults"] > 0, f"faults were injected ({st['faults']})")
+        check(open(os.path.join(snap, "config.json"), "rb").read() == files["config.json"],
+              "503s: config.json byte-exact")
+
+        knobs(origin, fail_every=1, truncate_every=0)
+        t0 = time.time()
+        with open(os.path.join(snap, "b.safetensors"), "rb", buffering=0) as f:
+            try:
+                got = os.pread(f.fileno(), 65536, 0)
+                check(False, f"all requests failing: read returned {len(got)} bytes, not EIO")
+            except OSError as e:
+                check(e.errno == 5, f"all requests failing: EIO (errno {e.errno})")
+            dt = time.time() - t0
+            check(dt < 90, f"EIO within the retry deadline ({dt:.1f} s)")
+            knobs(origin, fail_every=0)
+            check(os.pread(f.fileno(), 65536, 0) == files["b.safetensors"][:65536],
+                  "healthy again: the same read succeeds")
+        check(open(os.path.join(snap, "b.safetensors"), "rb").read() == files["b.safetensors"],
+              "b.safetensors byte-exact")
+
+        knobs(origin, url_ttl=1, latency_ms=2200)
+        with open(os.path.join(snap, "c.safetensors"), "rb", buffering=0) as f:
+            try:
+                got = os.pread(f.fileno(), 4096, 0)
+                check(False, f"expiring URLs: read returned {len(got)} bytes, not EIO")
+            except OSError as e:
+                check(e.errno == 5, f"expiring URLs: EIO after the retries (errno {e.errno})")
+            knobs(origin, url_ttl=0, latency_ms=0)
+            check(os.pread(f.fileno(), 4096, 0) == files["c.safetensors"][:4096],
+                  "healthy again: the bytes come")
+        log.flush()
+        log.seek(0)
+        out = log.read()
+        check(out.count("Key has expired, trying again") >= 2,
+              "expired URLs were retried with fresh reconstructions")
+        rc = unmount(proc, mnt)
+        check(rc == 0, f"unmounted (exit {rc})")
+        proc = None
+    except Exception as e:  # noqa: BLE001
+        check(False, f"exception: {e!r}")
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+        origin.stop()
+        log.seek(0)
+        out = log.read()
+        check("runtime error:" not in out and "Sanitizer" not in out, "no sanitizer report in the zestfs log")
+        if (fails or os.environ.get("ZESTFS_TEST_VERBOSE")) and out:
+            print("---- zestfs log ----\n" + out[-6000:])
+        log.close()
+        if not fails:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(fails)} failures")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
