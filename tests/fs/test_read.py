@@ -165,11 +165,24 @@ def main():
         print("ingest failed:", r.stderr)
         return 1
     commit = r.stdout.strip().split()[-1]
+    dsrc = os.path.join(tmp, "dsrc")
+    os.makedirs(os.path.join(dsrc, "data"))
+    drng = random.Random(3)
+    dfiles = {"README.md": b"# a dataset\n", "data/train.parquet": drng.randbytes(3_000_000)}
+    for p, b in dfiles.items():
+        open(os.path.join(dsrc, p), "wb").write(b)
+    r = subprocess.run([origin_exe, "ingest", data, "datasets/org/ds", "-q", dsrc], capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode != 0:
+        print("ingest failed:", r.stderr)
+        return 1
+    dcommit = r.stdout.strip().split()[-1]
     origin = Origin(origin_exe, data, tmp)
     log = open(os.path.join(tmp, "zestfs.log"), "w+")
     proc = None
     try:
-        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--store", store], log)
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--repo",
+                                   "datasets/org/ds@main", "--store", store], log)
         if not check(os.path.ismount(mnt), "mounted with --repo from the origin"):
             raise RuntimeError("no mount")
         R = os.path.join(mnt, "models--org--tiny")
@@ -182,6 +195,11 @@ def main():
         xet_files = [p for p in files if "xet_hash" in tree["files"][p]]
         check(set(xet_files) == {"model.safetensors", "extra.safetensors", "weights.bin", "empty.bin"},
               f"Xet files {sorted(xet_files)}")
+
+        D = os.path.join(mnt, "datasets--org--ds")
+        check(open(os.path.join(D, "refs", "main")).read() == dcommit, "dataset: refs/main")
+        for p, b in dfiles.items():
+            check(open(os.path.join(D, "snapshots", dcommit, p), "rb").read() == b, f"dataset: {p} byte-exact")
 
         # first pass: 8 threads read every file (but most of extra.safetensors) sequentially,
         # each starting with a different file
@@ -309,6 +327,18 @@ def main():
                 check(e.errno == 5, f"offline: a never-read range fails with EIO (errno {e.errno})")
         rc = unmount(proc, mnt)
         check(rc == 0, f"offline mount unmounted (exit {rc})")
+
+        # the Hub unreachable (origin stopped), not --offline: the stored models, stored bytes
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--repo",
+                                   "datasets/org/ds", "--store", store], log)
+        if not check(os.path.ismount(mnt), "remount with the Hub unreachable"):
+            raise RuntimeError("no mount")
+        check(open(os.path.join(R, "refs", "main")).read() == commit, "Hub unreachable: refs/main")
+        check(read_all(os.path.join(snap, "model.safetensors")) == sha(big), "Hub unreachable: stored bytes served")
+        check(open(os.path.join(D, "snapshots", dcommit, "data/train.parquet"), "rb").read() ==
+              dfiles["data/train.parquet"], "Hub unreachable: dataset file served")
+        rc = unmount(proc, mnt)
+        check(rc == 0, f"unmounted (exit {rc})")
         proc = None
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
