@@ -60,6 +60,11 @@
 #define BLOB_MAX (64ull << 20)
 #define BLOB_MEM (64ull << 20)
 #define MAX_ROUNDS 4       /* fetch rounds per read before EIO */
+#define NSTREAMS 8         /* sequential streams tracked per file */
+#define SEQ_BACK (1ull << 20)   /* a stream continues with a read starting this far */
+#define SEQ_FWD (128ull << 10)  /* behind or ahead of where it stopped */
+#define SEQ_MIN (4ull << 20) /* sequential bytes before prefetch starts */
+#define MAX_AHEAD 32       /* windows fetched ahead of a sequential stream (256 MiB) */
 #define NBUCKETS 4096
 
 typedef struct rd_ctx rd_ctx;
@@ -91,6 +96,10 @@ typedef struct rd_pins {
     size_t n, cap;
 } rd_pins;
 
+typedef struct rd_stream { /* a sequential reader of a file */
+    uint64_t next, run, used;
+} rd_stream;
+
 enum { MAP_NONE, MAP_LOADING, MAP_READY };
 enum { BLOB_NONE, BLOB_LOADING, BLOB_FETCHING, BLOB_READY };
 
@@ -115,6 +124,9 @@ struct rd_file {
     bool map_dirty, map_saving;
     rd_read *map_wait;
     rd_cell *cells;
+    uint8_t *done;             /* windows fetched (or found stored): bitmap */
+    rd_stream streams[NSTREAMS];
+    uint64_t tick;
     /* non-Xet content */
     int blob_state;
     uint8_t *blob;
@@ -894,8 +906,13 @@ static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
     cl->pending++;
     xf->next = c->xfs;
     c->xfs = xf;
-    *c->xqtail = xf;
-    c->xqtail = &xf->qnext;
+    if (cl->nw && c->xq) { /* a read waits: ahead of prefetches */
+        xf->qnext = c->xq;
+        c->xq = xf;
+    } else {
+        *c->xqtail = xf;
+        c->xqtail = &xf->qnext;
+    }
     xf_pump(c);
     return 0;
 }
@@ -915,6 +932,8 @@ static void cell_closed(uv_handle_t *h)
 static void cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
+    if (!err && f->done)
+        f->done[cl->idx / 8] |= (uint8_t)(1u << (cl->idx % 8));
     for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
         if (*pp == cl) {
             *pp = cl->next;
@@ -1084,6 +1103,99 @@ static void cell_start(rd_cell *cl)
         cell_attempt_failed(cl, rc);
 }
 
+static rd_cell *cell_find(rd_file *f, uint64_t k)
+{
+    for (rd_cell *x = f->cells; x; x = x->next)
+        if (x->idx == k)
+            return x;
+    return NULL;
+}
+
+static rd_cell *cell_new(rd_file *f, uint64_t k)
+{
+    rd_cell *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return NULL;
+    cl->f = f;
+    cl->idx = k;
+    cl->start = k * CELL_SIZE;
+    cl->end = umin(f->size, (k + 1) * CELL_SIZE);
+    cl->t0 = now_ms();
+    uv_timer_init(f->c->loop, &cl->timer);
+    cl->timer.data = cl;
+    cl->next = f->cells;
+    f->cells = cl;
+    return cl;
+}
+
+/* ---- sequential prefetch -------------------------------------------------------------------- */
+
+/* Is window k known to be stored?  Mapped, and every chunk of the extents
+ * over it in the store (remembered once seen, or fetched). */
+static bool cell_stored(rd_file *f, uint64_t k)
+{
+    if (f->done[k / 8] & (1u << (k % 8)))
+        return true;
+    uint64_t s = k * CELL_SIZE, e = umin(f->size, s + CELL_SIZE);
+    if (ext_uncovered(f, s, e) != e)
+        return false;
+    for (long i = ext_floor(f, s); i >= 0 && (size_t)i < f->n && f->ext[i].off < e; i++)
+        if (f->ext[i].off + f->ext[i].len > s &&
+            zc_missing(f->c->store, &f->ext[i].xorb, f->ext[i].cs, f->ext[i].ce, NULL, 0) != 0)
+            return false;
+    f->done[k / 8] |= (uint8_t)(1u << (k % 8));
+    return true;
+}
+
+/* Track sequential readers of f; ahead of one that has read SEQ_MIN bytes
+ * in a row, start the windows it will need (more the longer it goes on:
+ * one per 8 MiB read, up to MAX_AHEAD), with no read waiting on them. */
+static void prefetch(rd_file *f, uint64_t off, uint64_t len)
+{
+    rd_ctx *c = f->c;
+    uint64_t end = off + len;
+    rd_stream *st = NULL, *lru = &f->streams[0];
+    f->tick++;
+    for (int i = 0; i < NSTREAMS; i++) {
+        rd_stream *x = &f->streams[i];
+        if (x->used && off + SEQ_BACK >= x->next && off <= x->next + SEQ_FWD) {
+            st = x;
+            break;
+        }
+        if (x->used < lru->used)
+            lru = x;
+    }
+    if (!st) {
+        st = lru;
+        st->next = end;
+        st->run = len;
+        st->used = f->tick;
+        return;
+    }
+    st->used = f->tick;
+    if (end > st->next) {
+        st->run += end - st->next;
+        st->next = end;
+    }
+    if (st->run < SEQ_MIN || !c->hub || c->stopping)
+        return;
+    uint64_t ncells = (f->size + CELL_SIZE - 1) / CELL_SIZE;
+    if (!f->done && !(f->done = calloc((ncells + 7) / 8, 1)))
+        return;
+    uint64_t ahead = st->run / CELL_SIZE + 1;
+    if (ahead > MAX_AHEAD)
+        ahead = MAX_AHEAD;
+    uint64_t k0 = (st->next - 1) / CELL_SIZE;
+    for (uint64_t k = k0 + 1; k <= k0 + ahead && k < ncells; k++) {
+        if (cell_find(f, k) || cell_stored(f, k))
+            continue;
+        rd_cell *cl = cell_new(f, k);
+        if (!cl)
+            return;
+        cell_start(cl);
+    }
+}
+
 /* The read waits for every cell holding a byte of [from, end). */
 static void fetch_cells(rd_read *r, uint64_t from)
 {
@@ -1104,28 +1216,13 @@ static void fetch_cells(rd_read *r, uint64_t from)
     r->waits = 1;
     r->err = 0;
     for (uint64_t k = k0; k <= k1; k++) {
-        rd_cell *cl = NULL;
-        for (rd_cell *x = f->cells; x; x = x->next)
-            if (x->idx == k) {
-                cl = x;
-                break;
-            }
+        rd_cell *cl = cell_find(f, k);
         bool fresh = false;
         if (!cl) {
-            cl = calloc(1, sizeof *cl);
-            if (!cl) {
+            if (!(cl = cell_new(f, k))) {
                 r->err = -ENOMEM;
                 break;
             }
-            cl->f = f;
-            cl->idx = k;
-            cl->start = k * CELL_SIZE;
-            cl->end = umin(f->size, (k + 1) * CELL_SIZE);
-            cl->t0 = now_ms();
-            uv_timer_init(c->loop, &cl->timer);
-            cl->timer.data = cl;
-            cl->next = f->cells;
-            f->cells = cl;
             fresh = true;
         }
         if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
@@ -1482,6 +1579,7 @@ static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, o
         return;
     }
     if (f->map_state == MAP_READY) {
+        prefetch(f, r->off, r->len);
         xet_try(r);
         return;
     }
@@ -1595,6 +1693,7 @@ void zf_read_free(zf_fs *fs)
         for (rd_file *f = c->tab[b], *nx; f; f = nx) {
             nx = f->hnext;
             free(f->ext);
+            free(f->done);
             free(f->blob);
             free(f);
         }

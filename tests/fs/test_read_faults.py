@@ -8,7 +8,8 @@ faults (zestfs-origin knobs, set through /_origin/knobs while mounted).
     the retry deadline; once the origin is healthy the same read succeeds;
   - signed URLs expiring before use (url_ttl 1 s, latency 2.2 s): the window
     is retried from a fresh reconstruction each time (logged), then EIO;
-    healthy again, the bytes come.
+    healthy again, the bytes come;
+  - a sequential reader gets windows fetched ahead of it, each once.
 Exit 0 pass, 1 fail, 77 skip."""
 import hashlib, json, os, random, shutil, signal, subprocess, sys, tempfile, time
 import urllib.request
@@ -46,7 +47,8 @@ def main():
     os.mkdir(mnt)
     rng = random.Random(99)
     files = {"a.safetensors": rng.randbytes(12_000_000), "b.safetensors": rng.randbytes(9_000_000),
-             "c.safetensors": rng.randbytes(5_000_000), "config.json": b'{"a": 1}'}
+             "c.safetensors": rng.randbytes(5_000_000), "d.safetensors": rng.randbytes(40_000_000),
+             "config.json": b'{"a": 1}'}
     for p, b in files.items():
         open(os.path.join(src, p), "wb").write(b)
     r = subprocess.run([origin_exe, "ingest", data, "org/faults", "-q", src], capture_output=True,
@@ -103,6 +105,21 @@ def main():
         out = log.read()
         check(out.count("Key has expired, trying again") >= 2,
               "expired URLs were retried with fresh reconstructions")
+
+        # sequential prefetch: after 6 MiB read in order, the next windows come unasked
+        origin.reset()
+        d = files["d.safetensors"]
+        with open(os.path.join(snap, "d.safetensors"), "rb", buffering=0) as f:
+            got = b"".join(f.read(128 << 10) for _ in range(48))
+        check(got == d[:6 * MiB], "d.safetensors head byte-exact")
+        for _ in range(100):
+            xb = origin.stats()["xorb_bytes_total"]
+            if xb >= 16 * MiB:
+                break
+            time.sleep(0.05)
+        check(16 * MiB <= xb <= len(d) + MiB, f"a sequential reader is prefetched ahead ({xb} bytes fetched)")
+        check(open(os.path.join(snap, "d.safetensors"), "rb").read() == d, "d.safetensors byte-exact")
+        check(origin.stats()["xorb_bytes_total"] <= len(d) * 1.05, "prefetch fetched it once")
         rc = unmount(proc, mnt)
         check(rc == 0, f"unmounted (exit {rc})")
         proc = None
