@@ -18,6 +18,7 @@
  * directly: nothing else runs yet. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ static const zf_repo *find_repo(const zf_fs *fs, enum zf_repo_type type, const c
 
 /* ---- one --repo --------------------------------------------------------- */
 
-typedef struct job {
+typedef struct job job;
+struct job {
     zf_fs *fs;
     zc_store *store;
     zn_hub *hub;
@@ -64,9 +66,12 @@ typedef struct job {
     char rev[256];
     char key[300];
     zn_revision revision;
+    zf_repo *repo;         /* the merged model, when err == 0 */
+    char *json;            /* its JSON */
     int err;
     bool done;
-} job;
+    void (*on_done)(job *j);
+};
 
 /* "[models/|datasets/|spaces/]org/name[@rev]" */
 static int parse_spec(const char *spec, job *j)
@@ -163,6 +168,7 @@ static void finish(job *j, int err)
 {
     j->err = err;
     j->done = true;
+    j->on_done(j);
 }
 
 static void on_tree(void *ud, int err, zn_tree *t)
@@ -181,15 +187,32 @@ static void on_tree(void *ud, int err, zn_tree *t)
         finish(j, err);
         return;
     }
-    char *out = zf_repo_to_json(r);
-    int perr = out ? zc_meta_put(j->store, j->key, out, strlen(out), ZC_PUT_FSYNC) : -ENOMEM;
-    free(out);
+    j->json = zf_repo_to_json(r);
+    if (!j->json) {
+        zf_repo_free(r);
+        finish(j, -ENOMEM);
+        return;
+    }
+    j->repo = r;
+    finish(j, 0);
+}
+
+/* Startup: persist (nothing else runs yet) and present. */
+static void startup_done(job *j)
+{
+    if (j->err)
+        return;
+    int perr = zc_meta_put(j->store, j->key, j->json, strlen(j->json), ZC_PUT_FSYNC);
     if (perr)
         fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", j->spec, strerror(-perr));
-    err = zf_fs_add_repo(j->fs, r);
-    if (err)
-        zf_repo_free(r);
-    finish(j, err);
+    free(j->json);
+    j->json = NULL;
+    int err = zf_fs_add_repo(j->fs, j->repo);
+    if (err) {
+        zf_repo_free(j->repo);
+        j->err = err;
+    }
+    j->repo = NULL;
 }
 
 static void on_revision(void *ud, int err, const zn_revision *rev)
@@ -273,6 +296,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         jobs[i].fs = fs;
         jobs[i].store = store;
         jobs[i].spec = o->repos[i];
+        jobs[i].on_done = startup_done;
         if (parse_spec(o->repos[i], &jobs[i]) != 0) {
             fprintf(stderr, "zestfs: --repo %s: not [datasets/]org/name[@rev]\n", o->repos[i]);
             free(jobs);
@@ -338,4 +362,216 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
     }
     free(jobs);
     return rc;
+}
+
+/* ---- repos on demand ---------------------------------------------------------- */
+
+#define NEG_ABSENT_MS 60000
+#define NEG_ERROR_MS 10000
+
+typedef struct od_wait {
+    struct od_wait *next;
+    fuse_req_t req;
+    fuse_ino_t parent;
+    char *name;
+} od_wait;
+
+typedef struct od_load {
+    struct od_load *next;
+    job j;
+    od_wait *w;
+    uv_work_t work;
+    int perr;
+} od_load;
+
+typedef struct od_neg {
+    struct od_neg *next;
+    enum zf_repo_type type;
+    char *id;
+    uint64_t until;
+} od_neg;
+
+typedef struct od_ctx {
+    zf_fs *fs;
+    zc_store *store;
+    od_load *loads;
+    od_neg *negs;
+} od_ctx;
+
+static void od_reply(zf_fs *fs, od_wait *w, bool found)
+{
+    while (w) {
+        od_wait *nx = w->next;
+        if (found)
+            zf_lookup_reply(fs, w->req, w->parent, w->name);
+        else
+            fuse_reply_err(w->req, ENOENT);
+        free(w->name);
+        free(w);
+        w = nx;
+    }
+}
+
+static void od_persist_work(uv_work_t *w)
+{
+    od_load *l = w->data;
+    l->perr = zc_meta_put(l->j.store, l->j.key, l->j.json, strlen(l->j.json), 0);
+}
+
+static void od_persist_after(uv_work_t *w, int status)
+{
+    od_load *l = w->data;
+    if (l->perr)
+        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", l->j.id, strerror(-l->perr));
+    free(l->j.json);
+    free(l);
+}
+
+static void od_unlink(od_ctx *c, od_load *l)
+{
+    for (od_load **pp = &c->loads; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            return;
+        }
+}
+
+static void od_done(job *j)
+{
+    od_load *l = (od_load *)((char *)j - offsetof(od_load, j));
+    od_ctx *c = j->fs->ondemand;
+    od_unlink(c, l);
+    od_wait *w = l->w;
+    l->w = NULL;
+    if (j->err || find_repo(j->fs, j->type, j->id)) {
+        if (j->repo)
+            zf_repo_free(j->repo);
+        j->repo = NULL;
+        if (j->err) {
+            bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
+            if (!absent && j->err != -ECANCELED)
+                fprintf(stderr, "zestfs: %s/%s: %s\n", zf_type_plural(j->type), j->id,
+                        strerror(-j->err));
+            od_neg *n = calloc(1, sizeof *n);
+            if (n && (n->id = strdup(j->id))) {
+                n->type = j->type;
+                n->until = uv_now(j->fs->loop) + (absent ? NEG_ABSENT_MS : NEG_ERROR_MS);
+                n->next = c->negs;
+                c->negs = n;
+            } else
+                free(n);
+        }
+        od_reply(j->fs, w, !j->err);
+        free(j->json);
+        free(l);
+        return;
+    }
+    int err = zf_fs_add_repo(j->fs, j->repo);
+    if (err)
+        zf_repo_free(j->repo);
+    j->repo = NULL;
+    od_reply(j->fs, w, err == 0);
+    l->work.data = l;
+    if (err || uv_queue_work(j->fs->loop, &l->work, od_persist_work, od_persist_after) != 0) {
+        free(j->json);
+        free(l);
+    }
+}
+
+static bool od_lookup(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    od_ctx *c = fs->ondemand;
+    zn_hub *hub = zf_read_hub(fs);
+    enum zf_repo_type type;
+    char *id;
+    if (!hub || zf_repo_parse_folder(name, &type, &id) != 0)
+        return false;
+    bool taken = false;
+    uint64_t now = uv_now(fs->loop);
+    for (od_neg **pp = &c->negs; *pp;) {
+        od_neg *n = *pp;
+        if (n->until <= now) {
+            *pp = n->next;
+            free(n->id);
+            free(n);
+            continue;
+        }
+        if (n->type == type && strcmp(n->id, id) == 0) {
+            free(id);
+            return false; /* ENOENT, as the tree says */
+        }
+        pp = &n->next;
+    }
+    od_wait *w = calloc(1, sizeof *w);
+    if (!w || !(w->name = strdup(name))) {
+        free(w);
+        free(id);
+        return false;
+    }
+    w->req = req;
+    w->parent = parent;
+    for (od_load *l = c->loads; l; l = l->next)
+        if (l->j.type == type && strcmp(l->j.id, id) == 0) {
+            w->next = l->w;
+            l->w = w;
+            free(id);
+            return true;
+        }
+    od_load *l = calloc(1, sizeof *l);
+    if (l && strlen(id) < sizeof l->j.id) {
+        job *j = &l->j;
+        j->fs = fs;
+        j->store = c->store;
+        j->hub = hub;
+        j->type = type;
+        snprintf(j->id, sizeof j->id, "%s", id);
+        snprintf(j->rev, sizeof j->rev, "main");
+        snprintf(j->key, sizeof j->key, "repo/%s/%s", TYPE_NAME[type], id);
+        j->spec = j->id;
+        j->on_done = od_done;
+        l->w = w;
+        l->next = c->loads;
+        c->loads = l;
+        if (zn_hub_revision(hub, (zn_repo_type)type, j->id, j->rev, on_revision, j, NULL) == 0)
+            taken = true;
+        else {
+            od_unlink(c, l);
+            l->w = NULL;
+        }
+    }
+    if (!taken) {
+        free(l);
+        free(w->name);
+        free(w);
+    }
+    free(id);
+    return taken;
+}
+
+int zf_ondemand_init(zf_fs *fs, zc_store *store)
+{
+    od_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fs = fs;
+    c->store = store;
+    fs->ondemand = c;
+    fs->lookup_miss = od_lookup;
+    return 0;
+}
+
+void zf_ondemand_free(zf_fs *fs)
+{
+    od_ctx *c = fs->ondemand;
+    if (!c)
+        return;
+    while (c->negs) {
+        od_neg *n = c->negs;
+        c->negs = n->next;
+        free(n->id);
+        free(n);
+    }
+    free(c); /* loads ended with the hub (-ECANCELED) before the loop closed */
+    fs->ondemand = NULL;
+    fs->lookup_miss = NULL;
 }

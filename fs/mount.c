@@ -349,6 +349,11 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_unmount(m.fs.se);
         return 1;
     }
+    if (!o.offline && (err = zf_ondemand_init(&m.fs, store)) != 0) {
+        fprintf(stderr, "zestfs: %s\n", strerror(-err));
+        fuse_session_unmount(m.fs.se);
+        return 1;
+    }
     uv_poll_init(&m.loop, &m.poll, fd);
     m.poll.data = &m;
     uv_poll_start(&m.poll, UV_READABLE, on_fuse);
@@ -364,6 +369,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     fuse_session_destroy(m.fs.se);
     uv_loop_close(&m.loop);
     free(m.buf.mem);
+    zf_ondemand_free(&m.fs);
     zf_read_free(&m.fs);
     err = zc_close(store);
     if (err)

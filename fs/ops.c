@@ -313,6 +313,27 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    if (parent == FUSE_ROOT_ID && fs->lookup_miss) {
+        struct stat st;
+        if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
+            fs->lookup_miss(fs, req, parent, name)) {
+            free(path); /* answered later, with zf_lookup_reply */
+            return;
+        }
+    }
+    reply_entry(fs, req, parent, name, path);
+    free(path);
+}
+
+void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    char *dir = node_path(fs, parent);
+    char *path = dir ? join(dir, name) : NULL;
+    free(dir);
+    if (!path) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
     reply_entry(fs, req, parent, name, path);
     free(path);
 }

@@ -1706,3 +1706,9 @@ void zf_read_free(zf_fs *fs)
     fs->read_ctx = NULL;
     fs->read_blob = NULL;
 }
+
+zn_hub *zf_read_hub(zf_fs *fs)
+{
+    rd_ctx *c = fs->read_ctx;
+    return c && !c->stopping ? c->hub : NULL;
+}

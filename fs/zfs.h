@@ -28,6 +28,10 @@ typedef struct zf_fs {
     /* blob reads (read.c); NULL: blob reads fail with EIO */
     void (*read_blob)(struct zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, off_t off);
     void *read_ctx;
+    /* a lookup at the root that found nothing (hubload.c): true when it
+     * took the request (answered later with zf_lookup_reply) */
+    bool (*lookup_miss)(struct zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
+    void *ondemand;
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
@@ -47,6 +51,9 @@ extern const struct fuse_lowlevel_ops zf_ops;
 int zf_fs_init(zf_fs *fs, int rootfd);
 void zf_fs_destroy(zf_fs *fs);
 
+/* Answer a lookup as op_lookup would (after the tree changed). */
+void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
+
 /* Present a repo model (takes it; replaces one of the same type and id). */
 int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
 
@@ -65,7 +72,16 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
  * it when the session ends, then keep running the loop until it is empty;
  * zf_read_free after that. */
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store);
+struct zn_hub *zf_read_hub(zf_fs *fs); /* NULL offline or once stopped */
 void zf_read_stop(zf_fs *fs);
 void zf_read_free(zf_fs *fs);
+
+/* Repos on demand (hubload.c), on fs->loop, after zf_read_init: a lookup
+ * of an unknown "models--org--name" (datasets--, spaces--) at the root
+ * resolves org/name@main on the Hub (through zf_read_hub), presents and
+ * persists it, then answers; absent upstream it is ENOENT, remembered for a
+ * minute (other failures for 10 s).  Nothing when offline. */
+int zf_ondemand_init(zf_fs *fs, zc_store *store);
+void zf_ondemand_free(zf_fs *fs);
 
 #endif

@@ -304,6 +304,27 @@ def main():
         check(used >= xet_bytes * 0.95, f"the store holds the data ({used} bytes)")
         rc = unmount(proc, mnt)
         check(rc == 0 and not os.path.ismount(mnt), f"unmounted (exit {rc})")
+
+        # repos on demand: no --repo, a fresh store; looking a repo folder up resolves it
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--store", os.path.join(tmp, "store2")], log)
+        if not check(os.path.ismount(mnt), "mounted without --repo"):
+            raise RuntimeError("no mount")
+        check("models--org--tiny" not in os.listdir(mnt), "on demand: nothing presented before a lookup")
+        check(os.path.isdir(R), "on demand: models--org--tiny looked up")
+        check(open(os.path.join(R, "refs", "main")).read() == commit, "on demand: refs/main")
+        check(open(os.path.join(snap, "config.json"), "rb").read() == files["config.json"],
+              "on demand: config.json byte-exact")
+        check(open(os.path.join(D, "snapshots", dcommit, "README.md"), "rb").read() == dfiles["README.md"],
+              "on demand: a dataset")
+        check("models--org--tiny" in os.listdir(mnt), "on demand: listed once resolved")
+        nope = os.path.join(mnt, "models--org--nope")
+        check(not os.path.exists(nope), "on demand: an absent repo is ENOENT")
+        n0 = origin.stats()["requests"]
+        check(not os.path.exists(nope), "on demand: still ENOENT")
+        check(origin.stats()["requests"] == n0, "on demand: the absence is remembered (no request)")
+        check(not os.path.exists(os.path.join(mnt, "models--bad..name")), "on demand: invalid names ENOENT")
+        rc = unmount(proc, mnt)
+        check(rc == 0, f"unmounted (exit {rc})")
         origin.stop()
 
         # offline remount: the same tree, every byte read before, EIO beyond
