@@ -1329,6 +1329,22 @@ static int put_existing(zc_store *s, struct zc_seg *e, uint32_t start, zc_ref *p
     return 1;
 }
 
+/* After put_existing() found a stored run covering a put: 0 when done (the
+ * run is usable, pinned in `pin` if asked), a negative errno, or 1 when the
+ * stored copy failed verification and is gone, so the put must store its own. */
+static int settle_existing(int rc, zc_ref *pin)
+{
+    if (rc <= 0)
+        return rc;
+    if (pin->ready)
+        return 0;
+    rc = zc_verify_segment(pin);
+    if (rc == 0)
+        return 0;
+    zc_unpin(pin);
+    return rc == -EBADMSG || rc == -EIO ? 1 : rc;
+}
+
 int zc_put(zc_store *s, const xet_hash *xorb, uint32_t start, uint32_t end,
            const uint32_t *lens, const xet_hash *hashes, const void *data, size_t len,
            unsigned flags, zc_ref *pin)
@@ -1361,15 +1377,7 @@ again:
         rc = put_existing(s, e, start, pin, &r);
         pthread_mutex_unlock(&s->mu);
         reap_run(s, &r);
-        if (rc <= 0)
-            return rc;
-        if (pin->ready)
-            return 0;
-        rc = zc_verify_segment(pin);
-        if (rc == 0)
-            return 0;
-        zc_unpin(pin);
-        if (rc != -EBADMSG && rc != -EIO)
+        if ((rc = settle_existing(rc, pin)) != 1)
             return rc;
         goto again; /* the old copy was bad and is gone: store ours */
     }
@@ -1457,17 +1465,9 @@ again:
             xorb_maybe_free(s, x);
         pthread_mutex_unlock(&s->mu);
         reap_run(s, &r);
-        if (rc <= 0)
+        if ((rc = settle_existing(rc, pin)) != 1)
             return rc;
-        if (pin->ready)
-            return 0;
-        rc = zc_verify_segment(pin);
-        if (rc == 0)
-            return 0;
-        zc_unpin(pin);
-        if (rc != -EBADMSG && rc != -EIO)
-            return rc;
-        goto again;
+        goto again; /* the old copy was bad and is gone: store ours */
     }
     /* Replace the segments this one contains; they are exactly those with
      * start >= our start and end <= our end, a run just after seg_pos. */

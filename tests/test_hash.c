@@ -11,6 +11,11 @@ struct agg_leaf { const char *hash; uint64_t len; };
 struct agg_case { int start, n; const char *xorb; const char *salt_file[3][2]; };
 #include "agg_vectors.inc"
 
+/* INTERNAL_NODE_KEY of spec/xet.md §2.1, for building expected node hashes. */
+static const uint8_t INTERNAL_NODE_KEY[32] = {
+    1,  126, 197, 199, 165, 71, 41,  150, 253, 148, 102, 102, 180, 138, 2,  230,
+    93, 221, 83,  111, 55,  199, 109, 210, 248, 99, 82,  230, 74,  83,  113, 63};
+
 static char *str(const xet_hash *h)
 {
     static char buf[4][XET_HASH_STR_LEN + 1];
@@ -79,9 +84,6 @@ static void test_examples(void)
     /* four nodes are one group only if none of nodes 2..3 is a natural cut;
      * check the node hash directly through a one-group tree of the text */
     xet_hash nh;
-    static const uint8_t INTERNAL_NODE_KEY[32] = {
-        1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
-        93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63};
     xet_keyed_hash(INTERNAL_NODE_KEY, text, strlen(text), &nh);
     T_EQ_STR(str(&nh), cJSON_GetObjectItem(node, "hash")->valuestring);
     uint64_t total;
@@ -165,10 +167,7 @@ static void test_merkle_levels(void)
                                            (unsigned long long)leaves[pos + c].len);
                     glen += leaves[pos + c].len;
                 }
-                static const uint8_t K[32] = {
-                    1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
-                    93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63};
-                xet_keyed_hash(K, textbuf, tl, &gh);
+                xet_keyed_hash(INTERNAL_NODE_KEY, textbuf, tl, &gh);
             }
             cJSON *hj = cJSON_GetObjectItem(nd, "hash");
             cJSON *lj = cJSON_GetObjectItem(nd, "length");
@@ -229,9 +228,6 @@ static void naive_root(const xet_merkle_node *in, size_t n, xet_hash *root)
     }
     xet_merkle_node *cur = malloc(n * sizeof *cur);
     memcpy(cur, in, n * sizeof *cur);
-    static const uint8_t K[32] = {
-        1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
-        93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63};
     while (n > 1) {
         size_t out = 0, p = 0;
         while (p < n) {
@@ -256,7 +252,7 @@ static void naive_root(const xet_merkle_node *in, size_t n, xet_hash *root)
                 tl += (size_t)sprintf(text + tl, "%s : %llu\n", s, (unsigned long long)cur[p + i].len);
                 tot += cur[p + i].len;
             }
-            xet_keyed_hash(K, text, tl, &cur[out].hash);
+            xet_keyed_hash(INTERNAL_NODE_KEY, text, tl, &cur[out].hash);
             cur[out++].len = tot;
             free(text);
             p += gs;

@@ -14,10 +14,11 @@ HF_ENDPOINT = the origin:
     mount equal the original arrays.
 Runs the clients with tests/interop/.venv's python (or $ZESTFS_TEST_PYTHON).
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin, no clients)."""
-import json, os, shutil, subprocess, sys, tempfile, textwrap
+import json, os, shutil, subprocess, sys, textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_read import Origin, find_origin, mount, unmount  # noqa: E402
+import fsutil  # noqa: E402
+from fsutil import Origin, mount, unmount  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -113,27 +114,14 @@ print(json.dumps({"bad": bad, "n": len(hdr) - ("__metadata__" in hdr)}))
 
 
 def main():
-    zestfs = os.path.abspath(sys.argv[1])
-    origin_exe = find_origin(zestfs)
-    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
-        print("skip: no /dev/fuse")
-        return 77
-    if not origin_exe or not os.path.exists(origin_exe):
-        print("skip: no zestfs-origin")
-        return 77
     py = pick_python()
     if not py:
         print("skip: tests/interop/.venv (huggingface_hub, safetensors, numpy) not installed")
         return 77
-    fails = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            fails.append(what)
-        return cond
-
-    tmp = tempfile.mkdtemp(prefix="zestfs-hf-")
+    run = fsutil.start("zestfs-hf-")
+    if run is None:
+        return 77
+    zestfs, origin_exe, check, tmp, log = run.zestfs, run.origin_exe, run.check, run.tmp, run.log
     src, data, store, mnt, ref = (os.path.join(tmp, n) for n in ("src", "data", "store", "mnt", "ref"))
     for d in (src, mnt, ref):
         os.mkdir(d)
@@ -147,7 +135,6 @@ def main():
         return 1
     commit = r.stdout.strip().split()[-1]
     origin = Origin(origin_exe, data, tmp)
-    log = open(os.path.join(tmp, "zestfs.log"), "w+")
     proc = None
     env = {"HF_ENDPOINT": origin.url, "HF_HUB_CACHE": mnt, "HF_HOME": os.path.join(tmp, "hf-home"),
            "HF_XET_CACHE": os.path.join(tmp, "xet-cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -188,21 +175,8 @@ def main():
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:
-        if proc and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
-        origin.stop()
-        log.seek(0)
-        out = log.read()
-        check("runtime error:" not in out and "Sanitizer" not in out, "no sanitizer report in the zestfs log")
-        if fails and out:
-            print("---- zestfs log ----\n" + out[-6000:])
-        log.close()
-        if not fails:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(fails)} failures")
-    return 1 if fails else 0
+        rc = run.finish(proc, mnt, origin)
+    return rc
 
 
 if __name__ == "__main__":

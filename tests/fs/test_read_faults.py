@@ -11,11 +11,12 @@ faults (zestfs-origin knobs, set through /_origin/knobs while mounted).
     healthy again, the bytes come;
   - a sequential reader gets windows fetched ahead of it, each once.
 Exit 0 pass, 1 fail, 77 skip."""
-import hashlib, json, os, random, shutil, signal, subprocess, sys, tempfile, time
+import json, os, random, subprocess, sys, time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_read import MiB, Origin, find_origin, mount, unmount  # noqa: E402
+import fsutil  # noqa: E402
+from fsutil import MiB, Origin, mount, unmount  # noqa: E402
 
 
 def knobs(origin, **kw):
@@ -25,23 +26,10 @@ def knobs(origin, **kw):
 
 
 def main():
-    zestfs = os.path.abspath(sys.argv[1])
-    origin_exe = find_origin(zestfs)
-    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
-        print("skip: no /dev/fuse")
+    run = fsutil.start("zestfs-faults-")
+    if run is None:
         return 77
-    if not origin_exe or not os.path.exists(origin_exe):
-        print("skip: no zestfs-origin")
-        return 77
-    fails = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            fails.append(what)
-        return cond
-
-    tmp = tempfile.mkdtemp(prefix="zestfs-faults-")
+    zestfs, origin_exe, check, tmp, log = run.zestfs, run.origin_exe, run.check, run.tmp, run.log
     src, data, store, mnt = (os.path.join(tmp, n) for n in ("src", "data", "store", "mnt"))
     os.makedirs(src)
     os.mkdir(mnt)
@@ -58,7 +46,6 @@ def main():
         return 1
     commit = r.stdout.strip().split()[-1]
     origin = Origin(origin_exe, data, tmp)
-    log = open(os.path.join(tmp, "zestfs.log"), "w+")
     proc = None
     try:
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/faults", "--store", store], log)
@@ -126,21 +113,8 @@ def main():
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:
-        if proc and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
-        origin.stop()
-        log.seek(0)
-        out = log.read()
-        check("runtime error:" not in out and "Sanitizer" not in out, "no sanitizer report in the zestfs log")
-        if (fails or os.environ.get("ZESTFS_TEST_VERBOSE")) and out:
-            print("---- zestfs log ----\n" + out[-6000:])
-        log.close()
-        if not fails:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(fails)} failures")
-    return 1 if fails else 0
+        rc = run.finish(proc, mnt, origin)
+    return rc
 
 
 if __name__ == "__main__":
