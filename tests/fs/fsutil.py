@@ -81,6 +81,35 @@ class Origin:
         self.log.close()
 
 
+def knobs(origin, **kw):
+    """Set zestfs-origin fault knobs (origin/README.md) while it runs."""
+    req = urllib.request.Request(origin.url + "/_origin/knobs", data=json.dumps(kw).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def ingest(origin_exe, data, repo, src, *extra):
+    """`zestfs-origin ingest DATA REPO [extra] SRC`; returns the commit id."""
+    r = subprocess.run([origin_exe, "ingest", data, repo, "-q", *extra, src], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("ingest failed: " + r.stderr[-2000:])
+    return r.stdout.strip().split()[-1]
+
+
+def rss(pid):
+    """(VmRSS, VmHWM) of a process in bytes, (0, 0) once it is gone."""
+    v = {}
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            k, _, rest = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                v[k] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return v.get("VmRSS", 0), v.get("VmHWM", 0)
+
+
 def mount(zestfs, mnt, args, log):
     p = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
