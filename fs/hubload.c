@@ -33,7 +33,11 @@ int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
 {
     for (size_t i = 0; i < fs->tree.nrepos; i++)
         if (fs->tree.repos[i]->type == r->type && strcmp(fs->tree.repos[i]->id, r->id) == 0) {
-            zf_repo_free(fs->tree.repos[i]);
+            zf_repo **nv = realloc(fs->retired, (fs->nretired + 1) * sizeof *nv);
+            if (!nv)
+                return -ENOMEM;
+            fs->retired = nv;
+            fs->retired[fs->nretired++] = fs->tree.repos[i];
             fs->tree.repos[i] = r;
             return 0;
         }

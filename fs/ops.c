@@ -283,6 +283,7 @@ typedef struct zf_handle {
     zv_ent ent;      /* virtual file */
     char *content;   /* generated content of small virtual files */
     size_t len;
+    void *pf;        /* fs->blob_opened's token */
 } zf_handle;
 
 #define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
@@ -673,6 +674,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->ent = e;
     if (e.kind == ZV_BLOB) {
         fi->keep_cache = 1; /* content-addressed: never changes */
+        if (fs->blob_opened)
+            h->pf = fs->blob_opened(fs, &e);
     } else {
         h->content = zv_content(&e, &h->len);
         fi->direct_io = 0;
@@ -680,6 +683,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     fi->fh = (uintptr_t)h;
     if (fuse_reply_open(req, fi) == -ENOENT) {
+        if (h->pf && fs->blob_released)
+            fs->blob_released(fs, h->pf);
         free(h->content);
         free(h);
     }
@@ -780,6 +785,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     zf_handle *h = H(fi);
+    zf_fs *fs = FS(req);
+    if (h->pf && fs->blob_released)
+        fs->blob_released(fs, h->pf);
     if (h->fd >= 0)
         close(h->fd);
     free(h->content);
@@ -1003,4 +1011,7 @@ void zf_fs_destroy(zf_fs *fs)
     for (size_t i = 0; i < fs->tree.nrepos; i++)
         zf_repo_free(fs->tree.repos[i]);
     free(fs->tree.repos);
+    for (size_t i = 0; i < fs->nretired; i++)
+        zf_repo_free(fs->retired[i]);
+    free(fs->retired);
 }

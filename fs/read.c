@@ -51,6 +51,7 @@
 #include <openssl/evp.h>
 
 #include "net.h"
+#include "tensors.h"
 #include "zfs.h"
 
 #define CELL_SIZE (8ull << 20)
@@ -72,6 +73,7 @@ typedef struct rd_file rd_file;
 typedef struct rd_read rd_read;
 typedef struct rd_cell rd_cell;
 typedef struct rd_xf rd_xf;
+typedef struct rd_openpf rd_openpf;
 
 typedef struct rd_ext {
     uint64_t off, len;
@@ -132,6 +134,7 @@ struct rd_file {
     uint8_t *blob;
     rd_read *blob_wait;
     rd_file *lru_prev, *lru_next;
+    rd_openpf *opf;            /* prefetch at open */
 };
 
 struct rd_read {
@@ -149,6 +152,7 @@ struct rd_read {
     int rc;                    /* store read: 0 replied, -ENOENT missing at miss */
     uint64_t miss;
     rd_pins pins;              /* segments held for this read */
+    zf_fill *fill;             /* a background read (no FUSE request) */
 };
 
 struct rd_cell {
@@ -202,6 +206,11 @@ struct rd_ctx {
     rd_file *lru_head, *lru_tail;
     uint64_t blob_mem;
     zn_retry cdn_retry;
+    zf_fill *fills;            /* background fills (pull, prefetch at open) */
+    zf_fill *fills_done;       /* finished, callback pending */
+    int bg_reads;              /* background windows in flight */
+    uv_timer_t fill_timer;
+    uv_timer_cb fill_timer_cb;
 };
 
 static uint64_t now_ms(void)
@@ -314,9 +323,15 @@ static void read_free(rd_read *r)
     free(r);
 }
 
+static void fill_piece_done(rd_read *r, int err);
+
 static void read_fail(rd_read *r, int err)
 {
-    (void)err; /* the cause was logged where it happened */
+    if (r->fill) {
+        fill_piece_done(r, err ? err : -EIO);
+        return;
+    }
+    /* the cause was logged where it happened */
     fuse_reply_err(r->req, EIO);
     read_free(r);
 }
@@ -672,12 +687,29 @@ static void store_start(rd_read *r)
         read_fail(r, -EIO);
 }
 
+/* First byte of [off, end) (all mapped) whose chunks are not in the store,
+ * or end.  Loop thread: index lookups only. */
+static uint64_t first_unstored(rd_file *f, uint64_t off, uint64_t end)
+{
+    for (long i = ext_floor(f, off); i >= 0 && (size_t)i < f->n && f->ext[i].off < end; i++)
+        if (f->ext[i].off + f->ext[i].len > off &&
+            zc_missing(f->c->store, &f->ext[i].xorb, f->ext[i].cs, f->ext[i].ce, NULL, 0) != 0)
+            return f->ext[i].off > off ? f->ext[i].off : off;
+    return end;
+}
+
 static void xet_try(rd_read *r)
 {
     rd_file *f = r->f;
     uint64_t end = r->off + r->len;
     uint64_t u = ext_uncovered(f, r->off, end);
-    if (u == end)
+    if (u == end && r->fill) { /* background: stored is enough, no copy */
+        u = first_unstored(f, r->off, end);
+        if (u == end)
+            fill_piece_done(r, 0);
+        else
+            fetch_cells(r, u);
+    } else if (u == end)
         store_start(r);
     else
         fetch_cells(r, u);
@@ -860,6 +892,14 @@ static int add_checks(rd_xf *xf, const xet_recon *rc, const xet_fetch *d)
     return 0;
 }
 
+static bool cell_has_fg(const rd_cell *cl)
+{
+    for (size_t i = 0; i < cl->nw; i++)
+        if (!cl->w[i]->fill)
+            return true;
+    return false;
+}
+
 /* The cell needs descriptor d: join a fetch in flight that covers it or
  * start one.  0 (cell->pending counted) or negative errno. */
 static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
@@ -877,6 +917,17 @@ static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
         if (!xf->decoding)
             add_checks(xf, rc, d);
         cl->pending++;
+        if (!xf->started && c->xq != xf && cell_has_fg(cl)) { /* a read waits now: to the front */
+            for (rd_xf **pp = &c->xq; *pp; pp = &(*pp)->qnext)
+                if (*pp == xf) {
+                    *pp = xf->qnext;
+                    if (c->xqtail == &xf->qnext)
+                        c->xqtail = pp;
+                    xf->qnext = c->xq;
+                    c->xq = xf;
+                    break;
+                }
+        }
         return 0;
     }
     if (d->byte_end < d->byte_start || d->byte_end - d->byte_start >= XET_XORB_MAX_BYTES ||
@@ -906,7 +957,7 @@ static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
     cl->pending++;
     xf->next = c->xfs;
     c->xfs = xf;
-    if (cl->nw && c->xq) { /* a read waits: ahead of prefetches */
+    if (cell_has_fg(cl) && c->xq) { /* a read waits: ahead of prefetches */
         xf->qnext = c->xq;
         c->xq = xf;
     } else {
@@ -1312,6 +1363,10 @@ static void blob_work(uv_work_t *w)
 static void blob_serve(rd_read *r)
 {
     rd_file *f = r->f;
+    if (r->fill) {
+        fill_piece_done(r, 0);
+        return;
+    }
     fuse_reply_buf(r->req, (const char *)f->blob + r->off, r->len);
     read_free(r);
 }
@@ -1551,6 +1606,41 @@ static void blob_read(rd_read *r)
 
 /* ---- entry point -------------------------------------------------------------------------- */
 
+/* Start a read (FUSE or background) whose file state may not be loaded. */
+static void read_go(rd_read *r)
+{
+    rd_file *f = r->f;
+    rd_ctx *c = r->c;
+    if (!f->xet) {
+        blob_read(r);
+        return;
+    }
+    if (f->map_state == MAP_READY) {
+        if (!r->fill)
+            prefetch(f, r->off, r->len);
+        xet_try(r);
+        return;
+    }
+    r->next = f->map_wait;
+    f->map_wait = r;
+    if (f->map_state == MAP_NONE) {
+        map_job *j = calloc(1, sizeof *j);
+        if (!j) {
+            map_ready(f);
+            return;
+        }
+        j->f = f;
+        j->store = c->store;
+        map_key(f, j->key, sizeof j->key);
+        j->work.data = j;
+        f->map_state = MAP_LOADING;
+        if (uv_queue_work(c->loop, &j->work, map_load_work, map_load_after) != 0) {
+            j->rc = -EIO;
+            map_load_after(&j->work, 0);
+        }
+    }
+}
+
 static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, off_t off)
 {
     rd_ctx *c = fs->read_ctx;
@@ -1574,33 +1664,393 @@ static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, o
     r->req = req;
     r->off = (uint64_t)off;
     r->len = umin(size, fsize - (uint64_t)off);
-    if (!f->xet) {
-        blob_read(r);
+    read_go(r);
+}
+
+/* ---- background fills ---------------------------------------------------------------------- */
+
+/* A fill walks its byte ranges window by window (a piece never crosses an
+ * 8 MiB window), as background reads that stop once the bytes are stored.
+ * All fills share BG_WINDOWS pieces in flight, handed out round-robin;
+ * their cells' xorb fetches queue behind any a FUSE read waits on. */
+#define BG_WINDOWS 6
+
+struct zf_fill {
+    zf_fill *next;             /* c->fills, then c->fills_done */
+    rd_ctx *c;
+    rd_file *f;
+    uint64_t *rg;              /* [start, end) pairs */
+    size_t nrg, ri;
+    uint64_t pos;              /* next byte of rg[ri] to hand out */
+    uint64_t total, done;
+    int inflight;
+    int err;
+    bool cancelled, finished;
+    zf_fill_cb cb;
+    void *ud;
+};
+
+/* Everything that hands out pieces or ends fills runs from this zero-delay
+ * timer, never nested in a caller or in a completion. */
+static void fill_kick(rd_ctx *c)
+{
+    if (c->stopping)
+        c->fill_timer_cb(&c->fill_timer); /* the timer is closed: end them now */
+    else if (!uv_is_active((uv_handle_t *)&c->fill_timer))
+        uv_timer_start(&c->fill_timer, c->fill_timer_cb, 0, 0);
+}
+
+static bool fill_exhausted(const zf_fill *fl)
+{
+    return fl->ri >= fl->nrg || fl->err || fl->cancelled;
+}
+
+/* Finished: off c->fills, onto c->fills_done (its callback comes from the timer). */
+static void fill_maybe_finish(zf_fill *fl)
+{
+    rd_ctx *c = fl->c;
+    if (fl->inflight || !fill_exhausted(fl) || fl->finished)
+        return;
+    fl->finished = true;
+    for (zf_fill **pp = &c->fills; *pp; pp = &(*pp)->next)
+        if (*pp == fl) {
+            *pp = fl->next;
+            break;
+        }
+    fl->next = c->fills_done;
+    c->fills_done = fl;
+    fill_kick(c);
+}
+
+static void fill_piece_done(rd_read *r, int err)
+{
+    zf_fill *fl = r->fill;
+    rd_ctx *c = r->c;
+    uint64_t len = r->len;
+    read_free(r);
+    c->bg_reads--;
+    fl->inflight--;
+    if (err) {
+        if (!fl->err && !fl->cancelled)
+            fl->err = err;
+    } else {
+        fl->done += len;
+        if (!fl->cancelled && !fl->err)
+            fl->cb(fl->ud, fl, fl->done, fl->total, false, 0);
+    }
+    fill_maybe_finish(fl);
+    fill_kick(c);
+}
+
+/* Hand out the next piece of fl: false when it has none left. */
+static bool fill_next(zf_fill *fl)
+{
+    rd_ctx *c = fl->c;
+    if (fill_exhausted(fl))
+        return false;
+    uint64_t end = fl->rg[2 * fl->ri + 1];
+    uint64_t wend = (fl->pos / CELL_SIZE + 1) * CELL_SIZE;
+    uint64_t pend = umin(end, wend);
+    rd_read *r = calloc(1, sizeof *r);
+    if (!r) {
+        fl->err = -ENOMEM;
+        return false;
+    }
+    r->c = c;
+    r->f = fl->f;
+    r->fill = fl;
+    r->off = fl->pos;
+    r->len = pend - fl->pos;
+    fl->pos = pend;
+    if (fl->pos >= end && ++fl->ri < fl->nrg)
+        fl->pos = fl->rg[2 * fl->ri];
+    fl->inflight++;
+    c->bg_reads++;
+    read_go(r);
+    return true;
+}
+
+static void fill_timer_cb(uv_timer_t *t)
+{
+    rd_ctx *c = t->data;
+    /* rounds: each fill with pieces left gets one, while slots are free */
+    bool any = true;
+    while (any && c->bg_reads < BG_WINDOWS && !c->stopping) {
+        any = false;
+        for (zf_fill *fl = c->fills; fl && c->bg_reads < BG_WINDOWS; fl = fl->next)
+            any |= fill_next(fl);
+    }
+    for (zf_fill *fl = c->fills, *nx; fl; fl = nx) {
+        nx = fl->next;
+        fill_maybe_finish(fl);
+    }
+    while (c->fills_done) {
+        zf_fill *fl = c->fills_done;
+        c->fills_done = fl->next;
+        int err = fl->err ? fl->err : fl->cancelled ? -ECANCELED : 0;
+        fl->cb(fl->ud, fl, fl->done, fl->total, true, err);
+        free(fl->rg);
+        free(fl);
+    }
+}
+
+static int fill_start_file(rd_file *f, const uint64_t *ranges, size_t nranges, zf_fill_cb cb,
+                           void *ud, zf_fill **out)
+{
+    rd_ctx *c = f->c;
+    if (c->stopping)
+        return -ESHUTDOWN;
+    zf_fill *fl = calloc(1, sizeof *fl);
+    if (!fl)
+        return -ENOMEM;
+    uint64_t whole[2] = {0, f->size};
+    if (!ranges || !f->xet) { /* non-Xet files come whole anyway */
+        ranges = whole;
+        nranges = 1;
+    }
+    fl->rg = malloc(nranges * 2 * sizeof *fl->rg + 1);
+    if (!fl->rg) {
+        free(fl);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < nranges; i++) {
+        uint64_t st = ranges[2 * i], en = umin(ranges[2 * i + 1], f->size);
+        if (st >= en)
+            continue;
+        fl->rg[2 * fl->nrg] = st;
+        fl->rg[2 * fl->nrg + 1] = en;
+        fl->nrg++;
+        fl->total += en - st;
+    }
+    fl->c = c;
+    fl->f = f;
+    fl->pos = fl->nrg ? fl->rg[0] : 0;
+    fl->cb = cb;
+    fl->ud = ud;
+    fl->next = c->fills;
+    c->fills = fl;
+    if (out)
+        *out = fl;
+    fill_kick(c);
+    return 0;
+}
+
+int zf_fill_start(zf_fs *fs, const zv_ent *e, const uint64_t *ranges, size_t nranges,
+                  zf_fill_cb cb, void *ud, zf_fill **out)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb)
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    if (!f)
+        return -ENOMEM;
+    return fill_start_file(f, ranges, nranges, cb, ud, out);
+}
+
+void zf_fill_cancel(zf_fill *fl)
+{
+    if (!fl || fl->finished)
+        return;
+    fl->cancelled = true;
+    fill_maybe_finish(fl);
+}
+
+/* ---- prefetch at open (safetensors, GGUF) --------------------------------------------------- */
+
+/* While a .safetensors or .gguf blob is open: fill its first window, parse
+ * the header from the store (tensors.c; more of the file if the header is
+ * longer), then fill the tensors' byte ranges in file order.  Cancelled at
+ * the last release.  Not for files over half the store cap (they would
+ * evict themselves); sequential prefetch still applies to those. */
+enum { OPF_HEADER, OPF_PARSING, OPF_TENSORS, OPF_DONE };
+
+#define OPF_GRACE_MS 250 /* a file still open this long after its header came is being loaded */
+
+struct rd_openpf {
+    rd_file *f;
+    uv_timer_t timer;         /* the grace period */
+    bool closed;              /* timer closed by zf_read_stop: zf_read_free frees */
+    int opens;
+    int state;
+    zf_fill *fill;            /* in flight, or NULL */
+    bool parsing;
+    uint64_t have;            /* header bytes known stored */
+    uv_work_t work;
+    rd_ext *snap;
+    size_t nsnap;
+    zf_tensor_map map;
+    int rc;
+};
+
+static void opf_free(uv_handle_t *h)
+{
+    rd_openpf *o = h->data;
+    zf_tensor_map_free(&o->map);
+    free(o->snap);
+    free(o);
+}
+
+static void opf_maybe_free(rd_openpf *o)
+{
+    if (o->opens || o->fill || o->parsing || o->closed)
+        return;
+    o->f->opf = NULL;
+    uv_close((uv_handle_t *)&o->timer, opf_free);
+}
+
+static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bool final, int err);
+
+static void opf_fill(rd_openpf *o, const uint64_t *rg, size_t n)
+{
+    rd_file *f = o->f;
+    int rc = fill_start_file(f, rg, n, opf_fill_cb, o, &o->fill);
+    if (rc) {
+        o->fill = NULL;
+        o->state = OPF_DONE;
+    }
+}
+
+static void opf_grace(uv_timer_t *t)
+{
+    rd_openpf *o = t->data;
+    if (o->opens && !o->f->c->stopping)
+        opf_fill(o, o->map.ranges, o->map.nranges);
+    opf_maybe_free(o);
+}
+
+static void opf_parse_work(uv_work_t *w)
+{
+    rd_openpf *o = w->data;
+    rd_file *f = o->f;
+    uint8_t *buf = malloc(o->have ? o->have : 1);
+    uint64_t miss;
+    o->rc = buf ? store_read(f->c->store, o->snap, o->nsnap, 0, o->have, buf, &miss) : -ENOMEM;
+    if (o->rc == 0)
+        o->rc = zf_tensor_map_parse(buf, o->have, f->size, &o->map);
+    free(buf);
+}
+
+static void opf_parse_after(uv_work_t *w, int status)
+{
+    rd_openpf *o = w->data;
+    rd_file *f = o->f;
+    o->parsing = false;
+    free(o->snap);
+    o->snap = NULL;
+    int rc = status ? status : o->rc;
+    if (o->opens == 0 || f->c->stopping) {
+        opf_maybe_free(o);
         return;
     }
-    if (f->map_state == MAP_READY) {
-        prefetch(f, r->off, r->len);
-        xet_try(r);
+    if (rc == -EAGAIN && o->map.need > o->have && o->map.need <= f->size) {
+        uint64_t rg[2] = {o->have, o->map.need};
+        o->have = o->map.need;
+        o->state = OPF_HEADER;
+        opf_fill(o, rg, 1);
         return;
     }
-    r->next = f->map_wait;
-    f->map_wait = r;
-    if (f->map_state == MAP_NONE) {
-        map_job *j = calloc(1, sizeof *j);
-        if (!j) {
-            map_ready(f);
-            return;
-        }
-        j->f = f;
-        j->store = c->store;
-        map_key(f, j->key, sizeof j->key);
-        j->work.data = j;
-        f->map_state = MAP_LOADING;
-        if (uv_queue_work(c->loop, &j->work, map_load_work, map_load_after) != 0) {
-            j->rc = -EIO;
-            map_load_after(&j->work, 0);
-        }
+    if (rc) {
+        if (rc != -EBADMSG)
+            fprintf(stderr, "zestfs: %s: tensor header: %s (no prefetch)\n", f->path,
+                    strerror(-rc));
+        o->state = OPF_DONE;
+        return;
     }
+    o->state = OPF_TENSORS;
+    uv_timer_start(&o->timer, opf_grace, OPF_GRACE_MS, 0);
+}
+
+static void opf_parse(rd_openpf *o)
+{
+    rd_file *f = o->f;
+    if (ext_uncovered(f, 0, o->have) != o->have) {
+        o->state = OPF_DONE;
+        return;
+    }
+    long i1 = ext_floor(f, o->have - 1);
+    o->nsnap = (size_t)i1 + 1;
+    o->snap = malloc(o->nsnap * sizeof *o->snap);
+    if (!o->snap) {
+        o->state = OPF_DONE;
+        return;
+    }
+    memcpy(o->snap, f->ext, o->nsnap * sizeof *o->snap);
+    o->state = OPF_PARSING;
+    o->parsing = true;
+    o->work.data = o;
+    if (uv_queue_work(f->c->loop, &o->work, opf_parse_work, opf_parse_after) != 0) {
+        o->parsing = false;
+        o->state = OPF_DONE;
+    }
+}
+
+static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bool final, int err)
+{
+    rd_openpf *o = ud;
+    if (!final)
+        return;
+    o->fill = NULL;
+    if (err || o->opens == 0 || o->state != OPF_HEADER) {
+        if (err && err != -ECANCELED)
+            fprintf(stderr, "zestfs: %s: prefetch: %s\n", o->f->path, strerror(-err));
+        o->state = OPF_DONE;
+        opf_maybe_free(o);
+        return;
+    }
+    opf_parse(o);
+    opf_maybe_free(o);
+}
+
+static bool tensor_file(const char *path)
+{
+    size_t n = strlen(path);
+    return (n > 12 && strcmp(path + n - 12, ".safetensors") == 0) ||
+           (n > 5 && strcmp(path + n - 5, ".gguf") == 0);
+}
+
+static void *blob_opened(zf_fs *fs, const zv_ent *e)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping || !c->hub || !e->file->has_xet || e->file->size < 16 ||
+        !tensor_file(e->file->path))
+        return NULL;
+    zc_stats st;
+    zc_get_stats(c->store, &st);
+    if (st.cap && e->file->size > st.cap / 2)
+        return NULL;
+    rd_file *f = file_get(c, e);
+    if (!f)
+        return NULL;
+    if (f->opf) {
+        f->opf->opens++;
+        return f;
+    }
+    rd_openpf *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->f = f;
+    o->opens = 1;
+    uv_timer_init(c->loop, &o->timer);
+    o->timer.data = o;
+    f->opf = o;
+    o->have = umin(f->size, CELL_SIZE);
+    uint64_t rg[2] = {0, o->have};
+    opf_fill(o, rg, 1);
+    return f;
+}
+
+static void blob_released(zf_fs *fs, void *token)
+{
+    rd_file *f = token;
+    rd_openpf *o = f ? f->opf : NULL;
+    if (!o || --o->opens > 0)
+        return;
+    if (o->fill)
+        zf_fill_cancel(o->fill);
+    uv_timer_stop(&o->timer);
+    opf_maybe_free(o);
 }
 
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
@@ -1645,8 +2095,13 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
             return -ENOMEM;
         }
     }
+    uv_timer_init(fs->loop, &c->fill_timer);
+    c->fill_timer.data = c;
+    c->fill_timer_cb = fill_timer_cb;
     fs->read_ctx = c;
     fs->read_blob = read_blob;
+    fs->blob_opened = blob_opened;
+    fs->blob_released = blob_released;
     return 0;
 }
 
@@ -1656,6 +2111,16 @@ void zf_read_stop(zf_fs *fs)
     if (!c || c->stopping)
         return;
     c->stopping = true;
+    uv_close((uv_handle_t *)&c->fill_timer, NULL);
+    for (zf_fill *fl = c->fills; fl; fl = fl->next)
+        fl->cancelled = true;
+    fill_kick(c); /* fills with nothing in flight end now; the others as it ends */
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (rd_file *f = c->tab[b]; f; f = f->hnext)
+            if (f->opf && !f->opf->closed) {
+                f->opf->closed = true;
+                uv_close((uv_handle_t *)&f->opf->timer, NULL);
+            }
     /* queued fetches never started */
     while (c->xq) {
         rd_xf *xf = c->xq;
@@ -1695,6 +2160,11 @@ void zf_read_free(zf_fs *fs)
             free(f->ext);
             free(f->done);
             free(f->blob);
+            if (f->opf) {
+                zf_tensor_map_free(&f->opf->map);
+                free(f->opf->snap);
+                free(f->opf);
+            }
             free(f);
         }
     free(c->endpoint);

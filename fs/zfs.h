@@ -32,6 +32,13 @@ typedef struct zf_fs {
      * took the request (answered later with zf_lookup_reply) */
     bool (*lookup_miss)(struct zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
     void *ondemand;
+    /* models replaced while mounted: open handles and reads may still point
+     * into them, so they live until zf_fs_destroy */
+    zf_repo **retired;
+    size_t nretired;
+    /* open/release of a virtual blob (read.c: prefetch at open); NULL: none */
+    void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
+    void (*blob_released)(struct zf_fs *fs, void *token);
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
@@ -73,6 +80,21 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
  * zf_read_free after that. */
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store);
 struct zn_hub *zf_read_hub(zf_fs *fs); /* NULL offline or once stopped */
+
+/* Background fills (read.c), on fs->loop: make byte ranges of a blob stored
+ * (ranges: n [start, end) pairs filled in that order; NULL = the whole
+ * file), a window (8 MiB) at a time, sharing a few windows in flight with
+ * every other fill; reads waiting on a FUSE request go first.  cb runs on
+ * the loop: with final=false after each piece (done/total bytes), then
+ * once with final=true and 0 or a negative errno (-ECANCELED after
+ * zf_fill_cancel or zf_read_stop).  Never from inside zf_fill_start or
+ * zf_fill_cancel.  The zf_fill is gone once the final callback returns. */
+typedef struct zf_fill zf_fill;
+typedef void (*zf_fill_cb)(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bool final,
+                           int err);
+int zf_fill_start(zf_fs *fs, const zv_ent *blob, const uint64_t *ranges, size_t n, zf_fill_cb cb,
+                  void *ud, zf_fill **out);
+void zf_fill_cancel(zf_fill *fl);
 void zf_read_stop(zf_fs *fs);
 void zf_read_free(zf_fs *fs);
 
