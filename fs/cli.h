@@ -7,4 +7,5 @@ int zestfs_cmd_xorb_encode(int argc, char **argv);  /* cli_codec.c */
 int zestfs_cmd_shard_dump(int argc, char **argv);   /* cli_codec.c */
 int zestfs_cmd_bench(int argc, char **argv);        /* cli_bench.c */
 int zestfs_cmd_mount(int argc, char **argv);         /* mount.c */
+int zestfs_cmd_pull(int argc, char **argv);          /* pull.c */
 #endif

@@ -579,3 +579,132 @@ void zf_ondemand_free(zf_fs *fs)
     fs->ondemand = NULL;
     fs->lookup_miss = NULL;
 }
+
+/* ---- resolve repo@rev while mounted (pull) ---------------------------------- */
+
+typedef struct rs_job {
+    job j;
+    zc_store *store;
+    zf_resolve_cb cb;
+    void *ud;
+    char commit[41];
+    int err;
+    uv_timer_t timer;        /* delivers answers that need no network */
+    uv_work_t work;
+    int perr;
+} rs_job;
+
+/* The commit `rev` names in a presented model (a ref, or a commit itself). */
+static bool local_commit(const zf_repo *r, const char *rev, char out[41])
+{
+    if (!r)
+        return false;
+    for (size_t i = 0; i < r->nrefs; i++)
+        if (strcmp(r->refs[i].name, rev) == 0 && zf_repo_commit(r, r->refs[i].sha)) {
+            memcpy(out, r->refs[i].sha, 41);
+            return true;
+        }
+    const zf_commit *c = zf_repo_commit(r, rev);
+    if (c) {
+        memcpy(out, c->sha, 41);
+        return true;
+    }
+    return false;
+}
+
+static void rs_closed(uv_handle_t *h)
+{
+    rs_job *r = h->data;
+    const zf_repo *repo = find_repo(r->j.fs, r->j.type, r->j.id);
+    r->cb(r->ud, r->err, r->err ? NULL : repo, r->err ? NULL : r->commit);
+    free(r);
+}
+
+static void rs_deliver(rs_job *r, int err)
+{
+    if (err && local_commit(find_repo(r->j.fs, r->j.type, r->j.id), r->j.rev, r->commit)) {
+        if (err != -ENETDOWN)
+            fprintf(stderr, "zestfs: %s/%s@%s: %s; using the stored model\n",
+                    zf_type_plural(r->j.type), r->j.id, r->j.rev, strerror(-err));
+        err = 0;
+    }
+    r->err = err;
+    uv_close((uv_handle_t *)&r->timer, rs_closed);
+}
+
+static void rs_persist_work(uv_work_t *w)
+{
+    rs_job *r = w->data;
+    r->perr = zc_meta_put(r->store, r->j.key, r->j.json, strlen(r->j.json), 0);
+}
+
+static void rs_persist_after(uv_work_t *w, int status)
+{
+    rs_job *r = w->data;
+    if (r->perr)
+        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", r->j.id,
+                strerror(-r->perr));
+    free(r->j.json);
+    r->j.json = NULL;
+    rs_deliver(r, 0);
+}
+
+static void rs_done(job *j)
+{
+    rs_job *r = (rs_job *)((char *)j - offsetof(rs_job, j));
+    if (j->err) {
+        free(j->json);
+        j->json = NULL;
+        rs_deliver(r, j->err);
+        return;
+    }
+    snprintf(r->commit, sizeof r->commit, "%s", j->revision.sha);
+    int err = zf_fs_add_repo(j->fs, j->repo);
+    if (err) {
+        zf_repo_free(j->repo);
+        j->repo = NULL;
+        free(j->json);
+        j->json = NULL;
+        rs_deliver(r, err);
+        return;
+    }
+    j->repo = NULL;
+    r->work.data = r;
+    if (uv_queue_work(j->fs->loop, &r->work, rs_persist_work, rs_persist_after) != 0) {
+        free(j->json);
+        j->json = NULL;
+        rs_deliver(r, 0);
+    }
+}
+
+static void rs_timer(uv_timer_t *t)
+{
+    rs_deliver(t->data, -ENETDOWN);
+}
+
+int zf_resolve_repo(zf_fs *fs, zc_store *store, const char *spec, zf_resolve_cb cb, void *ud)
+{
+    rs_job *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    if (parse_spec(spec, &r->j) != 0) {
+        free(r);
+        return -EINVAL;
+    }
+    r->j.fs = fs;
+    r->j.store = store;
+    r->j.spec = r->j.id;
+    r->j.on_done = rs_done;
+    r->store = store;
+    r->cb = cb;
+    r->ud = ud;
+    uv_timer_init(fs->loop, &r->timer);
+    r->timer.data = r;
+    zn_hub *hub = zf_read_hub(fs);
+    r->j.hub = hub;
+    if (!hub ||
+        zn_hub_revision(hub, (zn_repo_type)r->j.type, r->j.id, r->j.rev, on_revision, &r->j,
+                        NULL) != 0)
+        uv_timer_start(&r->timer, rs_timer, 0, 0); /* offline: the stored model, if any */
+    return 0;
+}

@@ -9,6 +9,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: zestfs [options] MOUNTPOINT      mount (see zestfs MOUNTPOINT --help)\n"
+            "       zestfs pull [options] REPO[@REV] fill the store with a repo (see --help)\n"
             "       zestfs xet hash FILE...            print each file's Xet file id\n"
             "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
             "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
@@ -19,6 +20,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "pull") == 0)
+        return zestfs_cmd_pull(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "xet") == 0)
         return zestfs_cli_xet(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {

@@ -24,6 +24,7 @@
 
 typedef struct zf_mount {
     zf_fs fs;
+    zf_ctl *ctl;
     uv_loop_t loop;
     uv_poll_t poll;
     uv_signal_t sigint, sigterm;
@@ -33,6 +34,7 @@ typedef struct zf_mount {
 
 static void stop(zf_mount *m)
 {
+    zf_ctl_stop(m->ctl);
     zf_read_stop(&m->fs);
     if (!uv_is_closing((uv_handle_t *)&m->poll))
         uv_close((uv_handle_t *)&m->poll, NULL);
@@ -95,7 +97,7 @@ static int load_repo_json(zf_fs *fs, const char *path)
 }
 
 /* "123", "64K", "512M", "10G", "1T" (powers of 1024; "KiB", "MB" fine too). */
-static int parse_size(const char *s, uint64_t *out)
+int zf_parse_size(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
@@ -141,7 +143,7 @@ static char *read_token_file(const char *path)
 
 /* --token, else HF_TOKEN, else the HF token file ($HF_TOKEN_PATH,
  * $HF_HOME/token, ~/.cache/huggingface/token). */
-static char *find_token(const char *opt)
+char *zf_find_token(const char *opt)
 {
     if (opt)
         return opt[0] ? strdup(opt) : NULL;
@@ -179,7 +181,7 @@ static void usage(FILE *f)
                "  -d, --debug             FUSE debug output\n");
 }
 
-static char *default_store(void)
+char *zf_default_store(void)
 {
     const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
     char path[4096];
@@ -190,6 +192,35 @@ static char *default_store(void)
     else
         return NULL;
     return strdup(path);
+}
+
+char *zf_endpoint(const char *opt)
+{
+    const char *endpoint = opt;
+    if (!endpoint || !endpoint[0])
+        endpoint = getenv("HF_ENDPOINT");
+    if (!endpoint || !endpoint[0])
+        endpoint = "https://huggingface.co";
+    char *ep = strdup(endpoint);
+    if (!ep)
+        return NULL;
+    for (size_t l = strlen(ep); l > 0 && ep[l - 1] == '/';)
+        ep[--l] = 0;
+    if (strncmp(ep, "https://", 8) && strncmp(ep, "http://", 7)) {
+        fprintf(stderr, "zestfs: --endpoint %s: not an http(s) URL\n", ep);
+        free(ep);
+        return NULL;
+    }
+    return ep;
+}
+
+uint64_t zf_default_cap(const char *store)
+{
+    struct statvfs sv;
+    uint64_t cap = 1ull << 30;
+    if (statvfs(store, &sv) == 0 && (uint64_t)sv.f_blocks * sv.f_frsize / 2 > cap)
+        cap = (uint64_t)sv.f_blocks * sv.f_frsize / 2;
+    return cap;
 }
 
 int zestfs_cmd_mount(int argc, char **argv)
@@ -241,7 +272,7 @@ int zestfs_cmd_mount(int argc, char **argv)
             break;
         case O_STORE: store_opt = optarg; break;
         case O_STORE_SIZE:
-            if (parse_size(optarg, &o.store_size) != 0 || o.store_size == 0) {
+            if (zf_parse_size(optarg, &o.store_size) != 0 || o.store_size == 0) {
                 fprintf(stderr, "zestfs: --store-size %s: not a size\n", optarg);
                 return 2;
             }
@@ -259,22 +290,14 @@ int zestfs_cmd_mount(int argc, char **argv)
         return 2;
     }
     const char *mnt = argv[optind];
-    if (!endpoint || !endpoint[0])
-        endpoint = getenv("HF_ENDPOINT");
-    if (!endpoint || !endpoint[0])
-        endpoint = "https://huggingface.co";
-    char *ep = strdup(endpoint);
-    char *token = find_token(token_opt);
-    char *store_dir = store_opt ? strdup(store_opt) : default_store();
-    if (!ep || !store_dir) {
+    char *ep = zf_endpoint(endpoint);
+    if (!ep)
+        return 2;
+    char *token = zf_find_token(token_opt);
+    char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
+    if (!store_dir) {
         fprintf(stderr, "zestfs: no --store and no $HOME\n");
         return 1;
-    }
-    for (size_t l = strlen(ep); l > 0 && ep[l - 1] == '/';)
-        ep[--l] = 0;
-    if (strncmp(ep, "https://", 8) && strncmp(ep, "http://", 7)) {
-        fprintf(stderr, "zestfs: --endpoint %s: not an http(s) URL\n", ep);
-        return 2;
     }
     o.endpoint = ep;
     o.token = token;
@@ -303,12 +326,8 @@ int zestfs_cmd_mount(int argc, char **argv)
         return 1;
     }
     if (!size_set) {
-        struct statvfs sv;
-        uint64_t cap = 1ull << 30;
-        if (statvfs(store_dir, &sv) == 0 && (uint64_t)sv.f_blocks * sv.f_frsize / 2 > cap)
-            cap = (uint64_t)sv.f_blocks * sv.f_frsize / 2;
-        zc_set_cap(store, cap);
-        o.store_size = cap;
+        o.store_size = zf_default_cap(store_dir);
+        zc_set_cap(store, o.store_size);
     }
     if (zf_load_repos(&m.fs, &o, store) != 0)
         return 1;
@@ -354,6 +373,11 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_unmount(m.fs.se);
         return 1;
     }
+    char sock[4200];
+    snprintf(sock, sizeof sock, "%s/ctl.sock", store_dir);
+    err = zf_ctl_start(&m.fs, store, sock, &m.ctl);
+    if (err) /* the mount works without it; pull and status do not */
+        fprintf(stderr, "zestfs: control socket %s: %s\n", sock, strerror(-err));
     uv_poll_init(&m.loop, &m.poll, fd);
     m.poll.data = &m;
     uv_poll_start(&m.poll, UV_READABLE, on_fuse);
@@ -370,6 +394,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     uv_loop_close(&m.loop);
     free(m.buf.mem);
     zf_ondemand_free(&m.fs);
+    zf_ctl_free(m.ctl);
     zf_read_free(&m.fs);
     err = zc_close(store);
     if (err)

@@ -98,6 +98,49 @@ void zf_fill_cancel(zf_fill *fl);
 void zf_read_stop(zf_fs *fs);
 void zf_read_free(zf_fs *fs);
 
+/* Resolve "[models/|datasets/|spaces/]org/name[@rev]" while the loop runs
+ * (hubload.c): online, the Hub's revision and tree are merged into the
+ * presented model (which replaces the old one; see `retired`) and
+ * persisted; offline or when the Hub fails, the stored model answers if it
+ * knows rev.  cb gets the presented repo and the commit (40 hex), or an
+ * errno (-ENOENT unknown, -ENETDOWN offline and not stored); never from
+ * inside the call.  -EINVAL for a bad spec. */
+typedef void (*zf_resolve_cb)(void *ud, int err, const zf_repo *repo, const char *commit);
+int zf_resolve_repo(zf_fs *fs, zc_store *store, const char *spec, zf_resolve_cb cb, void *ud);
+
+/* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
+ * commit that matches one of the include globs (all when none), a few
+ * files at a time.  cb: progress (final=false), then once final=true with
+ * st->err 0 or the first error (-ENOSPC: the selection exceeds the store
+ * cap; -ECANCELED).  Never from inside zf_pull_start. */
+typedef struct zf_pull_stat {
+    uint64_t done, total;       /* bytes */
+    unsigned files_done, files, files_failed;
+    char commit[41];
+    int err;
+} zf_pull_stat;
+typedef struct zf_pull zf_pull;
+typedef void (*zf_pull_cb)(void *ud, const zf_pull_stat *st, bool final);
+int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *const *include,
+                  size_t ninclude, zf_pull_cb cb, void *ud, zf_pull **out);
+void zf_pull_cancel(zf_pull *p);
+
+/* The control socket (ctl.c): see the protocol there. */
+typedef struct zf_ctl zf_ctl;
+int zf_ctl_start(zf_fs *fs, zc_store *store, const char *path, zf_ctl **out);
+void zf_ctl_stop(zf_ctl *ctl);   /* closes it (pulls in flight are cancelled) */
+void zf_ctl_free(zf_ctl *ctl);   /* after the loop ran empty */
+struct cJSON;
+void zf_ctl_stat_from_json(const struct cJSON *o, zf_pull_stat *st);
+int zf_ctl_write_all(int fd, const void *p, size_t n);
+
+/* Option helpers shared by the commands (mount.c). */
+char *zf_default_store(void);                 /* $XDG_CACHE_HOME/zestfs or ~/.cache/zestfs */
+uint64_t zf_default_cap(const char *store);   /* half the store's file system, ≥ 1 GiB */
+int zf_parse_size(const char *s, uint64_t *out); /* "10G", "512M", bytes */
+char *zf_endpoint(const char *opt);           /* opt, $HF_ENDPOINT or huggingface.co; NULL: bad */
+char *zf_find_token(const char *opt);         /* opt, $HF_TOKEN or the HF token file */
+
 /* Repos on demand (hubload.c), on fs->loop, after zf_read_init: a lookup
  * of an unknown "models--org--name" (datasets--, spaces--) at the root
  * resolves org/name@main on the Hub (through zf_read_hub), presents and
