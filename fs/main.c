@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 
 static void usage(FILE *f)
 {
@@ -28,8 +29,19 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (argc >= 2)
-        return zestfs_cmd_mount(argc, argv);
+    if (argc >= 2) {
+        /* the mount's options: config files first, the command line wins */
+        int cargc;
+        char **cargv, err[512];
+        int rc = zf_config_argv(argc, argv, &cargc, &cargv, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "zestfs: %s\n", err);
+            return 2;
+        }
+        rc = zestfs_cmd_mount(cargc, cargv);
+        zf_config_free(cargv);
+        return rc;
+    }
     usage(stderr);
     return 2;
 }
