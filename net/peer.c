@@ -1,0 +1,1863 @@
+/* peer.c — the peer node: connections, BT + BEP 10 framing, zfs_xet and
+ * ut_xet message handling, verified fetches, paced uploads (see peer.h for
+ * the design and the wire format; codecs in peer_wire.c).
+ *
+ * Life cycle.  Everything that can outlive a call — connections (their
+ *   uv_tcp_t), fetches (their completion timer), pool work, provider reads
+ *   in progress — holds a reference on the node; zn_peer_node_free closes
+ *   what it can and the memory goes when the last reference does.  A
+ *   connection's memory goes in its close callback; requests, serves and
+ *   paced sends that point at it are detached first.  A fetch's memory goes
+ *   when its timer is closed and no pool work refers to it.
+ * Fetch.  manifest (provider, node cache, or MREQ to peers one at a time) →
+ *   parts (≤ 64 chunks, cut at every edge of the peers' announced runs so a
+ *   part is wholly held or not by each peer) → each part requested from the
+ *   least busy unbanned peer holding it that it was not tried on (zest peers,
+ *   which announce nothing, last) → DATA verified on the pool → done when
+ *   every part is; a part with no peer left fails the fetch. */
+#include "peer.h"
+#include "bencode.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PART_CHUNKS 64u
+#define MAX_OUTSTANDING 16u     /* requests we keep outstanding on one connection */
+#define MAX_SERVES 64u          /* requests of one peer we answer concurrently */
+#define MAX_HAVE_XORBS 4096u    /* xorbs remembered per peer */
+#define MANIFEST_CACHE 256u
+#define HS_TIMEOUT_MS 10000u
+#define IDLE_TIMEOUT_MS 300000u
+#define KEEPALIVE_MS 90000u
+#define TICK_MS 50u
+
+enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
+enum { R_DATA, R_MANIFEST, R_UT };
+enum { P_TODO, P_INFLIGHT, P_VERIFY, P_DONE };
+
+typedef struct zp_conn zp_conn;
+typedef struct zp_fetch zp_fetch;
+
+typedef struct zp_have {
+    xet_hash xorb;
+    uint8_t bits[XET_XORB_MAX_CHUNKS / 8];
+} zp_have;
+
+typedef struct zp_part {
+    uint32_t start, end;
+    int state;
+    uint64_t *tried;   /* conn serials this part failed on */
+    size_t ntried;
+} zp_part;
+
+typedef struct zp_req {
+    uint32_t id;
+    int kind;
+    zp_conn *c;
+    zp_fetch *f;
+    size_t part;       /* R_DATA / R_UT */
+    uint64_t deadline;
+    struct zp_req *next, *prev;
+} zp_req;
+
+typedef struct zp_serve {
+    zn_peer_node *n;
+    zp_conn *c;        /* NULL once the connection is gone */
+    uint32_t req;
+    bool ut, cancelled;
+    uint32_t start, end;
+    struct zp_serve *next, *prev;
+} zp_serve;
+
+typedef struct zp_paced {
+    zp_conn *c;
+    uint8_t *buf;
+    size_t len;
+    zp_serve *s;       /* not owned; used for cancel */
+    struct zp_paced *next;
+} zp_paced;
+
+struct zp_conn {
+    zn_peer_node *n;
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uint64_t serial;
+    int state;
+    bool outgoing, got_ext;
+    struct sockaddr_storage addr;
+    uint8_t ih[20], pid[20];
+    bool has_pid;
+    uint8_t their_ut, their_zfs;
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    zp_req *reqs;
+    unsigned nreqs;
+    uint32_t next_id;
+    uint32_t gone[32];  /* ids of requests recently cancelled or timed out */
+    unsigned ngone;
+    zp_have *have;
+    size_t nhave;
+    zp_serve *serves;
+    unsigned nserves;
+    uint64_t t_open, last_rx, last_tx;
+    zp_conn *next, *prev;
+};
+
+struct zp_fetch {
+    zn_peer_node *n;
+    xet_hash xorb;
+    uint32_t start, end;
+    zn_peer_fetch_cb cb;
+    void *ud;
+    uint64_t deadline;
+    xet_hash *mh;
+    uint32_t *ml;
+    uint32_t mn;
+    uint64_t *off;     /* output offset of chunk start+k */
+    uint8_t *data;
+    size_t len;
+    zp_part *parts;
+    size_t nparts, ndone;
+    uint64_t *mtried;  /* conns asked for the manifest */
+    size_t nmtried;
+    bool manifest_pending, finishing, delivered, timer_closed;
+    int result, last_err;
+    unsigned work;     /* pool items referring to this fetch */
+    uv_timer_t timer;
+    zp_fetch *next, *prev;
+};
+
+struct zn_peer_op {
+    zp_fetch f;
+};
+
+typedef struct zp_ban {
+    uint8_t ip[16];
+    uint16_t port;
+    uint8_t pid[20];
+    bool has_pid;
+} zp_ban;
+
+typedef struct zp_mcache {
+    xet_hash xorb;
+    xet_hash *h;
+    uint32_t *l;
+    uint32_t n;
+} zp_mcache;
+
+struct zn_peer_node {
+    uv_loop_t *loop;
+    zn_peer_opts o;
+    zn_peer_provider p;
+    uv_tcp_t listener;
+    bool listening;
+    uv_timer_t tick, pace;
+    uint8_t id[20];
+    int port;
+    zp_conn *conns;
+    unsigned nconns;
+    uint64_t serial;
+    zp_fetch *fetches;
+    zp_ban *bans;
+    size_t nbans;
+    uint8_t (*swarms)[20];
+    size_t nswarms;
+    xet_hash *adv;       /* xorbs announced with zn_peer_announce_have */
+    size_t nadv;
+    zp_mcache mc[MANIFEST_CACHE];
+    size_t nmc, mc_next;
+    zp_paced *pq, *pq_tail;
+    uint64_t pace_next_us;
+    zn_peer_stats st;
+    unsigned refs;
+    bool closing;
+};
+
+static void conn_close(zp_conn *c);
+static void conn_ban(zp_conn *c);
+static void fetch_schedule(zp_fetch *f);
+static void fetch_finish(zp_fetch *f, int err);
+static void fetch_manifest_next(zp_fetch *f);
+static void kick_all(zn_peer_node *n);
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void node_unref(zn_peer_node *n)
+{
+    if (--n->refs == 0 && n->closing) {
+        for (size_t k = 0; k < n->nmc; k++)
+            free(n->mc[k].h), free(n->mc[k].l);
+        free(n->bans);
+        free(n->swarms);
+        free(n->adv);
+        free(n);
+    }
+}
+
+static void ip_key(const struct sockaddr_storage *ss, uint8_t ip[16], uint16_t *port)
+{
+    memset(ip, 0, 16);
+    *port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ss;
+        ip[10] = ip[11] = 0xff;
+        memcpy(ip + 12, &a->sin_addr, 4);
+        *port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ss;
+        memcpy(ip, &a->sin6_addr, 16);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
+static bool banned_addr(zn_peer_node *n, const struct sockaddr_storage *ss)
+{
+    uint8_t ip[16];
+    uint16_t port;
+    ip_key(ss, ip, &port);
+    for (size_t k = 0; k < n->nbans; k++)
+        if (!memcmp(n->bans[k].ip, ip, 16) && n->bans[k].port == port)
+            return true;
+    return false;
+}
+
+static bool banned_peer(zn_peer_node *n, const struct sockaddr_storage *ss, const uint8_t pid[20])
+{
+    uint8_t ip[16];
+    uint16_t port;
+    ip_key(ss, ip, &port);
+    for (size_t k = 0; k < n->nbans; k++)
+        if (!memcmp(n->bans[k].ip, ip, 16) && n->bans[k].has_pid &&
+            !memcmp(n->bans[k].pid, pid, 20))
+            return true;
+    return false;
+}
+
+static zp_conn *conn_by_serial(zn_peer_node *n, uint64_t serial)
+{
+    for (zp_conn *c = n->conns; c; c = c->next)
+        if (c->serial == serial)
+            return c;
+    return NULL;
+}
+
+static bool tried(const uint64_t *t, size_t nt, uint64_t s)
+{
+    for (size_t k = 0; k < nt; k++)
+        if (t[k] == s)
+            return true;
+    return false;
+}
+
+static void add_tried(uint64_t **t, size_t *nt, uint64_t s)
+{
+    uint64_t *q = realloc(*t, (*nt + 1) * sizeof *q);
+    if (!q)
+        return; /* then it may be retried on the same peer: harmless */
+    q[(*nt)++] = s;
+    *t = q;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+typedef struct zp_wreq {
+    uv_write_t w;
+    uint8_t *buf;
+} zp_wreq;
+
+static void on_write(uv_write_t *w, int status)
+{
+    zp_wreq *r = (zp_wreq *)w;
+    free(r->buf);
+    free(r);
+}
+
+/* Takes ownership of buf (a whole frame). */
+static void conn_write(zp_conn *c, uint8_t *buf, size_t len)
+{
+    if (c->state == C_CLOSING || c->state == C_CONNECTING) {
+        free(buf);
+        return;
+    }
+    zp_wreq *r = malloc(sizeof *r);
+    if (!r) {
+        free(buf);
+        conn_close(c);
+        return;
+    }
+    r->buf = buf;
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(buf);
+        free(r);
+        conn_close(c);
+        return;
+    }
+    c->n->st.bytes_up += len;
+    c->last_tx = uv_now(c->n->loop);
+}
+
+/* An extended message: [len][20][ext id][payload]. */
+static void send_ext(zp_conn *c, uint8_t ext, const uint8_t *payload, size_t plen)
+{
+    uint8_t *b = malloc(6 + plen);
+    if (!b) {
+        conn_close(c);
+        return;
+    }
+    put32(b, (uint32_t)(2 + plen));
+    b[4] = 20;
+    b[5] = ext;
+    memcpy(b + 6, payload, plen);
+    conn_write(c, b, 6 + plen);
+}
+
+static void send_ext_handshake(zp_conn *c)
+{
+    zb_buf b = {0};
+    zb_dict(&b);
+    zb_cstr(&b, "m");
+    zb_dict(&b);
+    zb_cstr(&b, "ut_xet");
+    zb_int(&b, ZP_EXT_UT_XET);
+    zb_cstr(&b, "zfs_xet");
+    zb_int(&b, ZP_EXT_ZFS_XET);
+    zb_end(&b);
+    if (c->n->port > 0) {
+        zb_cstr(&b, "p");
+        zb_int(&b, c->n->port);
+    }
+    zb_cstr(&b, "reqq");
+    zb_int(&b, 250);
+    zb_cstr(&b, "v");
+    zb_cstr(&b, "zestfs/0.1");
+    zb_end(&b);
+    if (b.err) {
+        free(b.p);
+        conn_close(c);
+        return;
+    }
+    send_ext(c, 0, b.p, b.len);
+    free(b.p);
+}
+
+/* ---- upload pacing ------------------------------------------------------------ */
+
+static void pace_run(zn_peer_node *n);
+
+static void on_pace(uv_timer_t *t)
+{
+    pace_run(t->data);
+}
+
+static void pace_run(zn_peer_node *n)
+{
+    uint64_t now = uv_hrtime() / 1000;
+    while (n->pq) {
+        if (n->pace_next_us > now + 1000) {
+            uv_timer_start(&n->pace, on_pace, (n->pace_next_us - now) / 1000, 0);
+            return;
+        }
+        zp_paced *e = n->pq;
+        n->pq = e->next;
+        if (!n->pq)
+            n->pq_tail = NULL;
+        if (n->pace_next_us < now)
+            n->pace_next_us = now;
+        n->pace_next_us += e->len * 1000000ull / n->o.upload_rate;
+        conn_write(e->c, e->buf, e->len);
+        free(e);
+    }
+}
+
+static void send_paced(zp_conn *c, uint8_t *buf, size_t len)
+{
+    zn_peer_node *n = c->n;
+    if (!n->o.upload_rate) {
+        conn_write(c, buf, len);
+        return;
+    }
+    zp_paced *e = calloc(1, sizeof *e);
+    if (!e) {
+        free(buf);
+        conn_close(c);
+        return;
+    }
+    e->c = c, e->buf = buf, e->len = len;
+    if (n->pq_tail)
+        n->pq_tail->next = e;
+    else
+        n->pq = e;
+    n->pq_tail = e;
+    pace_run(n);
+}
+
+static void pace_drop_conn(zn_peer_node *n, zp_conn *c)
+{
+    zp_paced **pp = &n->pq;
+    n->pq_tail = NULL;
+    while (*pp) {
+        if ((*pp)->c == c) {
+            zp_paced *e = *pp;
+            *pp = e->next;
+            free(e->buf);
+            free(e);
+        } else {
+            n->pq_tail = *pp;
+            pp = &(*pp)->next;
+        }
+    }
+}
+
+/* ---- HAVE --------------------------------------------------------------------- */
+
+static void send_have(zp_conn *c, const xet_hash *xorb)
+{
+    zn_peer_node *n = c->n;
+    if (!c->their_zfs || c->state != C_OPEN || !n->p.held)
+        return;
+    if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih))
+        return;
+    zn_chunk_run *runs = malloc(ZP_MAX_HAVE_RUNS * sizeof *runs);
+    if (!runs)
+        return;
+    size_t nr = n->p.held(n->p.ud, xorb, runs, ZP_MAX_HAVE_RUNS), k2 = 0;
+    if (nr > ZP_MAX_HAVE_RUNS)
+        nr = ZP_MAX_HAVE_RUNS;
+    for (size_t k = 0; k < nr; k++)
+        if (runs[k].start < runs[k].end && runs[k].end <= XET_XORB_MAX_CHUNKS)
+            runs[k2++] = runs[k];
+    if (k2) {
+        uint8_t *p = malloc(37 + 8 * k2);
+        if (p) {
+            size_t l = zp_zfs_have(p, xorb, runs, (uint32_t)k2);
+            send_ext(c, c->their_zfs, p, l);
+            free(p);
+        }
+    }
+    free(runs);
+}
+
+static zp_have *have_find(zp_conn *c, const xet_hash *x)
+{
+    for (size_t k = 0; k < c->nhave; k++)
+        if (xet_hash_eq(&c->have[k].xorb, x))
+            return &c->have[k];
+    return NULL;
+}
+
+static bool have_covers(zp_conn *c, const xet_hash *x, uint32_t s, uint32_t e)
+{
+    zp_have *h = have_find(c, x);
+    if (!h || e > XET_XORB_MAX_CHUNKS)
+        return false;
+    for (uint32_t i = s; i < e; i++)
+        if (!(h->bits[i >> 3] & (1u << (i & 7))))
+            return false;
+    return true;
+}
+
+static bool have_bit(const zp_have *h, uint32_t i)
+{
+    return i < XET_XORB_MAX_CHUNKS && (h->bits[i >> 3] & (1u << (i & 7)));
+}
+
+/* ---- connection teardown ------------------------------------------------------- */
+
+static void req_unlink(zp_req *r)
+{
+    zp_conn *c = r->c;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    c->nreqs--;
+}
+
+/* A request given up (cancelled, timed out): its late answer is legitimate. */
+static void req_forget(zp_req *r)
+{
+    zp_conn *c = r->c;
+    c->gone[c->ngone++ % 32] = r->id;
+    if (r->kind == R_DATA && c->their_zfs) {
+        uint8_t m[5];
+        send_ext(c, c->their_zfs, m, zp_zfs_cancel(m, r->id));
+    }
+}
+
+static bool req_known(const zp_conn *c, uint32_t id)
+{
+    for (const zp_req *r = c->reqs; r; r = r->next)
+        if (r->id == id)
+            return true;
+    for (unsigned k = 0; k < 32 && k < c->ngone; k++)
+        if (c->gone[k] == id)
+            return true;
+    return false;
+}
+
+/* A request failed on its peer (err: -ETIMEDOUT, -ENOENT, -EBADMSG...):
+ * the part (or manifest) goes on with another peer. */
+static void req_failed(zp_req *r, int err)
+{
+    zp_fetch *f = r->f;
+    uint64_t serial = r->c->serial;
+    req_unlink(r);
+    int kind = r->kind;
+    size_t part = r->part;
+    free(r);
+    if (f->finishing)
+        return;
+    f->last_err = err;
+    if (kind == R_MANIFEST) {
+        f->manifest_pending = false;
+        fetch_manifest_next(f);
+    } else {
+        f->parts[part].state = P_TODO;
+        add_tried(&f->parts[part].tried, &f->parts[part].ntried, serial);
+        fetch_schedule(f);
+    }
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    zp_conn *c = h->data;
+    zn_peer_node *n = c->n;
+    free(c->rbuf);
+    free(c->have);
+    free(c);
+    node_unref(n);
+}
+
+static void conn_close(zp_conn *c)
+{
+    if (c->state == C_CLOSING)
+        return;
+    zn_peer_node *n = c->n;
+    bool was_open = c->state == C_OPEN;
+    c->state = C_CLOSING;
+    if (was_open) {
+        n->st.peers--;
+        if (c->got_ext)
+            n->st.ext_peers--;
+    }
+    n->nconns--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        n->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    pace_drop_conn(n, c);
+    for (zp_serve *s = c->serves; s; s = s->next)
+        s->c = NULL;
+    c->serves = NULL;
+    while (c->reqs)
+        req_failed(c->reqs, -ECONNRESET);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (!n->closing)
+        kick_all(n); /* fetches waiting for this peer, or for any peer */
+}
+
+static void conn_ban(zp_conn *c)
+{
+    zn_peer_node *n = c->n;
+    if (c->state == C_CLOSING)
+        return;
+    zp_ban *b = realloc(n->bans, (n->nbans + 1) * sizeof *b);
+    if (b) {
+        n->bans = b;
+        zp_ban *e = &b[n->nbans++];
+        memset(e, 0, sizeof *e);
+        ip_key(&c->addr, e->ip, &e->port);
+        if (!c->outgoing)
+            e->port = 0; /* an incoming peer's source port means nothing */
+        e->has_pid = c->has_pid;
+        memcpy(e->pid, c->pid, 20);
+    }
+    n->st.bans++;
+    conn_close(c);
+}
+
+/* ---- serving -------------------------------------------------------------------- */
+
+static void serve_unlink(zp_serve *s)
+{
+    zp_conn *c = s->c;
+    if (!c)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->serves = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    c->nserves--;
+    s->c = NULL;
+}
+
+static void refuse(zp_conn *c, bool ut, uint32_t req, uint32_t code, const xet_hash *x)
+{
+    uint8_t p[37];
+    c->n->st.requests_refused++;
+    if (ut) {
+        if (c->their_ut)
+            send_ext(c, c->their_ut, p, zp_ut_not_found(p, req, x));
+    } else {
+        send_ext(c, c->their_zfs, p, zp_zfs_refuse(p, req, code));
+    }
+}
+
+static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_hash *hashes,
+                          const uint8_t *data, size_t len)
+{
+    zp_serve *s = arg;
+    zn_peer_node *n = s->n;
+    zp_conn *c = s->c;
+    serve_unlink(s);
+    if (!c || s->cancelled || c->state != C_OPEN)
+        goto out;
+    uint32_t nch = s->end - s->start;
+    size_t total = 0, dsum = 0;
+    for (uint32_t k = 0; !err && k < nch; k++) {
+        total += XET_CHUNK_HEADER_LEN + lens[k];
+        dsum += lens[k];
+        if (lens[k] == 0 || lens[k] > XET_CHUNK_MAX)
+            err = -EIO;
+    }
+    if (!err && dsum != len)
+        err = -EIO;
+    size_t hdr = s->ut ? 13 : 9;
+    if (!err && 6 + hdr + total > n->o.data_frame_max)
+        err = -EFBIG;
+    uint8_t ext = s->ut ? c->their_ut : c->their_zfs;
+    if (err || !ext) {
+        refuse(c, s->ut, s->req, ZP_NOT_FOUND, NULL);
+        goto out;
+    }
+    uint8_t *b = malloc(6 + hdr + total);
+    if (!b) {
+        refuse(c, s->ut, s->req, ZP_BUSY, NULL);
+        goto out;
+    }
+    put32(b, (uint32_t)(2 + hdr + total));
+    b[4] = 20;
+    b[5] = ext;
+    if (s->ut)
+        zp_ut_response_hdr(b + 6, s->req, s->start, (uint32_t)total);
+    else
+        zp_zfs_data_hdr(b + 6, s->req, s->start);
+    uint8_t *p = b + 6 + hdr;
+    for (uint32_t k = 0; k < nch; k++) {
+        xet_chunk_header h = {0, XET_SCHEME_NONE, lens[k], lens[k]};
+        xet_chunk_header_write(&h, p);
+        memcpy(p + XET_CHUNK_HEADER_LEN, data, lens[k]);
+        p += XET_CHUNK_HEADER_LEN + lens[k];
+        data += lens[k];
+    }
+    n->st.requests_served++;
+    n->st.data_up += len;
+    send_paced(c, b, 6 + hdr + total);
+out:
+    free(s);
+    node_unref(n);
+}
+
+static bool held_covers(zn_peer_node *n, const xet_hash *x, uint32_t s, uint32_t e)
+{
+    if (!n->p.held)
+        return false;
+    zn_chunk_run *runs = malloc(ZP_MAX_HAVE_RUNS * sizeof *runs);
+    if (!runs)
+        return false;
+    size_t nr = n->p.held(n->p.ud, x, runs, ZP_MAX_HAVE_RUNS);
+    if (nr > ZP_MAX_HAVE_RUNS)
+        nr = ZP_MAX_HAVE_RUNS;
+    /* runs may come in any order: advance s while some run covers it */
+    bool progress = true;
+    while (s < e && progress) {
+        progress = false;
+        for (size_t k = 0; k < nr; k++)
+            if (runs[k].start <= s && runs[k].end > s) {
+                s = runs[k].end;
+                progress = true;
+            }
+    }
+    free(runs);
+    return s >= e;
+}
+
+static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uint32_t s,
+                          uint32_t e)
+{
+    zn_peer_node *n = c->n;
+    if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih)) {
+        refuse(c, ut, req, ZP_NOT_ALLOWED, x);
+        return;
+    }
+    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks || !held_covers(n, x, s, e)) {
+        refuse(c, ut, req, ZP_NOT_FOUND, x);
+        return;
+    }
+    if (c->nserves >= MAX_SERVES) {
+        refuse(c, ut, req, ZP_BUSY, x);
+        return;
+    }
+    zp_serve *sv = calloc(1, sizeof *sv);
+    if (!sv) {
+        refuse(c, ut, req, ZP_BUSY, x);
+        return;
+    }
+    sv->n = n, sv->c = c, sv->req = req, sv->ut = ut, sv->start = s, sv->end = e;
+    sv->next = c->serves;
+    if (c->serves)
+        c->serves->prev = sv;
+    c->serves = sv;
+    c->nserves++;
+    n->refs++;
+    int r = n->p.read_chunks(n->p.ud, x, s, e, serve_read_cb, sv);
+    if (r) {
+        zp_conn *cc = sv->c;
+        serve_unlink(sv);
+        free(sv);
+        node_unref(n);
+        if (cc)
+            refuse(cc, ut, req, ZP_NOT_FOUND, x);
+    }
+}
+
+static void serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
+{
+    zn_peer_node *n = c->n;
+    if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih)) {
+        refuse(c, false, req, ZP_NOT_ALLOWED, x);
+        return;
+    }
+    xet_hash *h = NULL;
+    uint32_t *l = NULL, cnt = 0;
+    bool own = false;
+    if (n->p.manifest && n->p.manifest(n->p.ud, x, &h, &l, &cnt) == 0 && cnt > 0 &&
+        cnt <= XET_XORB_MAX_CHUNKS) {
+        own = true;
+    } else {
+        if (n->p.manifest)
+            free(h), free(l);
+        h = NULL, l = NULL, cnt = 0;
+        for (size_t k = 0; k < n->nmc; k++)
+            if (xet_hash_eq(&n->mc[k].xorb, x))
+                h = n->mc[k].h, l = n->mc[k].l, cnt = n->mc[k].n;
+    }
+    if (!cnt) {
+        refuse(c, false, req, ZP_NOT_FOUND, x);
+        return;
+    }
+    uint8_t *p = malloc(9 + 36 * (size_t)cnt);
+    if (p) {
+        size_t len = zp_zfs_manifest(p, req, h, l, cnt);
+        send_ext(c, c->their_zfs, p, len);
+        free(p);
+    }
+    if (own)
+        free(h), free(l);
+}
+
+/* ---- verification work on the pool -------------------------------------------- */
+
+typedef struct zp_work {
+    uv_work_t w;
+    zp_fetch *f;
+    size_t part;
+    uint64_t serial;
+    uint8_t *buf;        /* owned copy of the records */
+    size_t len;
+    uint32_t first, n;   /* chunks the records cover (first = chunk_offset for ut) */
+    uint32_t skip;       /* chunks to drop from the front (ut) */
+    bool trailing;
+    int result;
+} zp_work;
+
+static void work_run(uv_work_t *w)
+{
+    zp_work *k = (zp_work *)w;
+    zp_fetch *f = k->f;
+    uint32_t rel = k->first - f->start;
+    if (!k->skip) {
+        k->result = zp_records_verify(k->buf, k->len, f->ml + k->first, f->mh + k->first, k->n,
+                                      f->data + f->off[rel], k->trailing);
+        return;
+    }
+    /* ut: records start before the part; decode all, keep the tail */
+    size_t tot = 0;
+    for (uint32_t i = 0; i < k->n; i++)
+        tot += f->ml[k->first + i];
+    uint8_t *tmp = malloc(tot ? tot : 1);
+    if (!tmp) {
+        k->result = -ENOMEM;
+        return;
+    }
+    k->result = zp_records_verify(k->buf, k->len, f->ml + k->first, f->mh + k->first, k->n, tmp,
+                                  k->trailing);
+    if (!k->result) {
+        size_t skipb = 0;
+        for (uint32_t i = 0; i < k->skip; i++)
+            skipb += f->ml[k->first + i];
+        uint32_t ps = k->first + k->skip;
+        memcpy(f->data + f->off[ps - f->start], tmp + skipb, tot - skipb);
+    }
+    free(tmp);
+}
+
+static void fetch_maybe_free(zp_fetch *f);
+
+static void work_done(uv_work_t *w, int status)
+{
+    zp_work *k = (zp_work *)w;
+    zp_fetch *f = k->f;
+    zn_peer_node *n = f->n;
+    f->work--;
+    free(k->buf);
+    int r = status ? status : k->result;
+    if (f->finishing) {
+        free(k);
+        fetch_maybe_free(f);
+        node_unref(n);
+        return;
+    }
+    zp_part *p = &f->parts[k->part];
+    if (r == 0) {
+        p->state = P_DONE;
+        f->ndone++;
+        for (uint32_t i = p->start; i < p->end; i++)
+            n->st.data_down += f->ml[i];
+        if (f->ndone == f->nparts)
+            fetch_finish(f, 0);
+        kick_all(n); /* a request slot on that peer is free again */
+    } else {
+        if (r != -ENOMEM && status == 0) {
+            n->st.verify_failures++;
+            zp_conn *c = conn_by_serial(n, k->serial);
+            if (c)
+                conn_ban(c);
+        }
+        p->state = P_TODO;
+        add_tried(&p->tried, &p->ntried, k->serial);
+        f->last_err = -ENOENT;
+        fetch_schedule(f);
+    }
+    free(k);
+    node_unref(n);
+}
+
+static void start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, uint32_t first,
+                         bool ut)
+{
+    zp_fetch *f = r->f;
+    zn_peer_node *n = c->n;
+    zp_part *p = &f->parts[r->part];
+    zp_work *k = calloc(1, sizeof *k);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!k || !copy) {
+        free(k), free(copy);
+        req_failed(r, -ENOMEM);
+        return;
+    }
+    memcpy(copy, recs, len);
+    k->f = f, k->part = r->part, k->serial = c->serial, k->buf = copy, k->len = len;
+    k->first = first;
+    k->skip = p->start - first;
+    k->n = p->end - first;
+    k->trailing = ut;
+    req_unlink(r);
+    free(r);
+    p->state = P_VERIFY;
+    f->work++;
+    n->refs++;
+    if (uv_queue_work(n->loop, &k->w, work_run, work_done) != 0) {
+        /* no pool: verify inline (same checks) */
+        work_run(&k->w);
+        work_done(&k->w, 0);
+    }
+}
+
+/* ---- incoming messages ----------------------------------------------------------- */
+
+static zp_req *req_find(zp_conn *c, uint32_t id, int kind)
+{
+    for (zp_req *r = c->reqs; r; r = r->next)
+        if (r->id == id && r->kind == kind)
+            return r;
+    return NULL;
+}
+
+static void on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m)
+{
+    zn_peer_node *n = c->n;
+    zp_fetch *f = r->f;
+    xet_hash *h = malloc(m->n * sizeof *h);
+    uint32_t *l = malloc(m->n * sizeof *l);
+    if (!h || !l) {
+        free(h), free(l);
+        req_failed(r, -ENOMEM);
+        return;
+    }
+    for (uint32_t k = 0; k < m->n; k++) {
+        memcpy(h[k].b, m->body + 36 * (size_t)k, 32);
+        l[k] = get32(m->body + 36 * (size_t)k + 32);
+    }
+    if (zp_manifest_verify(&f->xorb, h, l, m->n) != 0) {
+        free(h), free(l);
+        n->st.verify_failures++;
+        conn_ban(c); /* fails r through conn_close → next peer */
+        return;
+    }
+    req_unlink(r);
+    free(r);
+    f->manifest_pending = false;
+    /* cache a copy for serving and later fetches */
+    zp_mcache *e = &n->mc[n->nmc < MANIFEST_CACHE ? n->nmc++ : n->mc_next++ % MANIFEST_CACHE];
+    free(e->h), free(e->l);
+    e->xorb = f->xorb;
+    e->h = malloc(m->n * sizeof *h);
+    e->l = malloc(m->n * sizeof *l);
+    e->n = m->n;
+    if (!e->h || !e->l) {
+        free(e->h), free(e->l);
+        e->h = NULL, e->l = NULL, e->n = 0;
+        memset(&e->xorb, 0, sizeof e->xorb);
+    } else {
+        memcpy(e->h, h, m->n * sizeof *h);
+        memcpy(e->l, l, m->n * sizeof *l);
+    }
+    f->mh = h, f->ml = l, f->mn = m->n;
+    fetch_schedule(f);
+}
+
+static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
+{
+    zn_peer_node *n = c->n;
+    zp_zfs_msg m;
+    if (zp_zfs_parse(p, len, &m) != 0) {
+        conn_ban(c);
+        return;
+    }
+    zp_req *r;
+    switch (m.type) {
+    case ZP_HAVE: {
+        zp_have *h = have_find(c, &m.xorb);
+        if (!h) {
+            if (c->nhave >= MAX_HAVE_XORBS)
+                return;
+            zp_have *nh = realloc(c->have, (c->nhave + 1) * sizeof *nh);
+            if (!nh)
+                return;
+            c->have = nh;
+            h = &nh[c->nhave++];
+            memset(h, 0, sizeof *h);
+            h->xorb = m.xorb;
+        }
+        for (uint32_t k = 0; k < m.n; k++) {
+            uint32_t s = get32(m.body + 8 * k), e = get32(m.body + 8 * k + 4);
+            for (uint32_t i = s; i < e; i++)
+                h->bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+        return;
+    }
+    case ZP_REQUEST:
+        serve_request(c, false, m.req, &m.xorb, m.start, m.end);
+        return;
+    case ZP_MREQ:
+        serve_manifest(c, m.req, &m.xorb);
+        return;
+    case ZP_CANCEL:
+        for (zp_serve *s = c->serves; s; s = s->next)
+            if (!s->ut && s->req == m.req)
+                s->cancelled = true;
+        return;
+    case ZP_DATA:
+        if (!(r = req_find(c, m.req, R_DATA)))
+            return; /* a late answer to a cancelled request */
+        if (m.start != r->f->parts[r->part].start) {
+            n->st.verify_failures++;
+            conn_ban(c);
+            return;
+        }
+        start_verify(c, r, m.body, m.body_len, m.start, false);
+        return;
+    case ZP_MANIFEST:
+        if (!(r = req_find(c, m.req, R_MANIFEST)))
+            return;
+        on_manifest(c, r, &m);
+        return;
+    case ZP_REFUSE:
+        if ((r = req_find(c, m.req, R_DATA)) || (r = req_find(c, m.req, R_MANIFEST)))
+            req_failed(r, -ENOENT);
+        return;
+    }
+}
+
+static void handle_ut(zp_conn *c, const uint8_t *p, size_t len)
+{
+    zp_ut_msg m;
+    if (zp_ut_parse(p, len, &m) != 0) {
+        conn_ban(c);
+        return;
+    }
+    zp_req *r;
+    switch (m.type) {
+    case ZP_UT_REQUEST:
+        serve_request(c, true, m.req, &m.hash, m.start, m.end);
+        return;
+    case ZP_UT_RESPONSE:
+        if (!(r = req_find(c, m.req, R_UT)))
+            return;
+        if (m.chunk_offset > r->f->parts[r->part].start) {
+            req_failed(r, -ENOENT); /* holds a later part only */
+            return;
+        }
+        start_verify(c, r, m.data, m.data_len, m.chunk_offset, true);
+        return;
+    case ZP_UT_NOT_FOUND:
+    case ZP_UT_ERROR:
+        if ((r = req_find(c, m.req, R_UT)))
+            req_failed(r, -ENOENT);
+        return;
+    }
+}
+
+static void handle_ext_handshake(zp_conn *c, const uint8_t *p, size_t len)
+{
+    zn_peer_node *n = c->n;
+    uint8_t ut, zfs;
+    uint16_t port;
+    if (zp_ext_handshake_parse(p, len, &ut, &zfs, &port) != 0) {
+        conn_ban(c);
+        return;
+    }
+    c->their_ut = ut;
+    c->their_zfs = zfs;
+    if (!c->got_ext) {
+        c->got_ext = true;
+        n->st.ext_peers++;
+        for (size_t k = 0; k < n->nadv && c->state == C_OPEN; k++)
+            send_have(c, &n->adv[k]);
+    }
+    /* a new peer may unblock waiting fetches */
+    for (zp_fetch *f = n->fetches; f; f = f->next)
+        if (!f->finishing && !f->mn && !f->manifest_pending)
+            fetch_manifest_next(f);
+}
+
+/* Returns false when the connection was closed. */
+static bool handle_msg(zp_conn *c, const uint8_t *p, size_t len)
+{
+    uint8_t id = p[0];
+    static const int fixed[10] = {1, 1, 1, 1, 5, -1, 13, -1, 13, 3};
+    if (id <= 9 && fixed[id] > 0 && (size_t)fixed[id] != len) {
+        conn_ban(c);
+        return false;
+    }
+    if (id != 20)
+        return true; /* BT messages we do not use (choke, bitfield, …) and unknown ids */
+    if (len < 2) {
+        conn_ban(c);
+        return false;
+    }
+    if (p[1] == 0)
+        handle_ext_handshake(c, p + 2, len - 2);
+    else if (!c->got_ext)
+        return true;
+    else if (p[1] == ZP_EXT_ZFS_XET)
+        handle_zfs(c, p + 2, len - 2);
+    else if (p[1] == ZP_EXT_UT_XET)
+        handle_ut(c, p + 2, len - 2);
+    return c->state != C_CLOSING;
+}
+
+static bool swarm_ok(zn_peer_node *n, const uint8_t ih[20]);
+
+static bool handle_handshake(zp_conn *c, const uint8_t *p)
+{
+    zn_peer_node *n = c->n;
+    uint8_t ih[20], pid[20];
+    bool ext;
+    if (zp_handshake_parse(p, ih, pid, &ext) != 0) {
+        conn_close(c); /* not BitTorrent (e.g. an encrypted handshake): not a lie */
+        return false;
+    }
+    memcpy(c->pid, pid, 20);
+    c->has_pid = true;
+    if (c->outgoing ? memcmp(ih, c->ih, 20) != 0 : !swarm_ok(n, ih)) {
+        conn_close(c);
+        return false;
+    }
+    if (!memcmp(pid, n->id, 20) || banned_peer(n, &c->addr, pid) || !ext) {
+        conn_close(c);
+        return false;
+    }
+    memcpy(c->ih, ih, 20);
+    if (!c->outgoing) {
+        uint8_t *hs = malloc(68);
+        if (!hs) {
+            conn_close(c);
+            return false;
+        }
+        zp_handshake(hs, c->ih, n->id);
+        conn_write(c, hs, 68);
+    }
+    c->state = C_OPEN;
+    n->st.peers++;
+    send_ext_handshake(c);
+    return c->state == C_OPEN;
+}
+
+static void process(zp_conn *c)
+{
+    zn_peer_node *n = c->n;
+    size_t off = 0;
+    while (c->state != C_CLOSING) {
+        uint8_t *p = c->rbuf + off;
+        size_t avail = c->rlen - off;
+        if (c->state == C_HS) {
+            if (avail < 68)
+                break;
+            if (!handle_handshake(c, p))
+                return;
+            off += 68;
+            continue;
+        }
+        if (avail < 4)
+            break;
+        uint32_t L = get32(p);
+        if (L == 0) {
+            off += 4;
+            continue;
+        }
+        if (L > n->o.ctrl_frame_max) {
+            if (L > n->o.data_frame_max) {
+                conn_ban(c);
+                return;
+            }
+            if (avail < 11)
+                break;
+            bool ok = p[4] == 20 && req_known(c, get32(p + 7)) &&
+                      ((p[5] == ZP_EXT_ZFS_XET && p[6] == ZP_DATA) ||
+                       (p[5] == ZP_EXT_UT_XET && p[6] == ZP_UT_RESPONSE));
+            if (!ok) {
+                conn_ban(c);
+                return;
+            }
+        }
+        if (avail < 4 + (size_t)L)
+            break;
+        if (!handle_msg(c, p + 4, L))
+            return;
+        off += 4 + (size_t)L;
+    }
+    if (c->state == C_CLOSING)
+        return;
+    if (off) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    /* shrink a buffer grown for a large frame */
+    if (c->rcap > (1u << 20) && c->rlen < (256u << 10)) {
+        uint8_t *q = realloc(c->rbuf, 256u << 10);
+        if (q)
+            c->rbuf = q, c->rcap = 256u << 10;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *buf)
+{
+    zp_conn *c = h->data;
+    size_t need = c->rlen + 65536;
+    if (c->state == C_OPEN && c->rlen >= 4) {
+        size_t fl = 4 + (size_t)get32(c->rbuf);
+        if (fl <= 4 + (size_t)c->n->o.data_frame_max && fl > need)
+            need = fl;
+    }
+    if (need > c->rcap) {
+        size_t cap = c->rcap ? c->rcap : 65536;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *q = realloc(c->rbuf, cap);
+        if (!q) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        c->rbuf = q, c->rcap = cap;
+    }
+    size_t room = c->rcap - c->rlen;
+    if (room > (1u << 30))
+        room = 1u << 30;
+    *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)room);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    zp_conn *c = s->data;
+    if (nread < 0 || (nread == 0 && !buf->base)) {
+        if (nread < 0 || !buf->base)
+            conn_close(c);
+        return;
+    }
+    if (c->state == C_CLOSING)
+        return;
+    c->rlen += (size_t)nread;
+    c->n->st.bytes_down += (uint64_t)nread;
+    c->last_rx = uv_now(c->n->loop);
+    process(c);
+}
+
+/* ---- connection setup ------------------------------------------------------------ */
+
+static zp_conn *conn_new(zn_peer_node *n, bool outgoing)
+{
+    zp_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (uv_tcp_init(n->loop, &c->tcp) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    c->tcp.data = c;
+    c->serial = ++n->serial;
+    c->outgoing = outgoing;
+    c->next_id = 1;
+    c->t_open = c->last_rx = c->last_tx = uv_now(n->loop);
+    c->next = n->conns;
+    if (n->conns)
+        n->conns->prev = c;
+    n->conns = c;
+    n->nconns++;
+    n->refs++;
+    return c;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    zp_conn *c = req->data;
+    if (c->state == C_CLOSING)
+        return;
+    if (status != 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = C_HS;
+    uint8_t *hs = malloc(68);
+    if (!hs || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        free(hs);
+        conn_close(c);
+        return;
+    }
+    zp_handshake(hs, c->ih, c->n->id);
+    conn_write(c, hs, 68);
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    zn_peer_node *n = srv->data;
+    if (status != 0 || n->closing)
+        return;
+    zp_conn *c = conn_new(n, false);
+    if (!c)
+        return;
+    c->state = C_HS;
+    if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    int alen = sizeof c->addr;
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &alen);
+    if (n->nconns > n->o.max_conns ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+}
+
+static bool swarm_ok(zn_peer_node *n, const uint8_t ih[20])
+{
+    for (size_t k = 0; k < n->nswarms; k++)
+        if (!memcmp(n->swarms[k], ih, 20))
+            return true;
+    return n->p.may_serve && n->p.may_serve(n->p.ud, ih);
+}
+
+/* ---- fetches ----------------------------------------------------------------------- */
+
+static void kick_all(zn_peer_node *n)
+{
+    for (zp_fetch *f = n->fetches; f; f = f->next)
+        if (!f->finishing) {
+            if (f->mn)
+                fetch_schedule(f);
+            else if (!f->manifest_pending)
+                fetch_manifest_next(f);
+        }
+}
+
+static zp_req *req_new(zp_conn *c, zp_fetch *f, int kind, size_t part)
+{
+    zp_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->id = c->next_id++;
+    r->kind = kind;
+    r->c = c;
+    r->f = f;
+    r->part = part;
+    r->deadline = uv_now(c->n->loop) + c->n->o.req_timeout_ms;
+    r->next = c->reqs;
+    if (c->reqs)
+        c->reqs->prev = r;
+    c->reqs = r;
+    c->nreqs++;
+    return r;
+}
+
+static bool conn_usable(const zp_conn *c)
+{
+    return c->state == C_OPEN && c->got_ext && (c->their_zfs || c->their_ut);
+}
+
+static void fetch_manifest_next(zp_fetch *f)
+{
+    zn_peer_node *n = f->n;
+    if (f->finishing || f->mn || f->manifest_pending)
+        return;
+    zp_conn *best = NULL;
+    bool waiting = false;
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        if (c->state == C_CONNECTING || c->state == C_HS || (c->state == C_OPEN && !c->got_ext))
+            waiting = true;
+        if (!conn_usable(c) || !c->their_zfs || tried(f->mtried, f->nmtried, c->serial))
+            continue;
+        if (have_find(c, &f->xorb)) {
+            best = c;
+            break;
+        }
+        if (!best)
+            best = c;
+    }
+    if (!best) {
+        if (!waiting)
+            fetch_finish(f, f->last_err == -ETIMEDOUT ? -ETIMEDOUT : -ENOENT);
+        return;
+    }
+    add_tried(&f->mtried, &f->nmtried, best->serial);
+    zp_req *r = req_new(best, f, R_MANIFEST, 0);
+    if (!r) {
+        fetch_finish(f, -ENOMEM);
+        return;
+    }
+    f->manifest_pending = true;
+    uint8_t p[37];
+    send_ext(best, best->their_zfs, p, zp_zfs_mreq(p, r->id, &f->xorb));
+}
+
+static int fetch_build_parts(zp_fetch *f)
+{
+    zn_peer_node *n = f->n;
+    uint32_t span = f->end - f->start;
+    f->off = malloc((span + 1) * sizeof *f->off);
+    uint8_t *edge = calloc(span + 1, 1);
+    if (!f->off || !edge) {
+        free(edge);
+        return -ENOMEM;
+    }
+    f->off[0] = 0;
+    for (uint32_t k = 0; k < span; k++)
+        f->off[k + 1] = f->off[k] + f->ml[f->start + k];
+    f->len = f->off[span];
+    f->data = malloc(f->len ? f->len : 1);
+    if (!f->data) {
+        free(edge);
+        return -ENOMEM;
+    }
+    edge[0] = edge[span] = 1;
+    for (uint32_t k = MAX_PART_CHUNKS; k < span; k += MAX_PART_CHUNKS)
+        edge[k] = 1;
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        zp_have *h = have_find(c, &f->xorb);
+        if (!h)
+            continue;
+        for (uint32_t k = 1; k < span; k++)
+            if (have_bit(h, f->start + k) != have_bit(h, f->start + k - 1))
+                edge[k] = 1;
+    }
+    size_t np = 0;
+    for (uint32_t k = 1; k <= span; k++)
+        np += edge[k];
+    f->parts = calloc(np, sizeof *f->parts);
+    if (!f->parts) {
+        free(edge);
+        return -ENOMEM;
+    }
+    uint32_t s = 0;
+    for (uint32_t k = 1; k <= span; k++)
+        if (edge[k]) {
+            f->parts[f->nparts].start = f->start + s;
+            f->parts[f->nparts].end = f->start + k;
+            f->nparts++;
+            s = k;
+        }
+    free(edge);
+    return 0;
+}
+
+/* Candidates for part p: zfs peers announcing it, then zest peers. */
+static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
+{
+    zp_conn *best = NULL, *zest = NULL;
+    *holders = 0;
+    for (zp_conn *c = f->n->conns; c; c = c->next) {
+        if (!conn_usable(c) || tried(p->tried, p->ntried, c->serial))
+            continue;
+        if (c->their_zfs) {
+            if (!have_covers(c, &f->xorb, p->start, p->end))
+                continue;
+            ++*holders;
+            if (c->nreqs < MAX_OUTSTANDING && (!best || c->nreqs < best->nreqs))
+                best = c;
+        } else {
+            ++*holders;
+            if (c->nreqs < MAX_OUTSTANDING && (!zest || c->nreqs < zest->nreqs))
+                zest = c;
+        }
+    }
+    return best ? best : zest;
+}
+
+static void fetch_schedule(zp_fetch *f)
+{
+    if (f->finishing)
+        return;
+    if (!f->mn) {
+        fetch_manifest_next(f);
+        return;
+    }
+    if (!f->parts) {
+        if (f->end > f->mn) {
+            fetch_finish(f, -ERANGE);
+            return;
+        }
+        int r = fetch_build_parts(f);
+        if (r) {
+            fetch_finish(f, r);
+            return;
+        }
+    }
+    /* rarest first: parts with fewer holders are requested first */
+    for (unsigned want = 1; want <= f->n->nconns + 1 && !f->finishing; want++) {
+        for (size_t k = 0; k < f->nparts && !f->finishing; k++) {
+            zp_part *p = &f->parts[k];
+            if (p->state != P_TODO)
+                continue;
+            unsigned holders;
+            zp_conn *c = pick(f, p, &holders);
+            if (holders == 0) {
+                fetch_finish(f, f->last_err == -ETIMEDOUT ? -ETIMEDOUT : -ENOENT);
+                return;
+            }
+            if (!c || (holders > want && want <= f->n->nconns))
+                continue;
+            bool ut = !c->their_zfs;
+            zp_req *r = req_new(c, f, ut ? R_UT : R_DATA, k);
+            if (!r) {
+                fetch_finish(f, -ENOMEM);
+                return;
+            }
+            p->state = P_INFLIGHT;
+            uint8_t m[45];
+            if (ut)
+                send_ext(c, c->their_ut, m, zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
+            else
+                send_ext(c, c->their_zfs, m,
+                         zp_zfs_request(m, r->id, &f->xorb, p->start, p->end));
+        }
+    }
+}
+
+static void fetch_maybe_free(zp_fetch *f)
+{
+    if (!f->timer_closed || f->work)
+        return;
+    zn_peer_node *n = f->n;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        n->fetches = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    for (size_t k = 0; k < f->nparts; k++)
+        free(f->parts[k].tried);
+    free(f->parts);
+    free(f->mtried);
+    free(f->mh);
+    free(f->ml);
+    free(f->off);
+    free(f->data);
+    free(f);
+    node_unref(n);
+}
+
+static void on_fetch_timer_closed(uv_handle_t *h)
+{
+    zp_fetch *f = h->data;
+    f->timer_closed = true;
+    fetch_maybe_free(f);
+}
+
+static void fetch_deliver(zp_fetch *f)
+{
+    if (f->delivered)
+        return;
+    f->delivered = true;
+    uv_timer_stop(&f->timer);
+    if (f->result == 0)
+        f->cb(f->ud, 0, f->ml + f->start, f->mh + f->start, f->data, f->len);
+    else
+        f->cb(f->ud, f->result, NULL, NULL, NULL, 0);
+    uv_close((uv_handle_t *)&f->timer, on_fetch_timer_closed);
+}
+
+static void on_fetch_timer(uv_timer_t *t)
+{
+    fetch_deliver(t->data);
+}
+
+static void fetch_finish(zp_fetch *f, int err)
+{
+    if (f->finishing)
+        return;
+    zn_peer_node *n = f->n;
+    f->finishing = true;
+    f->result = err;
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        zp_req *r = c->reqs;
+        while (r) {
+            zp_req *nx = r->next;
+            if (r->f == f) {
+                req_forget(r);
+                req_unlink(r);
+                free(r);
+            }
+            r = nx;
+        }
+    }
+    if (err)
+        n->st.fetches_failed++;
+    else
+        n->st.fetches_ok++;
+    uv_timer_start(&f->timer, on_fetch_timer, 0, 0);
+}
+
+int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
+                  unsigned deadline_ms, zn_peer_fetch_cb cb, void *ud, zn_peer_op **op)
+{
+    if (n->closing)
+        return -ESHUTDOWN;
+    if (start >= end || end > XET_XORB_MAX_CHUNKS || !cb)
+        return -EINVAL;
+    zp_fetch *f = calloc(1, sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    f->n = n;
+    f->xorb = *xorb;
+    f->start = start, f->end = end;
+    f->cb = cb, f->ud = ud;
+    f->deadline = deadline_ms ? uv_now(n->loop) + deadline_ms : 0;
+    uv_timer_init(n->loop, &f->timer);
+    f->timer.data = f;
+    f->next = n->fetches;
+    if (n->fetches)
+        n->fetches->prev = f;
+    n->fetches = f;
+    n->refs++;
+    if (op)
+        *op = (zn_peer_op *)f;
+    /* manifest: the owner's, else one verified earlier */
+    xet_hash *h = NULL;
+    uint32_t *l = NULL, cnt = 0;
+    if (n->p.manifest && n->p.manifest(n->p.ud, xorb, &h, &l, &cnt) == 0 && cnt > 0) {
+        f->mh = h, f->ml = l, f->mn = cnt;
+    } else {
+        free(h), free(l);
+        for (size_t k = 0; k < n->nmc; k++)
+            if (n->mc[k].n && xet_hash_eq(&n->mc[k].xorb, xorb)) {
+                f->mh = malloc(n->mc[k].n * sizeof *f->mh);
+                f->ml = malloc(n->mc[k].n * sizeof *f->ml);
+                if (f->mh && f->ml) {
+                    memcpy(f->mh, n->mc[k].h, n->mc[k].n * sizeof *f->mh);
+                    memcpy(f->ml, n->mc[k].l, n->mc[k].n * sizeof *f->ml);
+                    f->mn = n->mc[k].n;
+                } else {
+                    free(f->mh), free(f->ml);
+                    f->mh = NULL, f->ml = NULL;
+                }
+                break;
+            }
+    }
+    fetch_schedule(f);
+    return 0;
+}
+
+void zn_peer_op_cancel(zn_peer_op *op)
+{
+    zp_fetch *f = (zp_fetch *)op;
+    fetch_finish(f, -ECANCELED);
+}
+
+/* ---- timers ------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    zn_peer_node *n = t->data;
+    uint64_t now = uv_now(n->loop);
+    zp_conn *c = n->conns;
+    while (c) {
+        zp_conn *nx = c->next;
+        if ((c->state == C_HS || c->state == C_CONNECTING) && now - c->t_open > HS_TIMEOUT_MS) {
+            conn_close(c);
+        } else if (c->state == C_OPEN && now - c->last_rx > IDLE_TIMEOUT_MS) {
+            conn_close(c);
+        } else if (c->state == C_OPEN) {
+            if (now - c->last_tx > KEEPALIVE_MS) {
+                uint8_t *ka = calloc(1, 4);
+                if (ka)
+                    conn_write(c, ka, 4);
+            }
+            for (zp_req *r = c->reqs; r && c->state == C_OPEN;) {
+                if (r->deadline <= now) {
+                    req_forget(r);
+                    req_failed(r, -ETIMEDOUT);
+                    r = c->reqs; /* the list may have changed */
+                } else {
+                    r = r->next;
+                }
+            }
+        }
+        c = nx;
+    }
+    for (zp_fetch *f = n->fetches; f; f = f->next)
+        if (!f->finishing && f->deadline && now >= f->deadline)
+            fetch_finish(f, -ETIMEDOUT);
+}
+
+/* ---- node ------------------------------------------------------------------------------ */
+
+static void on_node_handle_closed(uv_handle_t *h)
+{
+    node_unref(h->data);
+}
+
+int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provider *p,
+                     zn_peer_node **out)
+{
+    zn_peer_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    n->loop = loop;
+    if (o)
+        n->o = *o;
+    if (p)
+        n->p = *p;
+    if (!n->o.max_conns)
+        n->o.max_conns = 64;
+    if (!n->o.req_timeout_ms)
+        n->o.req_timeout_ms = 15000;
+    if (!n->o.ctrl_frame_max)
+        n->o.ctrl_frame_max = ZP_CTRL_FRAME_MAX;
+    if (!n->o.data_frame_max)
+        n->o.data_frame_max = ZP_DATA_FRAME_MAX;
+    memcpy(n->id, ZP_PEER_ID_PREFIX, 8);
+    if (uv_random(NULL, NULL, n->id + 8, 12, 0, NULL) != 0) {
+        free(n);
+        return -EIO;
+    }
+    int r;
+    if (!n->o.no_listen) {
+        const char *bind = n->o.bind ? n->o.bind : "0.0.0.0";
+        struct sockaddr_storage ss;
+        if (strchr(bind, ':'))
+            r = uv_ip6_addr(bind, n->o.listen_port, (struct sockaddr_in6 *)&ss);
+        else
+            r = uv_ip4_addr(bind, n->o.listen_port, (struct sockaddr_in *)&ss);
+        if (r) {
+            free(n);
+            return -EINVAL;
+        }
+        uv_tcp_init(loop, &n->listener);
+        n->listener.data = n;
+        n->refs++;
+        r = uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0);
+        if (!r)
+            r = uv_listen((uv_stream_t *)&n->listener, 128, on_connection);
+        if (r) {
+            n->closing = true;
+            uv_close((uv_handle_t *)&n->listener, on_node_handle_closed);
+            return r;
+        }
+        n->listening = true;
+        int alen = sizeof ss;
+        uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &alen);
+        n->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    uv_timer_init(loop, &n->tick);
+    n->tick.data = n;
+    uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *)&n->tick);
+    uv_timer_init(loop, &n->pace);
+    n->pace.data = n;
+    n->refs += 2;
+    *out = n;
+    return 0;
+}
+
+int zn_peer_node_port(zn_peer_node *n)
+{
+    return n->port;
+}
+
+const uint8_t *zn_peer_node_id(zn_peer_node *n)
+{
+    return n->id;
+}
+
+void zn_peer_node_free(zn_peer_node *n)
+{
+    if (!n || n->closing)
+        return;
+    n->closing = true;
+    n->refs++; /* held while we go */
+    for (zp_fetch *f = n->fetches; f; f = f->next)
+        fetch_finish(f, -ECANCELED);
+    for (zp_fetch *f = n->fetches, *nx; f; f = nx) {
+        nx = f->next;
+        fetch_deliver(f);
+    }
+    while (n->conns)
+        conn_close(n->conns);
+    while (n->pq) {
+        zp_paced *e = n->pq;
+        n->pq = e->next;
+        free(e->buf);
+        free(e);
+    }
+    n->pq_tail = NULL;
+    if (n->listening)
+        uv_close((uv_handle_t *)&n->listener, on_node_handle_closed);
+    uv_close((uv_handle_t *)&n->tick, on_node_handle_closed);
+    uv_close((uv_handle_t *)&n->pace, on_node_handle_closed);
+    node_unref(n);
+}
+
+int zn_peer_swarm_join(zn_peer_node *n, const uint8_t info_hash[20])
+{
+    for (size_t k = 0; k < n->nswarms; k++)
+        if (!memcmp(n->swarms[k], info_hash, 20))
+            return 0;
+    uint8_t(*s)[20] = realloc(n->swarms, (n->nswarms + 1) * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    n->swarms = s;
+    memcpy(s[n->nswarms++], info_hash, 20);
+    return 0;
+}
+
+int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa)
+{
+    if (n->closing)
+        return -ESHUTDOWN;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (sa->sa_family == AF_INET)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in));
+    else if (sa->sa_family == AF_INET6)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in6));
+    else
+        return -EAFNOSUPPORT;
+    if (banned_addr(n, &ss))
+        return -EPERM;
+    if (n->nconns >= n->o.max_conns)
+        return -EMFILE;
+    uint8_t ip[16], ip2[16];
+    uint16_t port, port2;
+    ip_key(&ss, ip, &port);
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        if (!c->outgoing)
+            continue;
+        ip_key(&c->addr, ip2, &port2);
+        if (port == port2 && !memcmp(ip, ip2, 16) && !memcmp(c->ih, info_hash, 20))
+            return -EALREADY;
+    }
+    int r = zn_peer_swarm_join(n, info_hash);
+    if (r)
+        return r;
+    zp_conn *c = conn_new(n, true);
+    if (!c)
+        return -ENOMEM;
+    c->addr = ss;
+    memcpy(c->ih, info_hash, 20);
+    c->state = C_CONNECTING;
+    c->creq.data = c;
+    r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&ss, on_connect);
+    if (r) {
+        c->state = C_HS; /* so conn_close does the normal teardown */
+        conn_close(c);
+        return r;
+    }
+    return 0;
+}
+
+void zn_peer_announce_have(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end)
+{
+    bool known = false;
+    for (size_t k = 0; k < n->nadv && !known; k++)
+        known = xet_hash_eq(&n->adv[k], xorb);
+    if (!known) {
+        xet_hash *a = realloc(n->adv, (n->nadv + 1) * sizeof *a);
+        if (a) {
+            n->adv = a;
+            a[n->nadv++] = *xorb;
+        }
+    }
+    for (zp_conn *c = n->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->state == C_OPEN && c->got_ext)
+            send_have(c, xorb);
+    }
+}
+
+unsigned zn_peer_holders(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end)
+{
+    unsigned k = 0;
+    for (zp_conn *c = n->conns; c; c = c->next)
+        if (c->state == C_OPEN && have_covers(c, xorb, start, end))
+            k++;
+    return k;
+}
+
+void zn_peer_get_stats(zn_peer_node *n, zn_peer_stats *st)
+{
+    *st = n->st;
+    st->conns = n->nconns;
+}

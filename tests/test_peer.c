@@ -1,0 +1,852 @@
+/* test_peer.c — net/peer: wire byte vectors, two nodes in one process on
+ * loopback (fetch, manifest exchange, HAVE updates, pipelining, cancel,
+ * timeouts, upload cap, max_conns, IPv6), and a small tool for the Python
+ * tests (tests/net/peer_*.py):
+ *
+ *   test_peer                      run the C tests
+ *   test_peer serve [NCHUNKS]      serve the test xorb on 127.0.0.1; prints
+ *                                  "PORT p XORB hex ZIH hex" then runs until
+ *                                  stdin closes; prints "STATS …" at exit
+ *   test_peer fetch PORT IHHEX S E [manifest] [ipv6]
+ *                                  fetch chunks [S,E) of the test xorb from
+ *                                  127.0.0.1:PORT; prints "RESULT err=… ok=…
+ *                                  bans=… verify_failures=… readd=…"
+ *   test_peer dump DIR [NCHUNKS]   write chunk data, lens, hashes, xorb hash
+ *   test_peer connect PORT IHHEX   connect, wait for the BEP 10 handshake,
+ *                                  print "STATS …" (libtorrent interop) */
+#include "peer.h"
+#include "t.h"
+
+#include <unistd.h>
+
+/* ---- the test xorb -------------------------------------------------------------- */
+
+#define NCH_DEFAULT 200
+
+typedef struct txorb {
+    uint32_t n;
+    uint32_t *lens;
+    xet_hash *hashes;
+    uint64_t *off;
+    uint8_t *data;
+    xet_hash hash;
+} txorb;
+
+static void splitmix(uint64_t seed, uint8_t *out, size_t n)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 8) {
+        s += 0x9E3779B97F4A7C15ULL;
+        uint64_t z = s;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        for (size_t k = 0; k < 8 && i + k < n; k++)
+            out[i + k] = (uint8_t)(z >> (8 * k));
+    }
+}
+
+static void txorb_make(txorb *x, uint32_t n)
+{
+    x->n = n;
+    x->lens = malloc(n * sizeof *x->lens);
+    x->hashes = malloc(n * sizeof *x->hashes);
+    x->off = malloc((n + 1) * sizeof *x->off);
+    x->off[0] = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        x->lens[k] = 8192 + (uint32_t)((k * 7919u) % 57344u); /* 8..64 KiB */
+        x->off[k + 1] = x->off[k] + x->lens[k];
+    }
+    x->data = malloc(x->off[n]);
+    splitmix(42, x->data, x->off[n]);
+    /* make some chunks compressible so LZ4 would matter */
+    for (uint32_t k = 0; k < n; k += 5)
+        memset(x->data + x->off[k], 'a', x->lens[k] / 2);
+    xet_merkle_node *leaves = malloc(n * sizeof *leaves);
+    for (uint32_t k = 0; k < n; k++) {
+        xet_chunk_hash(x->data + x->off[k], x->lens[k], &x->hashes[k]);
+        leaves[k].hash = x->hashes[k];
+        leaves[k].len = x->lens[k];
+    }
+    xet_merkle_root(leaves, n, &x->hash);
+    free(leaves);
+}
+
+static void txorb_free(txorb *x)
+{
+    free(x->lens), free(x->hashes), free(x->off), free(x->data);
+}
+
+/* ---- an in-memory provider -------------------------------------------------------- */
+
+typedef struct pending_read {
+    uint32_t s, e;
+    zn_peer_read_cb cb;
+    void *arg;
+} pending_read;
+
+typedef struct mem {
+    txorb *x;
+    zn_chunk_run held[8];
+    size_t nheld;
+    bool manifest;
+    bool may_serve;
+    bool stall;
+    pending_read pend[256];
+    size_t npend;
+    unsigned reads;
+} mem;
+
+#define MEMI(s_, e_, nh, man, ms) \
+    {.x = &X, .held = {{s_, e_}}, .nheld = nh, .manifest = man, .may_serve = ms}
+
+static size_t mem_held(void *ud, const xet_hash *xorb, zn_chunk_run *out, size_t max)
+{
+    mem *m = ud;
+    if (!xet_hash_eq(xorb, &m->x->hash))
+        return 0;
+    size_t k;
+    for (k = 0; k < m->nheld && k < max; k++)
+        out[k] = m->held[k];
+    return k;
+}
+
+static int mem_manifest(void *ud, const xet_hash *xorb, xet_hash **h, uint32_t **l, uint32_t *n)
+{
+    mem *m = ud;
+    if (!m->manifest || !xet_hash_eq(xorb, &m->x->hash))
+        return -ENOENT;
+    *h = malloc(m->x->n * sizeof **h);
+    *l = malloc(m->x->n * sizeof **l);
+    memcpy(*h, m->x->hashes, m->x->n * sizeof **h);
+    memcpy(*l, m->x->lens, m->x->n * sizeof **l);
+    *n = m->x->n;
+    return 0;
+}
+
+static void mem_answer(mem *m, uint32_t s, uint32_t e, zn_peer_read_cb cb, void *arg)
+{
+    txorb *x = m->x;
+    cb(arg, 0, x->lens + s, x->hashes + s, x->data + x->off[s], x->off[e] - x->off[s]);
+}
+
+static int mem_read(void *ud, const xet_hash *xorb, uint32_t s, uint32_t e, zn_peer_read_cb cb,
+                    void *arg)
+{
+    mem *m = ud;
+    if (!xet_hash_eq(xorb, &m->x->hash) || e > m->x->n)
+        return -ENOENT;
+    m->reads++;
+    if (m->stall && m->npend < 256) {
+        m->pend[m->npend++] = (pending_read){s, e, cb, arg};
+        return 0;
+    }
+    mem_answer(m, s, e, cb, arg);
+    return 0;
+}
+
+static void mem_release(mem *m)
+{
+    size_t n = m->npend;
+    m->npend = 0;
+    m->stall = false;
+    for (size_t k = 0; k < n; k++)
+        mem_answer(m, m->pend[k].s, m->pend[k].e, m->pend[k].cb, m->pend[k].arg);
+}
+
+static bool mem_may_serve(void *ud, const uint8_t ih[20])
+{
+    return ((mem *)ud)->may_serve;
+}
+
+static zn_peer_provider mem_provider(mem *m)
+{
+    return (zn_peer_provider){m, mem_held, mem_manifest, mem_read, mem_may_serve};
+}
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static uv_loop_t loop;
+static const uint8_t IH[20] = "zestfs-test-swarm-01";
+
+typedef struct result {
+    bool done;
+    int err;
+    uint8_t *data;
+    size_t len;
+    uint32_t n;
+} result;
+
+static void fetch_cb(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
+                     const uint8_t *data, size_t len)
+{
+    result *r = ud;
+    r->done = true;
+    r->err = err;
+    if (!err) {
+        r->data = malloc(len ? len : 1);
+        memcpy(r->data, data, len);
+        r->len = len;
+    }
+}
+
+/* Run the loop until *flag or `ms` pass (the tick is unref'd: use a timer). */
+static void on_wake(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static bool run_until(bool (*cond)(void *), void *arg, unsigned ms)
+{
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, on_wake, 10, 10);
+    uint64_t end = uv_now(&loop) + ms;
+    bool ok;
+    while (!(ok = cond(arg)) && uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool cond_done(void *a)
+{
+    return ((result *)a)->done;
+}
+
+typedef struct pair {
+    zn_peer_node *n;
+    unsigned want;
+} pair;
+
+static bool cond_ext(void *a)
+{
+    pair *p = a;
+    zn_peer_stats st;
+    zn_peer_get_stats(p->n, &st);
+    return st.ext_peers >= p->want;
+}
+
+typedef struct hold {
+    zn_peer_node *n;
+    const xet_hash *x;
+    uint32_t s, e;
+} hold;
+
+static bool cond_holders(void *a)
+{
+    hold *h = a;
+    return zn_peer_holders(h->n, h->x, h->s, h->e) > 0;
+}
+
+static bool cond_pend(void *a)
+{
+    mem *m = a;
+    return m->npend >= 3;
+}
+
+static bool cond_pend1(void *a)
+{
+    return ((mem *)a)->npend >= 1;
+}
+
+static void connect_to(zn_peer_node *b, zn_peer_node *a, const char *ip)
+{
+    struct sockaddr_storage ss;
+    if (strchr(ip, ':'))
+        uv_ip6_addr(ip, zn_peer_node_port(a), (struct sockaddr_in6 *)&ss);
+    else
+        uv_ip4_addr(ip, zn_peer_node_port(a), (struct sockaddr_in *)&ss);
+    T_EQ_INT(zn_peer_add(b, IH, (struct sockaddr *)&ss), 0);
+    pair p = {b, 1};
+    T_TRUE(run_until(cond_ext, &p, 10000));
+    pair q = {a, 1};
+    T_TRUE(run_until(cond_ext, &q, 10000));
+}
+
+static void drain(zn_peer_node *a, zn_peer_node *b)
+{
+    if (a)
+        zn_peer_node_free(a);
+    if (b)
+        zn_peer_node_free(b);
+    for (int k = 0; k < 50; k++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static txorb X;
+
+/* ---- codec tests ----------------------------------------------------------------------- */
+
+static void test_vectors(void)
+{
+    /* §1.1: API hex → raw bytes → zest info_hash */
+    xet_hash h;
+    T_EQ_INT(xet_hash_from_string(
+                 "a1b2c3d4e5f6789012345678901234567890abcdef1234567890abcdef123456", &h),
+             0);
+    uint8_t raw[32];
+    xet_unhex("9078f6e5d4c3b2a15634129078563412563412efcdab9078563412efcdab9078", 32, raw);
+    T_EQ_MEM(h.b, raw, 32);
+    uint8_t ih[20], want[20];
+    zn_peer_zest_info_hash(&h, ih);
+    xet_unhex("f634bfb98e3149c9d98b7b8a24a1f5e5967c65be", 20, want);
+    T_EQ_MEM(ih, want, 20);
+
+    /* ut_xet §2.2 exact bytes */
+    uint8_t m[64];
+    T_EQ_INT(zp_ut_request(m, 7, &h, 3, 9), 45);
+    uint8_t wreq[45] = {0x01, 0, 0, 0, 7};
+    memcpy(wreq + 5, raw, 32);
+    memcpy(wreq + 37, "\0\0\0\x03\0\0\0\x09", 8);
+    T_EQ_MEM(m, wreq, 45);
+    zp_ut_msg u;
+    T_EQ_INT(zp_ut_parse(m, 45, &u), 0);
+    T_EQ_INT(u.type, 1);
+    T_EQ_INT(u.req, 7);
+    T_EQ_INT(u.start, 3);
+    T_EQ_INT(u.end, 9);
+    T_EQ_INT(zp_ut_parse(m, 44, &u), -EBADMSG);
+    T_EQ_INT(zp_ut_response_hdr(m, 7, 2, 5), 13);
+    T_EQ_MEM(m, "\x02\0\0\0\x07\0\0\0\x02\0\0\0\x05", 13);
+    memcpy(m + 13, "hello", 5);
+    T_EQ_INT(zp_ut_parse(m, 18, &u), 0);
+    T_EQ_INT(u.chunk_offset, 2);
+    T_EQ_INT(u.data_len, 5);
+    T_EQ_INT(zp_ut_parse(m, 17, &u), -EBADMSG); /* data_len disagrees */
+    T_EQ_INT(zp_ut_not_found(m, 7, &h), 37);
+    T_EQ_INT(m[0], 3);
+    T_EQ_MEM(m + 5, raw, 32);
+    T_EQ_INT(zp_ut_parse((const uint8_t *)"\x04\0\0\0\x07\0\0\0\x01oops", 13, &u), 0);
+    T_EQ_INT(u.code, 1);
+    T_EQ_INT(u.data_len, 4);
+    T_EQ_INT(zp_ut_parse((const uint8_t *)"\x05\0\0\0\x07", 5, &u), -EBADMSG);
+
+    /* zfs_xet exact bytes */
+    T_EQ_INT(zp_zfs_request(m, 0x01020304, &h, 64, 128), 45);
+    uint8_t wz[45] = {0x02, 1, 2, 3, 4};
+    memcpy(wz + 5, raw, 32);
+    memcpy(wz + 37, "\0\0\0\x40\0\0\0\x80", 8);
+    T_EQ_MEM(m, wz, 45);
+    zp_zfs_msg z;
+    T_EQ_INT(zp_zfs_parse(m, 45, &z), 0);
+    T_EQ_INT(z.req, 0x01020304);
+    T_EQ_INT(z.start, 64);
+    T_EQ_INT(z.end, 128);
+    T_TRUE(xet_hash_eq(&z.xorb, &h));
+    m[44] = 64; /* end == start */
+    T_EQ_INT(zp_zfs_parse(m, 45, &z), -EBADMSG);
+
+    zn_chunk_run runs[2] = {{0, 10}, {20, 30}};
+    T_EQ_INT(zp_zfs_have(m, &h, runs, 2), 53);
+    T_EQ_INT(m[0], 1);
+    T_EQ_MEM(m + 1, raw, 32);
+    T_EQ_MEM(m + 33, "\0\0\0\x02\0\0\0\0\0\0\0\x0a\0\0\0\x14\0\0\0\x1e", 20);
+    T_EQ_INT(zp_zfs_parse(m, 53, &z), 0);
+    T_EQ_INT(z.n, 2);
+    T_EQ_INT(zp_zfs_parse(m, 52, &z), -EBADMSG);
+
+    T_EQ_INT(zp_zfs_data_hdr(m, 9, 64), 9);
+    T_EQ_MEM(m, "\x03\0\0\0\x09\0\0\0\x40", 9);
+    T_EQ_INT(zp_zfs_mreq(m, 9, &h), 37);
+    T_EQ_INT(m[0], 4);
+    xet_hash hs[1] = {h};
+    uint32_t ls[1] = {65536};
+    T_EQ_INT(zp_zfs_manifest(m, 9, hs, ls, 1), 45);
+    T_EQ_MEM(m, "\x05\0\0\0\x09\0\0\0\x01", 9);
+    T_EQ_MEM(m + 9, raw, 32);
+    T_EQ_MEM(m + 41, "\0\x01\0\0", 4);
+    T_EQ_INT(zp_zfs_parse(m, 45, &z), 0);
+    T_EQ_INT(zp_zfs_refuse(m, 9, ZP_NOT_ALLOWED), 9);
+    T_EQ_MEM(m, "\x06\0\0\0\x09\0\0\0\x02", 9);
+    T_EQ_INT(zp_zfs_cancel(m, 9), 5);
+    T_EQ_MEM(m, "\x07\0\0\0\x09", 5);
+    T_EQ_INT(zp_zfs_parse((const uint8_t *)"\x08\0\0\0\x09", 5, &z), -EBADMSG);
+    T_EQ_INT(zp_zfs_parse((const uint8_t *)"", 0, &z), -EBADMSG);
+
+    /* handshake */
+    uint8_t hsk[68], pid[20] = "-ZF0100-abcdefghijkl", ih2[20], pid2[20];
+    zp_handshake(hsk, want, pid);
+    T_EQ_MEM(hsk, "\x13" "BitTorrent protocol\0\0\0\0\0\x10\0\0", 28);
+    bool ext;
+    T_EQ_INT(zp_handshake_parse(hsk, ih2, pid2, &ext), 0);
+    T_TRUE(ext);
+    T_EQ_MEM(ih2, want, 20);
+    hsk[3] = 'X';
+    T_EQ_INT(zp_handshake_parse(hsk, ih2, pid2, &ext), -EBADMSG);
+
+    /* BEP 10 handshake dicts: zest's, libtorrent-like, broken */
+    uint8_t ut, zf;
+    uint16_t port;
+    const char *zest = "d1:md6:ut_xeti1ee1:pi6881e1:v8:zest/0.3e";
+    T_EQ_INT(zp_ext_handshake_parse((const uint8_t *)zest, strlen(zest), &ut, &zf, &port), 0);
+    T_EQ_INT(ut, 1);
+    T_EQ_INT(zf, 0);
+    T_EQ_INT(port, 6881);
+    const char *lt = "d12:complete_agoi-1e1:md11:lt_donthavei7e6:ut_pexi1ee4:reqqi2000e1:v18:"
+                     "libtorrent/2.0.8.0e";
+    T_EQ_INT(zp_ext_handshake_parse((const uint8_t *)lt, strlen(lt), &ut, &zf, &port), 0);
+    T_EQ_INT(ut, 0);
+    const char *bad = "d1:md6:ut_xeti01eee";
+    T_EQ_INT(zp_ext_handshake_parse((const uint8_t *)bad, strlen(bad), &ut, &zf, &port),
+             -EBADMSG);
+    T_EQ_INT(zp_ext_handshake_parse((const uint8_t *)"le", 2, &ut, &zf, &port), -EBADMSG);
+    T_EQ_INT(zp_ext_handshake_parse((const uint8_t *)"dexx", 4, &ut, &zf, &port), -EBADMSG);
+}
+
+static void test_verify_codecs(void)
+{
+    /* manifest: the test xorb aggregates; a changed length or hash does not */
+    T_EQ_INT(zp_manifest_verify(&X.hash, X.hashes, X.lens, X.n), 0);
+    X.lens[3]++;
+    T_EQ_INT(zp_manifest_verify(&X.hash, X.hashes, X.lens, X.n), -EILSEQ);
+    X.lens[3]--;
+    X.hashes[7].b[0] ^= 1;
+    T_EQ_INT(zp_manifest_verify(&X.hash, X.hashes, X.lens, X.n), -EILSEQ);
+    X.hashes[7].b[0] ^= 1;
+    T_EQ_INT(zp_manifest_verify(&X.hash, X.hashes, X.lens, 0), -EBADMSG);
+
+    /* records: LZ4 and NONE, then one flipped bit */
+    size_t cap = 0;
+    for (uint32_t k = 0; k < 4; k++)
+        cap += xet_chunk_record_bound(X.lens[k]);
+    uint8_t *rec = malloc(cap), *out = malloc(X.off[4]);
+    size_t len = 0;
+    for (uint32_t k = 0; k < 4; k++)
+        len += (size_t)xet_chunk_encode(X.data + X.off[k], X.lens[k], k & 1 ? 0 : -1, rec + len);
+    T_EQ_INT(zp_records_verify(rec, len, X.lens, X.hashes, 4, out, false), 0);
+    T_EQ_MEM(out, X.data, X.off[4]);
+    T_EQ_INT(zp_records_verify(rec, len - 1, X.lens, X.hashes, 4, out, false), -EBADMSG);
+    T_EQ_INT(zp_records_verify(rec, len, X.lens, X.hashes, 3, out, false), -EBADMSG);
+    T_EQ_INT(zp_records_verify(rec, len, X.lens, X.hashes, 3, out, true), 0);
+    rec[len - 10] ^= 0x10;
+    T_EQ_INT(zp_records_verify(rec, len, X.lens, X.hashes, 4, out, false), -EILSEQ);
+    free(rec);
+    free(out);
+}
+
+/* ---- two nodes -------------------------------------------------------------------------- */
+
+static void nodes(mem *ma, mem *mb, zn_peer_opts *oa, zn_peer_opts *ob, zn_peer_node **a,
+                  zn_peer_node **b)
+{
+    zn_peer_provider pa = mem_provider(ma), pb = mem_provider(mb);
+    zn_peer_opts da = {.bind = "127.0.0.1"}, db = {.bind = "127.0.0.1"};
+    T_EQ_INT(zn_peer_node_new(&loop, oa ? oa : &da, &pa, a), 0);
+    T_EQ_INT(zn_peer_node_new(&loop, ob ? ob : &db, &pb, b), 0);
+    T_TRUE(zn_peer_node_port(*a) > 0);
+    zn_peer_swarm_join(*a, IH);
+}
+
+static void fetch_sync(zn_peer_node *b, uint32_t s, uint32_t e, result *r)
+{
+    memset(r, 0, sizeof *r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, s, e, 20000, fetch_cb, r, NULL), 0);
+    T_TRUE(!r->done); /* never from inside the call */
+    T_TRUE(run_until(cond_done, r, 30000));
+}
+
+static void test_fetch(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, false, true);
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+
+    result r;
+    fetch_sync(b, 0, X.n, &r); /* manifest from A (B has none), then all chunks */
+    T_EQ_INT(r.err, 0);
+    T_EQ_INT(r.len, X.off[X.n]);
+    if (r.data && r.len == X.off[X.n])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+    fetch_sync(b, 17, 83, &r); /* manifest now cached */
+    T_EQ_INT(r.err, 0);
+    T_EQ_INT(r.len, X.off[83] - X.off[17]);
+    if (r.data && r.len == X.off[83] - X.off[17])
+        T_EQ_MEM(r.data, X.data + X.off[17], r.len);
+    free(r.data);
+    fetch_sync(b, X.n - 1, X.n + 1, &r);
+    T_EQ_INT(r.err, -ERANGE);
+
+    zn_peer_stats sa, sb;
+    zn_peer_get_stats(a, &sa);
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sa.data_up, X.off[X.n] + X.off[83] - X.off[17]);
+    T_EQ_INT(sb.data_down, sa.data_up);
+    T_EQ_INT(sb.bans, 0);
+    T_EQ_INT(sb.verify_failures, 0);
+    T_EQ_INT(sb.fetches_ok, 2);
+    T_EQ_INT(sa.peers, 1);
+    T_TRUE(sa.requests_served >= 5); /* ≤ 64 chunks per request */
+    fprintf(stderr, "  fetch: A served %llu requests, %llu data bytes\n",
+            (unsigned long long)sa.requests_served, (unsigned long long)sa.data_up);
+    drain(a, b);
+}
+
+static void test_have_updates(void)
+{
+    mem ma = MEMI(0, 50, 1, true, true), mb = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, 50);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, 50};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 40, 60), 0);
+    result r;
+    fetch_sync(b, 40, 60, &r); /* A announced only [0,50) */
+    T_EQ_INT(r.err, -ENOENT);
+    /* A stores more: HAVE update */
+    ma.held[0].end = 120;
+    zn_peer_announce_have(a, &X.hash, 50, 120);
+    hold h2 = {b, &X.hash, 0, 120};
+    T_TRUE(run_until(cond_holders, &h2, 10000));
+    fetch_sync(b, 40, 120, &r);
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[120] - X.off[40])
+        T_EQ_MEM(r.data, X.data + X.off[40], r.len);
+    free(r.data);
+    drain(a, b);
+}
+
+static void test_pipeline_cancel(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+
+    /* pipelining: with A's reads held back, several requests of one fetch
+     * arrive on the one connection before any is answered */
+    ma.stall = true;
+    result r = {0};
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, X.n, 0, fetch_cb, &r, NULL), 0);
+    T_TRUE(run_until(cond_pend, &ma, 10000));
+    T_TRUE(ma.npend >= 3);
+    fprintf(stderr, "  pipeline: %zu requests outstanding on one connection\n", ma.npend);
+    mem_release(&ma);
+    T_TRUE(run_until(cond_done, &r, 30000));
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[X.n])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+
+    /* cancel: completion comes later, once, with -ECANCELED */
+    ma.stall = true;
+    zn_peer_op *op;
+    result c = {0};
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, 64, 0, fetch_cb, &c, &op), 0);
+    T_TRUE(run_until(cond_pend1, &ma, 10000));
+    zn_peer_op_cancel(op);
+    T_TRUE(!c.done);
+    T_TRUE(run_until(cond_done, &c, 10000));
+    T_EQ_INT(c.err, -ECANCELED);
+    run_until(cond_done, &(result){0}, 300); /* let A read the CANCEL */
+    unsigned served_before;
+    zn_peer_stats sa;
+    zn_peer_get_stats(a, &sa);
+    served_before = (unsigned)sa.requests_served;
+    mem_release(&ma); /* A's answers to cancelled requests are dropped */
+    run_until(cond_done, &(result){0}, 300);
+    zn_peer_get_stats(a, &sa);
+    T_EQ_INT(sa.requests_served, served_before);
+    /* the connection is still good */
+    fetch_sync(b, 0, 10, &r);
+    T_EQ_INT(r.err, 0);
+    free(r.data);
+    drain(a, b);
+}
+
+static void test_timeouts(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a, *b;
+    zn_peer_opts ob = {.bind = "127.0.0.1", .req_timeout_ms = 300};
+    nodes(&ma, &mb, NULL, &ob, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    ma.stall = true;
+    result r;
+    fetch_sync(b, 0, 10, &r); /* request timeout, no other peer */
+    T_EQ_INT(r.err, -ETIMEDOUT);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, 10, 100, fetch_cb, &r, NULL), 0); /* deadline */
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, -ETIMEDOUT);
+    mem_release(&ma);
+    zn_peer_stats sb;
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sb.bans, 0);
+    drain(a, b);
+}
+
+static void test_no_manifest_private(void)
+{
+    /* A holds chunks but has no manifest: B cannot verify → -ENOENT */
+    mem ma = MEMI(0, X.n, 1, false, true), mb = MEMI(0, 0, 0, false, true);
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    result r;
+    fetch_sync(b, 0, 10, &r);
+    T_EQ_INT(r.err, -ENOENT);
+    drain(a, b);
+    /* A may not serve this swarm (private repo): no HAVE, requests refused;
+     * B (with a manifest) gets -ENOENT */
+    mem mc = MEMI(0, X.n, 1, true, false), md = MEMI(0, 0, 0, true, true);
+    nodes(&mc, &md, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 0, 10), 0);
+    fetch_sync(b, 0, 10, &r);
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(mc.reads, 0);
+    drain(a, b);
+}
+
+static void test_upload_cap_max_conns(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a, *b;
+    uint64_t rate = 4u << 20;
+    zn_peer_opts oa = {.bind = "127.0.0.1", .upload_rate = rate, .max_conns = 1};
+    nodes(&ma, &mb, &oa, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    uint64_t t0 = uv_hrtime();
+    result r;
+    fetch_sync(b, 0, X.n, &r);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    T_EQ_INT(r.err, 0);
+    free(r.data);
+    double want = (double)X.off[X.n] / (double)rate;
+    fprintf(stderr, "  upload cap %llu B/s: %zu bytes in %.2f s (%.2f MB/s)\n",
+            (unsigned long long)rate, (size_t)X.off[X.n], secs, X.off[X.n] / secs / 1e6);
+    /* a lower bound only: pacing can make it slower, never faster */
+    T_TRUE(secs >= want * 0.7);
+
+    /* max_conns = 1: a second peer is not let in */
+    mem mc = MEMI(0, 0, 0, true, true);
+    zn_peer_provider pc = mem_provider(&mc);
+    zn_peer_node *c;
+    zn_peer_opts oc = {.bind = "127.0.0.1"};
+    T_EQ_INT(zn_peer_node_new(&loop, &oc, &pc, &c), 0);
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", zn_peer_node_port(a), &sin);
+    T_EQ_INT(zn_peer_add(c, IH, (struct sockaddr *)&sin), 0);
+    pair p = {c, 1};
+    T_TRUE(!run_until(cond_ext, &p, 1500));
+    zn_peer_stats sa;
+    zn_peer_get_stats(a, &sa);
+    T_EQ_INT(sa.peers, 1);
+    zn_peer_node_free(c);
+    drain(a, b);
+}
+
+static void test_ipv6(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, false, true);
+    zn_peer_provider pa = mem_provider(&ma), pb = mem_provider(&mb);
+    zn_peer_opts oa = {.bind = "::1"}, ob = {.bind = "::1"};
+    zn_peer_node *a, *b;
+    if (zn_peer_node_new(&loop, &oa, &pa, &a) != 0) {
+        fprintf(stderr, "  no IPv6 loopback: skipped\n");
+        return;
+    }
+    T_EQ_INT(zn_peer_node_new(&loop, &ob, &pb, &b), 0);
+    zn_peer_swarm_join(a, IH);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "::1");
+    hold h = {b, &X.hash, 0, 30};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    result r;
+    fetch_sync(b, 0, 30, &r);
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[30])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+    drain(a, b);
+}
+
+/* ---- tool modes for the Python tests ------------------------------------------------------ */
+
+static int stdin_closed;
+static void on_stdin(uv_poll_t *p, int status, int events)
+{
+    char buf[256];
+    ssize_t k = read(0, buf, sizeof buf);
+    if (k <= 0) {
+        stdin_closed = 1;
+        uv_poll_stop(p);
+    }
+}
+
+static bool cond_stdin(void *a)
+{
+    return stdin_closed;
+}
+
+static void print_stats(zn_peer_node *n)
+{
+    zn_peer_stats s;
+    zn_peer_get_stats(n, &s);
+    printf("STATS peers=%u ext_peers=%u conns=%u bans=%llu verify_failures=%llu served=%llu "
+           "refused=%llu data_up=%llu bytes_up=%llu bytes_down=%llu\n",
+           s.peers, s.ext_peers, s.conns, (unsigned long long)s.bans,
+           (unsigned long long)s.verify_failures, (unsigned long long)s.requests_served,
+           (unsigned long long)s.requests_refused, (unsigned long long)s.data_up,
+           (unsigned long long)s.bytes_up, (unsigned long long)s.bytes_down);
+    fflush(stdout);
+}
+
+static int tool_serve(int argc, char **argv)
+{
+    mem ma = MEMI(0, X.n, 1, true, true);
+    zn_peer_provider pa = mem_provider(&ma);
+    zn_peer_opts oa = {.bind = "127.0.0.1"};
+    zn_peer_node *a;
+    if (zn_peer_node_new(&loop, &oa, &pa, &a) != 0)
+        return 2;
+    uint8_t zih[20];
+    zn_peer_zest_info_hash(&X.hash, zih);
+    zn_peer_swarm_join(a, IH);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    char hx[65], zx[41], ihx[41];
+    xet_hex(X.hash.b, 32, hx);
+    xet_hex(zih, 20, zx);
+    xet_hex(IH, 20, ihx);
+    printf("PORT %d XORB %s ZIH %s IH %s\n", zn_peer_node_port(a), hx, zx, ihx);
+    fflush(stdout);
+    uv_poll_t p;
+    uv_poll_init(&loop, &p, 0);
+    uv_poll_start(&p, UV_READABLE | UV_DISCONNECT, on_stdin);
+    run_until(cond_stdin, NULL, 600000);
+    uv_close((uv_handle_t *)&p, NULL);
+    print_stats(a);
+    drain(a, NULL);
+    return 0;
+}
+
+static bool cond_ext_or_gone(void *a)
+{
+    zn_peer_stats s;
+    zn_peer_get_stats(a, &s);
+    return s.ext_peers > 0 || s.conns == 0;
+}
+
+static int tool_fetch(int argc, char **argv, bool connect_only)
+{
+    int port = atoi(argv[2]);
+    uint8_t ih[20];
+    if (xet_unhex(argv[3], 20, ih) != 0)
+        return 2;
+    bool manifest = false;
+    for (int k = 4; k < argc; k++)
+        manifest |= !strcmp(argv[k], "manifest");
+    mem mb = MEMI(0, 0, 0, manifest, true);
+    zn_peer_provider pb = mem_provider(&mb);
+    zn_peer_opts ob = {.bind = "127.0.0.1", .req_timeout_ms = 5000};
+    zn_peer_node *b;
+    if (zn_peer_node_new(&loop, &ob, &pb, &b) != 0)
+        return 2;
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", port, &sin);
+    if (zn_peer_add(b, ih, (struct sockaddr *)&sin) != 0)
+        return 2;
+    run_until(cond_ext_or_gone, b, 15000);
+    if (connect_only) {
+        run_until(cond_stdin, NULL, 1000); /* let the peer talk a little */
+        print_stats(b);
+        drain(NULL, b);
+        return 0;
+    }
+    uint32_t s = (uint32_t)atoi(argv[4]), e = (uint32_t)atoi(argv[5]);
+    result r = {0};
+    int rc = zn_peer_fetch(b, &X.hash, s, e, 20000, fetch_cb, &r, NULL);
+    if (rc == 0)
+        run_until(cond_done, &r, 30000);
+    else
+        r.err = rc;
+    bool ok = !r.err && e <= X.n && r.len == X.off[e] - X.off[s] &&
+              !memcmp(r.data, X.data + X.off[s], r.len);
+    zn_peer_stats st;
+    zn_peer_get_stats(b, &st);
+    int readd = zn_peer_add(b, ih, (struct sockaddr *)&sin);
+    printf("RESULT err=%d ok=%d bans=%llu verify_failures=%llu readd=%d ext_peers=%u\n", r.err,
+           ok, (unsigned long long)st.bans, (unsigned long long)st.verify_failures, readd,
+           st.ext_peers);
+    fflush(stdout);
+    free(r.data);
+    drain(NULL, b);
+    return 0;
+}
+
+static int tool_dump(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chunks.bin", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(X.data, 1, X.off[X.n], f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/hashes.bin", dir);
+    f = fopen(path, "wb");
+    fwrite(X.hashes, 32, X.n, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/lens.txt", dir);
+    f = fopen(path, "w");
+    for (uint32_t k = 0; k < X.n; k++)
+        fprintf(f, "%u\n", X.lens[k]);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/xorb.bin", dir);
+    f = fopen(path, "wb");
+    fwrite(X.hash.b, 1, 32, f);
+    fclose(f);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uv_loop_init(&loop);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *nch = getenv("ZP_NCHUNKS");
+    txorb_make(&X, nch ? (uint32_t)atoi(nch) : NCH_DEFAULT);
+    int rc;
+    if (argc > 1 && !strcmp(argv[1], "serve"))
+        rc = tool_serve(argc, argv);
+    else if (argc > 5 && !strcmp(argv[1], "fetch"))
+        rc = tool_fetch(argc, argv, false);
+    else if (argc > 3 && !strcmp(argv[1], "connect"))
+        rc = tool_fetch(argc, argv, true);
+    else if (argc > 2 && !strcmp(argv[1], "dump"))
+        rc = tool_dump(argv[2]);
+    else {
+        T_RUN(test_vectors);
+        T_RUN(test_verify_codecs);
+        T_RUN(test_fetch);
+        T_RUN(test_have_updates);
+        T_RUN(test_pipeline_cancel);
+        T_RUN(test_timeouts);
+        T_RUN(test_no_manifest_private);
+        T_RUN(test_upload_cap_max_conns);
+        T_RUN(test_ipv6);
+        rc = t_done();
+    }
+    txorb_free(&X);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rc;
+}
