@@ -6,7 +6,7 @@ Bidirectional; consumers: same host directory, rslave / HostToContainer,
 no privileges); every zestfs option they use exists in the binary's help;
 the Dockerfile is a Debian 12 multi-stage build whose build stage installs
 every build dependency tests/lib-deps.sh lists and whose runtime installs
-the .deb.  (tests/pkg/test_netns.py stands in for running the containers.)"""
+the .deb.  (tests/pkg/test_mountns.py stands in for running the containers.)"""
 import json, os, re, shlex, subprocess, sys
 
 try:
