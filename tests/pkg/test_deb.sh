@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_deb.sh SRCDIR BUILDDIR — builds the .deb with packaging/build-deb.sh and
+# test_deb.sh SRCDIR BUILDDIR ZESTFS — builds the .deb with packaging/build-deb.sh and
 # inspects it: file list, control fields and Depends, conffiles, md5sums,
 # maintainer scripts (mode, sh -n, no user unit started or enabled), lintian
 # (no errors or warnings), the packaged binaries run, the packaged man pages
@@ -8,6 +8,7 @@
 set -uo pipefail
 src=$1
 bdir=$2
+zbuilt=$3
 fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 ok() { echo "ok: $*"; }
@@ -88,7 +89,7 @@ if "$zf" --help | grep -q 'zestfs pull'; then
 fi
 "$tmp/root/usr/bin/zestfs-origin" --help 2>"$tmp/ohelp" || fail "zestfs-origin --help"
 head -c 100000 /dev/urandom >"$tmp/f.bin"
-h1=$("$zf" xet hash "$tmp/f.bin") && h2=$("$bdir/../../fs/zestfs" xet hash "$tmp/f.bin") \
+h1=$("$zf" xet hash "$tmp/f.bin") && h2=$("$zbuilt" xet hash "$tmp/f.bin") \
     && [ "$h1" = "$h2" ] && [ ${#h1} = 64 ] || fail "packaged zestfs xet hash ($h1 vs $h2)"
 ok "binaries run: xet hash $h1"
 
