@@ -1212,7 +1212,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     zp_conn *c = s->data;
     if (nread < 0 || (nread == 0 && !buf->base)) {
-        if (nread < 0 || !buf->base)
+        if (c->state == C_OPEN && c->rlen > 0 && nread == UV_EOF)
+            conn_ban(c); /* ended inside a frame: a truncated frame */
+        else
             conn_close(c);
         return;
     }

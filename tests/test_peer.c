@@ -775,6 +775,10 @@ static int tool_fetch(int argc, char **argv, bool connect_only)
         return 0;
     }
     uint32_t s = (uint32_t)atoi(argv[4]), e = (uint32_t)atoi(argv[5]);
+    /* a zfs_xet peer announces what it holds right after its handshake; a
+     * zest peer announces nothing (then this just waits a little) */
+    hold h = {b, &X.hash, s, e};
+    run_until(cond_holders, &h, 1500);
     result r = {0};
     int rc = zn_peer_fetch(b, &X.hash, s, e, 20000, fetch_cb, &r, NULL);
     if (rc == 0)
