@@ -96,8 +96,11 @@ def main():
     time.sleep(0.5)
     port = ses.listen_port()
     ses.pop_alerts()
-    out = subprocess.run([tool, "connect", str(port), ih.hex()], capture_output=True, text=True,
-                         timeout=60).stdout
+    cp = subprocess.run([tool, "connect", str(port), ih.hex()], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True, timeout=60)
+    out = cp.stdout
+    check(cp.returncode == 0 and "Sanitizer" not in out and "runtime error" not in out,
+          "test_peer connect exited cleanly")
     st = {}
     for line in out.splitlines():
         if line.startswith("STATS "):

@@ -137,6 +137,9 @@ def finish(proc, tag="RESULT", timeout=60):
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
+    check(proc.returncode == 0, "test_peer exited cleanly (rc %s)" % proc.returncode)
+    if "runtime error" in out or "AddressSanitizer" in out or "LeakSanitizer" in out:
+        check(False, "sanitizer report:\n" + out)
     for line in out.splitlines():
         if line.startswith(tag + " "):
             return parse_kv(line)
@@ -163,6 +166,9 @@ class Server:
         except subprocess.TimeoutExpired:
             self.p.kill()
             out, _ = self.p.communicate()
+        check(self.p.returncode == 0, "test_peer serve exited cleanly (rc %s)" % self.p.returncode)
+        if "runtime error" in out or "AddressSanitizer" in out or "LeakSanitizer" in out:
+            check(False, "sanitizer report:\n" + out)
         for line in out.splitlines():
             if line.startswith("STATS "):
                 return parse_kv(line)
