@@ -682,6 +682,95 @@ static void test_ipv6(void)
     drain(a, b);
 }
 
+static bool cond_two(void *a)
+{
+    pair *p = a;
+    zn_peer_stats st;
+    zn_peer_get_stats(p->n, &st);
+    return st.ext_peers >= 2;
+}
+
+/* B holds connections to a liar (its store hands out corrupted bytes) and to
+ * an honest node: parts go to both, the liar's fail verification, the liar is
+ * banned, its parts are fetched again from the honest node, bytes exact. */
+static void test_liar_and_honest(void)
+{
+    txorb Y = X; /* same hashes and lens, corrupted data */
+    Y.data = malloc(X.off[X.n]);
+    memcpy(Y.data, X.data, X.off[X.n]);
+    for (uint32_t k = 0; k < X.n; k++)
+        Y.data[X.off[k] + X.lens[k] / 2] ^= 0x20;
+    mem ml = MEMI(0, X.n, 1, true, true), mh = MEMI(0, X.n, 1, true, true),
+        mb = MEMI(0, 0, 0, false, true);
+    ml.x = &Y;
+    zn_peer_node *l, *h, *b;
+    nodes(&ml, &mb, NULL, NULL, &l, &b);
+    zn_peer_provider ph = mem_provider(&mh);
+    zn_peer_opts oh = {.bind = "127.0.0.1"};
+    T_EQ_INT(zn_peer_node_new(&loop, &oh, &ph, &h), 0);
+    zn_peer_swarm_join(h, IH);
+    zn_peer_announce_have(l, &X.hash, 0, X.n);
+    zn_peer_announce_have(h, &X.hash, 0, X.n);
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", zn_peer_node_port(l), &sin);
+    T_EQ_INT(zn_peer_add(b, IH, (struct sockaddr *)&sin), 0);
+    uv_ip4_addr("127.0.0.1", zn_peer_node_port(h), &sin);
+    T_EQ_INT(zn_peer_add(b, IH, (struct sockaddr *)&sin), 0);
+    pair p = {b, 2};
+    T_TRUE(run_until(cond_two, &p, 10000));
+    hold hh = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &hh, 10000));
+    run_until(cond_done, &(result){0}, 300); /* both HAVEs in */
+    result r;
+    fetch_sync(b, 0, X.n, &r);
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[X.n])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+    zn_peer_stats sb, sl, sh;
+    zn_peer_get_stats(b, &sb);
+    zn_peer_get_stats(l, &sl);
+    zn_peer_get_stats(h, &sh);
+    T_EQ_INT(sb.bans, 1);
+    T_TRUE(sb.verify_failures >= 1);
+    T_TRUE(sl.requests_served >= 1); /* the liar did get asked */
+    T_EQ_INT(sb.peers, 1);
+    fprintf(stderr, "  liar served %llu requests, honest %llu; B verify failures %llu\n",
+            (unsigned long long)sl.requests_served, (unsigned long long)sh.requests_served,
+            (unsigned long long)sb.verify_failures);
+    zn_peer_node_free(h);
+    drain(l, b);
+    free(Y.data);
+}
+
+/* Random and mutated bytes through every parser (the fuzzing entry points). */
+static void test_parsers_random(void)
+{
+    uint8_t buf[512];
+    uint64_t seed = 1;
+    unsigned ok = 0;
+    for (int it = 0; it < 20000; it++) {
+        size_t len = (size_t)(seed % sizeof buf);
+        splitmix(seed++, buf, len);
+        if (len && it % 3 == 0)
+            buf[0] = (uint8_t)(1 + it % 8); /* plausible type bytes */
+        zp_zfs_msg z;
+        zp_ut_msg u;
+        uint8_t a, c2, ih[20], pid[20];
+        uint16_t port;
+        bool ext;
+        ok += zp_zfs_parse(buf, len, &z) == 0;
+        ok += zp_ut_parse(buf, len, &u) == 0;
+        ok += zp_ext_handshake_parse(buf, len, &a, &c2, &port) == 0;
+        if (len >= 68)
+            ok += zp_handshake_parse(buf, ih, pid, &ext) == 0;
+        uint8_t out[4 * 1024];
+        uint32_t lens[2] = {1024, 1024};
+        ok += zp_records_verify(buf, len, lens, X.hashes, 2, out, it & 1) == 0;
+    }
+    T_TRUE(ok < 20000 * 4); /* mostly rejected, and nothing crashed */
+}
+
 /* ---- tool modes for the Python tests ------------------------------------------------------ */
 
 static int stdin_closed;
@@ -847,6 +936,8 @@ int main(int argc, char **argv)
         T_RUN(test_no_manifest_private);
         T_RUN(test_upload_cap_max_conns);
         T_RUN(test_ipv6);
+        T_RUN(test_liar_and_honest);
+        T_RUN(test_parsers_random);
         rc = t_done();
     }
     txorb_free(&X);
