@@ -459,7 +459,11 @@ static void test_fetch(void)
     T_TRUE(run_until(cond_holders, &h, 10000));
 
     result r;
+    uint64_t t0 = uv_hrtime();
     fetch_sync(b, 0, X.n, &r); /* manifest from A (B has none), then all chunks */
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    fprintf(stderr, "  fetch: %u chunks, %llu bytes in %.3f s (%.0f MB/s, manifest included)\n",
+            X.n, (unsigned long long)X.off[X.n], secs, X.off[X.n] / secs / 1e6);
     T_EQ_INT(r.err, 0);
     T_EQ_INT(r.len, X.off[X.n]);
     if (r.data && r.len == X.off[X.n])
