@@ -265,6 +265,7 @@ unsigned zn_peer_holders(zn_peer_node *n, const xet_hash *xorb, uint32_t start, 
  *   -ETIMEDOUT  deadline_ms passed (0: none), or the last peer that could
  *               serve a part timed out;
  *   -ECANCELED  zn_peer_op_cancel or zn_peer_node_free;
+ *   -ERANGE     end is past the xorb's chunk count (per its manifest);
  *   -EINVAL     (at once) start >= end.
  * *op (optional) is valid until cb is entered. */
 typedef void (*zn_peer_fetch_cb)(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
