@@ -178,6 +178,8 @@ static void usage(FILE *f)
                "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
                "      --offline           no network: present and serve what the store has\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
+               "      --read-ahead BYTES  kernel readahead of the mount (default 1M; 0: leave\n"
+               "                          the kernel's 128K); needs root\n"
                "  -d, --debug             FUSE debug output\n");
 }
 
@@ -223,10 +225,43 @@ uint64_t zf_default_cap(const char *store)
     return cap;
 }
 
+/* Raise the mount's readahead (the FUSE bdi starts at 128 KiB, and
+ * max_readahead in INIT can only lower it): the largest request the kernel
+ * sends then grows from 128 KiB to 1 MiB, for sequential reads and mmap
+ * read-around alike (spec/limits.md §3).  The device comes from
+ * /proc/self/mountinfo, not stat(2), which would ask our own, not yet
+ * running, session.  Needs root (or a writable sysfs); best effort. */
+static void set_readahead(const char *mnt, unsigned kb)
+{
+    char real[4096], line[8192], dev[64] = "";
+    if (!kb || !realpath(mnt, real))
+        return;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char mp[4096], d[64];
+        if (sscanf(line, "%*s %*s %63s %*s %4095s", d, mp) == 2 && strcmp(mp, real) == 0 &&
+            strstr(line, " - fuse.zestfs "))
+            snprintf(dev, sizeof dev, "%s", d); /* the last one is ours */
+    }
+    fclose(f);
+    if (!dev[0])
+        return;
+    char path[128];
+    snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+    FILE *w = fopen(path, "w");
+    if (!w || fprintf(w, "%u\n", kb) < 0 || fclose(w) != 0) {
+        if (w)
+            fclose(w);
+        fprintf(stderr, "zestfs: cannot raise readahead (%s): reads stay at 128 KiB\n", path);
+    }
+}
+
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE };
+           O_OFFLINE, O_READAHEAD };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -238,11 +273,13 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"token", required_argument, NULL, O_TOKEN},
         {"cacert", required_argument, NULL, O_CACERT},
         {"offline", no_argument, NULL, O_OFFLINE},
+        {"read-ahead", required_argument, NULL, O_READAHEAD},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int foreground = 0, allow_other = 0, debug = 0;
+    unsigned readahead_kb = 1024;
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
@@ -281,6 +318,15 @@ int zestfs_cmd_mount(int argc, char **argv)
         case O_TOKEN: token_opt = optarg; break;
         case O_CACERT: o.cacert = optarg; break;
         case O_OFFLINE: o.offline = true; break;
+        case O_READAHEAD: {
+            uint64_t v;
+            if (zf_parse_size(optarg, &v) != 0 || v > (1ull << 30)) {
+                fprintf(stderr, "zestfs: --read-ahead %s: not a size\n", optarg);
+                return 2;
+            }
+            readahead_kb = (unsigned)(v / 1024);
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -352,6 +398,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_destroy(m.fs.se);
         return 1;
     }
+    set_readahead(mnt, readahead_kb);
     if (!foreground && daemon(0, 0) != 0) {
         fprintf(stderr, "zestfs: daemon: %s\n", strerror(errno));
         fuse_session_unmount(m.fs.se);

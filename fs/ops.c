@@ -294,10 +294,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->max_background = 64;
     conn->congestion_threshold = 48;
+    /* 1 MiB requests: libfuse derives max_pages (256) from max_write */
+    conn->max_write = 1u << 20;
+    conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
     /* never ask for writeback cache: real files are written through */
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* blobs never change, so page-cache hits need no GETATTR first (with
+     * auto_inval_data the kernel refreshes attributes on reads once they
+     * expire); real files are written through the mount, which keeps the
+     * kernel's view current */
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
