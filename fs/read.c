@@ -153,6 +153,9 @@ struct rd_read {
     uint64_t miss;
     rd_pins pins;              /* segments held for this read */
     zf_fill *fill;             /* a background read (no FUSE request) */
+    zf_read_cb cb;             /* an internal read (zf_read_async): no FUSE request */
+    void *ud;
+    uint8_t *out;              /* its bytes, from the store read */
 };
 
 struct rd_cell {
@@ -329,6 +332,11 @@ static void read_fail(rd_read *r, int err)
 {
     if (r->fill) {
         fill_piece_done(r, err ? err : -EIO);
+        return;
+    }
+    if (r->cb) {
+        r->cb(r->ud, err ? err : -EIO, NULL, 0);
+        read_free(r);
         return;
     }
     /* the cause was logged where it happened */
@@ -639,6 +647,10 @@ static void store_work(uv_work_t *w)
         return;
     }
     r->rc = store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, buf, &r->miss);
+    if (r->rc == 0 && r->cb) {
+        r->out = buf; /* handed over on the loop */
+        return;
+    }
     if (r->rc == 0)
         fuse_reply_buf(r->req, (const char *)buf, r->len);
     free(buf);
@@ -652,6 +664,9 @@ static void store_after(uv_work_t *w, int status)
     free(r->snap);
     r->snap = NULL;
     if (r->rc == 0) {
+        if (r->cb)
+            r->cb(r->ud, 0, r->out, r->len);
+        free(r->out);
         read_free(r);
         return;
     }
@@ -1367,6 +1382,11 @@ static void blob_serve(rd_read *r)
         fill_piece_done(r, 0);
         return;
     }
+    if (r->cb) {
+        r->cb(r->ud, 0, f->blob + r->off, r->len);
+        read_free(r);
+        return;
+    }
     fuse_reply_buf(r->req, (const char *)f->blob + r->off, r->len);
     read_free(r);
 }
@@ -1665,6 +1685,27 @@ static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, o
     r->off = (uint64_t)off;
     r->len = umin(size, fsize - (uint64_t)off);
     read_go(r);
+}
+
+int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb || len == 0 || off >= e->file->size)
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r)
+        return -ENOMEM;
+    r->c = c;
+    r->f = f;
+    r->cb = cb;
+    r->ud = ud;
+    r->off = off;
+    r->len = umin(len, f->size - off);
+    read_go(r);
+    return 0;
 }
 
 /* ---- background fills ---------------------------------------------------------------------- */

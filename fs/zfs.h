@@ -81,6 +81,50 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store);
 struct zn_hub *zf_read_hub(zf_fs *fs); /* NULL offline or once stopped */
 
+/* Counters of the read path (read.c), owned by the loop thread: read them
+ * there (zf_read_metrics), e.g. for `zestfs status` or /metrics.
+ * Histograms count observations <= each bound of ZF_HIST_BOUNDS_MS, as
+ * Prometheus buckets do (cumulative when exported). */
+#define ZF_HIST_N 16
+#define ZF_HIST_BOUNDS_MS {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 1e300}
+typedef struct zf_hist {
+    uint64_t bucket[ZF_HIST_N];  /* non-cumulative: observations in (bound[i-1], bound[i]] */
+    uint64_t count;
+    double sum_ms;
+} zf_hist;
+void zf_hist_add(zf_hist *h, double ms);
+enum zf_source { ZF_SRC_STORE, ZF_SRC_PEER, ZF_SRC_CDN, ZF_NSRC };
+#define ZF_SLOW_N 8
+typedef struct zf_slow_read {
+    double ms;
+    uint64_t off, len;
+    char path[160];              /* repo-relative path of the file read */
+} zf_slow_read;
+typedef struct zf_metrics {
+    uint64_t reads, read_bytes, read_errors; /* FUSE reads answered */
+    zf_hist read_ms;                          /* their latency */
+    uint64_t reads_from_store;                /* answered without waiting for a fetch */
+    uint64_t reads_waited;                    /* had to wait for a fetch */
+    uint64_t bytes_by_src[ZF_NSRC];           /* bytes served (store) / fetched (peer, cdn) */
+    zf_hist fetch_ms[ZF_NSRC];                /* xorb range fetch latency by source */
+    uint64_t fetches_inflight;
+    uint64_t verify_failures;                 /* network data that failed checks */
+    uint64_t peer_bans;
+    zf_slow_read slow[ZF_SLOW_N];             /* slowest recent reads, slowest first */
+} zf_metrics;
+zf_metrics *zf_read_metrics(zf_fs *fs);       /* NULL before zf_read_init */
+
+/* A read for zestfs itself (HTTP access, verification), on fs->loop: the
+ * bytes [off, off + min(len, size - off)) of a blob, through the store and
+ * the network like a FUSE read (which it counts as: its fetches go first).
+ * cb runs on the loop with 0 and the bytes (valid during the call only) or
+ * a negative errno; maybe from inside the call when the bytes are in
+ * memory already (small non-Xet files).  -EINVAL for len 0 or off past
+ * the end. */
+typedef void (*zf_read_cb)(void *ud, int err, const uint8_t *data, size_t len);
+int zf_read_async(zf_fs *fs, const zv_ent *blob, uint64_t off, size_t len, zf_read_cb cb,
+                  void *ud);
+
 /* Background fills (read.c), on fs->loop: make byte ranges of a blob stored
  * (ranges: n [start, end) pairs filled in that order; NULL = the whole
  * file), a window (8 MiB) at a time, sharing a few windows in flight with
