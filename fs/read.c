@@ -153,6 +153,7 @@ struct rd_read {
     uint64_t miss;
     rd_pins pins;              /* segments held for this read */
     zf_fill *fill;             /* a background read (no FUSE request) */
+    uint64_t t0;               /* uv_hrtime at arrival */
     zf_read_cb cb;             /* an internal read (zf_read_async): no FUSE request */
     void *ud;
     uint8_t *out;              /* its bytes, from the store read */
@@ -190,6 +191,7 @@ struct rd_xf {
     uint32_t *lens;            /* after decode */
     zc_ref pin;                /* the stored run, pinned by zc_put */
     int err;
+    uint64_t t0;               /* uv_hrtime when started */
     uv_work_t work;
 };
 
@@ -209,6 +211,7 @@ struct rd_ctx {
     rd_file *lru_head, *lru_tail;
     uint64_t blob_mem;
     zn_retry cdn_retry;
+    zf_metrics m;
     zf_fill *fills;            /* background fills (pull, prefetch at open) */
     zf_fill *fills_done;       /* finished, callback pending */
     int bg_reads;              /* background windows in flight */
@@ -227,6 +230,27 @@ static uint64_t umin(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
 }
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+void zf_hist_add(zf_hist *h, double ms)
+{
+    static const double bound[ZF_HIST_N] = ZF_HIST_BOUNDS_MS;
+    int i = 0;
+    while (i < ZF_HIST_N - 1 && ms > bound[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum_ms += ms;
+}
+
+zf_metrics *zf_read_metrics(zf_fs *fs)
+{
+    rd_ctx *c = fs->read_ctx;
+    return c ? &c->m : NULL;
+}
+
+static void note_read(rd_read *r, int err);
 
 /* ---- files ------------------------------------------------------------------ */
 
@@ -340,8 +364,50 @@ static void read_fail(rd_read *r, int err)
         return;
     }
     /* the cause was logged where it happened */
+    note_read(r, err ? err : -EIO);
     fuse_reply_err(r->req, EIO);
     read_free(r);
+}
+
+static void note_read(rd_read *r, int err)
+{
+    zf_metrics *m = &r->c->m;
+    if (err) {
+        m->read_errors++;
+        return;
+    }
+    double ms = (double)(uv_hrtime() - r->t0) / 1e6;
+    m->reads++;
+    m->read_bytes += r->len;
+    m->bytes_by_src[ZF_SRC_STORE] += r->len;
+    if (r->rounds)
+        m->reads_waited++;
+    else
+        m->reads_from_store++;
+    zf_hist_add(&m->read_ms, ms);
+    /* slowest recent: replace the fastest kept, or an entry older than a minute */
+    int k = -1;
+    for (int i = 0; i < ZF_SLOW_N; i++)
+        if (k < 0 || m->slow[i].ms < m->slow[k].ms)
+            k = i;
+    if (ms > m->slow[k].ms) {
+        zf_slow_read *e = &m->slow[k];
+        e->ms = ms;
+        e->off = r->off;
+        e->len = r->len;
+        snprintf(e->path, sizeof e->path, "%s/%s", r->f->repo, r->f->path);
+        /* keep them sorted, slowest first */
+        for (int i = k; i > 0 && m->slow[i].ms > m->slow[i - 1].ms; i--) {
+            zf_slow_read t = m->slow[i];
+            m->slow[i] = m->slow[i - 1];
+            m->slow[i - 1] = t;
+        }
+        for (int i = k; i + 1 < ZF_SLOW_N && m->slow[i].ms < m->slow[i + 1].ms; i++) {
+            zf_slow_read t = m->slow[i];
+            m->slow[i] = m->slow[i + 1];
+            m->slow[i + 1] = t;
+        }
+    }
 }
 
 /* ---- extent map ------------------------------------------------------------------- */
@@ -666,6 +732,8 @@ static void store_after(uv_work_t *w, int status)
     if (r->rc == 0) {
         if (r->cb)
             r->cb(r->ud, 0, r->out, r->len);
+        else
+            note_read(r, 0);
         free(r->out);
         read_free(r);
         return;
@@ -743,8 +811,16 @@ static void xf_finish(rd_xf *xf, int err)
             *pp = xf->next;
             break;
         }
-    if (xf->started)
+    if (xf->started) {
         c->xf_bytes -= xf->bytes;
+        c->m.fetches_inflight--;
+        if (!err) {
+            c->m.bytes_by_src[ZF_SRC_CDN] += xf->bytes;
+            zf_hist_add(&c->m.fetch_ms[ZF_SRC_CDN], (double)(uv_hrtime() - xf->t0) / 1e6);
+        }
+        if (err == -EBADMSG || err == -EILSEQ || err == -EPROTO)
+            c->m.verify_failures++;
+    }
     if (err && err != -ECANCELED) {
         char xs[65];
         xet_hash_to_string(&xf->xorb, xs);
@@ -854,6 +930,8 @@ static void xf_start(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
     xf->started = true;
+    xf->t0 = uv_hrtime();
+    c->m.fetches_inflight++;
     c->xf_bytes += xf->bytes;
     xf->buf = malloc(xf->bytes);
     int rc = xf->buf ? zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->buf, &c->cdn_retry,
@@ -1387,6 +1465,7 @@ static void blob_serve(rd_read *r)
         read_free(r);
         return;
     }
+    note_read(r, 0);
     fuse_reply_buf(r->req, (const char *)f->blob + r->off, r->len);
     read_free(r);
 }
@@ -1682,6 +1761,7 @@ static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, o
     r->c = c;
     r->f = f;
     r->req = req;
+    r->t0 = uv_hrtime();
     r->off = (uint64_t)off;
     r->len = umin(size, fsize - (uint64_t)off);
     read_go(r);
