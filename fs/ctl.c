@@ -44,6 +44,10 @@ struct ctl_conn {
     char *buf;
     size_t len, cap;
     zf_pull *pull;
+    zf_verify *verify;
+    bool busy;                 /* a command runs: its final callback calls op_done */
+    int cmd;
+    char spec[300];
     uint64_t last_progress;
     bool closing;
 };
@@ -152,28 +156,36 @@ static void conn_close(ctl_conn *c)
             *pp = c->next;
             break;
         }
-    if (c->pull) {
-        zf_pull_cancel(c->pull); /* its final callback sees closing and lets go */
-        c->pull = NULL;
-        c->ctl = NULL;
-        /* the pull's callback still holds c: freed there */
+    if (c->busy) { /* the command's final callback holds c: it closes it (op_done) */
+        zf_pull_cancel(c->pull);
+        zf_verify_cancel(c->verify);
         uv_read_stop((uv_stream_t *)&c->pipe);
         return;
     }
     uv_close((uv_handle_t *)&c->pipe, conn_closed);
 }
 
+/* The running command ended: false if the connection is gone (c freed). */
+static bool op_done(ctl_conn *c)
+{
+    c->busy = false;
+    c->pull = NULL;
+    c->verify = NULL;
+    if (c->closing) {
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+        return false;
+    }
+    return true;
+}
+
 static void pull_cb(void *ud, const zf_pull_stat *st, bool final)
 {
     ctl_conn *c = ud;
-    if (c->closing) { /* the client went away: the pull was cancelled */
-        if (final)
-            uv_close((uv_handle_t *)&c->pipe, conn_closed);
+    if (final && !op_done(c))
         return;
-    }
-    if (final)
-        c->pull = NULL;
-    else {
+    if (c->closing)
+        return;
+    if (!final) {
         uint64_t now = uv_now(c->ctl->fs->loop);
         if (now - c->last_progress < 100 && st->done < st->total)
             return;
@@ -185,13 +197,211 @@ static void pull_cb(void *ud, const zf_pull_stat *st, bool final)
     conn_send(c, o);
 }
 
+enum { CMD_NONE, CMD_VERIFY, CMD_PIN, CMD_UNPIN };
+
+static cJSON *hist_json(const zf_hist *h)
+{
+    static const double bound[ZF_HIST_N] = ZF_HIST_BOUNDS_MS;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", (double)h->count);
+    cJSON_AddNumberToObject(o, "sum_ms", h->sum_ms);
+    /* p50 / p99 from the buckets (upper bound of the bucket holding them) */
+    const double q[2] = {0.5, 0.99};
+    const char *qn[2] = {"p50_ms", "p99_ms"};
+    for (int k = 0; k < 2; k++) {
+        uint64_t want = (uint64_t)(q[k] * (double)h->count + 0.999999), acc = 0;
+        double v = 0;
+        for (int i = 0; i < ZF_HIST_N && h->count; i++) {
+            acc += h->bucket[i];
+            if (acc >= want) {
+                v = i == ZF_HIST_N - 1 ? bound[ZF_HIST_N - 2] : bound[i];
+                break;
+            }
+        }
+        cJSON_AddNumberToObject(o, qn[k], v);
+    }
+    return o;
+}
+
+static cJSON *status_json(zf_ctl *ctl)
+{
+    zf_fs *fs = ctl->fs;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "status");
+    cJSON_AddNumberToObject(o, "pid", (double)getpid());
+    if (fs->mountpoint)
+        cJSON_AddStringToObject(o, "mountpoint", fs->mountpoint);
+    zc_stats st;
+    zc_get_stats(ctl->store, &st);
+    cJSON *so = cJSON_AddObjectToObject(o, "store");
+    cJSON_AddStringToObject(so, "dir", ctl->path);
+    cJSON_AddNumberToObject(so, "used", (double)st.used);
+    cJSON_AddNumberToObject(so, "cap", (double)st.cap);
+    cJSON_AddNumberToObject(so, "pinned", (double)st.pinned);
+    cJSON_AddNumberToObject(so, "segments", (double)st.segments);
+    cJSON_AddNumberToObject(so, "xorbs", (double)st.xorbs);
+    cJSON_AddNumberToObject(so, "evictions", (double)st.evictions);
+    cJSON_AddNumberToObject(so, "corrupt", (double)st.corrupt);
+    char **pins = NULL;
+    size_t npins = 0;
+    zf_pins_list(ctl->store, &pins, &npins);
+    cJSON *pa = cJSON_AddArrayToObject(o, "pins");
+    for (size_t i = 0; i < npins; i++) {
+        cJSON_AddItemToArray(pa, cJSON_CreateString(pins[i]));
+        free(pins[i]);
+    }
+    free(pins);
+    cJSON *ra = cJSON_AddArrayToObject(o, "repos");
+    for (size_t i = 0; i < fs->tree.nrepos; i++) {
+        const zf_repo *r = fs->tree.repos[i];
+        cJSON *ro = cJSON_CreateObject();
+        cJSON_AddStringToObject(ro, "type", zf_type_plural(r->type));
+        cJSON_AddStringToObject(ro, "id", r->id);
+        cJSON *refs = cJSON_AddObjectToObject(ro, "refs");
+        for (size_t k = 0; k < r->nrefs; k++)
+            cJSON_AddStringToObject(refs, r->refs[k].name, r->refs[k].sha);
+        cJSON_AddNumberToObject(ro, "commits", (double)r->ncommits);
+        const zf_commit *c = r->nrefs ? zf_repo_commit(r, r->refs[0].sha) : NULL;
+        if (!c && r->ncommits)
+            c = &r->commits[0];
+        uint64_t bytes = 0;
+        for (size_t k = 0; c && k < c->nfiles; k++)
+            bytes += c->files[k].size;
+        cJSON_AddNumberToObject(ro, "files", c ? (double)c->nfiles : 0);
+        cJSON_AddNumberToObject(ro, "bytes", (double)bytes);
+        cJSON_AddItemToArray(ra, ro);
+    }
+    zf_metrics *m = zf_read_metrics(fs);
+    if (m) {
+        cJSON *mo = cJSON_AddObjectToObject(o, "reads");
+        cJSON_AddNumberToObject(mo, "count", (double)m->reads);
+        cJSON_AddNumberToObject(mo, "bytes", (double)m->read_bytes);
+        cJSON_AddNumberToObject(mo, "errors", (double)m->read_errors);
+        cJSON_AddNumberToObject(mo, "from_store", (double)m->reads_from_store);
+        cJSON_AddNumberToObject(mo, "waited", (double)m->reads_waited);
+        cJSON_AddItemToObject(mo, "latency", hist_json(&m->read_ms));
+        cJSON *bo = cJSON_AddObjectToObject(o, "bytes_by_source");
+        cJSON_AddNumberToObject(bo, "store", (double)m->bytes_by_src[ZF_SRC_STORE]);
+        cJSON_AddNumberToObject(bo, "peers", (double)m->bytes_by_src[ZF_SRC_PEER]);
+        cJSON_AddNumberToObject(bo, "cdn", (double)m->bytes_by_src[ZF_SRC_CDN]);
+        cJSON *fo = cJSON_AddObjectToObject(o, "fetch_latency");
+        cJSON_AddItemToObject(fo, "peers", hist_json(&m->fetch_ms[ZF_SRC_PEER]));
+        cJSON_AddItemToObject(fo, "cdn", hist_json(&m->fetch_ms[ZF_SRC_CDN]));
+        cJSON_AddNumberToObject(o, "fetches_in_flight", (double)m->fetches_inflight);
+        cJSON_AddNumberToObject(o, "verify_failures", (double)m->verify_failures);
+        cJSON_AddNumberToObject(o, "peer_bans", (double)m->peer_bans);
+        cJSON *sa = cJSON_AddArrayToObject(o, "slowest_reads");
+        for (int i = 0; i < ZF_SLOW_N; i++) {
+            if (m->slow[i].ms <= 0)
+                continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "ms", m->slow[i].ms);
+            cJSON_AddStringToObject(e, "path", m->slow[i].path);
+            cJSON_AddNumberToObject(e, "offset", (double)m->slow[i].off);
+            cJSON_AddNumberToObject(e, "length", (double)m->slow[i].len);
+            cJSON_AddItemToArray(sa, e);
+        }
+    }
+    return o;
+}
+
+static void verify_file_cb(void *ud, const char *path, const char *result, int err)
+{
+    ctl_conn *c = ud;
+    if (c->closing)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "file");
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddStringToObject(o, "result", result);
+    if (err)
+        cJSON_AddStringToObject(o, "error", strerror(-err));
+    conn_send(c, o);
+}
+
+static void verify_done_cb(void *ud, const zf_verify_stat *st)
+{
+    ctl_conn *c = ud;
+    if (!op_done(c))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "done");
+    cJSON_AddNumberToObject(o, "files", st->files);
+    cJSON_AddNumberToObject(o, "ok", st->ok);
+    cJSON_AddNumberToObject(o, "bad", st->bad);
+    cJSON_AddNumberToObject(o, "missing", st->missing);
+    cJSON_AddNumberToObject(o, "bytes", (double)st->bytes);
+    int err = st->err ? st->err : st->bad ? -EBADMSG : 0;
+    cJSON_AddNumberToObject(o, "errno", -err);
+    if (err)
+        cJSON_AddStringToObject(o, "error", st->err ? strerror(-err) : "stored data does not match");
+    conn_send(c, o);
+}
+
+static void pin_done_cb(void *ud, int err, const char *key, uint64_t xorbs)
+{
+    ctl_conn *c = ud;
+    if (!op_done(c))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "done");
+    cJSON_AddStringToObject(o, "pin", key);
+    cJSON_AddNumberToObject(o, "xorbs", (double)xorbs);
+    cJSON_AddNumberToObject(o, "errno", err == -ENODATA ? 0 : -err);
+    if (err && err != -ENODATA)
+        cJSON_AddStringToObject(o, "error", strerror(-err));
+    conn_send(c, o);
+}
+
+static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *commit)
+{
+    ctl_conn *c = ud;
+    if (!err && c->closing)
+        err = -ECANCELED;
+    if (!err && c->cmd == CMD_VERIFY)
+        err = zf_verify_start(c->ctl->fs, repo, commit, verify_file_cb, verify_done_cb, c,
+                              &c->verify);
+    else if (!err)
+        err = zf_pin(c->ctl->fs, c->ctl->store, repo, commit, c->cmd == CMD_PIN, pin_done_cb, c);
+    if (err && op_done(c))
+        send_error(c, err, NULL);
+}
+
+static void pin_pull_cb(void *ud, const zf_pull_stat *st, bool final)
+{
+    ctl_conn *c = ud;
+    if (!final) {
+        pull_cb(ud, st, false);
+        return;
+    }
+    c->pull = NULL;
+    int err = c->closing ? -ECANCELED : st->err;
+    const zf_repo *repo = NULL;
+    if (!err) {
+        /* the pull resolved and presented it: find the repo of that commit */
+        for (size_t i = 0; i < c->ctl->fs->tree.nrepos && !repo; i++)
+            if (zf_repo_commit(c->ctl->fs->tree.repos[i], st->commit))
+                repo = c->ctl->fs->tree.repos[i];
+        err = repo ? zf_pin(c->ctl->fs, c->ctl->store, repo, st->commit, true, pin_done_cb, c)
+                   : -ENOENT;
+    }
+    if (err && op_done(c)) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "event", "done");
+        zf_pull_stat s2 = *st;
+        s2.err = err;
+        put_stat(o, &s2);
+        conn_send(c, o);
+    }
+}
+
 static void handle(ctl_conn *c, const char *line)
 {
     cJSON *req = cJSON_Parse(line);
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     if (!cJSON_IsString(cmd)) {
         send_error(c, -EINVAL, "expected {\"cmd\": ...}");
-    } else if (c->pull) {
+    } else if (c->busy) {
         send_error(c, -EBUSY, "a command is running on this connection");
     } else if (strcmp(cmd->valuestring, "ping") == 0) {
         cJSON *o = cJSON_CreateObject();
@@ -220,6 +430,30 @@ static void handle(ctl_conn *c, const char *line)
                                 &c->pull);
         if (err)
             send_error(c, err, NULL);
+        else
+            c->busy = true;
+    } else if (strcmp(cmd->valuestring, "status") == 0) {
+        conn_send(c, status_json(c->ctl));
+    } else if (!strcmp(cmd->valuestring, "verify") || !strcmp(cmd->valuestring, "pin") ||
+               !strcmp(cmd->valuestring, "unpin")) {
+        const cJSON *repo = cJSON_GetObjectItemCaseSensitive(req, "repo");
+        if (!cJSON_IsString(repo))
+            send_error(c, -EINVAL, "expected \"repo\"");
+        else {
+            int err;
+            c->busy = true;
+            c->cmd = !strcmp(cmd->valuestring, "verify") ? CMD_VERIFY
+                     : !strcmp(cmd->valuestring, "pin") ? CMD_PIN : CMD_UNPIN;
+            if (c->cmd == CMD_PIN) /* pin = pull, then label */
+                err = zf_pull_start(c->ctl->fs, c->ctl->store, repo->valuestring, NULL, 0,
+                                    pin_pull_cb, c, &c->pull);
+            else
+                err = zf_resolve_repo(c->ctl->fs, c->ctl->store, repo->valuestring, resolved_cb, c);
+            if (err) {
+                c->busy = false;
+                send_error(c, err, NULL);
+            }
+        }
     } else
         send_error(c, -ENOSYS, "unknown command");
     cJSON_Delete(req);

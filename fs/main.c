@@ -11,6 +11,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: zestfs [options] MOUNTPOINT      mount (see zestfs MOUNTPOINT --help)\n"
             "       zestfs pull [options] REPO[@REV] fill the store with a repo (see --help)\n"
+            "       zestfs status [MOUNTPOINT]         what a running mount is doing\n"
+            "       zestfs verify REPO[@REV]           re-hash a repo's stored bytes\n"
+            "       zestfs pin REPO[@REV] | unpin REPO keep a repo stored (never evicted)\n"
             "       zestfs xet hash FILE...            print each file's Xet file id\n"
             "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
             "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
@@ -23,6 +26,9 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "pull") == 0)
         return zestfs_cmd_pull(argc - 1, argv + 1);
+    if (argc >= 2 && (!strcmp(argv[1], "status") || !strcmp(argv[1], "verify") ||
+                      !strcmp(argv[1], "pin") || !strcmp(argv[1], "unpin")))
+        return zestfs_cmd_ctl(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "xet") == 0)
         return zestfs_cli_xet(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {

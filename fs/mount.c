@@ -385,6 +385,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         }
     }
 
+    char reg[4200];
+    if (zf_registry_path(mnt, reg, sizeof reg, true) != 0)
+        reg[0] = 0;
     char optstr[256];
     snprintf(optstr, sizeof optstr, "-ofsname=zestfs,subtype=zestfs,default_permissions%s",
              allow_other ? ",allow_other" : "");
@@ -399,6 +402,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         return 1;
     }
     set_readahead(mnt, readahead_kb);
+    m.fs.mountpoint = mnt;
     if (!foreground && daemon(0, 0) != 0) {
         fprintf(stderr, "zestfs: daemon: %s\n", strerror(errno));
         fuse_session_unmount(m.fs.se);
@@ -425,6 +429,14 @@ int zestfs_cmd_mount(int argc, char **argv)
     err = zf_ctl_start(&m.fs, store, sock, &m.ctl);
     if (err) /* the mount works without it; pull and status do not */
         fprintf(stderr, "zestfs: control socket %s: %s\n", sock, strerror(-err));
+    else if (reg[0]) {
+        FILE *rf = fopen(reg, "w");
+        if (rf) {
+            fprintf(rf, "%s\n", sock);
+            fclose(rf);
+        }
+    }
+    zf_pins_apply(&m.fs, store);
     uv_poll_init(&m.loop, &m.poll, fd);
     m.poll.data = &m;
     uv_poll_start(&m.poll, UV_READABLE, on_fuse);
@@ -438,6 +450,8 @@ int zestfs_cmd_mount(int argc, char **argv)
 
     fuse_session_unmount(m.fs.se);
     fuse_session_destroy(m.fs.se);
+    if (reg[0])
+        unlink(reg);
     uv_loop_close(&m.loop);
     free(m.buf.mem);
     zf_ondemand_free(&m.fs);

@@ -157,6 +157,9 @@ struct rd_read {
     zf_read_cb cb;             /* an internal read (zf_read_async): no FUSE request */
     void *ud;
     uint8_t *out;              /* its bytes, from the store read */
+    bool nofetch;              /* zf_read_stored: -ENOENT rather than fetch */
+    int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
+    void (*label_cb)(void *ud, int err, uint64_t nxorbs);
 };
 
 struct rd_cell {
@@ -644,7 +647,7 @@ static void map_save(rd_file *f)
 /* Copy file bytes [off, off+len) from the store using extents ex[0..n)
  * (sorted, covering the range).  0, or -ENOENT with *miss = the first byte
  * that is not stored; -EBADMSG when the stored chunks disagree with an
- * extent's length. */
+ * extent's length.  out NULL: only check that every byte is stored. */
 static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uint64_t len,
                       uint8_t *out, uint64_t *miss)
 {
@@ -686,7 +689,8 @@ static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uin
             }
             if (pos < coff + bytes) {
                 uint64_t want = umin(end, coff + bytes) - pos;
-                ssize_t got = zc_read(&ref, ch, pos - coff, out + (pos - off), (size_t)want);
+                ssize_t got = out ? zc_read(&ref, ch, pos - coff, out + (pos - off), (size_t)want)
+                                  : (ssize_t)want; /* a check: stored and verified is enough */
                 if (got < 0 || (uint64_t)got != want) {
                     zc_unpin(&ref);
                     *miss = pos;
@@ -707,6 +711,10 @@ static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uin
 static void store_work(uv_work_t *w)
 {
     rd_read *r = w->data;
+    if (r->fill) {
+        r->rc = store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &r->miss);
+        return;
+    }
     uint8_t *buf = malloc(r->len);
     if (!buf) {
         r->rc = -ENOMEM;
@@ -729,6 +737,10 @@ static void store_after(uv_work_t *w, int status)
     rd_read *r = w->data;
     free(r->snap);
     r->snap = NULL;
+    if (r->rc == 0 && r->fill) {
+        fill_piece_done(r, 0);
+        return;
+    }
     if (r->rc == 0) {
         if (r->cb)
             r->cb(r->ud, 0, r->out, r->len);
@@ -785,14 +797,21 @@ static void xet_try(rd_read *r)
 {
     rd_file *f = r->f;
     uint64_t end = r->off + r->len;
+    if (r->label) { /* the map is loaded: label the xorbs it names */
+        uint64_t n = 0;
+        for (size_t i = 0; i < f->n; i++)
+            if (i == 0 || !xet_hash_eq(&f->ext[i].xorb, &f->ext[i - 1].xorb)) {
+                zc_label_pin(r->c->store, &f->ext[i].xorb, r->label > 0);
+                n++;
+            }
+        r->label_cb(r->ud, ext_uncovered(f, 0, f->size) == f->size ? 0 : -ENODATA, n);
+        read_free(r);
+        return;
+    }
     uint64_t u = ext_uncovered(f, r->off, end);
-    if (u == end && r->fill) { /* background: stored is enough, no copy */
-        u = first_unstored(f, r->off, end);
-        if (u == end)
-            fill_piece_done(r, 0);
-        else
-            fetch_cells(r, u);
-    } else if (u == end)
+    if (u == end && r->fill && first_unstored(f, r->off, end) == end)
+        fill_piece_done(r, 0); /* whole extents stored: no need to look closer */
+    else if (u == end) /* a fill's store read only checks (no copy) */
         store_start(r);
     else
         fetch_cells(r, u);
@@ -1345,6 +1364,10 @@ static void fetch_cells(rd_read *r, uint64_t from)
 {
     rd_file *f = r->f;
     rd_ctx *c = f->c;
+    if (r->nofetch) {
+        read_fail(r, -ENOENT);
+        return;
+    }
     if (!c->hub || c->stopping) {
         read_fail(r, -ENETDOWN);
         return;
@@ -1715,7 +1738,7 @@ static void read_go(rd_read *r)
         return;
     }
     if (f->map_state == MAP_READY) {
-        if (!r->fill)
+        if (!r->fill && !r->label && !r->nofetch)
             prefetch(f, r->off, r->len);
         xet_try(r);
         return;
@@ -1784,6 +1807,50 @@ int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_
     r->ud = ud;
     r->off = off;
     r->len = umin(len, f->size - off);
+    read_go(r);
+    return 0;
+}
+
+int zf_read_stored(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb || len == 0 || off >= e->file->size)
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r)
+        return -ENOMEM;
+    r->c = c;
+    r->f = f;
+    r->cb = cb;
+    r->ud = ud;
+    r->nofetch = true;
+    r->off = off;
+    r->len = umin(len, f->size - off);
+    read_go(r);
+    return 0;
+}
+
+int zf_read_label_file(zf_fs *fs, const zv_ent *e, bool on,
+                       void (*cb)(void *ud, int err, uint64_t nxorbs), void *ud)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb || !e->file->has_xet || e->file->size == 0)
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r)
+        return -ENOMEM;
+    r->c = c;
+    r->f = f;
+    r->label = on ? 1 : -1;
+    r->label_cb = cb;
+    r->ud = ud;
+    r->len = 1;
     read_go(r);
     return 0;
 }

@@ -37,6 +37,7 @@ typedef struct zf_fs {
     zf_repo **retired;
     size_t nretired;
     /* open/release of a virtual blob (read.c: prefetch at open); NULL: none */
+    const char *mountpoint;     /* as given; NULL when not mounted (pull, seed) */
     void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
     void (*blob_released)(struct zf_fs *fs, void *token);
 } zf_fs;
@@ -125,6 +126,17 @@ typedef void (*zf_read_cb)(void *ud, int err, const uint8_t *data, size_t len);
 int zf_read_async(zf_fs *fs, const zv_ent *blob, uint64_t off, size_t len, zf_read_cb cb,
                   void *ud);
 
+/* zf_read_async, but only from the store: -ENOENT when a byte is not
+ * stored (nothing is fetched; a small non-Xet file may still be). */
+int zf_read_stored(zf_fs *fs, const zv_ent *blob, uint64_t off, size_t len, zf_read_cb cb,
+                   void *ud);
+/* Label (on) or unlabel every xorb the Xet file's map names (zc_label_pin:
+ * labelled xorbs are never evicted), loading the map first.  cb on the
+ * loop, maybe from inside the call: 0, or -ENODATA when the map does not
+ * cover the whole file yet (what it names is labelled anyway). */
+int zf_read_label_file(zf_fs *fs, const zv_ent *blob, bool on,
+                       void (*cb)(void *ud, int err, uint64_t nxorbs), void *ud);
+
 /* Background fills (read.c), on fs->loop: make byte ranges of a blob stored
  * (ranges: n [start, end) pairs filled in that order; NULL = the whole
  * file), a window (8 MiB) at a time, sharing a few windows in flight with
@@ -169,6 +181,35 @@ int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *cons
                   size_t ninclude, zf_pull_cb cb, void *ud, zf_pull **out);
 void zf_pull_cancel(zf_pull *p);
 
+/* Verify (admin.c): re-hash the stored bytes of every file of a commit
+ * against its Xet id (or sha256 / git sha1), reading the store only.
+ * file_cb per file with "ok", "mismatch", "missing" or "error" (+errno);
+ * done_cb once at the end.  Never from inside zf_verify_start. */
+typedef struct zf_verify_stat {
+    unsigned files, ok, bad, missing;
+    uint64_t bytes;            /* verified */
+    int err;
+} zf_verify_stat;
+typedef struct zf_verify zf_verify;
+typedef void (*zf_verify_file_cb)(void *ud, const char *path, const char *result, int err);
+typedef void (*zf_verify_done_cb)(void *ud, const zf_verify_stat *st);
+int zf_verify_start(zf_fs *fs, const zf_repo *repo, const char *commit, zf_verify_file_cb file_cb,
+                    zf_verify_done_cb done_cb, void *ud, zf_verify **out);
+void zf_verify_cancel(zf_verify *v);
+
+/* Pins (admin.c): store metadata "pins" lists "<type>/<id>@<commit>"; a
+ * pinned commit's xorbs are labelled in the store (never evicted).
+ * zf_pin(on) records the pin (one per repo: a new commit replaces the old)
+ * and labels; (off) removes it, unlabels, relabels the other pins.  cb on
+ * the loop, possibly from inside the call.  zf_pins_apply relabels every
+ * pin at startup (after zf_read_init). */
+typedef struct zf_pinop zf_pinop;
+typedef void (*zf_pin_cb)(void *ud, int err, const char *key, uint64_t xorbs);
+int zf_pin(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, bool on,
+           zf_pin_cb cb, void *ud);
+int zf_pins_apply(zf_fs *fs, zc_store *store);
+int zf_pins_list(zc_store *store, char ***out, size_t *n); /* malloc'd strings + array */
+
 /* The control socket (ctl.c): see the protocol there. */
 typedef struct zf_ctl zf_ctl;
 int zf_ctl_start(zf_fs *fs, zc_store *store, const char *path, zf_ctl **out);
@@ -177,6 +218,11 @@ void zf_ctl_free(zf_ctl *ctl);   /* after the loop ran empty */
 struct cJSON;
 void zf_ctl_stat_from_json(const struct cJSON *o, zf_pull_stat *st);
 int zf_ctl_write_all(int fd, const void *p, size_t n);
+
+/* Where a mount registers its control socket (cli_ctl.c): a file in the
+ * user's run directory named after the mountpoint's real path.  Compute it
+ * before mounting (realpath would ask the mount itself). */
+int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs);
 
 /* Option helpers shared by the commands (mount.c). */
 char *zf_default_store(void);                 /* $XDG_CACHE_HOME/zestfs or ~/.cache/zestfs */

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""test_admin.py ZESTFS [ZESTFS_ORIGIN] — the control commands of a running
+mount: `zestfs status` (table and --json, by store and by mountpoint),
+`zestfs verify` (stored files re-hash to their Xet ids; unread ones are
+"missing"; a store file corrupted on disk is caught), `zestfs pin` (the
+repo is pulled and survives a later read of another repo larger than what
+the cap leaves; the pin survives a remount), `zestfs unpin`.
+Exit 0 pass, 1 fail, 77 skip."""
+import json, os, random, subprocess, sys
+
+import fsutil
+from fsutil import MiB, Origin, ingest, make_model, mount, read_all, sha, unmount
+
+
+def z(zestfs, *args):
+    return subprocess.run([zestfs, *args], capture_output=True, text=True, timeout=300)
+
+
+def main():
+    run = fsutil.start("zestfs-admin-")
+    if run is None:
+        return 77
+    zestfs, origin_exe, check, tmp, log = run.zestfs, run.origin_exe, run.check, run.tmp, run.log
+    src, src2, data, store, mnt = (os.path.join(tmp, n) for n in ("src", "src2", "data", "store", "mnt"))
+    os.mkdir(mnt)
+    os.mkdir(src2)
+    files = make_model(src)
+    other = random.Random(9).randbytes(60_000_000)
+    open(os.path.join(src2, "big.bin"), "wb").write(other)
+    commit = ingest(origin_exe, data, "org/tiny", src)
+    commit2 = ingest(origin_exe, data, "org/other", src2)
+    origin = Origin(origin_exe, data, tmp)
+    proc = None
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(tmp, "run"))
+    os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
+    args = ["--endpoint", origin.url, "--repo", "org/tiny", "--repo", "org/other", "--store", store,
+            "--store-size", "100M"]
+    try:
+        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
+        for _ in range(600):
+            if os.path.ismount(mnt) or proc.poll() is not None:
+                break
+            __import__("time").sleep(0.05)
+        if not check(os.path.ismount(mnt), "mounted"):
+            raise RuntimeError("no mount")
+        snap = os.path.join(mnt, "models--org--tiny", "snapshots", commit)
+        check(read_all(os.path.join(snap, "weights.bin")) == sha(files["weights.bin"]), "weights.bin read")
+        # ---- status
+        r = subprocess.run([zestfs, "status", mnt], capture_output=True, text=True, timeout=60, env=env)
+        check(r.returncode == 0 and "org/tiny" in r.stdout and "org/other" in r.stdout,
+              f"status MOUNTPOINT lists the repos ({r.stderr.strip()})")
+        print(r.stdout)
+        r = z(zestfs, "status", "--json", "--store", store)
+        st = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(st.get("reads", {}).get("count", 0) > 0 and st["bytes_by_source"]["cdn"] >= 1_000_000,
+              "status --json counts the reads and CDN bytes")
+        check(st.get("store", {}).get("cap") == 100 * MiB, "status --json: the store cap")
+        # ---- verify: one file stored, the rest missing
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        print(r.stdout)
+        check("weights.bin" not in r.stdout and "missing   model.safetensors" in r.stdout,
+              "verify: unread files are reported missing (ok ones listed only as counts)")
+        check(r.returncode == 0 and " 0 bad" in r.stdout, f"verify: no bad file ({r.stderr.strip()})")
+        # ---- pin: pulls the whole repo and labels it
+        origin.reset()
+        r = z(zestfs, "pin", "--store", store, "org/tiny")
+        check(r.returncode == 0 and "pinned model/org/tiny@" + commit in r.stdout,
+              f"pin org/tiny ({r.stdout.strip()} {r.stderr.strip()})")
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        check(r.returncode == 0 and "verify: 8 files, 8 ok" in r.stdout, f"verify after pin: all 8 ok ({r.stdout.strip()})")
+        # read another repo bigger than the cap leaves: the pinned one must stay
+        big = os.path.join(mnt, "models--org--other", "snapshots", commit2, "big.bin")
+        check(read_all(big) == sha(other), "org/other read byte-exact (evicting)")
+        st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
+        check(st["store"]["evictions"] > 0, f"the cap forced evictions ({st['store']['evictions']})")
+        check(st["pins"] == ["model/org/tiny@" + commit], "status lists the pin")
+        origin.reset()
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        check("verify: 8 files, 8 ok" in r.stdout, f"pinned repo fully stored after the eviction pressure ({r.stdout.strip()})")
+        for p, b in files.items():
+            check(read_all(os.path.join(snap, p)) == sha(b), f"pinned {p} byte-exact")
+        check(origin.stats()["xorb_bytes_total"] == 0, "reading the pinned repo fetched nothing")
+        # ---- the pin survives a remount
+        unmount(proc, mnt)
+        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
+        for _ in range(600):
+            if os.path.ismount(mnt) or proc.poll() is not None:
+                break
+            __import__("time").sleep(0.05)
+        check(read_all(big) == sha(other), "org/other read again after remount (evicting)")
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        check("verify: 8 files, 8 ok" in r.stdout, f"pin re-applied at startup ({r.stdout.strip()})")
+        # ---- corruption on disk is caught by verify
+        unmount(proc, mnt)
+        segs = []
+        for d, _, fs in os.walk(os.path.join(store, "xorbs")):
+            segs += [os.path.join(d, f) for f in fs]
+        segs.sort(key=os.path.getsize)
+        victim = segs[-1]
+        with open(victim, "r+b") as f:
+            f.seek(os.path.getsize(victim) - 1000)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0x40]))
+        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
+        for _ in range(600):
+            if os.path.ismount(mnt) or proc.poll() is not None:
+                break
+            __import__("time").sleep(0.05)
+        r1 = z(zestfs, "verify", "--store", store, "org/tiny")
+        r2 = z(zestfs, "verify", "--store", store, "org/other")
+        st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
+        check(st["store"]["corrupt"] >= 1, f"verify found the corrupted segment ({st['store']['corrupt']} corrupt)")
+        check("8 ok" not in r1.stdout or "1 ok" not in r2.stdout, "a file over the corrupted segment is not ok")
+        # ---- unpin
+        r = z(zestfs, "unpin", "--store", store, "org/tiny")
+        check(r.returncode == 0 and "unpinned" in r.stdout, f"unpin ({r.stdout.strip()} {r.stderr.strip()})")
+        st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
+        check(st["pins"] == [], "no pins left")
+        r = z(zestfs, "unpin", "--store", store, "org/tiny")
+        check(r.returncode != 0, "unpin of a repo not pinned fails")
+        check(unmount(proc, mnt) == 0, "unmounted")
+        proc = None
+        check(not os.listdir(os.path.join(env["XDG_RUNTIME_DIR"], "zestfs")), "registry entry removed at unmount")
+    finally:
+        rc = run.finish(proc, mnt, origin)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
