@@ -115,6 +115,8 @@ int zf_repo_parse_folder(const char *folder, enum zf_repo_type *type, char **id)
     if (t < 0)
         return -EINVAL;
     const char *rest = sep + 2;
+    if (strchr(rest, '/'))
+        return -EINVAL; /* "models--a/b" is not the folder of a/b */
     char *out = malloc(strlen(rest) + 1), *o = out;
     if (!out)
         return -ENOMEM;
