@@ -239,4 +239,20 @@ char *zf_find_token(const char *opt);         /* opt, $HF_TOKEN or the HF token 
 int zf_ondemand_init(zf_fs *fs, zc_store *store);
 void zf_ondemand_free(zf_fs *fs);
 
+/* HTTP access and Prometheus /metrics (httpd.c; routes and threading
+ * there).  zf_http_bind parses "[ADDR:]PORT" (ADDR default 127.0.0.1;
+ * "[v6]:PORT"; port 0: any), binds and listens, and prints "zestfs: WHAT
+ * on ADDR:PORT" to stderr — call it before daemon(): no thread starts.
+ * metrics_only: serve /metrics only.  token (copied): require
+ * "Authorization: Bearer TOKEN"; NULL: none.  zf_http_start serves on
+ * fs->loop (libmicrohttpd's thread hands every request to the loop);
+ * zf_http_stop (on the loop, before zf_read_stop) closes it and every
+ * connection; zf_http_free after the loop ran empty. */
+typedef struct zf_http zf_http;
+int zf_http_bind(const char *spec, const char *what, bool metrics_only, const char *token,
+                 zf_http **out);
+int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store);
+void zf_http_stop(zf_http *h);
+void zf_http_free(zf_http *h);
+
 #endif
