@@ -1,0 +1,1087 @@
+/* httpd.c — HTTP access to the presented repos and Prometheus /metrics
+ * (`zestfs --http [ADDR:]PORT`, `--metrics [ADDR:]PORT`).
+ *
+ *   GET|HEAD /{repo}/resolve/{rev}/{path}   repo: org/name, datasets/org/name,
+ *                                            spaces/org/name (models/ accepted)
+ *   GET|HEAD /xet/{64 hex Xet file id}       any presented file with that id
+ *   GET      /metrics                        Prometheus text format 0.0.4
+ *   GET      /health                         "ok"
+ *
+ * Threads.  libmicrohttpd (MHD) runs one internal polling thread per
+ * listener; everything of zestfs (the repo models, the read path, the
+ * store) belongs to the uv loop thread.  A request (struct hreq) crosses
+ * between them through one mutex per listener:
+ *   - MHD thread, access handler: the request is put on the listener's
+ *     queue, uv_async_send wakes the loop, the connection is SUSPENDED.
+ *   - loop: resolve the URL (presented model; else zf_resolve_repo), pick
+ *     the range, start the first PIECE reads (zf_read_async, PIECE bytes
+ *     each, NSLOTS slots per request), and once the first piece is in (or
+ *     failed: 502/503 with a text body, or no body is needed) mark the
+ *     request resolved and MHD_resume_connection.
+ *   - MHD thread: queues the response; its content callback copies from
+ *     ready slots; a slot emptied goes back to the loop (queue + async) to
+ *     fetch the next piece; when no byte is ready the callback suspends the
+ *     connection and the piece's completion resumes it.
+ * So a connection holds at most NSLOTS * PIECE bytes however large the file
+ * and however slow the client.  A read error after the headers aborts the
+ * connection (MHD_CONTENT_READER_END_WITH_ERROR): the client sees fewer
+ * bytes than Content-Length, never short data as complete.
+ *
+ * Locking: a connection is suspended only by the MHD thread with the mutex
+ * held, and resumed only by the loop after it cleared `suspended` under the
+ * mutex (resume is called with the mutex released), so a resume never
+ * precedes its suspend.  A request is reference counted (MHD's side until
+ * the completion callback, the response object, each queue entry and each
+ * read in flight) and freed by whichever thread drops the last reference.
+ *
+ * Ranges: one range per request (`bytes=a-b`, `a-`, `-n`): 206 with
+ * Content-Range; unsatisfiable: 416 with `Content-Range: bytes * /size`
+ * (no space); several ranges, or a malformed header: the whole file, 200.
+ *
+ * Security: no authentication unless a token is set (`Authorization:
+ * Bearer TOKEN`, compared in constant time); whoever reaches the port reads
+ * every presented repo, so the default address is 127.0.0.1. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "zfs.h"
+
+#define PIECE (2u << 20)  /* bytes per zf_read_async */
+#define NSLOTS 2          /* pieces per connection */
+#define MAX_CONNS 512
+
+typedef struct hreq hreq;
+
+enum { PH_NEW, PH_RESOLVING, PH_RESOLVED };
+enum { SL_EMPTY, SL_FETCHING, SL_READY };
+
+typedef struct hslot {
+    hreq *r;
+    int state;
+    uint64_t off;           /* absolute file offset */
+    size_t len;
+    uint8_t *buf;           /* PIECE bytes, allocated on first use */
+} hslot;
+
+struct zf_http {
+    zf_fs *fs;
+    zc_store *store;
+    bool metrics_only;
+    char *token;
+    int lfd;
+    char addr[80];
+    struct MHD_Daemon *d;
+    uv_async_t async;
+    pthread_mutex_t mu;
+    hreq *queue;            /* requests the loop must look at */
+    hreq *live;             /* every request not yet freed */
+    bool stopping;
+    bool started;
+};
+
+struct hreq {
+    zf_http *h;
+    struct MHD_Connection *con;
+    hreq *qnext;            /* h->queue */
+    hreq *lprev, *lnext;    /* h->live */
+    int refs;
+    bool queued, suspended, closed;
+    /* set by the MHD thread before the request is queued, then read-only */
+    bool head;
+    char *url;
+    char *range;            /* Range header or NULL */
+    /* set by the loop before phase = PH_RESOLVED */
+    int phase;
+    bool started;           /* the loop began resolving */
+    unsigned status;
+    char *body;             /* text body (errors, metrics) */
+    const char *ctype;
+    char *hdr[6][2];        /* extra headers (malloc'd values) */
+    int nhdr;
+    zv_ent ent;
+    bool has_ent;
+    uint64_t start, end;    /* byte range sent: [start, end) */
+    /* streaming */
+    uint64_t next_off;      /* next piece to fetch */
+    int err;                /* a piece failed */
+    hslot slot[NSLOTS];
+};
+
+static _Atomic uint64_t g_requests, g_bytes_sent, g_errors;
+
+/* ---- requests: references -------------------------------------------- */
+
+static void hreq_free(hreq *r)
+{
+    free(r->url);
+    free(r->range);
+    free(r->body);
+    for (int i = 0; i < r->nhdr; i++)
+        free(r->hdr[i][1]);
+    for (int i = 0; i < NSLOTS; i++)
+        free(r->slot[i].buf);
+    free(r);
+}
+
+/* with h->mu held; true when the caller must free r (after unlocking) */
+static bool unref_locked(hreq *r)
+{
+    if (--r->refs > 0)
+        return false;
+    zf_http *h = r->h;
+    if (r->lprev)
+        r->lprev->lnext = r->lnext;
+    else
+        h->live = r->lnext;
+    if (r->lnext)
+        r->lnext->lprev = r->lprev;
+    return true;
+}
+
+static void unref(hreq *r)
+{
+    zf_http *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    bool f = unref_locked(r);
+    pthread_mutex_unlock(&h->mu);
+    if (f)
+        hreq_free(r);
+}
+
+/* with h->mu held: have the loop look at r */
+static void kick_locked(hreq *r)
+{
+    zf_http *h = r->h;
+    if (h->stopping || r->queued)
+        return;
+    r->queued = true;
+    r->refs++;
+    r->qnext = h->queue;
+    h->queue = r;
+    uv_async_send(&h->async);
+}
+
+/* with h->mu held: whether the caller must resume r's connection */
+static bool take_resume_locked(hreq *r)
+{
+    if (!r->suspended || r->closed || r->h->stopping)
+        return false;
+    r->suspended = false;
+    return true;
+}
+
+/* ---- the loop side: building answers ---------------------------------- */
+
+static void add_hdr(hreq *r, const char *name, const char *fmt, ...)
+{
+    if (r->nhdr == (int)(sizeof r->hdr / sizeof r->hdr[0]))
+        return;
+    char v[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    r->hdr[r->nhdr][0] = (char *)name;
+    r->hdr[r->nhdr][1] = strdup(v);
+    if (r->hdr[r->nhdr][1])
+        r->nhdr++;
+}
+
+static void clear_hdrs(hreq *r)
+{
+    for (int i = 0; i < r->nhdr; i++)
+        free(r->hdr[i][1]);
+    r->nhdr = 0;
+}
+
+static void set_text(hreq *r, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    free(r->body);
+    size_t n = strlen(msg);
+    r->body = malloc(n + 2);
+    if (r->body) {
+        memcpy(r->body, msg, n);
+        memcpy(r->body + n, "\n", 2);
+    }
+    r->ctype = "text/plain; charset=utf-8";
+    if (code)
+        add_hdr(r, "X-Error-Code", "%s", code);
+}
+
+/* mark r resolved (loop thread) and resume its connection */
+static void finish(hreq *r)
+{
+    zf_http *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    r->phase = PH_RESOLVED;
+    bool res = take_resume_locked(r);
+    pthread_mutex_unlock(&h->mu);
+    if (res)
+        MHD_resume_connection(r->con);
+}
+
+static unsigned read_status(int err)
+{
+    return err == -ENETDOWN || err == -ESHUTDOWN || err == -ECANCELED || err == -EAGAIN ? 503
+                                                                                        : 502;
+}
+
+static void piece_cb(void *ud, int err, const uint8_t *data, size_t len)
+{
+    hslot *s = ud;
+    hreq *r = s->r;
+    zf_http *h = r->h;
+    bool first = false;
+    pthread_mutex_lock(&h->mu);
+    if (!err && len != s->len)
+        err = -EIO;
+    if (!err && !r->closed) {
+        if (!s->buf)
+            s->buf = malloc(PIECE);
+        if (!s->buf)
+            err = -ENOMEM;
+        else
+            memcpy(s->buf, data, len);
+    }
+    if (err) {
+        if (!r->err)
+            r->err = err;
+        s->state = SL_EMPTY;
+    } else
+        s->state = SL_READY;
+    first = r->phase == PH_RESOLVING;
+    bool res = !first && take_resume_locked(r);
+    pthread_mutex_unlock(&h->mu);
+    if (first) {
+        /* the headers wait for the first piece: a failure is still a status */
+        if (err) {
+            r->has_ent = false;
+            clear_hdrs(r);
+            set_text(r, read_status(err), NULL, "zestfs: cannot read %s: %s",
+                     r->ent.file->path, strerror(-err));
+            g_errors++;
+        }
+        finish(r);
+    } else if (res)
+        MHD_resume_connection(r->con);
+    unref(r);
+}
+
+/* start reads for the empty slots (loop thread) */
+static void fill_slots(hreq *r)
+{
+    zf_http *h = r->h;
+    hslot *go[NSLOTS];
+    int n = 0;
+    pthread_mutex_lock(&h->mu);
+    if (!r->closed && !r->err && !h->stopping)
+        for (int i = 0; i < NSLOTS && r->next_off < r->end; i++) {
+            hslot *s = &r->slot[i];
+            if (s->state != SL_EMPTY)
+                continue;
+            s->state = SL_FETCHING;
+            s->off = r->next_off;
+            s->len = (size_t)(r->end - s->off < PIECE ? r->end - s->off : PIECE);
+            r->next_off += s->len;
+            r->refs++;
+            go[n++] = s;
+        }
+    pthread_mutex_unlock(&h->mu);
+    for (int i = 0; i < n; i++) {
+        int err = zf_read_async(h->fs, &r->ent, go[i]->off, go[i]->len, piece_cb, go[i]);
+        if (err)
+            piece_cb(go[i], err, NULL, 0);
+    }
+}
+
+/* "bytes=..." against size: 0 whole file, 1 a range [*a, *b), -1 unsatisfiable */
+static int parse_range(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
+{
+    if (!v)
+        return 0;
+    while (*v == ' ')
+        v++;
+    if (strncasecmp(v, "bytes=", 6) != 0 || strchr(v, ','))
+        return 0;
+    v += 6;
+    while (*v == ' ')
+        v++;
+    char *e;
+    if (*v == '-') {
+        if (v[1] < '0' || v[1] > '9')
+            return 0;
+        errno = 0;
+        unsigned long long n = strtoull(v + 1, &e, 10);
+        while (*e == ' ')
+            e++;
+        if (*e || errno)
+            return 0;
+        if (n == 0 || size == 0)
+            return -1;
+        *a = n >= size ? 0 : size - n;
+        *b = size;
+        return 1;
+    }
+    if (*v < '0' || *v > '9')
+        return 0;
+    errno = 0;
+    unsigned long long x = strtoull(v, &e, 10);
+    if (errno || *e != '-')
+        return 0;
+    v = e + 1;
+    unsigned long long y = UINT64_MAX;
+    if (*v >= '0' && *v <= '9') {
+        y = strtoull(v, &e, 10);
+        if (errno)
+            return 0;
+        v = e;
+    }
+    while (*v == ' ')
+        v++;
+    if (*v || y < x)
+        return 0;
+    if (x >= size)
+        return -1;
+    *a = x;
+    *b = y >= size ? size : y + 1;
+    return 1;
+}
+
+/* the blob is known: status, headers, range; then the first piece */
+static void answer_blob(hreq *r, const zv_ent *e)
+{
+    r->ent = *e;
+    r->ent.kind = ZV_BLOB;
+    r->ent.size = e->file->size;
+    r->has_ent = true;
+    uint64_t size = e->file->size, a = 0, b = size;
+    int rg = parse_range(r->range, size, &a, &b);
+    add_hdr(r, "Accept-Ranges", "bytes");
+    add_hdr(r, "ETag", "\"%s\"", e->file->etag);
+    add_hdr(r, "X-Repo-Commit", "%s", e->commit->sha);
+    if (rg < 0) {
+        r->has_ent = false;
+        set_text(r, 416, "RangeNotSatisfiable", "range not satisfiable (size %" PRIu64 ")", size);
+        add_hdr(r, "Content-Range", "bytes */%" PRIu64, size);
+        finish(r);
+        return;
+    }
+    r->status = rg ? 206 : 200;
+    if (rg)
+        add_hdr(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, a, b - 1, size);
+    r->ctype = "application/octet-stream";
+    r->start = r->next_off = a;
+    r->end = b;
+    if (r->head || a == b) {
+        finish(r);
+        return;
+    }
+    fill_slots(r); /* finish() when the first piece is in */
+}
+
+static const zf_repo *find_repo(zf_fs *fs, enum zf_repo_type t, const char *id)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        if (fs->tree.repos[i]->type == t && strcmp(fs->tree.repos[i]->id, id) == 0)
+            return fs->tree.repos[i];
+    return NULL;
+}
+
+static const zf_commit *find_rev(const zf_repo *repo, const char *rev)
+{
+    for (size_t i = 0; i < repo->nrefs; i++)
+        if (strcmp(repo->refs[i].name, rev) == 0)
+            return zf_repo_commit(repo, repo->refs[i].sha);
+    return strlen(rev) == 40 ? zf_repo_commit(repo, rev) : NULL;
+}
+
+typedef struct resolve_ud {
+    hreq *r;
+    char path[4096];
+} resolve_ud;
+
+static void answer_path(hreq *r, const zf_repo *repo, const zf_commit *c, const char *path)
+{
+    const zf_file *f = zf_commit_file(c, path);
+    if (!f) {
+        set_text(r, 404, "EntryNotFound", "%s: no such file at %s", path, c->sha);
+        add_hdr(r, "X-Repo-Commit", "%s", c->sha);
+        finish(r);
+        return;
+    }
+    zv_ent e = {.kind = ZV_BLOB, .repo = repo, .commit = c, .file = f, .size = f->size,
+                .mtime = c->date};
+    answer_blob(r, &e);
+}
+
+static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *commit)
+{
+    resolve_ud *u = ud;
+    hreq *r = u->r;
+    const zf_commit *c = err ? NULL : zf_repo_commit(repo, commit);
+    if (err == -ENOENT || (!err && !c))
+        set_text(r, 404, "RepoNotFound", "repository or revision not found");
+    else if (err)
+        set_text(r, err == -ENETDOWN ? 503 : 502, NULL, "cannot resolve the repository: %s",
+                 strerror(-err));
+    if (err || !c)
+        finish(r);
+    else
+        answer_path(r, repo, c, u->path);
+    free(u);
+    unref(r);
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* percent-decode s[0..n) into out (cap bytes); -1 if bad or too long */
+static int pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int h1 = hexval(s[i + 1]), h2 = h1 < 0 ? -1 : hexval(s[i + 2]);
+            if (h1 < 0 || h2 < 0)
+                return -1;
+            ch = h1 * 16 + h2;
+            i += 2;
+        }
+        if (ch == 0 || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    return 0;
+}
+
+static void answer_resolve(hreq *r, const char *url)
+{
+    zf_http *h = r->h;
+    const char *p = url + 1;
+    enum zf_repo_type type = ZF_MODEL;
+    if (!strncmp(p, "datasets/", 9))
+        type = ZF_DATASET, p += 9;
+    else if (!strncmp(p, "spaces/", 7))
+        type = ZF_SPACE, p += 7;
+    else if (!strncmp(p, "models/", 7))
+        p += 7;
+    /* org/name/resolve/... or name/resolve/... */
+    const char *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    const char *rest = NULL, *idend = NULL;
+    if (s2 && !strncmp(s2 + 1, "resolve/", 8))
+        idend = s2, rest = s2 + 9;
+    else if (s1 && !strncmp(s1 + 1, "resolve/", 8))
+        idend = s1, rest = s1 + 9;
+    char id[256], rev[256];
+    resolve_ud *u = malloc(sizeof *u);
+    const char *slash = rest ? strchr(rest, '/') : NULL;
+    if (!u || !idend || !slash || !slash[1] || pct_decode(p, (size_t)(idend - p), id, sizeof id) ||
+        pct_decode(rest, (size_t)(slash - rest), rev, sizeof rev) ||
+        pct_decode(slash + 1, strlen(slash + 1), u->path, sizeof u->path) ||
+        !zf_valid_repo_id(id) || !zf_valid_rev(rev) || !zf_valid_path(u->path)) {
+        free(u);
+        set_text(r, 404, "EntryNotFound", "not found: expected /{repo}/resolve/{rev}/{path}");
+        finish(r);
+        return;
+    }
+    const zf_repo *repo = find_repo(h->fs, type, id);
+    const zf_commit *c = repo ? find_rev(repo, rev) : NULL;
+    if (c) {
+        answer_path(r, repo, c, u->path);
+        free(u);
+        return;
+    }
+    char spec[600];
+    snprintf(spec, sizeof spec, "%s/%s@%s", zf_type_plural(type), id, rev);
+    u->r = r;
+    pthread_mutex_lock(&h->mu);
+    r->refs++; /* r is live: the queue entry being processed holds it */
+    pthread_mutex_unlock(&h->mu);
+    int err = zf_resolve_repo(h->fs, h->store, spec, resolved_cb, u);
+    if (err) {
+        free(u);
+        unref(r);
+        set_text(r, err == -EINVAL ? 404 : 502, err == -EINVAL ? "RepoNotFound" : NULL,
+                 "cannot resolve %s: %s", spec, strerror(-err));
+        finish(r);
+    }
+}
+
+static void answer_xet(hreq *r, const char *hex)
+{
+    zf_fs *fs = r->h->fs;
+    xet_hash id;
+    if (strlen(hex) != 64 || xet_hash_from_string(hex, &id) != 0) {
+        set_text(r, 404, "EntryNotFound", "not a Xet file id");
+        finish(r);
+        return;
+    }
+    for (size_t i = 0; i < fs->tree.nrepos; i++) {
+        const zf_repo *repo = fs->tree.repos[i];
+        for (size_t k = 0; k < repo->ncommits; k++) {
+            const zf_commit *c = &repo->commits[k];
+            for (size_t j = 0; j < c->nfiles; j++) {
+                const zf_file *f = &c->files[j];
+                if (f->has_xet && memcmp(f->xet.b, id.b, sizeof id.b) == 0) {
+                    zv_ent e = {.kind = ZV_BLOB, .repo = repo, .commit = c, .file = f,
+                                .size = f->size, .mtime = c->date};
+                    answer_blob(r, &e);
+                    return;
+                }
+            }
+        }
+    }
+    set_text(r, 404, "EntryNotFound", "no presented file has Xet id %s", hex);
+    finish(r);
+}
+
+/* ---- /metrics ---------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = b->oom ? 0 : vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (b->oom || n < 0)
+            return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 8192;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static void metric(sbuf *b, const char *name, const char *type, const char *help)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void hist(sbuf *b, const char *name, const char *label, const zf_hist *hh)
+{
+    static const double bounds[ZF_HIST_N] = ZF_HIST_BOUNDS_MS;
+    uint64_t cum = 0;
+    const char *sep = label[0] ? "," : "";
+    for (int i = 0; i < ZF_HIST_N; i++) {
+        cum += hh->bucket[i];
+        if (bounds[i] >= 1e299)
+            sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, label, sep, cum);
+        else
+            sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, label, sep,
+                      bounds[i] / 1000.0, cum);
+    }
+    if (bounds[ZF_HIST_N - 1] < 1e299)
+        sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, label, sep, hh->count);
+    const char *l = label[0] ? "{" : "", *rb = label[0] ? "}" : "";
+    sb_printf(b, "%s_sum%s%s%s %.9g\n", name, l, label, rb, hh->sum_ms / 1000.0);
+    sb_printf(b, "%s_count%s%s%s %" PRIu64 "\n", name, l, label, rb, hh->count);
+}
+
+static void one(sbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    metric(b, name, type, help);
+    sb_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static char *metrics_text(zf_http *h)
+{
+    sbuf b = {0};
+    zf_metrics *m = zf_read_metrics(h->fs);
+    static const zf_metrics zero;
+    if (!m)
+        m = (zf_metrics *)&zero;
+    metric(&b, "zestfs_read_duration_seconds", "histogram",
+           "Latency of reads answered (FUSE reads and HTTP pieces).");
+    hist(&b, "zestfs_read_duration_seconds", "", &m->read_ms);
+    one(&b, "zestfs_reads_total", "counter", "Reads answered.", m->reads);
+    one(&b, "zestfs_read_bytes_total", "counter", "Bytes answered by reads.", m->read_bytes);
+    one(&b, "zestfs_read_errors_total", "counter", "Reads that failed.", m->read_errors);
+    metric(&b, "zestfs_reads_by_outcome_total", "counter",
+           "Reads answered from the store without waiting, or after waiting for a fetch.");
+    sb_printf(&b, "zestfs_reads_by_outcome_total{outcome=\"store\"} %" PRIu64 "\n",
+              m->reads_from_store);
+    sb_printf(&b, "zestfs_reads_by_outcome_total{outcome=\"waited\"} %" PRIu64 "\n",
+              m->reads_waited);
+    metric(&b, "zestfs_fetch_duration_seconds", "histogram", "Latency of xorb range fetches by source.");
+    hist(&b, "zestfs_fetch_duration_seconds", "source=\"cdn\"", &m->fetch_ms[ZF_SRC_CDN]);
+    hist(&b, "zestfs_fetch_duration_seconds", "source=\"peer\"", &m->fetch_ms[ZF_SRC_PEER]);
+    metric(&b, "zestfs_bytes_total", "counter",
+           "Bytes by source: served from the store, fetched from peers or the CDN.");
+    static const char *src[ZF_NSRC] = {"store", "peer", "cdn"};
+    for (int i = 0; i < ZF_NSRC; i++)
+        sb_printf(&b, "zestfs_bytes_total{source=\"%s\"} %" PRIu64 "\n", src[i], m->bytes_by_src[i]);
+    one(&b, "zestfs_fetches_in_flight", "gauge", "Xorb range fetches in flight.", m->fetches_inflight);
+    one(&b, "zestfs_verify_failures_total", "counter", "Network data that failed verification.",
+        m->verify_failures);
+    one(&b, "zestfs_peer_bans_total", "counter", "Peers banned.", m->peer_bans);
+    zc_stats st;
+    memset(&st, 0, sizeof st);
+    if (h->store)
+        zc_get_stats(h->store, &st);
+    one(&b, "zestfs_store_used_bytes", "gauge", "Bytes of the chunk store in use.", st.used);
+    one(&b, "zestfs_store_capacity_bytes", "gauge", "Cap of the chunk store.", st.cap);
+    one(&b, "zestfs_store_pinned_bytes", "gauge", "Store bytes that are never evicted.", st.pinned);
+    one(&b, "zestfs_store_segments", "gauge", "Segments in the store.", st.segments);
+    one(&b, "zestfs_store_evictions_total", "counter", "Segments evicted.", st.evictions);
+    one(&b, "zestfs_store_evicted_bytes_total", "counter", "Bytes evicted.", st.evicted_bytes);
+    one(&b, "zestfs_store_puts_total", "counter", "Chunk runs stored.", st.puts);
+    one(&b, "zestfs_store_put_bytes_total", "counter", "Bytes stored.", st.put_bytes);
+    one(&b, "zestfs_store_corrupt_segments_total", "counter",
+        "Stored segments that failed verification.", st.corrupt);
+    one(&b, "zestfs_repos_presented", "gauge", "Repos presented.", h->fs->tree.nrepos);
+    one(&b, "zestfs_http_requests_total", "counter", "HTTP requests answered.", g_requests);
+    one(&b, "zestfs_http_sent_bytes_total", "counter", "HTTP body bytes sent.", g_bytes_sent);
+    one(&b, "zestfs_http_read_errors_total", "counter",
+        "HTTP responses that failed for want of bytes.", g_errors);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* the loop looks at a queued request */
+static void process(hreq *r)
+{
+    zf_http *h = r->h;
+    if (r->phase == PH_RESOLVED) {
+        if (r->has_ent)
+            fill_slots(r);
+        return;
+    }
+    if (r->started)
+        return;
+    r->started = true;
+    const char *url = r->url;
+    if (!strcmp(url, "/metrics")) {
+        char *t = metrics_text(h);
+        if (!t) {
+            set_text(r, 500, NULL, "out of memory");
+        } else {
+            r->status = 200;
+            r->body = t;
+            r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        }
+        finish(r);
+    } else if (h->metrics_only) {
+        set_text(r, 404, NULL, "only /metrics here");
+        finish(r);
+    } else if (!strcmp(url, "/health")) {
+        set_text(r, 200, NULL, "ok");
+        finish(r);
+    } else if (!strncmp(url, "/xet/", 5)) {
+        answer_xet(r, url + 5);
+    } else
+        answer_resolve(r, url);
+}
+
+static void on_async(uv_async_t *a)
+{
+    zf_http *h = a->data;
+    pthread_mutex_lock(&h->mu);
+    hreq *q = h->queue;
+    h->queue = NULL;
+    for (hreq *r = q; r; r = r->qnext)
+        r->queued = false;
+    pthread_mutex_unlock(&h->mu);
+    while (q) {
+        hreq *r = q;
+        q = r->qnext;
+        process(r);
+        unref(r);
+    }
+}
+
+/* ---- the MHD thread ----------------------------------------------------- */
+
+static ssize_t content(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    hreq *r = cls;
+    zf_http *h = r->h;
+    uint64_t abs = r->start + pos;
+    ssize_t ret = 0;
+    pthread_mutex_lock(&h->mu);
+    if (h->stopping) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+        goto out;
+    }
+    for (int i = 0; i < NSLOTS; i++) {
+        hslot *s = &r->slot[i];
+        if (s->state != SL_READY || abs < s->off || abs >= s->off + s->len)
+            continue;
+        size_t n = (size_t)(s->off + s->len - abs);
+        if (n > max)
+            n = max;
+        memcpy(buf, s->buf + (abs - s->off), n);
+        if (abs + n == s->off + s->len) {
+            s->state = SL_EMPTY;
+            if (r->next_off < r->end)
+                kick_locked(r);
+        }
+        g_bytes_sent += n;
+        ret = (ssize_t)n;
+        goto out;
+    }
+    if (r->err) {
+        g_errors++;
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+        goto out;
+    }
+    /* not here yet: its piece is in flight (or about to be) */
+    r->suspended = true;
+    MHD_suspend_connection(r->con);
+    kick_locked(r);
+out:
+    pthread_mutex_unlock(&h->mu);
+    return ret;
+}
+
+static void content_free(void *cls)
+{
+    unref(cls);
+}
+
+static enum MHD_Result send_simple(struct MHD_Connection *con, unsigned status, const char *text,
+                                   const char *hname, const char *hval)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+    if (hname)
+        MHD_add_response_header(resp, hname, hval);
+    enum MHD_Result ret = MHD_queue_response(con, status, resp);
+    MHD_destroy_response(resp);
+    g_requests++;
+    return ret;
+}
+
+static bool token_ok(zf_http *h, struct MHD_Connection *con)
+{
+    if (!h->token)
+        return true;
+    const char *a = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+        return false;
+    a += 7;
+    while (*a == ' ')
+        a++;
+    size_t n = strlen(a), m = strlen(h->token);
+    unsigned char d = n != m;
+    for (size_t i = 0; i < m; i++)
+        d |= (unsigned char)(h->token[i] ^ (i < n ? a[i] : 0));
+    return d == 0;
+}
+
+static enum MHD_Result respond(hreq *r)
+{
+    struct MHD_Response *resp;
+    if (r->has_ent && r->status < 300 && !r->head && r->end > r->start) {
+        resp = MHD_create_response_from_callback(r->end - r->start, 256 << 10, content, r,
+                                                 content_free);
+        if (resp) {
+            pthread_mutex_lock(&r->h->mu);
+            r->refs++;
+            pthread_mutex_unlock(&r->h->mu);
+        }
+    } else if (r->has_ent && r->status < 300 && r->end > r->start) {
+        /* HEAD: MHD sends the size as Content-Length and no body */
+        resp = MHD_create_response_from_callback(r->end - r->start, 4096, content, r,
+                                                 content_free);
+        if (resp) {
+            pthread_mutex_lock(&r->h->mu);
+            r->refs++;
+            pthread_mutex_unlock(&r->h->mu);
+        }
+    } else {
+        const char *t = r->body ? r->body : "";
+        resp = MHD_create_response_from_buffer(strlen(t), (void *)t, MHD_RESPMEM_MUST_COPY);
+    }
+    if (!resp)
+        return MHD_NO;
+    if (r->ctype)
+        MHD_add_response_header(resp, "Content-Type", r->ctype);
+    for (int i = 0; i < r->nhdr; i++)
+        MHD_add_response_header(resp, r->hdr[i][0], r->hdr[i][1]);
+    enum MHD_Result ret = MHD_queue_response(r->con, r->status, resp);
+    MHD_destroy_response(resp);
+    g_requests++;
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    zf_http *h = cls;
+    (void)version;
+    (void)upload_data;
+    hreq *r = *con_cls;
+    if (!r) {
+        bool get = !strcmp(method, MHD_HTTP_METHOD_GET), head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
+        if (!get && !head)
+            return send_simple(con, 405, "method not allowed\n", "Allow", "GET, HEAD");
+        if (!token_ok(h, con))
+            return send_simple(con, 401, "unauthorized\n", "WWW-Authenticate", "Bearer");
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        const char *rg = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+        r->h = h;
+        r->con = con;
+        r->head = head;
+        r->url = strdup(url);
+        r->range = rg ? strdup(rg) : NULL;
+        r->refs = 1; /* MHD's, dropped when the request completes */
+        for (int i = 0; i < NSLOTS; i++)
+            r->slot[i].r = r;
+        if (!r->url || (rg && !r->range)) {
+            hreq_free(r);
+            return MHD_NO;
+        }
+        pthread_mutex_lock(&h->mu);
+        r->lnext = h->live;
+        if (h->live)
+            h->live->lprev = r;
+        h->live = r;
+        pthread_mutex_unlock(&h->mu);
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* a GET body: ignored */
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&h->mu);
+    int phase = r->phase;
+    if (h->stopping) {
+        pthread_mutex_unlock(&h->mu);
+        return MHD_NO;
+    }
+    if (phase == PH_NEW) {
+        r->phase = PH_RESOLVING;
+        r->suspended = true;
+        MHD_suspend_connection(con);
+        kick_locked(r);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (phase != PH_RESOLVED)
+        return MHD_YES;
+    return respond(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)con;
+    (void)toe;
+    hreq *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    pthread_mutex_lock(&r->h->mu);
+    r->closed = true;
+    pthread_mutex_unlock(&r->h->mu);
+    unref(r);
+}
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s); /* paths are decoded per component (a rev may hold %2F) */
+}
+
+/* ---- the listener --------------------------------------------------------- */
+
+int zf_http_bind(const char *spec, const char *what, bool metrics_only, const char *token,
+                 zf_http **out)
+{
+    char host[80] = "127.0.0.1", port[16];
+    const char *colon = strrchr(spec, ':');
+    if (colon) {
+        size_t n = (size_t)(colon - spec);
+        const char *hs = spec;
+        if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']')
+            hs++, n -= 2;
+        if (n == 0 || n >= sizeof host)
+            return -EINVAL;
+        memcpy(host, hs, n);
+        host[n] = 0;
+        spec = colon + 1;
+    }
+    char *e;
+    unsigned long pn = strtoul(spec, &e, 10);
+    if (!*spec || *e || pn > 65535)
+        return -EINVAL;
+    snprintf(port, sizeof port, "%lu", pn);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
+    if (!strcmp(host, "localhost"))
+        snprintf(host, sizeof host, "127.0.0.1");
+    hints.ai_flags |= AI_NUMERICHOST;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return -EINVAL;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+        int err = -errno;
+        close(fd);
+        freeaddrinfo(ai);
+        return err;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ab[64] = "?";
+    unsigned bport = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &s4->sin_addr, ab, sizeof ab);
+            bport = ntohs(s4->sin_port);
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &s6->sin6_addr, ab, sizeof ab);
+            bport = ntohs(s6->sin6_port);
+        }
+    }
+    zf_http *h = calloc(1, sizeof *h);
+    if (!h || (token && !(h->token = strdup(token)))) {
+        free(h);
+        close(fd);
+        return -ENOMEM;
+    }
+    h->lfd = fd;
+    h->metrics_only = metrics_only;
+    snprintf(h->addr, sizeof h->addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ab, bport);
+    fprintf(stderr, "zestfs: %s on %s\n", what, h->addr);
+    *out = h;
+    return 0;
+}
+
+int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store)
+{
+    h->fs = fs;
+    h->store = store;
+    pthread_mutex_init(&h->mu, NULL);
+    uv_async_init(fs->loop, &h->async, on_async);
+    h->async.data = h;
+    h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+                            on_request, h, MHD_OPTION_LISTEN_SOCKET, h->lfd,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512u << 10),
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
+    h->started = true;
+    if (!h->d) {
+        h->stopping = true;
+        uv_close((uv_handle_t *)&h->async, NULL);
+        return -EIO;
+    }
+    return 0;
+}
+
+void zf_http_stop(zf_http *h)
+{
+    if (!h || !h->started || h->stopping)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    size_t n = 0;
+    for (hreq *r = h->live; r; r = r->lnext)
+        n += r->suspended && !r->closed;
+    struct MHD_Connection **res = calloc(n ? n : 1, sizeof *res);
+    n = 0;
+    for (hreq *r = h->live; r && res; r = r->lnext)
+        if (r->suspended && !r->closed) {
+            r->suspended = false;
+            res[n++] = r->con;
+        }
+    pthread_mutex_unlock(&h->mu);
+    for (size_t i = 0; i < n; i++)
+        MHD_resume_connection(res[i]);
+    free(res);
+    MHD_stop_daemon(h->d); /* joins its thread; completion callbacks have run */
+    h->d = NULL;
+    pthread_mutex_lock(&h->mu);
+    hreq *q = h->queue;
+    h->queue = NULL;
+    pthread_mutex_unlock(&h->mu);
+    while (q) {
+        hreq *r = q;
+        q = r->qnext;
+        unref(r);
+    }
+    uv_close((uv_handle_t *)&h->async, NULL);
+}
+
+void zf_http_free(zf_http *h)
+{
+    if (!h)
+        return;
+    if (h->d)
+        MHD_stop_daemon(h->d);
+    if (!h->started && h->lfd >= 0)
+        close(h->lfd);
+    if (h->started)
+        pthread_mutex_destroy(&h->mu);
+    if (h->token) {
+        memset(h->token, 0, strlen(h->token));
+        free(h->token);
+    }
+    free(h);
+}
