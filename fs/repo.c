@@ -253,7 +253,11 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
             goto fail;
         zf_commit *c = &r->commits[r->ncommits++];
         memcpy(c->sha, it->string, 41);
-        c->date = cJSON_IsNumber(date) ? (int64_t)date->valuedouble : 0;
+        /* a double outside int64 would be undefined behaviour to convert */
+        c->date = cJSON_IsNumber(date) && date->valuedouble > -9.2e18 &&
+                          date->valuedouble < 9.2e18
+                      ? (int64_t)date->valuedouble
+                      : 0;
         size_t nf = (size_t)cJSON_GetArraySize(files);
         c->files = calloc(nf ? nf : 1, sizeof *c->files);
         const cJSON *f;
