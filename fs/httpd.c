@@ -415,6 +415,7 @@ static const zf_commit *find_rev(const zf_repo *repo, const char *rev)
 
 typedef struct resolve_ud {
     hreq *r;
+    bool presented;         /* the repo is: a failure is the revision's */
     char path[4096];
 } resolve_ud;
 
@@ -438,7 +439,8 @@ static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *comm
     hreq *r = u->r;
     const zf_commit *c = err ? NULL : zf_repo_commit(repo, commit);
     if (err == -ENOENT || (!err && !c))
-        set_text(r, 404, "RepoNotFound", "repository or revision not found");
+        set_text(r, 404, u->presented ? "RevisionNotFound" : "RepoNotFound",
+                 u->presented ? "revision not found" : "repository not found");
     else if (err)
         set_text(r, err == -ENETDOWN ? 503 : 502, NULL, "cannot resolve the repository: %s",
                  strerror(-err));
@@ -519,6 +521,7 @@ static void answer_resolve(hreq *r, const char *url)
     char spec[600];
     snprintf(spec, sizeof spec, "%s/%s@%s", zf_type_plural(type), id, rev);
     u->r = r;
+    u->presented = repo != NULL;
     pthread_mutex_lock(&h->mu);
     r->refs++; /* r is live: the queue entry being processed holds it */
     pthread_mutex_unlock(&h->mu);

@@ -25,6 +25,7 @@
 typedef struct zf_mount {
     zf_fs fs;
     zf_ctl *ctl;
+    zf_http *http, *metrics;
     uv_loop_t loop;
     uv_poll_t poll;
     uv_signal_t sigint, sigterm;
@@ -35,6 +36,8 @@ typedef struct zf_mount {
 static void stop(zf_mount *m)
 {
     zf_ctl_stop(m->ctl);
+    zf_http_stop(m->http);
+    zf_http_stop(m->metrics);
     zf_read_stop(&m->fs);
     if (!uv_is_closing((uv_handle_t *)&m->poll))
         uv_close((uv_handle_t *)&m->poll, NULL);
@@ -180,6 +183,12 @@ static void usage(FILE *f)
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
                "      --read-ahead BYTES  kernel readahead of the mount (default 1M; 0: leave\n"
                "                          the kernel's 128K); needs root\n"
+               "      --http [ADDR:]PORT  serve GET|HEAD /{repo}/resolve/{rev}/{path}, /xet/{id}\n"
+               "                          (with Range) and /metrics over HTTP; ADDR defaults\n"
+               "                          to 127.0.0.1; no auth: anyone who can connect reads\n"
+               "                          every presented repo; port 0 picks one (printed)\n"
+               "      --http-token TOKEN  require Authorization: Bearer TOKEN (--http, --metrics)\n"
+               "      --metrics [ADDR:]PORT  serve only /metrics (Prometheus text format)\n"
                "  -d, --debug             FUSE debug output\n");
 }
 
@@ -261,7 +270,7 @@ static void set_readahead(const char *mnt, unsigned kb)
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE, O_READAHEAD };
+           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -274,6 +283,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"cacert", required_argument, NULL, O_CACERT},
         {"offline", no_argument, NULL, O_OFFLINE},
         {"read-ahead", required_argument, NULL, O_READAHEAD},
+        {"http", required_argument, NULL, O_HTTP},
+        {"http-token", required_argument, NULL, O_HTTP_TOKEN},
+        {"metrics", required_argument, NULL, O_METRICS},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -283,6 +295,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
+    const char *http_opt = NULL, *http_token = NULL, *metrics_opt = NULL;
     zf_opts o = {.repos = repos};
     bool size_set = false;
     int c;
@@ -327,6 +340,9 @@ int zestfs_cmd_mount(int argc, char **argv)
             readahead_kb = (unsigned)(v / 1024);
             break;
         }
+        case O_HTTP: http_opt = optarg; break;
+        case O_HTTP_TOKEN: http_token = optarg; break;
+        case O_METRICS: metrics_opt = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -385,6 +401,22 @@ int zestfs_cmd_mount(int argc, char **argv)
         }
     }
 
+    /* listeners bound now (errors before the mount; the port is printed
+     * while stderr is still ours), served after daemon() */
+    static const char *const lname[2] = {"http", "metrics"};
+    const char *lspec[2] = {http_opt, metrics_opt};
+    zf_http **lh[2] = {&m.http, &m.metrics};
+    for (int i = 0; i < 2; i++) {
+        if (!lspec[i])
+            continue;
+        err = zf_http_bind(lspec[i], lname[i], i == 1, http_token, lh[i]);
+        if (err) {
+            fprintf(stderr, "zestfs: --%s %s: %s\n", lname[i], lspec[i],
+                    err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
+            return 1;
+        }
+    }
+
     char reg[4200];
     if (zf_registry_path(mnt, reg, sizeof reg, true) != 0)
         reg[0] = 0;
@@ -437,6 +469,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         }
     }
     zf_pins_apply(&m.fs, store);
+    for (int i = 0; i < 2; i++)
+        if (*lh[i] && (err = zf_http_start(*lh[i], &m.fs, store)) != 0)
+            fprintf(stderr, "zestfs: --%s: %s\n", lname[i], strerror(-err));
     uv_poll_init(&m.loop, &m.poll, fd);
     m.poll.data = &m;
     uv_poll_start(&m.poll, UV_READABLE, on_fuse);
@@ -456,6 +491,8 @@ int zestfs_cmd_mount(int argc, char **argv)
     free(m.buf.mem);
     zf_ondemand_free(&m.fs);
     zf_ctl_free(m.ctl);
+    zf_http_free(m.http);
+    zf_http_free(m.metrics);
     zf_read_free(&m.fs);
     err = zc_close(store);
     if (err)
