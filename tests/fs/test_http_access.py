@@ -335,10 +335,22 @@ def main():
         check(hdr.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % len(partial) in hdr and
               0 < len(body) < len(partial) and partial.startswith(body),
               f"read error mid-body: 200 then the connection is cut ({len(body)} of {len(partial)} bytes)")
+
+        # unmounting with a connection open mid-body ends the daemon cleanly
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /org/tiny/resolve/main/big.bin HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+        s.recv(1024)
+        rc = unmount(proc, mnt)
+        s.close()
+        check(rc == 0, f"unmount with an HTTP connection open mid-body: exit 0 ({rc})")
     finally:
         if origin:
             origin.stop()
-        unmount(proc, mnt) if proc else None
+        if proc and proc.poll() is None:
+            unmount(proc, mnt)
     return run.finish(proc, mnt, None)
 
 
