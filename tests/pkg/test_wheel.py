@@ -121,7 +121,7 @@ try:
 except zestfs.ZestfsError as e:
     res["pull"] = str(e)
 try:
-    res["status"] = "text:" + zestfs.status()[:40]
+    res["status"] = "text:" + zestfs.status(mnt)[:40]
 except zestfs.ZestfsError as e:
     res["status"] = "error:" + str(e)[:80]
 zestfs.unmount(mnt)
