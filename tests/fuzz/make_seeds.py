@@ -176,6 +176,32 @@ def peer():
     put("peer", "records-two", b"\x04\x01" + bytes([0, 4, 0, 0, 0, 4, 0, 0]) + b"abcd" + bytes([0, 2, 0, 0, 0, 2, 0, 0]) + b"ef")
 
 
+def disc():
+    def bs(b):
+        return str(len(b)).encode() + b":" + b
+    peer4 = bytes([127, 0, 0, 1, 0x1a, 0xe1])
+    peer6 = bytes(15) + b"\x01" + b"\x1a\xe1"
+    put("disc", "announce", b"\x00" + b"d8:completei3e10:incompletei1e8:intervali1800e12:min intervali900e5:peers" + bs(peer4 * 2) + b"6:peers6" + bs(peer6) + b"e")
+    put("disc", "announce-failure", b"\x00" + b"d14:failure reason" + bs(b"Requested download is not authorized") + b"e")
+    put("disc", "announce-dict-peers", b"\x00" + b"d8:intervali60e5:peersld2:ip9:127.0.0.14:porti6881eeee")
+    put("disc", "announce-bad-peers", b"\x00" + b"d8:intervali60e5:peers5:abcdee")
+    ih = b"a" + bytes(19)
+    put("disc", "scrape", b"\x01" + b"d5:filesd" + bs(ih) + b"d8:completei5e10:downloadedi7e10:incompletei2eeee")
+    nid = b"N" * 20
+    put("disc", "krpc-ping", b"\x02" + b"d1:ad2:id" + bs(nid) + b"e1:q4:ping1:t2:aa1:y1:qe")
+    put("disc", "krpc-get-peers-r", b"\x02" + b"d1:rd2:id" + bs(nid) + b"5:nodes" + bs(nid + peer4) + b"5:token8:abcdefgh6:valuesl" + bs(peer4) + b"ee1:t2:aa1:y1:re")
+    put("disc", "krpc-error", b"\x02" + b"d1:eli201e12:Generic Errore1:t2:aa1:y1:ee")
+    put("disc", "pex", b"\x03" + b"d5:added" + bs(peer4) + b"7:added.f1:\x016:added6" + bs(peer6) + b"7:dropped" + bs(peer4) + b"e")
+    put("disc", "pex-bad-flags", b"\x03" + b"d5:added" + bs(peer4) + b"7:added.f2:\x01\x02e")
+    put("disc", "compact4", b"\x04" + peer4 * 3)
+    put("disc", "compact6", b"\x44" + peer6 * 2)
+    for nm, q in (("ping", b"d1:ad2:id" + bs(nid) + b"e1:q4:ping1:t2:aa1:y1:qe"),
+                  ("find-node", b"d1:ad2:id" + bs(nid) + b"6:target" + bs(b"T" * 20) + b"e1:q9:find_node1:t2:ab1:y1:qe"),
+                  ("get-peers", b"d1:ad2:id" + bs(nid) + b"9:info_hash" + bs(ih) + b"e1:q9:get_peers1:t2:ac1:y1:qe"),
+                  ("announce", b"d1:ad2:id" + bs(nid) + b"9:info_hash" + bs(ih) + b"4:porti6881e5:token8:abcdefghe1:q13:announce_peer1:t2:ad1:y1:qe")):
+        put("disc", "dht-" + nm, b"\x05" + q)
+
+
 def cache():
     seg_fixed, entry = 72, 36
 
@@ -205,7 +231,7 @@ def cache():
 
 
 if __name__ == "__main__":
-    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache):
+    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc):
         d = os.path.join(OUT, fn.__name__)
         if os.path.isdir(d):
             for f in os.listdir(d):
