@@ -1,0 +1,518 @@
+/* test_dht.c — the Mainline DHT node: several of our nodes in one process
+ * (routing table, lookups, announce/get_peers, tokens, persistence,
+ * malformed KRPC), and a tool mode that tests/net/disc_dht.py drives
+ * against python3-libtorrent DHT nodes:
+ *
+ *   test_dht node BOOT[,BOOT...] ANNOUNCE_IH_HEX ANNOUNCE_PORT
+ *     prints "port N", bootstraps ("bootstrap good=N"), announces
+ *     ("announced acks=N"), then reads commands on stdin:
+ *       getpeers IH_HEX  -> "peers ip:port,... err=N"
+ *       ping PORT        -> "ping err=N n=N"   (127.0.0.1:PORT)
+ *       stats            -> "stats queries_in=N responses_in=N stored_peers=N"
+ *       quit
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "../net/disc.h"
+#include "t.h"
+
+static uv_loop_t *loop;
+
+static void run_until(int *flag, int want)
+{
+    uint64_t start = uv_now(loop);
+    while (*flag < want && uv_now(loop) - start < 60000)
+        uv_run(loop, UV_RUN_ONCE);
+}
+
+static void hex20(const char *s, uint8_t out[20])
+{
+    for (int i = 0; i < 20; i++) {
+        unsigned v;
+        sscanf(s + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+}
+
+static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr_in *s = (const void *)ss;
+    inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+    snprintf(out, n, "%s:%d", ip, ntohs(s->sin_port));
+}
+
+/* ---- callbacks -------------------------------------------------------------- */
+
+typedef struct res {
+    int calls, err;
+    unsigned n;
+    char peers[1024];
+    int npeers;
+} res;
+
+static void done_cb(void *ud, int err, unsigned n)
+{
+    res *r = ud;
+    r->err = err;
+    r->n = n;
+    r->calls++;
+}
+
+static void peers_cb(void *ud, int err, const struct sockaddr_storage *p, size_t n, bool done)
+{
+    res *r = ud;
+    for (size_t i = 0; i < n; i++) {
+        char a[64];
+        fmt_addr(&p[i], a, sizeof a);
+        size_t l = strlen(r->peers);
+        snprintf(r->peers + l, sizeof r->peers - l, "%s%s", r->npeers ? "," : "", a);
+        r->npeers++;
+    }
+    if (done) {
+        r->err = err;
+        r->calls++;
+    }
+}
+
+/* ---- a swarm of our own nodes ---------------------------------------------------- */
+
+#define NN 12
+#define K_MIN 8
+
+static zn_dht *nodes[NN];
+
+static void make_nodes(void)
+{
+    char boot[32];
+    for (int i = 0; i < NN; i++) {
+        const char *bl[2] = {boot, NULL};
+        zn_dht_opts o = {.bind_ip = "127.0.0.1", .query_timeout_ms = 1000,
+                         .bootstrap = i ? bl : NULL};
+        T_EQ_INT(zn_dht_new(loop, &o, &nodes[i]), 0);
+        if (i == 0)
+            snprintf(boot, sizeof boot, "127.0.0.1:%d", zn_dht_port(nodes[0]));
+    }
+    res r[NN] = {{0}};
+    /* node 0 needs to learn of the others: they query it while bootstrapping */
+    for (int i = 1; i < NN; i++)
+        T_EQ_INT(zn_dht_bootstrap(nodes[i], done_cb, &r[i]), 0);
+    for (int i = 1; i < NN; i++) {
+        run_until(&r[i].calls, 1);
+        T_EQ_INT(r[i].calls, 1);
+        T_EQ_INT(r[i].err, 0);
+        T_TRUE(r[i].n >= 1);
+    }
+    /* a second round so that early nodes learn of late ones */
+    for (int i = 1; i < NN; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        T_EQ_INT(zn_dht_bootstrap(nodes[i], done_cb, &r[i]), 0);
+        run_until(&r[i].calls, 1);
+    }
+}
+
+static void free_nodes(void)
+{
+    for (int i = 0; i < NN; i++)
+        zn_dht_free(nodes[i]);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+static void test_swarm(void)
+{
+    make_nodes();
+    /* routing tables: ids distinct, closest() sorted by XOR distance */
+    for (int i = 0; i < NN; i++)
+        for (int j = i + 1; j < NN; j++)
+            T_TRUE(memcmp(zn_dht_id(nodes[i]), zn_dht_id(nodes[j]), 20) != 0);
+    zn_dht_stats st = zn_dht_get_stats(nodes[0]);
+    T_TRUE(st.nodes >= K_MIN && st.nodes <= NN - 1); /* a full bucket may turn some away */
+    T_TRUE(zn_dht_get_stats(nodes[5]).good_nodes >= 3);
+    uint8_t target[20], ids[16][20];
+    memset(target, 0x5a, 20);
+    size_t n = zn_dht_closest(nodes[0], target, ids, NULL, 16);
+    T_EQ_INT(n, st.nodes);
+    for (size_t i = 1; i < n; i++) {
+        int cmp = 0;
+        for (int b = 0; b < 20 && !cmp; b++)
+            cmp = (ids[i - 1][b] ^ target[b]) - (ids[i][b] ^ target[b]);
+        T_TRUE(cmp < 0);
+    }
+    /* node 3 announces a repo swarm, node 9 finds it */
+    uint8_t ih[20];
+    zn_swarm_repo_id("model", "zestfs-test/dht", ih);
+    res ra = {0}, rg = {0};
+    T_EQ_INT(zn_dht_announce(nodes[3], ih, 45678, done_cb, &ra), 0);
+    T_EQ_INT(ra.calls, 0); /* never from inside the start call */
+    run_until(&ra.calls, 1);
+    T_EQ_INT(ra.err, 0);
+    T_TRUE(ra.n >= 3);
+    size_t stored = 0;
+    for (int i = 0; i < NN; i++)
+        stored += zn_dht_get_stats(nodes[i]).stored_peers;
+    T_EQ_INT(stored, ra.n);
+    T_EQ_INT(zn_dht_get_peers(nodes[9], ih, peers_cb, &rg), 0);
+    T_EQ_INT(rg.calls, 0);
+    run_until(&rg.calls, 1);
+    T_EQ_INT(rg.err, 0);
+    T_EQ_STR(rg.peers, "127.0.0.1:45678");
+    /* implied port: the announcer's UDP port */
+    uint8_t ih2[20];
+    zn_swarm_repo_id("dataset", "zestfs-test/implied", ih2);
+    memset(&ra, 0, sizeof ra);
+    memset(&rg, 0, sizeof rg);
+    T_EQ_INT(zn_dht_announce(nodes[4], ih2, 0, done_cb, &ra), 0);
+    run_until(&ra.calls, 1);
+    T_EQ_INT(zn_dht_get_peers(nodes[7], ih2, peers_cb, &rg), 0);
+    run_until(&rg.calls, 1);
+    char want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%d", zn_dht_port(nodes[4]));
+    T_EQ_STR(rg.peers, want);
+    /* unknown hash: lookup ends with no peers */
+    uint8_t ih3[20];
+    memset(ih3, 0xee, 20);
+    memset(&rg, 0, sizeof rg);
+    T_EQ_INT(zn_dht_get_peers(nodes[2], ih3, peers_cb, &rg), 0);
+    run_until(&rg.calls, 1);
+    T_EQ_INT(rg.err, 0);
+    T_EQ_INT(rg.npeers, 0);
+    /* ping */
+    res rp = {0};
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", zn_dht_port(nodes[1]), &a);
+    T_EQ_INT(zn_dht_ping(nodes[0], (struct sockaddr *)&a, done_cb, &rp), 0);
+    run_until(&rp.calls, 1);
+    T_EQ_INT(rp.err, 0);
+    T_EQ_INT(rp.n, 1);
+    /* free with a lookup in flight: -ECANCELED from inside the free */
+    memset(&rg, 0, sizeof rg);
+    T_EQ_INT(zn_dht_get_peers(nodes[11], ih3, peers_cb, &rg), 0);
+    zn_dht_free(nodes[11]);
+    T_EQ_INT(rg.calls, 1);
+    T_EQ_INT(rg.err, -ECANCELED);
+    nodes[11] = NULL;
+    free_nodes();
+}
+
+/* ---- tokens ------------------------------------------------------------------ */
+
+static size_t krpc_announce(uint8_t *out, const uint8_t id[20], const uint8_t ih[20],
+                            const uint8_t *tok, size_t toklen, int port)
+{
+    zb_buf b = {0};
+    zb_dict(&b);
+    zb_cstr(&b, "a");
+    zb_dict(&b);
+    zb_cstr(&b, "id");
+    zb_str(&b, id, 20);
+    zb_cstr(&b, "info_hash");
+    zb_str(&b, ih, 20);
+    zb_cstr(&b, "port");
+    zb_int(&b, port);
+    zb_cstr(&b, "token");
+    zb_str(&b, tok, toklen);
+    zb_end(&b);
+    zb_cstr(&b, "q");
+    zb_cstr(&b, "announce_peer");
+    zb_cstr(&b, "t");
+    zb_cstr(&b, "aa");
+    zb_cstr(&b, "y");
+    zb_cstr(&b, "q");
+    zb_end(&b);
+    memcpy(out, b.p, b.len);
+    size_t n = b.len;
+    free(b.p);
+    return n;
+}
+
+static void test_tokens(void)
+{
+    zn_dht *d;
+    zn_dht_opts o = {.bind_ip = "127.0.0.1"};
+    T_EQ_INT(zn_dht_new(loop, &o, &d), 0);
+    struct sockaddr_in from, other;
+    uv_ip4_addr("127.0.0.9", 9, &from); /* answers go to the discard port */
+    uv_ip4_addr("127.0.0.10", 9, &other);
+    uint8_t id[20], ih[20], tok[8], pkt[512];
+    memset(id, 0x11, 20);
+    memset(ih, 0x22, 20);
+    zn_dht_token_for(d, (struct sockaddr *)&from, tok);
+    struct sockaddr_storage got[4];
+    /* wrong token */
+    uint8_t bad[8];
+    memcpy(bad, tok, 8);
+    bad[0] ^= 1;
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, bad, 8, 1000), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_stored_peers(d, ih, got, 4), 0);
+    T_EQ_INT(zn_dht_get_stats(d).bad_tokens, 1);
+    /* a token given to another address */
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, tok, 8, 1000), (struct sockaddr *)&other);
+    T_EQ_INT(zn_dht_stored_peers(d, ih, got, 4), 0);
+    T_EQ_INT(zn_dht_get_stats(d).bad_tokens, 2);
+    /* right token, also after one rotation */
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, tok, 8, 1000), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_stored_peers(d, ih, got, 4), 1);
+    zn_dht_rotate_secret(d);
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, tok, 8, 1001), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_stored_peers(d, ih, got, 4), 2);
+    /* expired after two rotations */
+    zn_dht_rotate_secret(d);
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, tok, 8, 1002), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_stored_peers(d, ih, got, 4), 2);
+    T_EQ_INT(zn_dht_get_stats(d).bad_tokens, 3);
+    /* short token */
+    zn_dht_input(d, pkt, krpc_announce(pkt, id, ih, tok, 4, 1003), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_get_stats(d).bad_tokens, 4);
+    /* bounded store: max_peers per hash */
+    zn_dht *s;
+    zn_dht_opts o2 = {.bind_ip = "127.0.0.1", .max_peers = 3, .max_hashes = 2};
+    T_EQ_INT(zn_dht_new(loop, &o2, &s), 0);
+    zn_dht_token_for(s, (struct sockaddr *)&from, tok);
+    for (int p = 1; p <= 5; p++)
+        zn_dht_input(s, pkt, krpc_announce(pkt, id, ih, tok, 8, p), (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_stored_peers(s, ih, got, 4), 3);
+    for (int h = 0; h < 4; h++) {
+        ih[0] = (uint8_t)(0x40 + h);
+        zn_dht_input(s, pkt, krpc_announce(pkt, id, ih, tok, 8, 7), (struct sockaddr *)&from);
+    }
+    T_EQ_INT(zn_dht_get_stats(s).stored_hashes, 2);
+    zn_dht_free(s);
+    zn_dht_free(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+/* ---- persistence ---------------------------------------------------------------- */
+
+static void test_persist(void)
+{
+    char dir[] = "/tmp/zfs-dht-XXXXXX", path[64];
+    T_TRUE(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/dht.state", dir);
+    zn_dht *a, *b, *c;
+    zn_dht_opts oa = {.bind_ip = "127.0.0.1", .state_path = path};
+    zn_dht_opts ob = {.bind_ip = "127.0.0.1"};
+    T_EQ_INT(zn_dht_new(loop, &ob, &b), 0);
+    char boot[32];
+    snprintf(boot, sizeof boot, "127.0.0.1:%d", zn_dht_port(b));
+    const char *bl[2] = {boot, NULL};
+    oa.bootstrap = bl;
+    T_EQ_INT(zn_dht_new(loop, &oa, &a), 0);
+    res r = {0};
+    T_EQ_INT(zn_dht_bootstrap(a, done_cb, &r), 0);
+    run_until(&r.calls, 1);
+    T_EQ_INT(r.n, 1);
+    uint8_t id[20];
+    memcpy(id, zn_dht_id(a), 20);
+    zn_dht_free(a); /* saves */
+    uv_run(loop, UV_RUN_NOWAIT);
+    /* reload: same id, the node back in the table, and pinged (good again) */
+    zn_dht_opts oc = {.bind_ip = "127.0.0.1", .state_path = path};
+    T_EQ_INT(zn_dht_new(loop, &oc, &c), 0);
+    T_EQ_MEM(zn_dht_id(c), id, 20);
+    T_EQ_INT(zn_dht_get_stats(c).nodes, 1);
+    uint8_t ids[2][20];
+    T_EQ_INT(zn_dht_closest(c, id, ids, NULL, 2), 1);
+    T_EQ_MEM(ids[0], zn_dht_id(b), 20);
+    uint64_t start = uv_now(loop);
+    while (zn_dht_get_stats(c).good_nodes == 0 && uv_now(loop) - start < 10000)
+        uv_run(loop, UV_RUN_ONCE);
+    T_EQ_INT(zn_dht_get_stats(c).good_nodes, 1);
+    zn_dht_free(c);
+    uv_run(loop, UV_RUN_NOWAIT);
+    /* a garbled state file is ignored: a new random id, no nodes */
+    FILE *f = fopen(path, "w");
+    fputs("zestfs-dht 1\nid zz\nnode 12 x 0\nnode 0101010101010101010101010101010101010101 "
+          "1.2.3.4 0\n",
+          f);
+    fclose(f);
+    T_EQ_INT(zn_dht_new(loop, &oc, &c), 0);
+    T_TRUE(memcmp(zn_dht_id(c), id, 20) != 0);
+    T_EQ_INT(zn_dht_get_stats(c).nodes, 0);
+    zn_dht_free(c);
+    zn_dht_free(b);
+    uv_run(loop, UV_RUN_DEFAULT);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- malformed KRPC ----------------------------------------------------------------- */
+
+#define S(x) (const uint8_t *)(x), sizeof(x) - 1
+
+static void test_malformed(void)
+{
+    zn_krpc m;
+    static const char id[] = "aaaaaaaaaaaaaaaaaaaa";
+    (void)id;
+    T_EQ_INT(zn_krpc_parse(S("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:qe"), &m),
+             0);
+    T_EQ_INT(m.y, 'q');
+    zb_free(m.root);
+    const char *bad[] = {
+        "",                                                      /* empty */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:q", /* truncated */
+        "le",                                                    /* not a dict */
+        "d1:q4:ping1:t2:aa1:y1:qe",                              /* no a */
+        "d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe",                /* short id */
+        "d1:ad2:idi5ee1:q4:ping1:t2:aa1:y1:qe",                  /* id not a string */
+        "d1:ai1e1:q4:ping1:t2:aa1:y1:qe",                        /* a not a dict */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:qi1e1:t2:aa1:y1:qe", /* q not a string */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:y1:qe",     /* no t */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t0:1:y1:qe", /* empty t */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:ze", /* unknown y */
+        "d1:rd2:id2:xxe1:t2:aa1:y1:re",                          /* r with short id */
+        "d1:eli201ee1:t2:aa1:y1:ee",                             /* fine, see below */
+        "d1:e3:abc1:t2:aa1:y1:ee",                               /* e not a list */
+        "d1:eLe1:t2:aa1:y1:ee",                                  /* garbage */
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:qextra", /* trailing */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = zn_krpc_parse((const uint8_t *)bad[i], strlen(bad[i]), &m);
+        if (i == 12) {
+            T_EQ_INT(rc, 0);
+            T_EQ_INT(m.ecode, 201);
+            zb_free(m.root);
+            continue;
+        }
+        T_EQ_INT(rc, -EBADMSG);
+        T_TRUE(m.root == NULL);
+    }
+    uint8_t big[3000];
+    memset(big, 'x', sizeof big);
+    T_EQ_INT(zn_krpc_parse(big, sizeof big, &m), -EMSGSIZE);
+
+    /* the node drops them all, answers malformed queries with 203, unknown with 204 */
+    zn_dht *d;
+    zn_dht_opts o = {.bind_ip = "127.0.0.1"};
+    T_EQ_INT(zn_dht_new(loop, &o, &d), 0);
+    struct sockaddr_in from;
+    uv_ip4_addr("127.0.0.9", 9, &from);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        zn_dht_input(d, (const uint8_t *)bad[i], strlen(bad[i]), (struct sockaddr *)&from);
+    zn_dht_input(d, big, sizeof big, (struct sockaddr *)&from);
+    zn_dht_stats st = zn_dht_get_stats(d);
+    /* all, the well-formed error too (no such transaction), and the oversized one */
+    T_EQ_INT(st.dropped, sizeof bad / sizeof *bad + 1);
+    T_EQ_INT(st.queries_in, 0);
+    zn_dht_input(d, S("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaa6:targeti1ee1:q9:find_node1:t2:aa1:y1:qe"),
+                 (struct sockaddr *)&from);
+    zn_dht_input(d, S("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q5:vote!1:t2:aa1:y1:qe"),
+                 (struct sockaddr *)&from);
+    T_EQ_INT(zn_dht_get_stats(d).queries_in, 2);
+    /* random mutations of valid messages never crash */
+#define R_SEED                                                                             \
+    "d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa5:nodes26:cccccccccccccccccccc\x7f\0\0\x01\0\x09"        \
+    "5:token4:abcd6:valuesl6:\x7f\0\0\x01\0\x09"                                             \
+    "ee1:t2:aa1:y1:re"
+    static const char *seeds[] = {
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaa9:info_hash20:bbbbbbbbbbbbbbbbbbbbe1:q9:get_peers1:t2:aa1:y1:qe",
+        "d1:ad2:id20:aaaaaaaaaaaaaaaaaaaa9:info_hash20:bbbbbbbbbbbbbbbbbbbb4:porti9e5:token8:xxxxxxxxe1:q13:announce_peer1:t2:aa1:y1:qe",
+        R_SEED,
+    };
+    srand(11);
+    uint8_t buf[512];
+    for (int it = 0; it < 30000; it++) {
+        const char *sd = seeds[it % 3];
+        size_t n = it % 3 == 2 ? sizeof R_SEED - 1 : strlen(sd);
+        memcpy(buf, sd, n);
+        int muts = 1 + rand() % 4;
+        for (int k = 0; k < muts; k++) {
+            int op = rand() % 3;
+            size_t pos = (size_t)rand() % n;
+            if (op == 0)
+                buf[pos] = (uint8_t)rand();
+            else if (op == 1 && n > 1)
+                n = pos + 1;
+            else
+                buf[pos] = (uint8_t)"0123456789:deil"[rand() % 15];
+        }
+        zn_dht_input(d, buf, n, (struct sockaddr *)&from);
+        if (zn_krpc_parse(buf, n, &m) == 0)
+            zb_free(m.root);
+    }
+    T_TRUE(zn_dht_get_stats(d).dropped > 1000);
+    zn_dht_free(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+/* ---- tool mode ---------------------------------------------------------------------- */
+
+static int tool(int argc, char **argv)
+{
+    if (argc != 5 || strcmp(argv[1], "node"))
+        return 2;
+    const char *bl[17] = {0};
+    char *boots = strdup(argv[2]);
+    int nb = 0;
+    for (char *tok = strtok(boots, ","); tok && nb < 16; tok = strtok(NULL, ","))
+        bl[nb++] = tok;
+    zn_dht *d;
+    zn_dht_opts o = {.bind_ip = "127.0.0.1", .bootstrap = bl, .query_timeout_ms = 1500};
+    if (zn_dht_new(loop, &o, &d))
+        return 1;
+    printf("port %d\n", zn_dht_port(d));
+    fflush(stdout);
+    res r = {0};
+    zn_dht_bootstrap(d, done_cb, &r);
+    run_until(&r.calls, 1);
+    printf("bootstrap good=%u\n", r.n);
+    fflush(stdout);
+    uint8_t ih[20];
+    hex20(argv[3], ih);
+    memset(&r, 0, sizeof r);
+    zn_dht_announce(d, ih, (uint16_t)atoi(argv[4]), done_cb, &r);
+    run_until(&r.calls, 1);
+    printf("announced err=%d acks=%u\n", r.err, r.n);
+    fflush(stdout);
+    /* commands on stdin, while the loop keeps serving queries */
+    char line[256];
+    for (;;) {
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(0, &fds);
+        struct timeval tv = {0, 20000};
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (select(1, &fds, NULL, NULL, &tv) <= 0)
+            continue;
+        if (!fgets(line, sizeof line, stdin) || !strncmp(line, "quit", 4))
+            break;
+        if (!strncmp(line, "getpeers ", 9) && strlen(line) >= 49) {
+            hex20(line + 9, ih);
+            memset(&r, 0, sizeof r);
+            zn_dht_get_peers(d, ih, peers_cb, &r);
+            run_until(&r.calls, 1);
+            printf("peers %s err=%d\n", r.peers, r.err);
+        } else if (!strncmp(line, "ping ", 5)) {
+            struct sockaddr_in a;
+            uv_ip4_addr("127.0.0.1", atoi(line + 5), &a);
+            memset(&r, 0, sizeof r);
+            zn_dht_ping(d, (struct sockaddr *)&a, done_cb, &r);
+            run_until(&r.calls, 1);
+            printf("ping err=%d n=%u\n", r.err, r.n);
+        } else if (!strncmp(line, "stats", 5)) {
+            zn_dht_stats st = zn_dht_get_stats(d);
+            printf("stats queries_in=%llu responses_in=%llu stored_peers=%zu good=%zu\n",
+                   (unsigned long long)st.queries_in, (unsigned long long)st.responses_in,
+                   st.stored_peers, st.good_nodes);
+        }
+        fflush(stdout);
+    }
+    zn_dht_free(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+    free(boots);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    loop = uv_default_loop();
+    if (argc > 1)
+        return tool(argc, argv);
+    T_RUN(test_malformed);
+    T_RUN(test_tokens);
+    T_RUN(test_persist);
+    T_RUN(test_swarm);
+    return t_done();
+}
