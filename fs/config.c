@@ -201,11 +201,11 @@ static int parse_line(list *l, char *line, const char *path, int lineno, const s
                    key);
             return -EINVAL;
         }
-    bool secret = strcmp(key, "token") == 0;
+    bool secret = strcmp(key, "token") == 0 || strcmp(key, "http-token") == 0;
     if (secret && (st->st_mode & (S_IROTH | S_IWOTH))) {
         seterr(err, errlen,
-               "%s:%d: refusing 'token' from a file other users can read "
-               "(chmod o-rw it, or use token-file)", path, lineno);
+               "%s:%d: refusing '%s' from a file other users can read "
+               "(chmod o-rw it, or use token-file)", path, lineno, key);
         return -EPERM;
     }
     if (val) {
