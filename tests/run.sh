@@ -2,6 +2,10 @@
 # The test command (README): on Debian 12, installs what is missing (Debian
 # packages, the pinned PyPI/npm clients of tests/interop), configures and
 # builds ./build, runs every test, and prints "N passed, N failed[, N skipped]".
+# With CI=true or ZESTFS_SANITIZE=1 it then builds build-asan (ASan + UBSan)
+# and runs the whole suite there too, and runs every fuzz target briefly
+# (tests/fuzz/run.sh, ZESTFS_FUZZ_SECONDS each, default 30); the last line
+# sums all of it, with one line per part above it.
 # Exits non-zero on any failure.  Safe to run again.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,22 +23,28 @@ if ! bash tests/interop/setup.sh; then
     echo "run.sh: warning: interop clients not installed; interop tests will be skipped" >&2
 fi
 
-build=${ZESTFS_BUILD_DIR:-build}
-if [ -f "$build/meson-private/coredata.dat" ]; then
-    meson setup --reconfigure "$build"
-else
-    meson setup "$build"
+sanitize=0
+if [ "${CI:-}" = true ] || [ "${ZESTFS_SANITIZE:-0}" = 1 ]; then
+    sanitize=1
 fi
-ninja -C "$build"
 
-log="$build/meson-logs/testlog.json"
-rm -f "$log"
-set +e
-meson test -C "$build" --print-errorlogs "$@"
-rc=$?
-set -e
-
-summary=$(python3 - "$log" <<'PY'
+# run_suite BUILD [meson setup options...]: configure, build, meson test;
+# sets suite_rc and suite_counts ("passed failed skipped").
+run_suite() {
+    local build=$1
+    shift
+    if [ -f "$build/meson-private/coredata.dat" ]; then
+        meson setup --reconfigure "$build" "$@"
+    else
+        meson setup "$build" "$@"
+    fi
+    local log="$build/meson-logs/testlog.json"
+    rm -f "$log"
+    set +e
+    ninja -C "$build" && meson test -C "$build" --print-errorlogs "${test_args[@]}"
+    suite_rc=$?
+    set -e
+    suite_counts=$(python3 - "$log" <<'PY'
 import json, sys
 passed = failed = skipped = 0
 try:
@@ -51,16 +61,60 @@ for line in lines:
         skipped += 1
     else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
         failed += 1
-s = f"{passed} passed, {failed} failed"
-if skipped:
-    s += f", {skipped} skipped"
-print(s)
+print(passed, failed, skipped)
 PY
 )
-if [ "$rc" -ne 0 ] && [ "${summary#*, 0 failed}" != "$summary" ]; then
-    # meson failed without a failing test (e.g. it could not rebuild)
-    summary=${summary/, 0 failed/, 1 failed}
+    if [ "$suite_rc" -ne 0 ] && [ "$(echo "$suite_counts" | cut -d' ' -f2)" = 0 ]; then
+        # meson failed without a failing test (e.g. it could not build)
+        suite_counts="$(echo "$suite_counts" | cut -d' ' -f1) 1 $(echo "$suite_counts" | cut -d' ' -f3)"
+    fi
+}
+
+fmt() { # "p f s" -> "p passed, f failed[, s skipped]"
+    set -- $1
+    local s="$1 passed, $2 failed"
+    [ "$3" = 0 ] || s="$s, $3 skipped"
+    echo "$s"
+}
+
+test_args=("$@")
+total_p=0 total_f=0 total_s=0 rc=0 lines=""
+add() { # NAME "p f s" RC
+    set -- "$1" $2 "$3"
+    total_p=$((total_p + $2)) total_f=$((total_f + $3)) total_s=$((total_s + $4))
+    [ "$5" -eq 0 ] || rc=1
+    lines="$lines$(printf '%-10s %s' "$1:" "$(fmt "$2 $3 $4")")"$'\n'
+}
+
+build=${ZESTFS_BUILD_DIR:-build}
+run_suite "$build"
+add "$build" "$suite_counts" "$suite_rc"
+
+if [ "$sanitize" = 1 ]; then
+    # The whole suite again under ASan + UBSan; any report fails the test
+    # that triggered it (the FUSE daemon included: it inherits these).
+    asan=${ZESTFS_ASAN_BUILD_DIR:-build-asan}
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+    run_suite "$asan" -Db_sanitize=address,undefined -Db_lundef=false
+    add "$asan" "$suite_counts" "$suite_rc"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+
+    # Every fuzz target for a short while (clang, build-fuzz).
+    set +e
+    fuzz_out=$(bash tests/fuzz/run.sh "${ZESTFS_FUZZ_SECONDS:-30}" 2>&1)
+    fuzz_rc=$?
+    set -e
+    echo "$fuzz_out"
+    fc=$(echo "$fuzz_out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2 0/p')
+    [ -n "$fc" ] || fc="0 1 0"
+    add fuzz "$fc" "$fuzz_rc"
 fi
+
+summary=$(fmt "$total_p $total_f $total_s")
 echo
+if [ "$sanitize" = 1 ]; then
+    printf '%s' "$lines"
+fi
 echo "$summary"
 exit "$rc"
