@@ -954,6 +954,7 @@ static void input(zn_dht *d, const uint8_t *buf, size_t len, const struct sockad
         zb_free(m.root);
         return;
     }
+    txn xc = *x; /* the slot may be reused (table_seen can send a ping) */
     x->used = false;
     if (m.y == 'r') {
         d->st.responses_in++;
@@ -961,8 +962,8 @@ static void input(zn_dht *d, const uint8_t *buf, size_t len, const struct sockad
     } else {
         d->st.errors_in++;
     }
-    search *s = x->s;
-    search_on_response(d, x, &m);
+    search *s = xc.s;
+    search_on_response(d, &xc, &m);
     zb_free(m.root);
     if (s && !d->free_pending && !d->closing)
         search_step(d, s);
