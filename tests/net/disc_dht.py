@@ -22,6 +22,7 @@ except ImportError:
 TOOL = sys.argv[1]
 FAILS = []
 ALL = []  # text of every dht_pkt_alert seen
+ERR = tempfile.TemporaryFile()  # our node's stderr (sanitizer reports)
 
 
 def check(cond, what):
@@ -67,7 +68,7 @@ class Node:
     def __init__(self, boots, ih, port):
         self.p = subprocess.Popen([TOOL, "node", ",".join("127.0.0.1:%d" % b for b in boots),
                                    ih, str(port)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+                                  stdout=subprocess.PIPE, stderr=ERR, text=True, bufsize=1)
 
     def line(self, timeout=90):
         r, _, _ = select.select([self.p.stdout], [], [], timeout)
@@ -88,6 +89,10 @@ class Node:
         except Exception:
             self.p.kill()
             self.p.wait()
+        ERR.seek(0)
+        err = ERR.read().decode(errors="replace")
+        check(self.p.returncode == 0 and not err,
+              "our node exits 0, nothing on stderr (rc %s %s)" % (self.p.returncode, err[-500:]))
 
 
 def pump(sessions, secs, until=None):

@@ -31,7 +31,8 @@ def run(*args, timeout=60):
     p = subprocess.run([TOOL] + [str(a) for a in args], capture_output=True, text=True,
                        timeout=timeout)
     if p.returncode != 0 or p.stderr:
-        print("tool rc=%d stderr=%s" % (p.returncode, p.stderr))
+        check(False, "tool %s: exit 0, nothing on stderr (rc %d %s)"
+              % (args[0], p.returncode, p.stderr[-500:]))
     return p.stdout.strip().splitlines()
 
 
