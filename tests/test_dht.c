@@ -90,7 +90,8 @@ static void make_nodes(void)
     for (int i = 0; i < NN; i++) {
         const char *bl[2] = {boot, NULL};
         zn_dht_opts o = {.bind_ip = "127.0.0.1", .query_timeout_ms = 1000,
-                         .bootstrap = i ? bl : NULL};
+                         .bootstrap = i ? bl : NULL,
+                         .announce_interval_ms = i == 3 ? 400 : 0 /* re-announce test */};
         T_EQ_INT(zn_dht_new(loop, &o, &nodes[i]), 0);
         if (i == 0)
             snprintf(boot, sizeof boot, "127.0.0.1:%d", zn_dht_port(nodes[0]));
@@ -158,6 +159,18 @@ static void test_swarm(void)
     run_until(&rg.calls, 1);
     T_EQ_INT(rg.err, 0);
     T_EQ_STR(rg.peers, "127.0.0.1:45678");
+    /* re-announced periodically (node 3: every 400 ms) until unannounced */
+    uint64_t q0 = 0, q1 = 0, start = uv_now(loop);
+    for (int i = 0; i < NN; i++)
+        q0 += zn_dht_get_stats(nodes[i]).queries_in;
+    while (q1 < q0 + ra.n && uv_now(loop) - start < 20000) {
+        uv_run(loop, UV_RUN_ONCE);
+        q1 = 0;
+        for (int i = 0; i < NN; i++)
+            q1 += zn_dht_get_stats(nodes[i]).queries_in;
+    }
+    T_TRUE(q1 >= q0 + ra.n); /* at least another lookup + announce round */
+    zn_dht_unannounce(nodes[3], ih);
     /* implied port: the announcer's UDP port */
     uint8_t ih2[20];
     zn_swarm_repo_id("dataset", "zestfs-test/implied", ih2);
