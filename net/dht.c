@@ -1063,6 +1063,7 @@ static void load_state(zn_dht *d, bool want_id)
     if (!f)
         return;
     char line[256];
+    int nodes = 0; /* an id line counts only before the nodes (their buckets depend on it) */
     if (!fgets(line, sizeof line, f) || strcmp(line, "zestfs-dht 1\n")) {
         fclose(f);
         return;
@@ -1072,13 +1073,13 @@ static void load_state(zn_dht *d, bool want_id)
         unsigned port;
         uint8_t id[20];
         if (sscanf(line, "id %63s", hex) == 1) {
-            if (want_id && strlen(hex) == 40 && xet_unhex(hex, 20, id) == 0)
+            if (want_id && !nodes && strlen(hex) == 40 && xet_unhex(hex, 20, id) == 0)
                 memcpy(d->id, id, 20);
         } else if (sscanf(line, "node %63s %63s %u", hex, ip, &port) == 3) {
             struct sockaddr_in a;
             if (strlen(hex) == 40 && xet_unhex(hex, 20, id) == 0 && port > 0 && port < 65536 &&
                 uv_ip4_addr(ip, (int)port, &a) == 0)
-                table_seen(d, id, &a, false); /* questionable until it answers */
+                table_seen(d, id, &a, false), nodes++; /* questionable until it answers */
         }
     }
     fclose(f);
@@ -1223,8 +1224,6 @@ int zn_dht_new(uv_loop_t *loop, const zn_dht_opts *o, zn_dht **out)
     rnd(d->secret, 16);
     rnd(d->prev_secret, 16);
     d->secret_at = d->last_maint = uv_now(loop);
-    if (d->state_path)
-        load_state(d, o->node_id == NULL);
     if (o->node_id)
         memcpy(d->id, o->node_id, 20);
     struct sockaddr_in bind;
@@ -1256,6 +1255,8 @@ int zn_dht_new(uv_loop_t *loop, const zn_dht_opts *o, zn_dht **out)
     if (tick < 10)
         tick = 10;
     uv_timer_start(&d->timer, on_tick, tick, tick);
+    if (d->state_path) /* the id first, then nodes into its buckets (may send pings) */
+        load_state(d, o->node_id == NULL);
     for (const char *const *b = o->bootstrap; b && *b; b++)
         add_bootstrap(d, loop, *b);
     /* ping the nodes remembered from last time */
