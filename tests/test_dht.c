@@ -154,9 +154,13 @@ static void test_swarm(void)
     for (int i = 0; i < NN; i++)
         stored += zn_dht_get_stats(nodes[i]).stored_peers;
     T_EQ_INT(stored, ra.n);
+    uint64_t qo = zn_dht_get_stats(nodes[9]).queries_out, t0 = uv_hrtime();
     T_EQ_INT(zn_dht_get_peers(nodes[9], ih, peers_cb, &rg), 0);
     T_EQ_INT(rg.calls, 0);
     run_until(&rg.calls, 1);
+    fprintf(stderr, "get_peers lookup over %d nodes: %llu queries, %.1f ms; announce acks %u\n",
+            NN, (unsigned long long)(zn_dht_get_stats(nodes[9]).queries_out - qo),
+            (double)(uv_hrtime() - t0) / 1e6, ra.n);
     T_EQ_INT(rg.err, 0);
     T_EQ_STR(rg.peers, "127.0.0.1:45678");
     /* re-announced periodically (node 3: every 400 ms) until unannounced */
