@@ -320,9 +320,9 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud)
     size_t nl = (size_t)(colon - p);
     const char *v = colon + 1;
     const char *ve = p + e;
-    while (v < ve && (*v == ' ' || *v == '\t'))
+    while (v < ve && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n'))
         v++;
-    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r' || ve[-1] == '\n'))
         ve--;
     size_t vl = (size_t)(ve - v);
     char *blk = malloc(nl + vl + 2);
