@@ -1688,3 +1688,58 @@ int zc_meta_list(zc_store *s, const char *prefix, int (*cb)(void *ud, const char
     closedir(d);
     return rc;
 }
+
+/* ---- listings for the peer swarm ------------------------------------------ */
+
+long zc_runs(zc_store *s, const xet_hash *xorb, zc_range *out, size_t max)
+{
+    long k = 0;
+    uint32_t last = 0;
+    pthread_mutex_lock(&s->mu);
+    struct zc_xorb *x = xorb_find(s, xorb);
+    for (uint32_t i = 0; x && i < x->n; i++) {
+        const struct zc_seg *g = x->v[i];
+        if (k > 0 && g->start <= last) { /* touches or overlaps the run before */
+            if (g->end > last)
+                last = g->end;
+            if ((size_t)(k - 1) < max)
+                out[k - 1].end = last;
+            continue;
+        }
+        if ((size_t)k < max)
+            out[k] = (zc_range){g->start, g->end};
+        last = g->end;
+        k++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return k;
+}
+
+int zc_chunk_hashes(const zc_ref *ref, uint32_t start, uint32_t end, uint32_t *lens,
+                    xet_hash *hashes)
+{
+    if (!ref || !ref->seg || !ref->ready || start >= end)
+        return -EINVAL;
+    const struct zc_seg *g = ref->seg; /* immutable once SEG_OK */
+    if (start < g->start || end > g->end)
+        return -ERANGE;
+    uint32_t n = end - start;
+    uint8_t *h = malloc((size_t)n * SEG_ENTRY);
+    if (!h)
+        return -ENOMEM;
+    ssize_t got = pread_full(ref->fd, h, (size_t)n * SEG_ENTRY,
+                             SEG_FIXED + (uint64_t)SEG_ENTRY * (start - g->start));
+    int rc = got < 0 ? (int)got : (size_t)got != (size_t)n * SEG_ENTRY ? -EIO : 0;
+    for (uint32_t i = 0; !rc && i < n; i++) {
+        uint32_t l = get32(h + SEG_ENTRY * i);
+        if (l != g->off[start - g->start + i + 1] - g->off[start - g->start + i]) {
+            rc = -EIO; /* the header changed under us */
+            break;
+        }
+        if (lens)
+            lens[i] = l;
+        memcpy(hashes[i].b, h + SEG_ENTRY * i + 4, XET_HASH_LEN);
+    }
+    free(h);
+    return rc;
+}

@@ -163,6 +163,18 @@ int zc_chunk_span(const zc_ref *ref, uint32_t chunk, uint64_t *off, uint32_t *le
 long zc_missing(zc_store *s, const xet_hash *xorb, uint32_t start, uint32_t end,
                 zc_range *out, size_t max);
 
+/* Stored chunk runs of xorb, in order, neighbouring and overlapping
+ * segments merged into one run.  Writes up to max of them to out; returns
+ * how many there are in all.  Memory only (cheap: fine on the loop). */
+long zc_runs(zc_store *s, const xet_hash *xorb, zc_range *out, size_t max);
+
+/* Decoded lengths (lens may be NULL) and chunk hashes of chunks
+ * [start, end) of a ready ref's segment, from its header (checked when
+ * the segment was verified).  -ERANGE outside [seg_start, seg_end).
+ * Worker thread (reads the file). */
+int zc_chunk_hashes(const zc_ref *ref, uint32_t start, uint32_t end, uint32_t *lens,
+                    xet_hash *hashes);
+
 /* Label: while on, no segment of xorb is evicted (present or stored later).
  * Held in memory only; the owner re-applies labels after zc_open. */
 int zc_label_pin(zc_store *s, const xet_hash *xorb, bool on);
