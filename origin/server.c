@@ -65,6 +65,7 @@ typedef struct srv {
     bool tls;
     /* knobs */
     _Atomic unsigned latency_ms, fail_every, truncate_every, flip_every, token_ttl, url_ttl;
+    _Atomic unsigned refuse_xorbs; /* knob: every xorb GET answers 503 (peer tests) */
     _Atomic uint64_t conn_bps, total_bps;
     _Atomic uint64_t nreq, nbody, nxorbreq;
     /* total bandwidth: a shared schedule (next free time, ns) */
@@ -1923,6 +1924,7 @@ static cJSON *knobs_json(srv *S)
     cJSON_AddNumberToObject(j, "fail_every", S->fail_every);
     cJSON_AddNumberToObject(j, "truncate_every", S->truncate_every);
     cJSON_AddNumberToObject(j, "flip_every", S->flip_every);
+    cJSON_AddNumberToObject(j, "refuse_xorbs", S->refuse_xorbs);
     cJSON_AddNumberToObject(j, "token_ttl", S->token_ttl);
     cJSON_AddNumberToObject(j, "url_ttl", S->url_ttl);
     return j;
@@ -1987,6 +1989,8 @@ static enum MHD_Result h_control(ctx *x)
                 S->truncate_every = (unsigned)v;
             else if (!strcmp(it->string, "flip_every"))
                 S->flip_every = (unsigned)v;
+            else if (!strcmp(it->string, "refuse_xorbs"))
+                S->refuse_xorbs = (unsigned)v;
             else if (!strcmp(it->string, "token_ttl"))
                 S->token_ttl = (unsigned)v;
             else if (!strcmp(it->string, "url_ttl"))
@@ -2203,8 +2207,15 @@ static enum MHD_Result route(ctx *x)
     if (g->n == 4 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "chunks") && x->get)
         return h_chunk_query(x, g->v[3]);
     /* CDN */
-    if (g->n == 3 && !strcmp(g->v[0], "xorbs") && (x->get || x->head))
+    if (g->n == 3 && !strcmp(g->v[0], "xorbs") && (x->get || x->head)) {
+        if (S->refuse_xorbs) {
+            pthread_mutex_lock(&S->stmu);
+            S->faults++;
+            pthread_mutex_unlock(&S->stmu);
+            return send_err(c, 503, NULL, "injected failure (refuse_xorbs)");
+        }
         return h_xorb_get(x, g->v[2]);
+    }
     /* resolve */
     {
         size_t o = 0;
