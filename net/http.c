@@ -345,12 +345,32 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud)
 }
 
 /* Content-Range "bytes S-E/T" (T may be a star) is the requested range? */
+/* Decimal digits only (no sign, no blanks: sscanf's %llu takes both), at
+ * most 19 of them; *p moves past them. */
+static bool parse_u64(const char **p, uint64_t *v)
+{
+    const char *s = *p;
+    uint64_t x = 0;
+    int n = 0;
+    while (*s >= '0' && *s <= '9' && n < 19) {
+        x = x * 10 + (uint64_t)(*s++ - '0');
+        n++;
+    }
+    if (n == 0 || (*s >= '0' && *s <= '9'))
+        return false;
+    *v = x;
+    *p = s;
+    return true;
+}
+
 static bool content_range_ok(zn_req *q)
 {
     const char *cr = zn_resp_header(&q->resp, "Content-Range");
-    unsigned long long s, e;
-    int n = 0;
-    if (!cr || sscanf(cr, "bytes %llu-%llu/%n", &s, &e, &n) != 2 || n == 0)
+    uint64_t s, e;
+    if (!cr || strncmp(cr, "bytes ", 6) != 0)
+        return false;
+    cr += 6;
+    if (!parse_u64(&cr, &s) || *cr++ != '-' || !parse_u64(&cr, &e) || *cr != '/')
         return false;
     return s == q->range.start && e == q->range.end;
 }
