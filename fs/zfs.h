@@ -40,6 +40,7 @@ typedef struct zf_fs {
     const char *mountpoint;     /* as given; NULL when not mounted (pull, seed) */
     void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
     void (*blob_released)(struct zf_fs *fs, void *token);
+    struct zf_p2p *p2p;         /* the peer swarm (p2p.h); NULL: CDN only */
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */

@@ -1,0 +1,782 @@
+/* p2p.c — the peer swarm inside zestfs (p2p.h; issue #5 parts 3, 5, 6).
+ *
+ * Design
+ * ------
+ * One zn_peer_node per process, on the mount's (or seed's) loop.  It serves
+ * the store through a provider:
+ *   held         zc_runs (the index; memory only),
+ *   read_chunks  zc_lookup + zc_chunk_hashes + zc_read on the libuv pool
+ *                (segments found at zc_open are verified on first use),
+ *   manifest     store metadata "manifest/<xorb>" (read on the loop: a
+ *                manifest is at most 8192 × 36 bytes, read once per MREQ),
+ *   may_serve    the swarm of a repository we present and that is public.
+ * Privacy.  The Hub's answers do not say whether a repo is private or gated,
+ * so the rule is the conservative one: repos read WITH a token are private
+ * (never joined, announced or served) unless `--seed-private REPO` opts one
+ * in; without a token everything presented was readable anonymously, hence
+ * public.  A request is also refused unless the swarm it arrives on is
+ * served.  (Gap: a peer in a public swarm may ask for any xorb hash we hold;
+ * xorb hashes are content hashes and unguessable, but a private repo's xorb
+ * shared with a public one is served through the public swarm.)
+ * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h).
+ * Manifests.  After a zc_put (pool), if the store holds [0, n) of the xorb
+ * and the (hash, len) list of those chunks, read from the segment headers,
+ * aggregates (xet_merkle_root, via zp_manifest_verify) to the xorb hash, the
+ * list is the xorb's manifest: persisted as "manifest/<xorb>" ("ZFMANI01",
+ * n u32 LE, then n × {hash[32], len u32 LE}) and served.  That check also
+ * proves CDN data whole against the xorb hash (counted: manifests_built).
+ * Static peers (--peer HOST:PORT) are resolved once at start and dialled
+ * for every joined swarm; a timer re-dials every 5 s (zn_peer_add answers
+ * -EALREADY while connected), so a peer that starts later is found.
+ * Startup announce: per joined repo, a pool job reads the file maps
+ * ("fmap/<xet id>") of its Xet files and collects their xorbs (bounded:
+ * 65536), builds missing manifests, and the loop announces each xorb held. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "disc.h"
+#include "p2p.h"
+
+#define MAN_MAGIC "ZFMANI01"
+#define FMAP_MAGIC "ZFMAP001"
+#define FMAP_REC 56
+#define MAX_ANNOUNCE_XORBS 65536
+#define REDIAL_MS 5000
+#define MAX_RUNS 4096
+
+typedef struct p2p_swarm {
+    uint8_t ih[20];
+    char type[8];
+    char *id;
+    bool served;
+} p2p_swarm;
+
+struct zf_p2p {
+    uv_loop_t *loop;
+    zc_store *store;
+    zn_peer_node *node;
+    zf_p2p_opts o;
+    p2p_swarm *sw;
+    size_t nsw, csw;
+    struct sockaddr_storage *peers;
+    size_t npeers;
+    uv_timer_t redial;
+    bool stopped;
+    int works;                  /* pool jobs in flight */
+    _Atomic uint64_t manifests_built, manifest_failures;
+    uint64_t reads;
+};
+
+const char *zf_p2p_type_name(enum zf_repo_type t)
+{
+    return t == ZF_DATASET ? "dataset" : t == ZF_SPACE ? "space" : "model";
+}
+
+const char zf_p2p_usage[] =
+    "      --listen [ADDR:]PORT  peer swarm listener (default 0.0.0.0, port 0 = any;\n"
+    "                          the port is printed)\n"
+    "      --no-p2p            no peer swarm: read from the CDN only, serve nothing\n"
+    "      --peer HOST:PORT    a peer to use and serve (repeatable)\n"
+    "      --upload-rate BYTES upload cap per second, suffixes K/M/G (default none)\n"
+    "      --max-peers N       connections at most (default 64)\n"
+    "      --seed-private REPO serve REPO's swarm although it was read with a token\n"
+    "                          (repos read with a token count as private; repeatable)\n";
+
+int zf_parse_size(const char *s, uint64_t *out); /* mount.c */
+
+int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg)
+{
+    if (!strcmp(name, "no-p2p")) {
+        o->disabled = true;
+        return 1;
+    }
+    if (!strcmp(name, "listen")) {
+        o->listen = arg;
+        return 1;
+    }
+    if (!strcmp(name, "peer") || !strcmp(name, "seed-private")) {
+        bool peer = name[0] == 'p';
+        size_t *n = peer ? &o->npeers : &o->nseed_private;
+        if (*n == ZF_P2P_MAX_LIST || (peer && !strrchr(arg, ':'))) {
+            fprintf(stderr, "zestfs: --%s %s: %s\n", name, arg,
+                    *n == ZF_P2P_MAX_LIST ? "too many" : "not HOST:PORT");
+            return -EINVAL;
+        }
+        (peer ? o->peers : o->seed_private)[(*n)++] = arg;
+        return 1;
+    }
+    if (!strcmp(name, "upload-rate") || !strcmp(name, "max-peers")) {
+        uint64_t v;
+        if (zf_parse_size(arg, &v) != 0 || (name[0] == 'm' && (v == 0 || v > 65535))) {
+            fprintf(stderr, "zestfs: --%s %s: not a %s\n", name, arg,
+                    name[0] == 'm' ? "count (1..65535)" : "rate");
+            return -EINVAL;
+        }
+        if (name[0] == 'm')
+            o->max_peers = (unsigned)v;
+        else
+            o->upload_rate = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* "[ADDR:]PORT", "[v6]:PORT" → addr (no brackets), port. */
+static int split_hostport(const char *s, bool port_only_ok, char *host, size_t hl, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':'), *ps = s;
+    host[0] = 0;
+    if (colon) {
+        const char *h = s;
+        size_t n = (size_t)(colon - s);
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+            h++;
+            n -= 2;
+        }
+        if (n == 0 || n >= hl)
+            return -EINVAL;
+        memcpy(host, h, n);
+        host[n] = 0;
+        ps = colon + 1;
+    } else if (!port_only_ok) {
+        return -EINVAL;
+    }
+    char *end;
+    long v = strtol(ps, &end, 10);
+    if (end == ps || *end || v < 0 || v > 65535)
+        return -EINVAL;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int zf_p2p_reserve(zf_p2p_opts *o)
+{
+    o->reserve_fd = -1;
+    if (o->disabled)
+        return 0;
+    char host[64];
+    uint16_t port = 0;
+    if (o->listen && split_hostport(o->listen, true, host, sizeof host, &port) != 0) {
+        fprintf(stderr, "zestfs: --listen %s: not [ADDR:]PORT\n", o->listen);
+        return -EINVAL;
+    }
+    if (!o->listen || !host[0])
+        snprintf(host, sizeof host, "0.0.0.0");
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        sl = sizeof *a6;
+    } else {
+        fprintf(stderr, "zestfs: --listen %s: not a numeric address\n", o->listen);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0)
+        return -errno;
+    /* not listening: the node's socket (libuv sets SO_REUSEADDR too) binds
+     * the same address while this one holds the port */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+        int e = -errno;
+        fprintf(stderr, "zestfs: --listen %s: %s\n", o->listen ? o->listen : "0", strerror(-e));
+        close(fd);
+        return e;
+    }
+    o->reserve_fd = fd;
+    o->port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+    snprintf(o->bind, sizeof o->bind, "%s", host);
+    fprintf(stderr, "zestfs: peers on %s%s%s:%u\n", ss.ss_family == AF_INET6 ? "[" : "", host,
+            ss.ss_family == AF_INET6 ? "]" : "", o->port);
+    return 0;
+}
+
+/* ---- provider ------------------------------------------------------------------ */
+
+static size_t pv_held(void *ud, const xet_hash *xorb, zn_chunk_run *out, size_t max)
+{
+    zf_p2p *p = ud;
+    zc_range r[256];
+    long n = zc_runs(p->store, xorb, r, 256);
+    if (n < 0)
+        return 0;
+    size_t k = 0;
+    for (long i = 0; i < n && i < 256 && k < max; i++)
+        out[k++] = (zn_chunk_run){r[i].start, r[i].end};
+    return k;
+}
+
+static void man_key(const xet_hash *xorb, char out[80])
+{
+    char xs[65];
+    xet_hash_to_string(xorb, xs);
+    snprintf(out, 80, "manifest/%s", xs);
+}
+
+static int man_parse(const uint8_t *d, size_t len, xet_hash **hashes, uint32_t **lens,
+                     uint32_t *n)
+{
+    if (len < 12 || memcmp(d, MAN_MAGIC, 8))
+        return -EBADMSG;
+    uint32_t k = (uint32_t)d[8] | (uint32_t)d[9] << 8 | (uint32_t)d[10] << 16 |
+                 (uint32_t)d[11] << 24;
+    if (k == 0 || k > XET_XORB_MAX_CHUNKS || len != 12 + (size_t)k * 36)
+        return -EBADMSG;
+    *hashes = malloc(k * sizeof **hashes);
+    *lens = malloc(k * sizeof **lens);
+    if (!*hashes || !*lens) {
+        free(*hashes);
+        free(*lens);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        const uint8_t *q = d + 12 + (size_t)i * 36;
+        memcpy((*hashes)[i].b, q, 32);
+        (*lens)[i] = (uint32_t)q[32] | (uint32_t)q[33] << 8 | (uint32_t)q[34] << 16 |
+                     (uint32_t)q[35] << 24;
+    }
+    *n = k;
+    return 0;
+}
+
+static int pv_manifest(void *ud, const xet_hash *xorb, xet_hash **hashes, uint32_t **lens,
+                       uint32_t *n)
+{
+    zf_p2p *p = ud;
+    char key[80];
+    man_key(xorb, key);
+    void *d;
+    size_t len;
+    int rc = zc_meta_get(p->store, key, &d, &len);
+    if (rc)
+        return -ENOENT;
+    rc = man_parse(d, len, hashes, lens, n);
+    free(d);
+    if (!rc && zp_manifest_verify(xorb, *hashes, *lens, *n) != 0) { /* never serve a bad one */
+        free(*hashes);
+        free(*lens);
+        rc = -ENOENT;
+    }
+    return rc ? -ENOENT : 0;
+}
+
+typedef struct rc_job {
+    uv_work_t work;
+    zf_p2p *p;
+    xet_hash xorb;
+    uint32_t start, end;
+    zn_peer_read_cb cb;
+    void *arg;
+    uint32_t *lens;
+    xet_hash *hashes;
+    uint8_t *data;
+    size_t len;
+    int err;
+} rc_job;
+
+static void rc_work(uv_work_t *w)
+{
+    rc_job *j = w->data;
+    uint32_t n = j->end - j->start;
+    j->lens = malloc(n * sizeof *j->lens);
+    j->hashes = malloc(n * sizeof *j->hashes);
+    if (!j->lens || !j->hashes) {
+        j->err = -ENOMEM;
+        return;
+    }
+    size_t cap = 0;
+    for (uint32_t k = j->start; k < j->end && !j->err;) {
+        zc_ref ref;
+        int rc = zc_lookup(j->p->store, &j->xorb, k, &ref);
+        if (rc == -EAGAIN)
+            rc = zc_verify_segment(&ref);
+        if (rc) {
+            if (ref.seg)
+                zc_unpin(&ref);
+            j->err = rc == -EBADMSG ? -ENOENT : rc;
+            break;
+        }
+        uint32_t m = ref.seg_end < j->end ? ref.seg_end : j->end;
+        uint32_t i0 = k - j->start;
+        rc = zc_chunk_hashes(&ref, k, m, j->lens + i0, j->hashes + i0);
+        uint64_t bytes = 0;
+        for (uint32_t i = i0; !rc && i < m - j->start; i++)
+            bytes += j->lens[i];
+        if (!rc && j->len + bytes > cap) {
+            size_t nc = (j->len + bytes) * 2;
+            uint8_t *nd = realloc(j->data, nc);
+            if (!nd)
+                rc = -ENOMEM;
+            else {
+                j->data = nd;
+                cap = nc;
+            }
+        }
+        if (!rc) {
+            ssize_t got = zc_read(&ref, k, 0, j->data + j->len, bytes);
+            rc = got < 0 ? (int)got : (uint64_t)got != bytes ? -EIO : 0;
+        }
+        zc_unpin(&ref);
+        if (rc) {
+            j->err = rc;
+            break;
+        }
+        j->len += bytes;
+        k = m;
+    }
+}
+
+static void rc_after(uv_work_t *w, int status)
+{
+    rc_job *j = w->data;
+    zf_p2p *p = j->p;
+    p->works--;
+    if (p->node && !p->stopped) { /* the node is gone once stopped: its cb with it */
+        int err = status ? -ECANCELED : j->err;
+        p->reads++;
+        j->cb(j->arg, err, err ? NULL : j->lens, err ? NULL : j->hashes, err ? NULL : j->data,
+              err ? 0 : j->len);
+    }
+    free(j->lens);
+    free(j->hashes);
+    free(j->data);
+    free(j);
+}
+
+static int pv_read_chunks(void *ud, const xet_hash *xorb, uint32_t start, uint32_t end,
+                          zn_peer_read_cb cb, void *arg)
+{
+    zf_p2p *p = ud;
+    if (start >= end || end - start > XET_XORB_MAX_CHUNKS)
+        return -EINVAL;
+    rc_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->p = p;
+    j->xorb = *xorb;
+    j->start = start;
+    j->end = end;
+    j->cb = cb;
+    j->arg = arg;
+    j->work.data = j;
+    int rc = uv_queue_work(p->loop, &j->work, rc_work, rc_after);
+    if (rc) {
+        free(j);
+        return rc;
+    }
+    p->works++;
+    return 0;
+}
+
+static bool pv_may_serve(void *ud, const uint8_t ih[20])
+{
+    zf_p2p *p = ud;
+    for (size_t i = 0; i < p->nsw; i++)
+        if (!memcmp(p->sw[i].ih, ih, 20))
+            return p->sw[i].served;
+    return false;
+}
+
+/* ---- manifests (pool) ---------------------------------------------------------- */
+
+int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+{
+    zc_range r[1];
+    (void)cs;
+    if (zc_missing(p->store, xorb, 0, ce, r, 1) != 0)
+        return 0; /* [0, ce) not all stored: the run does not start at chunk 0 */
+    long nr = zc_runs(p->store, xorb, r, 1);
+    if (nr < 1 || r[0].start != 0)
+        return 0;
+    uint32_t n = r[0].end;
+    char key[80];
+    man_key(xorb, key);
+    void *old;
+    size_t oldlen;
+    if (zc_meta_get(p->store, key, &old, &oldlen) == 0) {
+        free(old);
+        return 1;
+    }
+    uint32_t *lens = malloc(n * sizeof *lens);
+    xet_hash *hashes = malloc(n * sizeof *hashes);
+    int rc = lens && hashes ? 0 : -ENOMEM;
+    for (uint32_t k = 0; !rc && k < n;) {
+        zc_ref ref;
+        rc = zc_lookup(p->store, xorb, k, &ref);
+        if (rc == -EAGAIN)
+            rc = zc_verify_segment(&ref);
+        if (!rc) {
+            uint32_t m = ref.seg_end < n ? ref.seg_end : n;
+            rc = zc_chunk_hashes(&ref, k, m, lens + k, hashes + k);
+            k = m;
+        }
+        if (ref.seg)
+            zc_unpin(&ref);
+        if (rc == -ENOENT || rc == -EBADMSG)
+            rc = 1; /* evicted or corrupt meanwhile: not complete now */
+    }
+    if (!rc) {
+        rc = zp_manifest_verify(xorb, hashes, lens, n);
+        if (rc == -EILSEQ) {
+            rc = 0; /* [0, n) is not the whole xorb (or not it): nothing to say yet */
+        } else if (rc == 0) {
+            size_t len = 12 + (size_t)n * 36;
+            uint8_t *d = malloc(len);
+            if (!d) {
+                rc = -ENOMEM;
+            } else {
+                memcpy(d, MAN_MAGIC, 8);
+                for (int b = 0; b < 4; b++)
+                    d[8 + b] = (uint8_t)(n >> (8 * b));
+                for (uint32_t i = 0; i < n; i++) {
+                    uint8_t *q = d + 12 + (size_t)i * 36;
+                    memcpy(q, hashes[i].b, 32);
+                    for (int b = 0; b < 4; b++)
+                        q[32 + b] = (uint8_t)(lens[i] >> (8 * b));
+                }
+                rc = zc_meta_put(p->store, key, d, len, 0);
+                free(d);
+                if (!rc) {
+                    atomic_fetch_add(&p->manifests_built, 1);
+                    rc = 1;
+                }
+            }
+        } else {
+            atomic_fetch_add(&p->manifest_failures, 1);
+        }
+    } else if (rc == 1) {
+        rc = 0;
+    }
+    free(lens);
+    free(hashes);
+    return rc;
+}
+
+/* ---- swarms, peers, announces ---------------------------------------------------- */
+
+static bool repo_opted_in(const zf_p2p *p, const char *type, const char *id)
+{
+    for (size_t i = 0; i < p->o.nseed_private; i++) {
+        const char *s = p->o.seed_private[i];
+        char full[300];
+        if (!strcmp(s, id))
+            return !strcmp(type, "model");
+        snprintf(full, sizeof full, "%ss/%s", type, id);
+        if (!strcmp(s, full))
+            return true;
+        snprintf(full, sizeof full, "%s/%s", type, id);
+        if (!strcmp(s, full))
+            return true;
+    }
+    return false;
+}
+
+static p2p_swarm *swarm_find(zf_p2p *p, const char *type, const char *id)
+{
+    for (size_t i = 0; i < p->nsw; i++)
+        if (!strcmp(p->sw[i].type, type) && !strcmp(p->sw[i].id, id))
+            return &p->sw[i];
+    return NULL;
+}
+
+static void dial_all(zf_p2p *p)
+{
+    for (size_t s = 0; s < p->nsw; s++)
+        if (p->sw[s].served)
+            for (size_t i = 0; i < p->npeers; i++)
+                zn_peer_add(p->node, p->sw[s].ih, (const struct sockaddr *)&p->peers[i]);
+}
+
+static void redial_cb(uv_timer_t *t)
+{
+    zf_p2p *p = t->data;
+    if (!p->stopped)
+        dial_all(p);
+}
+
+typedef struct ann_job {
+    uv_work_t work;
+    zf_p2p *p;
+    char **ids;                 /* Xet file ids */
+    size_t nids;
+    xet_hash *xorbs;
+    size_t nx, cx;
+} ann_job;
+
+static int xorb_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(xet_hash));
+}
+
+static void ann_work(uv_work_t *w)
+{
+    ann_job *j = w->data;
+    for (size_t i = 0; i < j->nids && j->nx < MAX_ANNOUNCE_XORBS; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "fmap/%s", j->ids[i]);
+        void *d;
+        size_t len;
+        if (zc_meta_get(j->p->store, key, &d, &len) != 0)
+            continue;
+        const uint8_t *q = d;
+        if (len >= 16 && !memcmp(q, FMAP_MAGIC, 8) && (len - 16) % FMAP_REC == 0) {
+            for (size_t off = 16; off < len && j->nx < MAX_ANNOUNCE_XORBS; off += FMAP_REC) {
+                if (j->nx == j->cx) {
+                    size_t nc = j->cx ? j->cx * 2 : 64;
+                    xet_hash *nv = realloc(j->xorbs, nc * sizeof *nv);
+                    if (!nv)
+                        break;
+                    j->xorbs = nv;
+                    j->cx = nc;
+                }
+                memcpy(j->xorbs[j->nx++].b, q + off + 16, 32);
+            }
+        }
+        free(d);
+    }
+    if (j->nx)
+        qsort(j->xorbs, j->nx, sizeof *j->xorbs, xorb_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < j->nx; i++)
+        if (!k || memcmp(&j->xorbs[k - 1], &j->xorbs[i], sizeof(xet_hash)))
+            j->xorbs[k++] = j->xorbs[i];
+    j->nx = k;
+    for (size_t i = 0; i < j->nx; i++) /* stores from before manifests existed */
+        zf_p2p_after_put(j->p, &j->xorbs[i], 0, 1);
+}
+
+static void ann_after(uv_work_t *w, int status)
+{
+    ann_job *j = w->data;
+    zf_p2p *p = j->p;
+    p->works--;
+    for (size_t i = 0; !status && !p->stopped && i < j->nx; i++) {
+        zc_range r[1];
+        if (zc_runs(p->store, &j->xorbs[i], r, 1) > 0)
+            zn_peer_announce_have(p->node, &j->xorbs[i], r[0].start, r[0].end);
+    }
+    for (size_t i = 0; i < j->nids; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j->xorbs);
+    free(j);
+}
+
+int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
+{
+    const char *type = zf_p2p_type_name(r->type);
+    p2p_swarm *s = swarm_find(p, type, r->id);
+    if (!s) {
+        if (p->nsw == p->csw) {
+            size_t nc = p->csw ? p->csw * 2 : 8;
+            p2p_swarm *nv = realloc(p->sw, nc * sizeof *nv);
+            if (!nv)
+                return -ENOMEM;
+            p->sw = nv;
+            p->csw = nc;
+        }
+        s = &p->sw[p->nsw];
+        memset(s, 0, sizeof *s);
+        if (!(s->id = strdup(r->id)))
+            return -ENOMEM;
+        p->nsw++;
+        snprintf(s->type, sizeof s->type, "%s", type);
+        zn_swarm_repo_id(type, r->id, s->ih);
+        s->served = !p->o.token || repo_opted_in(p, type, r->id);
+        if (!s->served)
+            return 0;
+        int rc = zn_peer_swarm_join(p->node, s->ih);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < p->npeers; i++)
+            zn_peer_add(p->node, s->ih, (const struct sockaddr *)&p->peers[i]);
+    }
+    if (!s->served)
+        return 0;
+    ann_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->p = p;
+    size_t cap = 0;
+    for (size_t c = 0; c < r->ncommits; c++)
+        for (size_t f = 0; f < r->commits[c].nfiles; f++) {
+            const zf_file *fl = &r->commits[c].files[f];
+            if (!fl->has_xet)
+                continue;
+            if (j->nids == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **nv = realloc(j->ids, cap * sizeof *nv);
+                if (!nv)
+                    goto oom;
+                j->ids = nv;
+            }
+            char xs[65];
+            xet_hash_to_string(&fl->xet, xs);
+            if (!(j->ids[j->nids] = strdup(xs)))
+                goto oom;
+            j->nids++;
+        }
+    j->work.data = j;
+    if (uv_queue_work(p->loop, &j->work, ann_work, ann_after) != 0)
+        goto oom;
+    p->works++;
+    return 0;
+oom:
+    for (size_t i = 0; i < j->nids; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j);
+    return -ENOMEM;
+}
+
+static int resolve_peers(zf_p2p *p)
+{
+    p->peers = calloc(p->o.npeers ? p->o.npeers : 1, sizeof *p->peers);
+    if (!p->peers)
+        return -ENOMEM;
+    for (size_t i = 0; i < p->o.npeers; i++) {
+        char host[256], ps[8];
+        uint16_t port;
+        if (split_hostport(p->o.peers[i], false, host, sizeof host, &port) != 0 || !port) {
+            fprintf(stderr, "zestfs: --peer %s: not HOST:PORT\n", p->o.peers[i]);
+            continue;
+        }
+        snprintf(ps, sizeof ps, "%u", port);
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int e = getaddrinfo(host, ps, &hints, &ai);
+        if (e || !ai) {
+            fprintf(stderr, "zestfs: --peer %s: %s\n", p->o.peers[i], gai_strerror(e));
+            continue;
+        }
+        memcpy(&p->peers[p->npeers++], ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(ai);
+    }
+    return 0;
+}
+
+int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p **out)
+{
+    *out = NULL;
+    if (o->disabled)
+        return 0;
+    zf_p2p *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->loop = loop;
+    p->store = store;
+    p->o = *o;
+    int rc = resolve_peers(p);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    zn_peer_opts po = {
+        .listen_port = o->port,
+        .bind = o->bind[0] ? o->bind : NULL,
+        .max_conns = o->max_peers,
+        .upload_rate = o->upload_rate,
+    };
+    zn_peer_provider pv = {.ud = p, .held = pv_held, .manifest = pv_manifest,
+                           .read_chunks = pv_read_chunks, .may_serve = pv_may_serve};
+    rc = zn_peer_node_new(loop, &po, &pv, &p->node);
+    if (o->reserve_fd >= 0)
+        close(o->reserve_fd);
+    if (rc) {
+        fprintf(stderr, "zestfs: peer node: %s\n", strerror(-rc));
+        free(p->peers);
+        free(p);
+        return rc;
+    }
+    uv_timer_init(loop, &p->redial);
+    p->redial.data = p;
+    uv_timer_start(&p->redial, redial_cb, REDIAL_MS, REDIAL_MS);
+    *out = p;
+    return 0;
+}
+
+int zf_p2p_port(zf_p2p *p)
+{
+    return p && p->node ? zn_peer_node_port(p->node) : -1;
+}
+
+void zf_p2p_stop(zf_p2p *p)
+{
+    if (!p || p->stopped)
+        return;
+    p->stopped = true;
+    uv_close((uv_handle_t *)&p->redial, NULL);
+    zn_peer_node_free(p->node); /* pending fetches complete with -ECANCELED now */
+    p->node = NULL;
+}
+
+void zf_p2p_free(zf_p2p *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nsw; i++)
+        free(p->sw[i].id);
+    free(p->sw);
+    free(p->peers);
+    free(p);
+}
+
+/* ---- read path ------------------------------------------------------------------- */
+
+unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+{
+    return p && p->node && !p->stopped ? zn_peer_holders(p->node, xorb, cs, ce) : 0;
+}
+
+int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,
+                 zn_peer_fetch_cb cb, void *ud, zn_peer_op **op)
+{
+    if (!p || !p->node || p->stopped)
+        return -ENOENT;
+    uint64_t ms = bytes / 20000; /* 20 MB/s */
+    if (ms < 500)
+        ms = 500;
+    if (ms > 600000)
+        ms = 600000;
+    return zn_peer_fetch(p->node, xorb, cs, ce, (unsigned)ms, cb, ud, op);
+}
+
+void zf_p2p_stored(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb, uint32_t cs,
+                   uint32_t ce)
+{
+    if (!p || !p->node || p->stopped)
+        return;
+    if (type && id) {
+        p2p_swarm *s = swarm_find(p, type, id);
+        if (s ? !s->served : (p->o.token && !repo_opted_in(p, type, id)))
+            return;
+    }
+    zn_peer_announce_have(p->node, xorb, cs, ce);
+}
+
+void zf_p2p_get_stats(zf_p2p *p, zf_p2p_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!p)
+        return;
+    if (p->node)
+        zn_peer_get_stats(p->node, &st->node);
+    st->manifests_built = atomic_load(&p->manifests_built);
+    st->manifest_failures = atomic_load(&p->manifest_failures);
+    st->chunks_served_reads = p->reads;
+    st->swarms = (unsigned)p->nsw;
+}

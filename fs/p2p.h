@@ -1,0 +1,90 @@
+/* p2p.h — the peer swarm inside zestfs (fs/p2p.c): a zn_peer_node (net/peer.h)
+ * served from the store, joined to one swarm per presented repository, used by
+ * the read path before the CDN, and by `zestfs seed` (fs/seed.c).
+ *
+ * Threads: everything runs on the loop the node was started on, except
+ * zf_p2p_after_put, which the read path calls on the libuv pool right after a
+ * zc_put.  Lifetime: zf_p2p_start, then zf_p2p_stop when the session ends
+ * (pending peer fetches complete with -ECANCELED), keep running the loop
+ * until it is empty, then zf_p2p_free. */
+#ifndef ZESTFS_FS_P2P_H
+#define ZESTFS_FS_P2P_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cache.h"
+#include "peer.h"
+#include "repo.h"
+
+#define ZF_P2P_MAX_LIST 64
+
+typedef struct zf_p2p_opts {
+    bool disabled;                         /* --no-p2p */
+    const char *listen;                    /* --listen [ADDR:]PORT; NULL: 0.0.0.0:0 */
+    const char *peers[ZF_P2P_MAX_LIST];    /* --peer HOST:PORT */
+    size_t npeers;
+    uint64_t upload_rate;                  /* --upload-rate B/s, 0 = unlimited */
+    unsigned max_peers;                    /* --max-peers, 0: 64 */
+    const char *seed_private[ZF_P2P_MAX_LIST]; /* --seed-private [type/]org/name */
+    size_t nseed_private;
+    bool token;                            /* repos were fetched with a token: private */
+    /* set by zf_p2p_reserve */
+    int reserve_fd;
+    uint16_t port;
+    char bind[64];
+} zf_p2p_opts;
+
+/* Peer options shared by the mount and `zestfs seed`: for an option name
+ * ("listen", "no-p2p", "peer", "upload-rate", "max-peers", "seed-private")
+ * and its argument, record it.  1 handled, 0 not a peer option, -EINVAL bad
+ * value (a message is printed). */
+int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg);
+extern const char zf_p2p_usage[];
+
+/* Before daemon(): bind the listen address (port 0: an ephemeral one), so
+ * the port is known and printed ("zestfs: peers on ADDR:PORT") while stderr
+ * is still ours; the node takes the port over in zf_p2p_start.  0 or errno. */
+int zf_p2p_reserve(zf_p2p_opts *o);
+
+typedef struct zf_p2p zf_p2p;
+int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p **out);
+/* Join a repository's swarm (when it may be served: public, or opted in with
+ * --seed-private), dial the static peers for it and announce, off the loop,
+ * what the store holds of the xorbs its file maps name. */
+int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r);
+void zf_p2p_stop(zf_p2p *p);
+void zf_p2p_free(zf_p2p *p);
+int zf_p2p_port(zf_p2p *p);
+
+/* The read path. */
+/* How many connected peers announced holding all of [cs, ce) of xorb. */
+unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
+/* zn_peer_fetch with a deadline of max(500 ms, bytes / 20 MB/s). */
+int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,
+                 zn_peer_fetch_cb cb, void *ud, zn_peer_op **op);
+/* After a run was stored (loop): tell peers (when the repo's swarm is
+ * served).  type: "model", "dataset", "space"; id: org/name. */
+void zf_p2p_stored(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb, uint32_t cs,
+                   uint32_t ce);
+/* Pool, after zc_put of [cs, ce): when the store now holds [0, n) of the
+ * xorb and its (hash, len) list aggregates to the xorb hash, persist it as
+ * metadata "manifest/<xorb>".  1 built (or already there), 0 not complete,
+ * negative errno (-EILSEQ: the chunks do not aggregate to the xorb). */
+int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
+
+typedef struct zf_p2p_stats {
+    zn_peer_stats node;
+    uint64_t manifests_built;   /* xorbs verified whole against their hash */
+    uint64_t manifest_failures; /* a complete run that did not aggregate */
+    uint64_t chunks_served_reads; /* read_chunks calls answered */
+    unsigned swarms;
+} zf_p2p_stats;
+void zf_p2p_get_stats(zf_p2p *p, zf_p2p_stats *st);
+
+/* "model" / "dataset" / "space" */
+const char *zf_p2p_type_name(enum zf_repo_type t);
+
+#endif
