@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "p2p.h"
 #include "zfs.h"
 
 typedef struct zf_mount {
@@ -39,6 +40,7 @@ static void stop(zf_mount *m)
     zf_http_stop(m->http);
     zf_http_stop(m->metrics);
     zf_read_stop(&m->fs);
+    zf_p2p_stop(m->fs.p2p);
     if (!uv_is_closing((uv_handle_t *)&m->poll))
         uv_close((uv_handle_t *)&m->poll, NULL);
     if (!uv_is_closing((uv_handle_t *)&m->sigint))
@@ -189,7 +191,9 @@ static void usage(FILE *f)
                "                          every presented repo; port 0 picks one (printed)\n"
                "      --http-token TOKEN  require Authorization: Bearer TOKEN (--http, --metrics)\n"
                "      --metrics [ADDR:]PORT  serve only /metrics (Prometheus text format)\n"
-               "  -d, --debug             FUSE debug output\n");
+               "  -d, --debug             FUSE debug output\n"
+               "peer swarm (on by default; repos read with a token are never served):\n"
+               "%s", zf_p2p_usage);
 }
 
 char *zf_default_store(void)
@@ -270,7 +274,7 @@ static void set_readahead(const char *mnt, unsigned kb)
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS };
+           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -286,6 +290,12 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
         {"metrics", required_argument, NULL, O_METRICS},
+        {"listen", required_argument, NULL, O_P2P},
+        {"no-p2p", no_argument, NULL, O_P2P},
+        {"peer", required_argument, NULL, O_P2P},
+        {"upload-rate", required_argument, NULL, O_P2P},
+        {"max-peers", required_argument, NULL, O_P2P},
+        {"seed-private", required_argument, NULL, O_P2P},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -298,9 +308,10 @@ int zestfs_cmd_mount(int argc, char **argv)
     const char *http_opt = NULL, *http_token = NULL, *metrics_opt = NULL;
     zf_opts o = {.repos = repos};
     bool size_set = false;
-    int c;
+    zf_p2p_opts po = {.reserve_fd = -1};
+    int c, li = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "fdh", opts, &li)) != -1) {
         switch (c) {
         case 'f': foreground = 1; break;
         case O_ALLOW: allow_other = 1; break;
@@ -343,6 +354,10 @@ int zestfs_cmd_mount(int argc, char **argv)
         case O_HTTP: http_opt = optarg; break;
         case O_HTTP_TOKEN: http_token = optarg; break;
         case O_METRICS: metrics_opt = optarg; break;
+        case O_P2P:
+            if (zf_p2p_opt(&po, opts[li].name, optarg) < 0)
+                return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -364,6 +379,9 @@ int zestfs_cmd_mount(int argc, char **argv)
     o.endpoint = ep;
     o.token = token;
     o.store_dir = store_dir;
+    po.token = token != NULL;
+    if (o.offline)
+        po.disabled = true;
     /* libuv's pool does store reads, decoding and hashing: one thread per core */
     if (!getenv("UV_THREADPOOL_SIZE")) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -417,6 +435,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         }
     }
 
+    if (zf_p2p_reserve(&po) != 0)
+        return 1;
+
     char reg[4200];
     if (zf_registry_path(mnt, reg, sizeof reg, true) != 0)
         reg[0] = 0;
@@ -451,6 +472,10 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_unmount(m.fs.se);
         return 1;
     }
+    if ((err = zf_p2p_start(&m.loop, store, &po, &m.fs.p2p)) != 0)
+        fprintf(stderr, "zestfs: peer swarm off: %s\n", strerror(-err)); /* CDN only */
+    for (size_t i = 0; m.fs.p2p && i < m.fs.tree.nrepos; i++)
+        zf_p2p_add_repo(m.fs.p2p, m.fs.tree.repos[i]);
     if (!o.offline && (err = zf_ondemand_init(&m.fs, store)) != 0) {
         fprintf(stderr, "zestfs: %s\n", strerror(-err));
         fuse_session_unmount(m.fs.se);
@@ -494,6 +519,8 @@ int zestfs_cmd_mount(int argc, char **argv)
     zf_http_free(m.http);
     zf_http_free(m.metrics);
     zf_read_free(&m.fs);
+    zf_p2p_free(m.fs.p2p);
+    m.fs.p2p = NULL;
     err = zc_close(store);
     if (err)
         fprintf(stderr, "zestfs: closing the store: %s\n", strerror(-err));

@@ -27,12 +27,14 @@
  * proves CDN data whole against the xorb hash (counted: manifests_built).
  * Static peers (--peer HOST:PORT) are resolved once at start and dialled
  * for every joined swarm; a timer re-dials every 5 s (zn_peer_add answers
- * -EALREADY while connected), so a peer that starts later is found.
+ * -EALREADY while connected), so a peer that starts later is found; changes
+ * of the peer count are logged ("zestfs: peers: N connected, B banned").
  * Startup announce: per joined repo, a pool job reads the file maps
  * ("fmap/<xet id>") of its Xet files and collects their xorbs (bounded:
  * 65536), builds missing manifests, and the loop announces each xorb held. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -73,6 +75,8 @@ struct zf_p2p {
     int works;                  /* pool jobs in flight */
     _Atomic uint64_t manifests_built, manifest_failures;
     uint64_t reads;
+    unsigned logged_peers, ticks;
+    uint64_t logged_bans;
 };
 
 const char *zf_p2p_type_name(enum zf_repo_type t)
@@ -502,10 +506,22 @@ static void dial_all(zf_p2p *p)
                 zn_peer_add(p->node, p->sw[s].ih, (const struct sockaddr *)&p->peers[i]);
 }
 
+/* Every second: log changes of the peer count (tests wait for it); every
+ * REDIAL_MS: dial the static peers again. */
 static void redial_cb(uv_timer_t *t)
 {
     zf_p2p *p = t->data;
-    if (!p->stopped)
+    if (p->stopped)
+        return;
+    zn_peer_stats st;
+    zn_peer_get_stats(p->node, &st);
+    if (st.ext_peers != p->logged_peers || st.bans != p->logged_bans) {
+        fprintf(stderr, "zestfs: peers: %u connected, %" PRIu64 " banned\n", st.ext_peers,
+                st.bans);
+        p->logged_peers = st.ext_peers;
+        p->logged_bans = st.bans;
+    }
+    if (++p->ticks % (REDIAL_MS / 1000) == 0)
         dial_all(p);
 }
 
@@ -704,7 +720,7 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
     }
     uv_timer_init(loop, &p->redial);
     p->redial.data = p;
-    uv_timer_start(&p->redial, redial_cb, REDIAL_MS, REDIAL_MS);
+    uv_timer_start(&p->redial, redial_cb, 1000, 1000);
     *out = p;
     return 0;
 }

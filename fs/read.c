@@ -51,6 +51,7 @@
 #include <openssl/evp.h>
 
 #include "net.h"
+#include "p2p.h"
 #include "tensors.h"
 #include "zfs.h"
 
@@ -196,6 +197,10 @@ struct rd_xf {
     int err;
     uint64_t t0;               /* uv_hrtime when started */
     uv_work_t work;
+    int src;                   /* ZF_SRC_PEER or ZF_SRC_CDN */
+    zn_peer_op *pop;           /* peer fetch in flight */
+    xet_hash *hashes;          /* from a peer (verified): chunk hashes */
+    uint64_t got;              /* decoded bytes from a peer */
 };
 
 struct rd_ctx {
@@ -834,8 +839,14 @@ static void xf_finish(rd_xf *xf, int err)
         c->xf_bytes -= xf->bytes;
         c->m.fetches_inflight--;
         if (!err) {
-            c->m.bytes_by_src[ZF_SRC_CDN] += xf->bytes;
-            zf_hist_add(&c->m.fetch_ms[ZF_SRC_CDN], (double)(uv_hrtime() - xf->t0) / 1e6);
+            bool peer = xf->src == ZF_SRC_PEER;
+            c->m.bytes_by_src[xf->src] += peer ? xf->got : xf->bytes;
+            zf_hist_add(&c->m.fetch_ms[xf->src], (double)(uv_hrtime() - xf->t0) / 1e6);
+            if (c->fs->p2p && !c->stopping) { /* tell peers, in the swarm of the repo read */
+                const rd_file *f = xf->nw ? xf->w[0]->f : NULL;
+                zf_p2p_stored(c->fs->p2p, f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL,
+                              f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce);
+            }
         }
         if (err == -EBADMSG || err == -EILSEQ || err == -EPROTO)
             c->m.verify_failures++;
@@ -863,6 +874,7 @@ static void xf_finish(rd_xf *xf, int err)
     free(xf->w);
     free(xf->chk);
     free(xf->lens);
+    free(xf->hashes);
     free(xf->url);
     free(xf->buf);
     free(xf);
@@ -921,8 +933,26 @@ static void xf_decode_work(uv_work_t *w)
     if (!rc)
         rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total, 0,
                     &xf->pin);
+    if (!rc && xf->c->fs->p2p) /* a whole xorb from [0, n): its manifest, and proof */
+        zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
     free(data);
     free(recs);
+    xf->err = rc;
+}
+
+/* Pool: a verified run from peers (decoded, hashes known): check the terms,
+ * store it like CDN data. */
+static void xf_peer_work(uv_work_t *w)
+{
+    rd_xf *xf = w->data;
+    int rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    if (!rc)
+        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->buf,
+                    xf->got, 0, &xf->pin);
+    if (!rc && xf->c->fs->p2p)
+        zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
+    free(xf->buf);
+    xf->buf = NULL;
     xf->err = rc;
 }
 
@@ -945,6 +975,66 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
         xf_finish(xf, -EIO);
 }
 
+static void xf_cdn(rd_xf *xf)
+{
+    rd_ctx *c = xf->c;
+    xf->src = ZF_SRC_CDN;
+    if (!c->http) {
+        xf_finish(xf, -ENETDOWN);
+        return;
+    }
+    xf->buf = malloc(xf->bytes);
+    int rc = xf->buf ? zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->buf, &c->cdn_retry,
+                                    xf_body, xf, NULL)
+                     : -ENOMEM;
+    if (rc)
+        xf_finish(xf, rc);
+}
+
+static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
+                         const uint8_t *data, size_t len)
+{
+    rd_xf *xf = ud;
+    rd_ctx *c = xf->c;
+    xf->pop = NULL;
+    if (c->fs->p2p) {
+        zf_p2p_stats st;
+        zf_p2p_get_stats(c->fs->p2p, &st);
+        if (st.node.bans > c->m.peer_bans)
+            c->m.peer_bans = st.node.bans;
+    }
+    uint32_t n = xf->ce - xf->cs;
+    if (!err) {
+        xf->lens = malloc(n * sizeof *xf->lens);
+        xf->hashes = malloc(n * sizeof *xf->hashes);
+        xf->buf = malloc(len ? len : 1);
+        if (!xf->lens || !xf->hashes || !xf->buf)
+            err = -ENOMEM;
+    }
+    if (err) {
+        free(xf->lens);
+        free(xf->hashes);
+        free(xf->buf);
+        xf->lens = NULL;
+        xf->hashes = NULL;
+        xf->buf = NULL;
+        if (c->stopping || err == -ECANCELED)
+            xf_finish(xf, -ECANCELED);
+        else
+            xf_cdn(xf); /* -ENOENT, -ETIMEDOUT, liars banned: the CDN at once */
+        return;
+    }
+    memcpy(xf->lens, lens, n * sizeof *lens);
+    memcpy(xf->hashes, hashes, n * sizeof *hashes);
+    memcpy(xf->buf, data, len);
+    xf->got = len;
+    xf->decoding = true;
+    xf->work.data = xf;
+    if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0)
+        xf_finish(xf, -EIO);
+}
+
+/* Peers that hold the whole range first (with a deadline), else the CDN. */
 static void xf_start(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
@@ -952,12 +1042,14 @@ static void xf_start(rd_xf *xf)
     xf->t0 = uv_hrtime();
     c->m.fetches_inflight++;
     c->xf_bytes += xf->bytes;
-    xf->buf = malloc(xf->bytes);
-    int rc = xf->buf ? zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->buf, &c->cdn_retry,
-                                    xf_body, xf, NULL)
-                     : -ENOMEM;
-    if (rc)
-        xf_finish(xf, rc);
+    zf_p2p *p = c->fs->p2p;
+    if (p && zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0) {
+        xf->src = ZF_SRC_PEER;
+        if (zf_p2p_fetch(p, &xf->xorb, xf->cs, xf->ce, xf->bytes, xf_peer_done, xf, &xf->pop) == 0)
+            return;
+        xf->pop = NULL;
+    }
+    xf_cdn(xf);
 }
 
 static void xf_pump(rd_ctx *c)
@@ -2316,6 +2408,10 @@ void zf_read_stop(zf_fs *fs)
         xf_finish(xf, -ECANCELED);
     }
     c->xqtail = &c->xq;
+    /* peer fetches in flight end with -ECANCELED (their callback, later) */
+    for (rd_xf *xf = c->xfs; xf; xf = xf->next)
+        if (xf->pop)
+            zn_peer_op_cancel(xf->pop);
     /* cells waiting on a backoff timer end now */
     for (size_t b = 0; b < NBUCKETS; b++)
         for (rd_file *f = c->tab[b]; f; f = f->hnext) {
