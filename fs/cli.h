@@ -8,5 +8,6 @@ int zestfs_cmd_shard_dump(int argc, char **argv);   /* cli_codec.c */
 int zestfs_cmd_bench(int argc, char **argv);        /* cli_bench.c */
 int zestfs_cmd_mount(int argc, char **argv);         /* mount.c */
 int zestfs_cmd_pull(int argc, char **argv);          /* pull.c */
+int zestfs_cmd_seed(int argc, char **argv);          /* seed.c */
 int zestfs_cmd_ctl(int argc, char **argv);           /* cli_ctl.c: status verify pin unpin */
 #endif

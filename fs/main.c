@@ -11,6 +11,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: zestfs [options] MOUNTPOINT      mount (see zestfs MOUNTPOINT --help)\n"
             "       zestfs pull [options] REPO[@REV] fill the store with a repo (see --help)\n"
+            "       zestfs seed [--store DIR] [--listen ..] [--peer ..]  serve a store to peers\n"
             "       zestfs status [MOUNTPOINT]         what a running mount is doing\n"
             "       zestfs verify REPO[@REV]           re-hash a repo's stored bytes\n"
             "       zestfs pin REPO[@REV] | unpin REPO keep a repo stored (never evicted)\n"
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "pull") == 0)
         return zestfs_cmd_pull(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "seed") == 0)
+        return zestfs_cmd_seed(argc - 1, argv + 1);
     if (argc >= 2 && (!strcmp(argv[1], "status") || !strcmp(argv[1], "verify") ||
                       !strcmp(argv[1], "pin") || !strcmp(argv[1], "unpin")))
         return zestfs_cmd_ctl(argc - 1, argv + 1);

@@ -1,0 +1,148 @@
+/* seed.c — `zestfs seed --store DIR [peer options]`: serve a store to the
+ * peer swarm without mounting (a cluster's seed box).
+ *
+ * The repo models persisted in the store ("repo/<type>/<id>", written by
+ * mounts and pulls) say which swarms to join; nothing is fetched (the Hub is
+ * not asked: offline load).  The peer node (fs/p2p.c) serves what the store
+ * holds, announces it, and builds missing manifests at start.  SIGINT or
+ * SIGTERM: close the node, print what was served, exit 0. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "p2p.h"
+#include "zfs.h"
+
+typedef struct seed {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    zf_p2p *p2p;
+    zf_p2p_stats last;
+} seed;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    seed *sd = s->data;
+    (void)signum;
+    zf_p2p_get_stats(sd->p2p, &sd->last);
+    zf_p2p_stop(sd->p2p);
+    uv_close((uv_handle_t *)&sd->sigint, NULL);
+    uv_close((uv_handle_t *)&sd->sigterm, NULL);
+}
+
+static void seed_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zestfs seed [options]\n"
+            "  serve a store's xorbs to the peer swarm without mounting; joins the swarms of\n"
+            "  the repos persisted in the store (by mounts and pulls)\n"
+            "      --store DIR         the chunk store (default ~/.cache/zestfs); not in use\n"
+            "      --token TOKEN       when a token is found (default $HF_TOKEN, else the HF\n"
+            "                          token file) repos count as private: see --seed-private\n"
+            "%s",
+            zf_p2p_usage);
+}
+
+int zestfs_cmd_seed(int argc, char **argv)
+{
+    enum { O_STORE = 256, O_TOKEN, O_P2P };
+    static const struct option opts[] = {
+        {"store", required_argument, NULL, O_STORE},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"listen", required_argument, NULL, O_P2P},
+        {"peer", required_argument, NULL, O_P2P},
+        {"upload-rate", required_argument, NULL, O_P2P},
+        {"max-peers", required_argument, NULL, O_P2P},
+        {"seed-private", required_argument, NULL, O_P2P},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *store_opt = NULL, *token_opt = NULL;
+    zf_p2p_opts po = {.reserve_fd = -1};
+    int c, li = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+        switch (c) {
+        case O_STORE: store_opt = optarg; break;
+        case O_TOKEN: token_opt = optarg; break;
+        case O_P2P:
+            if (zf_p2p_opt(&po, opts[li].name, optarg) < 0)
+                return 2;
+            break;
+        case 'h': seed_usage(stdout); return 0;
+        default: seed_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        seed_usage(stderr);
+        return 2;
+    }
+    char *token = zf_find_token(token_opt);
+    po.token = token != NULL;
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
+    }
+    char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
+    if (!store_dir) {
+        fprintf(stderr, "zestfs seed: no --store and no $HOME\n");
+        return 1;
+    }
+    zc_store *store = NULL;
+    int err = zc_open(store_dir, UINT64_MAX / 2, &store);
+    if (err) {
+        fprintf(stderr, "zestfs seed: store %s: %s%s\n", store_dir, strerror(-err),
+                err == -EBUSY ? " (another zestfs uses it)" : "");
+        free(store_dir);
+        return 1;
+    }
+    zc_set_cap(store, zf_default_cap(store_dir));
+    zf_fs fs;
+    zf_opts o = {.endpoint = "http://offline.invalid", .store_dir = store_dir, .offline = true};
+    if (zf_fs_init(&fs, -1) != 0 || zf_load_repos(&fs, &o, store) != 0) {
+        zc_close(store);
+        free(store_dir);
+        return 1;
+    }
+    if (zf_p2p_reserve(&po) != 0) {
+        zf_fs_destroy(&fs);
+        zc_close(store);
+        free(store_dir);
+        return 1;
+    }
+    static seed sd;
+    uv_loop_init(&sd.loop);
+    err = zf_p2p_start(&sd.loop, store, &po, &sd.p2p);
+    if (err || !sd.p2p) {
+        fprintf(stderr, "zestfs seed: %s\n", err ? strerror(-err) : "peer swarm disabled");
+        uv_loop_close(&sd.loop);
+        zf_fs_destroy(&fs);
+        zc_close(store);
+        free(store_dir);
+        return 1;
+    }
+    for (size_t i = 0; i < fs.tree.nrepos; i++)
+        zf_p2p_add_repo(sd.p2p, fs.tree.repos[i]);
+    fprintf(stderr, "zestfs seed: %zu repos from %s\n", fs.tree.nrepos, store_dir);
+    uv_signal_init(&sd.loop, &sd.sigint);
+    uv_signal_init(&sd.loop, &sd.sigterm);
+    sd.sigint.data = sd.sigterm.data = &sd;
+    uv_signal_start(&sd.sigint, on_signal, SIGINT);
+    uv_signal_start(&sd.sigterm, on_signal, SIGTERM);
+    uv_run(&sd.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&sd.loop);
+    fprintf(stderr,
+            "zestfs seed: served %" PRIu64 " chunk bytes (%" PRIu64 " requests, %" PRIu64
+            " refused), %" PRIu64 " manifests built, %" PRIu64 " peers banned\n",
+            sd.last.node.data_up, sd.last.node.requests_served, sd.last.node.requests_refused,
+            sd.last.manifests_built, sd.last.node.bans);
+    zf_p2p_free(sd.p2p);
+    zf_fs_destroy(&fs);
+    err = zc_close(store);
+    free(store_dir);
+    return err ? 1 : 0;
+}
