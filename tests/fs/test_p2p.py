@@ -264,6 +264,9 @@ def main():
         unmount(pd, md)
         seed.terminate()
         check(seed.wait(30) == 0, "seed exits 0 on SIGTERM")
+        m = wait_log(seedlog, r"served (\d+) chunk bytes", 5)
+        check(m is not None and int(m.group(1)) >= xet_bytes,
+              f"seed reports the bytes it served ({m.group(1) if m else None})")
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:
