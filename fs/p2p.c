@@ -25,6 +25,9 @@
  * list is the xorb's manifest: persisted as "manifest/<xorb>" ("ZFMANI01",
  * n u32 LE, then n × {hash[32], len u32 LE}) and served.  That check also
  * proves CDN data whole against the xorb hash (counted: manifests_built).
+ * Trackers (--tracker URL, net/disc.h): each served swarm is announced to
+ * each tracker from the 1 s timer (started, then again after the tracker's
+ * interval, clamped to 30 s .. 30 min) and the peers returned are dialled.
  * Static peers (--peer HOST:PORT) are resolved once at start and dialled
  * for every joined swarm; a timer re-dials every 5 s (zn_peer_add answers
  * -EALREADY while connected), so a peer that starts later is found; changes
@@ -59,6 +62,8 @@ typedef struct p2p_swarm {
     char type[8];
     char *id;
     bool served;
+    uint64_t *next_ann;         /* per tracker: uv_now when to announce again */
+    uint8_t *ann_state;         /* per tracker: 0 never, 1 in flight, 2 announced */
 } p2p_swarm;
 
 struct zf_p2p {
@@ -76,6 +81,9 @@ struct zf_p2p {
     _Atomic uint64_t manifests_built, manifest_failures;
     uint64_t reads;
     unsigned logged_peers, ticks;
+    zn_http *http;              /* for http(s) trackers */
+    zn_tracker **tr;
+    size_t ntr;
     uint64_t logged_bans;
 };
 
@@ -92,7 +100,9 @@ const char zf_p2p_usage[] =
     "      --upload-rate BYTES upload cap per second, suffixes K/M/G (default none)\n"
     "      --max-peers N       connections at most (default 64)\n"
     "      --seed-private REPO serve REPO's swarm although it was read with a token\n"
-    "                          (repos read with a token count as private; repeatable)\n";
+    "                          (repos read with a token count as private; repeatable)\n"
+    "      --tracker URL       announce the repos' swarms to a BitTorrent tracker\n"
+    "                          (http://, https:// or udp://; repeatable)\n";
 
 int zf_parse_size(const char *s, uint64_t *out); /* mount.c */
 
@@ -104,6 +114,16 @@ int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg)
     }
     if (!strcmp(name, "listen")) {
         o->listen = arg;
+        return 1;
+    }
+    if (!strcmp(name, "tracker")) {
+        if (o->ntrackers == ZF_P2P_MAX_LIST ||
+            (strncmp(arg, "http://", 7) && strncmp(arg, "https://", 8) && strncmp(arg, "udp://", 6))) {
+            fprintf(stderr, "zestfs: --tracker %s: %s\n", arg,
+                    o->ntrackers == ZF_P2P_MAX_LIST ? "too many" : "not an http(s):// or udp:// URL");
+            return -EINVAL;
+        }
+        o->trackers[o->ntrackers++] = arg;
         return 1;
     }
     if (!strcmp(name, "peer") || !strcmp(name, "seed-private")) {
@@ -506,6 +526,63 @@ static void dial_all(zf_p2p *p)
                 zn_peer_add(p->node, p->sw[s].ih, (const struct sockaddr *)&p->peers[i]);
 }
 
+/* ---- trackers: every served swarm announced to every tracker, again after
+ * the tracker's interval (30 s .. 30 min; 30 s after a failure); the peers
+ * it returns are dialled. */
+typedef struct p2p_ann {
+    zf_p2p *p;
+    size_t sw, tr;
+} p2p_ann;
+
+static void tracker_cb(void *ud, int err, const zn_announce_result *r)
+{
+    p2p_ann *a = ud;
+    zf_p2p *p = a->p;
+    if (!p->stopped && a->sw < p->nsw) {
+        p2p_swarm *s = &p->sw[a->sw];
+        uint64_t now = uv_now(p->loop), iv = 30;
+        s->ann_state[a->tr] = err ? 0 : 2;
+        if (!err) {
+            for (size_t i = 0; i < r->npeers; i++)
+                zn_peer_add(p->node, s->ih, (const struct sockaddr *)&r->peers[i]);
+            iv = r->interval < 30 ? 30 : r->interval > 1800 ? 1800 : r->interval;
+        } else if (err != -ECANCELED) {
+            fprintf(stderr, "zestfs: tracker %s: %s\n", p->o.trackers[a->tr],
+                    err == -EPERM && r && r->failure ? r->failure : strerror(-err));
+        }
+        s->next_ann[a->tr] = now + iv * 1000;
+    }
+    free(a);
+}
+
+static void trackers_tick(zf_p2p *p)
+{
+    uint64_t now = uv_now(p->loop);
+    for (size_t i = 0; i < p->nsw; i++) {
+        p2p_swarm *s = &p->sw[i];
+        for (size_t t = 0; s->served && t < p->ntr; t++) {
+            if (!p->tr[t] || s->ann_state[t] == 1 || now < s->next_ann[t])
+                continue;
+            p2p_ann *a = malloc(sizeof *a);
+            if (!a)
+                return;
+            *a = (p2p_ann){p, i, t};
+            zn_announce an = {.port = (uint16_t)zn_peer_node_port(p->node),
+                              .event = s->ann_state[t] == 2 ? ZN_EV_NONE : ZN_EV_STARTED,
+                              .numwant = 50, .key = (uint32_t)(uintptr_t)p ^ (uint32_t)i};
+            memcpy(an.info_hash, s->ih, 20);
+            memcpy(an.peer_id, zn_peer_node_id(p->node), 20);
+            bool first = s->ann_state[t] == 0;
+            s->ann_state[t] = 1;
+            if (zn_tracker_announce(p->tr[t], &an, tracker_cb, a) != 0) {
+                free(a);
+                s->ann_state[t] = first ? 0 : 2;
+                s->next_ann[t] = now + 30000;
+            }
+        }
+    }
+}
+
 /* Every second: log changes of the peer count (tests wait for it); every
  * REDIAL_MS: dial the static peers again. */
 static void redial_cb(uv_timer_t *t)
@@ -523,6 +600,7 @@ static void redial_cb(uv_timer_t *t)
     }
     if (++p->ticks % (REDIAL_MS / 1000) == 0)
         dial_all(p);
+    trackers_tick(p);
 }
 
 typedef struct ann_job {
@@ -608,8 +686,15 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
         }
         s = &p->sw[p->nsw];
         memset(s, 0, sizeof *s);
-        if (!(s->id = strdup(r->id)))
+        s->id = strdup(r->id);
+        s->next_ann = calloc(p->ntr + 1, sizeof *s->next_ann);
+        s->ann_state = calloc(p->ntr + 1, 1);
+        if (!s->id || !s->next_ann || !s->ann_state) {
+            free(s->id);
+            free(s->next_ann);
+            free(s->ann_state);
             return -ENOMEM;
+        }
         p->nsw++;
         snprintf(s->type, sizeof s->type, "%s", type);
         zn_swarm_repo_id(type, r->id, s->ih);
@@ -718,6 +803,26 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
         free(p);
         return rc;
     }
+    p->tr = calloc(o->ntrackers + 1, sizeof *p->tr);
+    if (!p->tr) {
+        zn_peer_node_free(p->node);
+        free(p->peers);
+        free(p);
+        return -ENOMEM;
+    }
+    p->ntr = o->ntrackers;
+    for (size_t i = 0; i < o->ntrackers; i++) {
+        if (!strncmp(o->trackers[i], "http", 4) && !p->http) {
+            zn_http_opts ho = {.max_conns_per_host = 2};
+            p->http = zn_http_new(loop, &ho);
+        }
+        zn_tracker_opts to = {.http = p->http};
+        int e = zn_tracker_new(loop, o->trackers[i], &to, &p->tr[i]);
+        if (e) {
+            fprintf(stderr, "zestfs: --tracker %s: %s\n", o->trackers[i], strerror(-e));
+            p->tr[i] = NULL;
+        }
+    }
     uv_timer_init(loop, &p->redial);
     p->redial.data = p;
     uv_timer_start(&p->redial, redial_cb, 1000, 1000);
@@ -736,6 +841,11 @@ void zf_p2p_stop(zf_p2p *p)
         return;
     p->stopped = true;
     uv_close((uv_handle_t *)&p->redial, NULL);
+    for (size_t i = 0; i < p->ntr; i++) /* pending announces complete with -ECANCELED now */
+        if (p->tr[i])
+            zn_tracker_free(p->tr[i]);
+    zn_http_free(p->http);
+    p->http = NULL;
     zn_peer_node_free(p->node); /* pending fetches complete with -ECANCELED now */
     p->node = NULL;
 }
@@ -744,9 +854,13 @@ void zf_p2p_free(zf_p2p *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->nsw; i++)
+    for (size_t i = 0; i < p->nsw; i++) {
         free(p->sw[i].id);
+        free(p->sw[i].next_ann);
+        free(p->sw[i].ann_state);
+    }
     free(p->sw);
+    free(p->tr);
     free(p->peers);
     free(p);
 }

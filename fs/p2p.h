@@ -30,6 +30,8 @@ typedef struct zf_p2p_opts {
     unsigned max_peers;                    /* --max-peers, 0: 64 */
     const char *seed_private[ZF_P2P_MAX_LIST]; /* --seed-private [type/]org/name */
     size_t nseed_private;
+    const char *trackers[ZF_P2P_MAX_LIST]; /* --tracker URL (http(s):// or udp://) */
+    size_t ntrackers;
     bool token;                            /* repos were fetched with a token: private */
     /* set by zf_p2p_reserve */
     int reserve_fd;
@@ -38,7 +40,8 @@ typedef struct zf_p2p_opts {
 } zf_p2p_opts;
 
 /* Peer options shared by the mount and `zestfs seed`: for an option name
- * ("listen", "no-p2p", "peer", "upload-rate", "max-peers", "seed-private")
+ * ("listen", "no-p2p", "peer", "upload-rate", "max-peers", "seed-private",
+ * "tracker")
  * and its argument, record it.  1 handled, 0 not a peer option, -EINVAL bad
  * value (a message is printed). */
 int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg);

@@ -58,6 +58,7 @@ int zestfs_cmd_seed(int argc, char **argv)
         {"upload-rate", required_argument, NULL, O_P2P},
         {"max-peers", required_argument, NULL, O_P2P},
         {"seed-private", required_argument, NULL, O_P2P},
+        {"tracker", required_argument, NULL, O_P2P},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };

@@ -10,9 +10,13 @@
     records with one bit flipped, honest manifests) is banned by node C and
     C's read is still byte-exact via the CDN;
   - `zestfs seed --store A's store` serves a mount D while the origin refuses
-    xorbs: byte-exact, bytes from the seed.
+    xorbs: byte-exact, bytes from the seed;
+  - discovery through a tracker (Debian's opentracker, started here in
+    whitelist mode): the seed announces over HTTP, mount E (no --peer)
+    announces over UDP, finds the seed and reads everything from it.
 Exit 0 pass, 1 fail, 77 skip."""
-import json, os, random, re, socket, struct, subprocess, sys, threading, time
+import hashlib, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
+import urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsutil  # noqa: E402
@@ -167,6 +171,64 @@ class Liar:
             s.close()
 
 
+TRACKERS = []
+
+
+def tracker_case(run, origin, store, node, read_files, status, xet_bytes):
+    check, tmp, zestfs = run.check, run.tmp, run.zestfs
+    ot = shutil.which("opentracker")
+    if not check(ot is not None, "opentracker installed (tests/lib-deps.sh)"):
+        return
+    ih = hashlib.sha1(b"zestfs-repo-v1:model/org/p2p").digest()
+    d = os.path.join(tmp, "ot")
+    os.mkdir(d)
+    os.chmod(d, 0o755)  # it drops privileges before reading the whitelist
+    open(os.path.join(d, "whitelist.txt"), "w").write(ih.hex() + "\n")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    TRACKERS.append(subprocess.Popen([ot, "-i", "127.0.0.1", "-p", str(port), "-P", str(port),
+                                      "-d", d, "-w", "whitelist.txt"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    url = f"http://127.0.0.1:{port}/announce"
+    q = urllib.parse.urlencode({"peer_id": "-PR0001-000000000000", "port": 9, "uploaded": 0,
+                                "downloaded": 0, "left": 0, "event": "stopped", "compact": 1})
+    probe = url + "?info_hash=" + urllib.parse.quote_from_bytes(ih) + "&" + q
+    ok = False
+    for _ in range(100):  # it loads the whitelist after it listens
+        try:
+            body = urllib.request.urlopen(probe, timeout=5).read()
+            if b"failure" not in body:
+                ok = True
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    if not check(ok, "opentracker answers for the repo's swarm"):
+        return
+    seedlog = os.path.join(tmp, "seed2.log")
+    seed = subprocess.Popen([zestfs, "seed", "--store", store, "--listen", "127.0.0.1:0",
+                             "--tracker", url, "--token", ""],
+                            stdout=open(seedlog, "w"), stderr=subprocess.STDOUT)
+    TRACKERS.append(seed)
+    check(wait_log(seedlog, r"peers on", 20) is not None, "seed (with --tracker) started")
+    time.sleep(1.5)  # its first announce (1 s timer)
+    knobs(origin, refuse_xorbs=1)
+    origin.reset()
+    pe, me, se, le, snape, _ = node("e", "--tracker", f"udp://127.0.0.1:{port}")
+    check(wait_log(le, r"peers: [1-9]\d* connected", 30) is not None,
+          "E found the seed through the tracker and connected")
+    time.sleep(0.5)
+    check(read_files(snape), "E: every file byte-exact from the seed found by the tracker")
+    peer, cdn = src_bytes(status(zestfs, se))
+    check(peer >= xet_bytes and cdn == 0, f"E: peer bytes {peer}, CDN bytes {cdn}")
+    unmount(pe, me)
+    seed.terminate()
+    check(seed.wait(30) == 0, "seed with --tracker exits 0")
+    knobs(origin, refuse_xorbs=0)
+
+
 def main():
     run = fsutil.start("zestfs-p2p-")
     if run is None:
@@ -267,6 +329,7 @@ def main():
         m = wait_log(seedlog, r"served (\d+) chunk bytes", 5)
         check(m is not None and int(m.group(1)) >= xet_bytes,
               f"seed reports the bytes it served ({m.group(1) if m else None})")
+        tracker_case(run, origin, sa, node, read_files, status, xet_bytes)
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:
@@ -275,7 +338,11 @@ def main():
                 unmount(p, mnt)
         if seed and seed.poll() is None:
             seed.kill()
-        for n in ("a", "b", "c", "d"):
+        for t in TRACKERS:
+            if t.poll() is None:
+                t.kill()
+                t.wait()
+        for n in ("a", "b", "c", "d", "e"):
             lp = os.path.join(tmp, n + ".log")
             if os.path.exists(lp):
                 out = open(lp, errors="replace").read()
