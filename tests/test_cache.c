@@ -957,6 +957,59 @@ static void test_meta(void)
     free(dir);
 }
 
+/* zc_runs merges touching and overlapping segments; zc_chunk_hashes gives
+ * a ready segment's header entries, and only for a ready ref. */
+static void test_runs(void)
+{
+    char *dir = tmpdir();
+    zc_store *s;
+    T_EQ_INT(zc_open(dir, 1ull << 30, &s), 0);
+    xet_hash h = xorb_of(77);
+    zc_range r[4];
+    T_EQ_INT(zc_runs(s, &h, r, 4), 0);
+    T_EQ_INT(put_run(s, 77, 0, 4, false, 0, NULL), 0);
+    T_EQ_INT(put_run(s, 77, 4, 6, true, 0, NULL), 0);
+    T_EQ_INT(put_run(s, 77, 10, 12, false, 0, NULL), 0);
+    T_EQ_INT(put_run(s, 77, 11, 15, false, 0, NULL), 0);
+    T_EQ_INT(zc_runs(s, &h, r, 4), 2);
+    T_EQ_INT(r[0].start, 0);
+    T_EQ_INT(r[0].end, 6);
+    T_EQ_INT(r[1].start, 10);
+    T_EQ_INT(r[1].end, 15);
+    memset(r, 0, sizeof r);
+    T_EQ_INT(zc_runs(s, &h, r, 1), 2); /* counts all, writes max */
+    T_EQ_INT(r[0].end, 6);
+    T_EQ_INT(r[1].end, 0);
+
+    struct run want;
+    run_make(77, 0, 4, &want);
+    zc_ref ref;
+    uint32_t lens[4];
+    xet_hash hs[4];
+    T_EQ_INT(zc_lookup(s, &h, 1, &ref), 0);
+    T_EQ_INT(zc_chunk_hashes(&ref, 1, 4, lens, hs), 0);
+    for (int i = 0; i < 3; i++) {
+        T_EQ_INT(lens[i], want.lens[i + 1]);
+        T_TRUE(xet_hash_eq(&hs[i], &want.hashes[i + 1]));
+    }
+    T_EQ_INT(zc_chunk_hashes(&ref, 2, 5, lens, hs), -ERANGE);
+    zc_unpin(&ref);
+    T_EQ_INT(zc_close(s), 0);
+
+    T_EQ_INT(zc_open(dir, 1ull << 30, &s), 0); /* unverified after reopen */
+    T_EQ_INT(zc_runs(s, &h, r, 4), 2);
+    T_EQ_INT(zc_lookup(s, &h, 0, &ref), -EAGAIN);
+    T_EQ_INT(zc_chunk_hashes(&ref, 0, 4, NULL, hs), -EINVAL);
+    T_EQ_INT(zc_verify_segment(&ref), 0);
+    T_EQ_INT(zc_chunk_hashes(&ref, 0, 4, NULL, hs), 0);
+    T_TRUE(xet_hash_eq(&hs[3], &want.hashes[3]));
+    zc_unpin(&ref);
+    run_free(&want);
+    T_EQ_INT(zc_close(s), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -964,6 +1017,7 @@ int main(void)
     T_RUN(test_reopen);
     T_RUN(test_corrupt);
     T_RUN(test_meta);
+    T_RUN(test_runs);
     T_RUN(test_cap);
     T_RUN(test_fds);
     T_RUN(test_threads);
