@@ -60,7 +60,8 @@ def main():
 
             st, h, k = o.json("GET", "/_origin/knobs")
             c.eq(k, {"latency_ms": 0, "conn_bps": 0, "total_bps": 0, "fail_every": 0, "truncate_every": 0,
-                     "flip_every": 0, "token_ttl": 0, "url_ttl": 0}, "all knobs off by default")
+                     "flip_every": 0, "refuse_xorbs": 0, "token_ttl": 0, "url_ttl": 0},
+                  "all knobs off by default")
             st, d, _ = fetch_raw(o, url, rng)
             c.eq((st, d == want), (206, True), "clean fetch")
 
