@@ -183,7 +183,7 @@ static void usage(FILE *f)
                "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
                "      --offline           no network: present and serve what the store has\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
-               "      --read-ahead BYTES  kernel readahead of the mount (default 1M; 0: leave\n"
+               "      --read-ahead BYTES  kernel readahead of the mount (default 1004K; 0: leave\n"
                "                          the kernel's 128K); needs root\n"
                "      --http [ADDR:]PORT  serve GET|HEAD /{repo}/resolve/{rev}/{path}, /xet/{id}\n"
                "                          (with Range) and /metrics over HTTP; ADDR defaults\n"
@@ -302,7 +302,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int foreground = 0, allow_other = 0, debug = 0;
-    unsigned readahead_kb = 1024;
+    unsigned readahead_kb = 1004; /* 251 pages: a reply fits a 1 MiB pipe (splice) */
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;

@@ -306,6 +306,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
      * expire); real files are written through the mount, which keeps the
      * kernel's view current */
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+    /* stored bytes are spliced from the segment files into replies (read.c):
+     * one copy fewer; libfuse falls back to a copy when its pipe cannot
+     * hold a reply */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <fcntl.h>
 
 #include <openssl/evp.h>
 
@@ -68,6 +69,7 @@
 #define SEQ_MIN (4ull << 20) /* sequential bytes before prefetch starts */
 #define MAX_AHEAD 32       /* windows fetched ahead of a sequential stream (256 MiB) */
 #define NBUCKETS 4096
+#define DISK_RA (8ull << 20) /* stored bytes a sequential reader's disk reads run ahead */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -159,6 +161,7 @@ struct rd_read {
     void *ud;
     uint8_t *out;              /* its bytes, from the store read */
     bool nofetch;              /* zf_read_stored: -ENOENT rather than fetch */
+    uint64_t ra_len;           /* store read: also hint this many bytes DISK_RA ahead */
     int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
     void (*label_cb)(void *ud, int err, uint64_t nxorbs);
 };
@@ -212,6 +215,7 @@ struct rd_ctx {
     char *endpoint;
     char *auth;                /* "Authorization: Bearer ..." or NULL */
     bool stopping;
+    bool splice;               /* store reads answered with fd buffers (ZESTFS_NO_SPLICE=1: copied) */
     rd_file *tab[NBUCKETS];
     rd_xf *xfs;
     rd_xf *xq, **xqtail;
@@ -653,8 +657,72 @@ static void map_save(rd_file *f)
  * (sorted, covering the range).  0, or -ENOENT with *miss = the first byte
  * that is not stored; -EBADMSG when the stored chunks disagree with an
  * extent's length.  out NULL: only check that every byte is stored. */
+/* A store read answered by splicing the segment files' bytes into the FUSE
+ * reply (fuse_reply_data with fd buffers): the pieces keep their segments
+ * pinned until the reply is written. */
+typedef struct rd_splice {
+    struct fuse_bufvec *bv;    /* bv->count pieces */
+    zc_ref *refs;
+    size_t n, cap;
+    bool hint;                 /* only ask the kernel to read the pieces ahead */
+} rd_splice;
+
+static int splice_add(rd_splice *sp, zc_ref *ref, uint64_t fpos, uint64_t len)
+{
+    if (sp->hint) {
+        posix_fadvise(ref->fd, (off_t)fpos, (off_t)len, POSIX_FADV_WILLNEED);
+        zc_unpin(ref);
+        return 0;
+    }
+    if (sp->n && sp->refs[sp->n - 1].seg == ref->seg) { /* same segment: extend */
+        struct fuse_buf *b = &sp->bv->buf[sp->n - 1];
+        if ((uint64_t)b->pos + b->size == fpos) {
+            b->size += len;
+            zc_unpin(ref);
+            return 0;
+        }
+    }
+    if (sp->n == sp->cap) {
+        size_t nc = sp->cap ? sp->cap * 2 : 4;
+        struct fuse_bufvec *nb = realloc(sp->bv, sizeof *nb + nc * sizeof nb->buf[0]);
+        if (!nb)
+            return -ENOMEM;
+        sp->bv = nb;
+        zc_ref *nr = realloc(sp->refs, nc * sizeof *nr);
+        if (!nr)
+            return -ENOMEM;
+        sp->refs = nr;
+        sp->cap = nc;
+    }
+    sp->refs[sp->n] = *ref;
+    sp->bv->buf[sp->n] = (struct fuse_buf){.size = (size_t)len, .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,
+                                           .fd = ref->fd, .pos = (off_t)fpos};
+    sp->n++;
+    return 0;
+}
+
+static void splice_release(rd_splice *sp)
+{
+    for (size_t i = 0; i < sp->n; i++)
+        zc_unpin(&sp->refs[i]);
+    free(sp->refs);
+    free(sp->bv);
+    *sp = (rd_splice){0};
+}
+
+static int store_read_sp(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uint64_t len,
+                         uint8_t *out, rd_splice *sp, uint64_t *miss);
+
 static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uint64_t len,
                       uint8_t *out, uint64_t *miss)
+{
+    return store_read_sp(s, ex, n, off, len, out, NULL, miss);
+}
+
+/* store_read, or with sp: the pieces are collected (pinned) rather than
+ * copied. */
+static int store_read_sp(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uint64_t len,
+                         uint8_t *out, rd_splice *sp, uint64_t *miss)
 {
     uint64_t pos = off, end = off + len;
     size_t i = 0;
@@ -694,6 +762,23 @@ static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uin
             }
             if (pos < coff + bytes) {
                 uint64_t want = umin(end, coff + bytes) - pos;
+                if (sp) {
+                    uint64_t fo;
+                    uint32_t fl;
+                    int e2 = zc_chunk_span(&ref, ch, &fo, &fl);
+                    if (e2 == 0)
+                        e2 = splice_add(sp, &ref, fo + (pos - coff), want);
+                    if (e2) {
+                        zc_unpin(&ref);
+                        return e2 == -ENOMEM ? -ENOMEM : -EBADMSG;
+                    }
+                    pos += want;
+                    coff += bytes;
+                    ch = stop;
+                    if (coff > eend || (ch == e->ce && coff != eend))
+                        return -EBADMSG;
+                    continue; /* ref is now held by sp */
+                }
                 ssize_t got = out ? zc_read(&ref, ch, pos - coff, out + (pos - off), (size_t)want)
                                   : (ssize_t)want; /* a check: stored and verified is enough */
                 if (got < 0 || (uint64_t)got != want) {
@@ -713,12 +798,40 @@ static int store_read(zc_store *s, const rd_ext *ex, size_t n, uint64_t off, uin
     return 0;
 }
 
+/* After answering a sequential reader (r->ra_len set): start the disk
+ * reads of the stored bytes DISK_RA ahead, so the segment files are not
+ * read one request at a time when the page cache does not hold them
+ * (dropped, or never filled since a remount).  Best effort. */
+static void disk_ahead(rd_read *r)
+{
+    if (!r->ra_len)
+        return;
+    rd_splice h = {.hint = true};
+    uint64_t m;
+    store_read_sp(r->c->store, r->snap, r->nsnap, r->off + DISK_RA, r->ra_len, NULL, &h, &m);
+}
+
 static void store_work(uv_work_t *w)
 {
     rd_read *r = w->data;
     if (r->fill) {
         r->rc = store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &r->miss);
         return;
+    }
+    if (!r->cb && r->c->splice) {
+        rd_splice sp = {0};
+        r->rc = store_read_sp(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &sp, &r->miss);
+        if (r->rc == 0) {
+            sp.bv->count = sp.n;
+            sp.bv->idx = 0;
+            sp.bv->off = 0;
+            fuse_reply_data(r->req, sp.bv, FUSE_BUF_SPLICE_MOVE);
+        }
+        splice_release(&sp);
+        if (r->rc == 0)
+            disk_ahead(r);
+        if (r->rc != -ENOMEM)
+            return;
     }
     uint8_t *buf = malloc(r->len);
     if (!buf) {
@@ -730,8 +843,10 @@ static void store_work(uv_work_t *w)
         r->out = buf; /* handed over on the loop */
         return;
     }
-    if (r->rc == 0)
+    if (r->rc == 0) {
         fuse_reply_buf(r->req, (const char *)buf, r->len);
+        disk_ahead(r);
+    }
     free(buf);
 }
 
@@ -766,11 +881,29 @@ static void store_after(uv_work_t *w, int status)
     fetch_cells(r, r->off);
 }
 
+/* Is [off, end) part of a sequential stream of f (prefetch() has seen it)? */
+static bool seq_reader(const rd_file *f, uint64_t off, uint64_t end)
+{
+    for (int i = 0; i < NSTREAMS; i++) {
+        const rd_stream *x = &f->streams[i];
+        if (x->used && x->run >= (2ull << 20) && off <= x->next && x->next <= end + SEQ_BACK)
+            return true;
+    }
+    return false;
+}
+
 /* The read's bytes are all mapped: read them from the store on the pool. */
 static void store_start(rd_read *r)
 {
     rd_file *f = r->f;
     uint64_t end = r->off + r->len;
+    /* a FUSE read continuing a sequential stream also hints the disk reads
+     * of the bytes DISK_RA ahead (store_work) */
+    r->ra_len = 0;
+    if (!r->fill && !r->cb && seq_reader(f, r->off, end) && end + DISK_RA <= f->size) {
+        r->ra_len = r->len;
+        end += DISK_RA;
+    }
     long i0 = ext_floor(f, r->off);
     size_t i1 = (size_t)i0;
     while (i1 + 1 < f->n && f->ext[i1 + 1].off < end)
@@ -2342,6 +2475,8 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     c->loop = fs->loop;
     c->store = store;
     c->xqtail = &c->xq;
+    const char *ns = getenv("ZESTFS_NO_SPLICE");
+    c->splice = !(ns && *ns && strcmp(ns, "0"));
     c->cdn_retry = (zn_retry){.max_attempts = 3, .base_ms = 300, .max_delay_ms = 5000,
                               .deadline_ms = 30000};
     c->endpoint = strdup(o->endpoint);
