@@ -68,6 +68,49 @@ def make_model(path, size):
     return os.path.getsize(path)
 
 
+class LinkOrigin(Origin):
+    """zestfs-origin in its own network namespace behind a veth pair whose
+    origin side is rate-limited with tc tbf: a CDN at RATE Mbit/s rather than
+    loopback speed.  The namespace and links are removed by stop()."""
+    NS, HOST_IF, NS_IF, HOST_IP, NS_IP = "zbench-origin", "zbh0", "zbo0", "10.77.0.1", "10.77.0.2"
+
+    def __init__(self, exe, data, tmp, rate_mbit):
+        sh = lambda *a: subprocess.run(a, check=True)  # noqa: E731
+        self._teardown()
+        sh("ip", "netns", "add", self.NS)
+        sh("ip", "link", "add", self.HOST_IF, "type", "veth", "peer", "name", self.NS_IF)
+        sh("ip", "link", "set", self.NS_IF, "netns", self.NS)
+        sh("ip", "addr", "add", self.HOST_IP + "/24", "dev", self.HOST_IF)
+        sh("ip", "link", "set", self.HOST_IF, "up")
+        ns = ("ip", "netns", "exec", self.NS)
+        sh(*ns, "ip", "addr", "add", self.NS_IP + "/24", "dev", self.NS_IF)
+        sh(*ns, "ip", "link", "set", self.NS_IF, "up")
+        sh(*ns, "ip", "link", "set", "lo", "up")
+        sh(*ns, "tc", "qdisc", "add", "dev", self.NS_IF, "root", "tbf", "rate", f"{rate_mbit}mbit",
+           "burst", "1mb", "latency", "100ms")
+        self.port_file = os.path.join(tmp, "origin.port")
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.log = open(os.path.join(tmp, "origin.log"), "a")
+        self.p = subprocess.Popen([*ns, exe, "serve", data, "--listen", self.NS_IP + ":0", "--port-file",
+                                   self.port_file, "-q"], stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(500):
+            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
+                break
+            if self.p.poll() is not None:
+                raise RuntimeError("origin exited")
+            time.sleep(0.01)
+        self.url = f"http://{self.NS_IP}:" + open(self.port_file).read().strip()
+
+    def _teardown(self):
+        subprocess.run(["ip", "link", "del", self.HOST_IF], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", self.NS], stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        super().stop()
+        self._teardown()
+
+
 def curl_xorbs(origin, repo, commit, xet_hash):
     """Seconds for curl to fetch every xorb range of the file (the bytes zestfs needs)."""
     with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
@@ -116,6 +159,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1024, help="model size in MiB")
     ap.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"))
+    ap.add_argument("--rate", type=int, default=0,
+                    help="put the origin behind a veth link limited to RATE Mbit/s (tc tbf) instead of loopback")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     zestfs = os.path.join(build, "fs", "zestfs")
@@ -134,7 +179,8 @@ def main():
     commit = ingest(origin_exe, data, "bench/model", src)
     print(f"model: {size} bytes, ingested in {time.perf_counter() - t:.1f} s; machine: "
           f"{os.cpu_count()} cores", flush=True)
-    origin = Origin(origin_exe, data, tmp)
+    origin = LinkOrigin(origin_exe, data, tmp, a.rate) if a.rate else Origin(origin_exe, data, tmp)
+    print(f"origin: {origin.url} ({f'veth limited to {a.rate} Mbit/s' if a.rate else 'loopback'})", flush=True)
     procs, rows = [], []
     peak = 0
 
