@@ -1070,6 +1070,33 @@ int zc_label_pin(zc_store *s, const xet_hash *xorb, bool on)
     return rc;
 }
 
+int zc_drop_xorb(zc_store *s, const xet_hash *xorb, uint64_t *freed)
+{
+    struct reap r;
+    reap_init(&r);
+    int rc = 0;
+    uint64_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    struct zc_xorb *x = xorb_find(s, xorb);
+    if (x && x->label) {
+        rc = -EBUSY;
+    } else if (x) {
+        while (x->n) {
+            struct zc_seg *g = x->v[x->n - 1];
+            n += g->acct;
+            s->evictions++;
+            s->evicted_bytes += g->acct;
+            seg_doom(s, g, &r, true);
+        }
+        xorb_maybe_free(s, x);
+    }
+    pthread_mutex_unlock(&s->mu);
+    reap_run(s, &r);
+    if (freed)
+        *freed = n;
+    return rc;
+}
+
 /* ---- verification --------------------------------------------------------- */
 
 /* Check a segment file against its name: header fields and checksum, size,

@@ -179,6 +179,12 @@ int zc_chunk_hashes(const zc_ref *ref, uint32_t start, uint32_t end, uint32_t *l
  * Held in memory only; the owner re-applies labels after zc_open. */
 int zc_label_pin(zc_store *s, const xet_hash *xorb, bool on);
 
+/* Drop every stored segment of xorb (an explicit eviction, `zestfs evict`):
+ * segments a reader holds are unlinked now and freed at their last unpin.
+ * 0 (*freed = accounted bytes dropped, 0 when nothing was stored), or
+ * -EBUSY when the xorb carries a label (pinned). */
+int zc_drop_xorb(zc_store *s, const xet_hash *xorb, uint64_t *freed);
+
 void zc_get_stats(zc_store *s, zc_stats *st);
 
 /* Metadata blobs keyed by a string (1..4096 bytes): atomic replace, checksum

@@ -170,15 +170,24 @@ static void print_status(const cJSON *s)
     human(num(bs, "peers"), b, sizeof b);
     human(num(bs, "cdn"), c, sizeof c);
     printf("\nbytes: served from the store %s; fetched from peers %s, from the CDN %s\n", a, b, c);
-    printf("reads: %.0f (%.0f answered from the store, %.0f waited for a fetch), %.0f errors; "
-           "latency p50 <= %g ms, p99 <= %g ms\n",
-           num(r, "count"), num(r, "from_store"), num(r, "waited"), num(r, "errors"),
+    printf("reads: %.0f (%.0f answered from the store, %.0f waited for a fetch; %.0f through "
+           "HTTP), %.0f errors; latency p50 <= %g ms, p99 <= %g ms\n",
+           num(r, "count"), num(r, "from_store"), num(r, "waited"), num(r, "http"), num(r, "errors"),
            num(lat, "p50_ms"), num(lat, "p99_ms"));
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(s, "fetch_latency");
     printf("fetches in flight: %.0f; CDN fetch p50 <= %g ms; verification failures: %.0f; "
            "peer bans: %.0f\n",
            num(s, "fetches_in_flight"), num(cJSON_GetObjectItemCaseSensitive(fl, "cdn"), "p50_ms"),
            num(s, "verify_failures"), num(s, "peer_bans"));
+    const cJSON *po = cJSON_GetObjectItemCaseSensitive(s, "peers");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(po, "enabled"))) {
+        human(num(po, "data_up"), a, sizeof a);
+        human(num(po, "data_down"), b, sizeof b);
+        printf("peers: %.0f connected in %.0f swarms, %.0f banned; served %s to peers, "
+               "received %s\n",
+               num(po, "connected"), num(po, "swarms"), num(po, "banned"), a, b);
+    } else
+        printf("peers: off (--no-p2p)\n");
     const cJSON *slow = cJSON_GetObjectItemCaseSensitive(s, "slowest_reads");
     if (cJSON_GetArraySize(slow) > 0) {
         printf("\nslowest recent reads:\n");
@@ -200,7 +209,7 @@ static void usage(FILE *f, const char *cmd)
                 strcmp(cmd, "unpin") ? "[@REV]" : "");
 }
 
-/* zestfs status | verify | pin | unpin */
+/* zestfs status | verify | pin | unpin | evict */
 int zestfs_cmd_ctl(int argc, char **argv)
 {
     const char *cmd = argv[0];
@@ -276,6 +285,13 @@ int zestfs_cmd_ctl(int argc, char **argv)
                 human(num(m, "bytes"), a, sizeof a);
                 printf("verify: %.0f files, %.0f ok (%s re-hashed), %.0f bad, %.0f not stored\n",
                        num(m, "files"), num(m, "ok"), a, num(m, "bad"), num(m, "missing"));
+            } else if (!strcmp(cmd, "evict")) {
+                char a[32];
+                human(num(m, "bytes_freed"), a, sizeof a);
+                printf("evicted %s: %.0f xorbs, %.0f small files, %s freed; kept %.0f shared "
+                       "with other repos, %.0f pinned\n",
+                       argv[optind], num(m, "xorbs"), num(m, "blobs"), a, num(m, "kept_shared"),
+                       num(m, "kept_pinned"));
             } else if (*str(m, "pin"))
                 printf("%s %s (%.0f xorbs)\n", strcmp(cmd, "pin") ? "unpinned" : "pinned",
                        str(m, "pin"), num(m, "xorbs"));

@@ -7,6 +7,9 @@
  *       "files": n, "files_failed": n, "commit": "<40 hex>"}   (≤ 10 a second)
  *   <- {"event": "done", ..., "errno": 0 | E, "error": "text"}
  *   -> {"cmd": "ping"}            <- {"event": "pong", "pid": N}
+ *   -> {"cmd": "evict", "repo": "org/name[@rev]"}
+ *   <- {"event": "done", "files": n, "xorbs": n, "blobs": n, "bytes_freed": B,
+ *       "kept_shared": n, "kept_pinned": n, "errno": 0 | E, "error": "text"}
  *   anything else                 <- {"event": "error", "errno": E, "error": "text"}
  *
  * A connection runs one command at a time; closing it cancels a pull in
@@ -22,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "p2p.h"
 #include "zfs.h"
 
 #define LINE_MAX_BYTES (64u << 10)
@@ -197,7 +201,7 @@ static void pull_cb(void *ud, const zf_pull_stat *st, bool final)
     conn_send(c, o);
 }
 
-enum { CMD_NONE, CMD_VERIFY, CMD_PIN, CMD_UNPIN };
+enum { CMD_NONE, CMD_VERIFY, CMD_PIN, CMD_UNPIN, CMD_EVICT };
 
 static cJSON *hist_json(const zf_hist *h)
 {
@@ -271,6 +275,20 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(ro, "bytes", (double)bytes);
         cJSON_AddItemToArray(ra, ro);
     }
+    cJSON *po = cJSON_AddObjectToObject(o, "peers");
+    cJSON_AddBoolToObject(po, "enabled", fs->p2p != NULL);
+    if (fs->p2p) {
+        zf_p2p_stats ps;
+        zf_p2p_get_stats(fs->p2p, &ps);
+        cJSON_AddNumberToObject(po, "connected", ps.node.peers);
+        cJSON_AddNumberToObject(po, "connections", ps.node.conns);
+        cJSON_AddNumberToObject(po, "banned", (double)ps.node.bans);
+        cJSON_AddNumberToObject(po, "swarms", ps.swarms);
+        cJSON_AddNumberToObject(po, "data_up", (double)ps.node.data_up);
+        cJSON_AddNumberToObject(po, "data_down", (double)ps.node.data_down);
+        cJSON_AddNumberToObject(po, "requests_served", (double)ps.node.requests_served);
+        cJSON_AddNumberToObject(po, "verify_failures", (double)ps.node.verify_failures);
+    }
     zf_metrics *m = zf_read_metrics(fs);
     if (m) {
         cJSON *mo = cJSON_AddObjectToObject(o, "reads");
@@ -290,6 +308,7 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(o, "fetches_in_flight", (double)m->fetches_inflight);
         cJSON_AddNumberToObject(o, "verify_failures", (double)m->verify_failures);
         cJSON_AddNumberToObject(o, "peer_bans", (double)m->peer_bans);
+        cJSON_AddNumberToObject(mo, "http", (double)m->http_reads);
         cJSON *sa = cJSON_AddArrayToObject(o, "slowest_reads");
         for (int i = 0; i < ZF_SLOW_N; i++) {
             if (m->slow[i].ms <= 0)
@@ -353,12 +372,39 @@ static void pin_done_cb(void *ud, int err, const char *key, uint64_t xorbs)
     conn_send(c, o);
 }
 
+static void evict_done_cb(void *ud, const zf_evict_stat *st)
+{
+    ctl_conn *c = ud;
+    if (!op_done(c))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "done");
+    cJSON_AddNumberToObject(o, "files", st->files);
+    cJSON_AddNumberToObject(o, "xorbs", (double)st->xorbs);
+    cJSON_AddNumberToObject(o, "blobs", (double)st->blobs);
+    cJSON_AddNumberToObject(o, "bytes_freed", (double)st->bytes);
+    cJSON_AddNumberToObject(o, "kept_shared", (double)st->shared);
+    cJSON_AddNumberToObject(o, "kept_pinned", (double)st->pinned);
+    cJSON_AddNumberToObject(o, "errno", -st->err);
+    if (st->err)
+        cJSON_AddStringToObject(o, "error", strerror(-st->err));
+    conn_send(c, o);
+}
+
 static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *commit)
 {
     ctl_conn *c = ud;
     if (!err && c->closing)
         err = -ECANCELED;
-    if (!err && c->cmd == CMD_VERIFY)
+    if (!err && c->cmd == CMD_EVICT) {
+        /* REPO@REV: that commit; REPO: every commit presented */
+        err = zf_evict(c->ctl->fs, c->ctl->store, repo, strchr(c->spec, '@') ? commit : NULL,
+                       evict_done_cb, c);
+        if (err == -EBUSY && op_done(c)) {
+            send_error(c, err, "the repo is pinned: unpin it first");
+            return;
+        }
+    } else if (!err && c->cmd == CMD_VERIFY)
         err = zf_verify_start(c->ctl->fs, repo, commit, verify_file_cb, verify_done_cb, c,
                               &c->verify);
     else if (!err)
@@ -435,7 +481,7 @@ static void handle(ctl_conn *c, const char *line)
     } else if (strcmp(cmd->valuestring, "status") == 0) {
         conn_send(c, status_json(c->ctl));
     } else if (!strcmp(cmd->valuestring, "verify") || !strcmp(cmd->valuestring, "pin") ||
-               !strcmp(cmd->valuestring, "unpin")) {
+               !strcmp(cmd->valuestring, "unpin") || !strcmp(cmd->valuestring, "evict")) {
         const cJSON *repo = cJSON_GetObjectItemCaseSensitive(req, "repo");
         if (!cJSON_IsString(repo))
             send_error(c, -EINVAL, "expected \"repo\"");
@@ -443,7 +489,10 @@ static void handle(ctl_conn *c, const char *line)
             int err;
             c->busy = true;
             c->cmd = !strcmp(cmd->valuestring, "verify") ? CMD_VERIFY
-                     : !strcmp(cmd->valuestring, "pin") ? CMD_PIN : CMD_UNPIN;
+                     : !strcmp(cmd->valuestring, "pin")   ? CMD_PIN
+                     : !strcmp(cmd->valuestring, "evict") ? CMD_EVICT
+                                                          : CMD_UNPIN;
+            snprintf(c->spec, sizeof c->spec, "%s", repo->valuestring);
             if (c->cmd == CMD_PIN) /* pin = pull, then label */
                 err = zf_pull_start(c->ctl->fs, c->ctl->store, repo->valuestring, NULL, 0,
                                     pin_pull_cb, c, &c->pull);

@@ -56,6 +56,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "p2p.h"
 #include "zfs.h"
 
 #define PIECE (2u << 20)  /* bytes per zf_read_async */
@@ -659,6 +660,21 @@ static char *metrics_text(zf_http *h)
     one(&b, "zestfs_verify_failures_total", "counter", "Network data that failed verification.",
         m->verify_failures);
     one(&b, "zestfs_peer_bans_total", "counter", "Peers banned.", m->peer_bans);
+    one(&b, "zestfs_http_reads_total", "counter", "Reads answered for the HTTP access server.",
+        m->http_reads);
+    zf_p2p_stats ps;
+    memset(&ps, 0, sizeof ps);
+    if (h->fs->p2p)
+        zf_p2p_get_stats(h->fs->p2p, &ps);
+    one(&b, "zestfs_peers_connected", "gauge", "Peers connected (handshake done).", ps.node.peers);
+    one(&b, "zestfs_peer_swarms", "gauge", "Swarms joined.", ps.swarms);
+    metric(&b, "zestfs_peer_data_bytes_total", "counter", "Verified chunk bytes exchanged with peers.");
+    sb_printf(&b, "zestfs_peer_data_bytes_total{direction=\"up\"} %" PRIu64 "\n", ps.node.data_up);
+    sb_printf(&b, "zestfs_peer_data_bytes_total{direction=\"down\"} %" PRIu64 "\n", ps.node.data_down);
+    metric(&b, "zestfs_store_lookups_total", "counter",
+           "Reads by whether the store had every byte (hit) or a fetch was needed (miss).");
+    sb_printf(&b, "zestfs_store_lookups_total{result=\"hit\"} %" PRIu64 "\n", m->reads_from_store);
+    sb_printf(&b, "zestfs_store_lookups_total{result=\"miss\"} %" PRIu64 "\n", m->reads_waited);
     zc_stats st;
     memset(&st, 0, sizeof st);
     if (h->store)

@@ -15,6 +15,7 @@ static void usage(FILE *f)
             "       zestfs status [MOUNTPOINT]         what a running mount is doing\n"
             "       zestfs verify REPO[@REV]           re-hash a repo's stored bytes\n"
             "       zestfs pin REPO[@REV] | unpin REPO keep a repo stored (never evicted)\n"
+            "       zestfs evict REPO[@REV]            drop a repo's stored data (not shared, not pinned)\n"
             "       zestfs xet hash FILE...            print each file's Xet file id\n"
             "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
             "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
@@ -30,7 +31,8 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "seed") == 0)
         return zestfs_cmd_seed(argc - 1, argv + 1);
     if (argc >= 2 && (!strcmp(argv[1], "status") || !strcmp(argv[1], "verify") ||
-                      !strcmp(argv[1], "pin") || !strcmp(argv[1], "unpin")))
+                      !strcmp(argv[1], "pin") || !strcmp(argv[1], "unpin") ||
+                      !strcmp(argv[1], "evict")))
         return zestfs_cmd_ctl(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "xet") == 0)
         return zestfs_cli_xet(argc - 1, argv + 1);

@@ -161,9 +161,11 @@ struct rd_read {
     void *ud;
     uint8_t *out;              /* its bytes, from the store read */
     bool nofetch;              /* zf_read_stored: -ENOENT rather than fetch */
+    bool http;                 /* zf_read_async (the HTTP access server): counted like FUSE reads */
     uint64_t ra_len;           /* store read: also hint this many bytes DISK_RA ahead */
     int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
     void (*label_cb)(void *ud, int err, uint64_t nxorbs);
+    void (*xorbs_cb)(void *ud, int err, const xet_hash *v, size_t n); /* label == 2 */
 };
 
 struct rd_cell {
@@ -371,6 +373,8 @@ static void read_fail(rd_read *r, int err)
         return;
     }
     if (r->cb) {
+        if (r->http)
+            note_read(r, err ? err : -EIO);
         r->cb(r->ud, err ? err : -EIO, NULL, 0);
         read_free(r);
         return;
@@ -390,6 +394,8 @@ static void note_read(rd_read *r, int err)
     }
     double ms = (double)(uv_hrtime() - r->t0) / 1e6;
     m->reads++;
+    if (r->http)
+        m->http_reads++;
     m->read_bytes += r->len;
     m->bytes_by_src[ZF_SRC_STORE] += r->len;
     if (r->rounds)
@@ -862,10 +868,10 @@ static void store_after(uv_work_t *w, int status)
         return;
     }
     if (r->rc == 0) {
+        if (!r->cb || r->http)
+            note_read(r, 0);
         if (r->cb)
             r->cb(r->ud, 0, r->out, r->len);
-        else
-            note_read(r, 0);
         free(r->out);
         read_free(r);
         return;
@@ -935,6 +941,21 @@ static void xet_try(rd_read *r)
 {
     rd_file *f = r->f;
     uint64_t end = r->off + r->len;
+    if (r->label == 2) { /* the map is loaded: list the xorbs it names */
+        xet_hash *v = f->n ? malloc(f->n * sizeof *v) : NULL;
+        size_t n = 0;
+        for (size_t i = 0; v && i < f->n; i++)
+            if (n == 0 || !xet_hash_eq(&f->ext[i].xorb, &v[n - 1]))
+                v[n++] = f->ext[i].xorb;
+        /* what is stored may change under the caller (evict): forget
+         * which windows were found whole */
+        free(f->done);
+        f->done = NULL;
+        r->xorbs_cb(r->ud, f->n && !v ? -ENOMEM : 0, v, n);
+        free(v);
+        read_free(r);
+        return;
+    }
     if (r->label) { /* the map is loaded: label the xorbs it names */
         uint64_t n = 0;
         for (size_t i = 0; i < f->n; i++)
@@ -1709,6 +1730,8 @@ static void blob_serve(rd_read *r)
         return;
     }
     if (r->cb) {
+        if (r->http)
+            note_read(r, 0);
         r->cb(r->ud, 0, f->blob + r->off, r->len);
         read_free(r);
         return;
@@ -1751,7 +1774,8 @@ static void blob_settle(rd_file *f, int err)
         f->blob_state = BLOB_NONE;
         free(f->blob);
         f->blob = NULL;
-        fprintf(stderr, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
+        if (err != -ENOENT)
+            fprintf(stderr, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
     } else {
         f->blob_state = BLOB_READY;
         c->blob_mem += f->size;
@@ -1789,9 +1813,13 @@ static void blob_after(uv_work_t *w, int status)
         return;
     }
     free(j->data);
-    bool fetched = j->fetched;
+    bool fetched = j->fetched, want = false;
     free(j);
-    if (!fetched && !f->c->stopping && f->c->hub)
+    for (rd_read *r = f->blob_wait; r; r = r->next)
+        want |= !r->nofetch;
+    if (!fetched && !want)
+        blob_settle(f, -ENOENT); /* only store reads (verify) wait: not stored */
+    else if (!fetched && !f->c->stopping && f->c->hub)
         blob_fetch(f); /* not stored (or bad): fetch it */
     else
         blob_settle(f, fetched ? rc : -ENETDOWN);
@@ -2030,6 +2058,8 @@ int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_
     r->f = f;
     r->cb = cb;
     r->ud = ud;
+    r->http = true;
+    r->t0 = uv_hrtime();
     r->off = off;
     r->len = umin(len, f->size - off);
     read_go(r);
@@ -2074,6 +2104,45 @@ int zf_read_label_file(zf_fs *fs, const zv_ent *e, bool on,
     r->f = f;
     r->label = on ? 1 : -1;
     r->label_cb = cb;
+    r->ud = ud;
+    r->len = 1;
+    read_go(r);
+    return 0;
+}
+
+void zf_read_forget_blob(zf_fs *fs, const char *etag)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || !etag)
+        return;
+    char key[72];
+    snprintf(key, sizeof key, "b%s", etag);
+    for (rd_file *f = c->tab[hash_key(key) % NBUCKETS]; f; f = f->hnext)
+        if (strcmp(f->key, key) == 0 && f->blob_state == BLOB_READY) {
+            lru_unlink(c, f);
+            c->blob_mem -= f->size;
+            free(f->blob);
+            f->blob = NULL;
+            f->blob_state = BLOB_NONE;
+        }
+}
+
+int zf_read_file_xorbs(zf_fs *fs, const zv_ent *e,
+                       void (*cb)(void *ud, int err, const xet_hash *v, size_t n), void *ud)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb || !e->file->has_xet || e->file->size == 0)
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r)
+        return -ENOMEM;
+    r->c = c;
+    r->f = f;
+    r->label = 2;
+    r->xorbs_cb = cb;
     r->ud = ud;
     r->len = 1;
     read_go(r);

@@ -103,7 +103,8 @@ typedef struct zf_slow_read {
     char path[160];              /* repo-relative path of the file read */
 } zf_slow_read;
 typedef struct zf_metrics {
-    uint64_t reads, read_bytes, read_errors; /* FUSE reads answered */
+    uint64_t reads, read_bytes, read_errors; /* reads answered (FUSE and HTTP access) */
+    uint64_t http_reads;                      /* of which through the HTTP access server */
     zf_hist read_ms;                          /* their latency */
     uint64_t reads_from_store;                /* answered without waiting for a fetch */
     uint64_t reads_waited;                    /* had to wait for a fetch */
@@ -137,6 +138,15 @@ int zf_read_stored(zf_fs *fs, const zv_ent *blob, uint64_t off, size_t len, zf_r
  * cover the whole file yet (what it names is labelled anyway). */
 int zf_read_label_file(zf_fs *fs, const zv_ent *blob, bool on,
                        void (*cb)(void *ud, int err, uint64_t nxorbs), void *ud);
+
+/* The xorbs a Xet blob's file map names (as far as it is known: loaded
+ * from the store, extended by reads), in file order without repeats; cb on
+ * the loop, maybe from inside the call.  Also forgets which of its windows
+ * were found whole (the caller is about to drop stored data). */
+int zf_read_file_xorbs(zf_fs *fs, const zv_ent *blob,
+                       void (*cb)(void *ud, int err, const xet_hash *v, size_t n), void *ud);
+/* Drop the in-memory copy of a whole-file (non-Xet) blob, if any. */
+void zf_read_forget_blob(zf_fs *fs, const char *etag);
 
 /* Background fills (read.c), on fs->loop: make byte ranges of a blob stored
  * (ranges: n [start, end) pairs filled in that order; NULL = the whole
@@ -210,6 +220,21 @@ int zf_pin(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, 
            zf_pin_cb cb, void *ud);
 int zf_pins_apply(zf_fs *fs, zc_store *store);
 int zf_pins_list(zc_store *store, char ***out, size_t *n); /* malloc'd strings + array */
+
+/* Evict (evict.c): drop the stored data of a repo (every commit it holds,
+ * or only `commit`), keeping xorbs that other presented repos' file maps
+ * also name, and pinned ones.  -EBUSY when the repo is pinned.  cb on the
+ * loop, maybe from inside the call, once. */
+typedef struct zf_evict_stat {
+    unsigned files;            /* files of the target */
+    uint64_t xorbs, blobs;     /* xorbs and whole-file blobs dropped */
+    uint64_t bytes;            /* bytes freed */
+    uint64_t shared, pinned;   /* kept: named by others, or pinned */
+    int err;
+} zf_evict_stat;
+typedef void (*zf_evict_cb)(void *ud, const zf_evict_stat *st);
+int zf_evict(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, zf_evict_cb cb,
+             void *ud);
 
 /* The control socket (ctl.c): see the protocol there. */
 typedef struct zf_ctl zf_ctl;

@@ -4,7 +4,9 @@ mount: `zestfs status` (table and --json, by store and by mountpoint),
 `zestfs verify` (stored files re-hash to their Xet ids; unread ones are
 "missing"; a store file corrupted on disk is caught), `zestfs pin` (the
 repo is pulled and survives a later read of another repo larger than what
-the cap leaves; the pin survives a remount), `zestfs unpin`.
+the cap leaves; the pin survives a remount), `zestfs unpin`, `zestfs evict` (refused while pinned; drops what only
+that repo names and a read fetches it again; keeps xorbs another presented
+repo names).
 Exit 0 pass, 1 fail, 77 skip."""
 import json, os, random, subprocess, sys
 
@@ -29,6 +31,7 @@ def main():
     open(os.path.join(src2, "big.bin"), "wb").write(other)
     commit = ingest(origin_exe, data, "org/tiny", src)
     commit2 = ingest(origin_exe, data, "org/other", src2)
+    commit3 = ingest(origin_exe, data, "org/tiny2", src)  # the same files: the same xorbs
     origin = Origin(origin_exe, data, tmp)
     proc = None
     env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(tmp, "run"))
@@ -55,6 +58,9 @@ def main():
         check(st.get("reads", {}).get("count", 0) > 0 and st["bytes_by_source"]["cdn"] >= 1_000_000,
               "status --json counts the reads and CDN bytes")
         check(st.get("store", {}).get("cap") == 100 * MiB, "status --json: the store cap")
+        check(st.get("peers", {}).get("enabled") is True and "connected" in st["peers"] and
+              "banned" in st["peers"] and "fetches_in_flight" in st and "http" in st.get("reads", {}),
+              f"status --json: peers (connected, banned), fetches in flight, HTTP reads ({st.get('peers')})")
         # ---- verify: one file stored, the rest missing
         r = z(zestfs, "verify", "--store", store, "org/tiny")
         print(r.stdout)
@@ -112,6 +118,9 @@ def main():
         st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
         check(st["store"]["corrupt"] >= 1, f"verify found the corrupted segment ({st['store']['corrupt']} corrupt)")
         check("8 ok" not in r1.stdout or "1 ok" not in r2.stdout, "a file over the corrupted segment is not ok")
+        # ---- evict of a pinned repo is refused
+        r = z(zestfs, "evict", "--store", store, "org/tiny")
+        check(r.returncode != 0 and "pinned" in r.stderr, f"evict of a pinned repo refused ({r.stderr.strip()})")
         # ---- unpin
         r = z(zestfs, "unpin", "--store", store, "org/tiny")
         check(r.returncode == 0 and "unpinned" in r.stdout, f"unpin ({r.stdout.strip()} {r.stderr.strip()})")
@@ -119,6 +128,34 @@ def main():
         check(st["pins"] == [], "no pins left")
         r = z(zestfs, "unpin", "--store", store, "org/tiny")
         check(r.returncode != 0, "unpin of a repo not pinned fails")
+        # ---- evict: the repo's stored data goes, a read fetches it again
+        for p, b in files.items():
+            read_all(os.path.join(snap, p))
+        used0 = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)["store"]["used"]
+        r = z(zestfs, "evict", "--store", store, "org/tiny")
+        print(r.stdout.strip(), r.stderr.strip())
+        check(r.returncode == 0 and "evicted org/tiny" in r.stdout, f"evict org/tiny ({r.stdout.strip()} {r.stderr.strip()})")
+        st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
+        check(st["store"]["used"] < used0, f"store use went down ({used0} -> {st['store']['used']})")
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        check("8 files, 1 ok" in r.stdout and "7 not stored" in r.stdout, f"after evict nothing of org/tiny is stored but the empty file ({r.stdout.strip()})")
+        origin.reset()
+        for p, b in files.items():
+            fd = os.open(os.path.join(snap, p), os.O_RDONLY)  # the kernel's page cache still has them
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+            check(read_all(os.path.join(snap, p)) == sha(b), f"evicted {p} read again byte-exact")
+        xb = origin.stats()["xorb_bytes_total"]
+        check(xb >= sum(len(b) for p, b in files.items() if p.endswith((".bin", ".safetensors"))) * 0.9,
+              f"the evicted bytes were fetched again ({xb})")
+        # ---- evict keeps xorbs another presented repo names (org/tiny2: the same files)
+        os.listdir(os.path.join(mnt, "models--org--tiny2", "snapshots", commit3))
+        r = z(zestfs, "evict", "--store", store, "org/tiny")
+        print(r.stdout.strip(), r.stderr.strip())
+        check(r.returncode == 0 and ": 0 xorbs, 0 small files" in r.stdout and "kept 0 shared" not in r.stdout,
+              f"evict keeps the xorbs org/tiny2 shares ({r.stdout.strip()})")
+        r = z(zestfs, "verify", "--store", store, "org/tiny")
+        check("verify: 8 files, 8 ok" in r.stdout, f"shared data still stored ({r.stdout.strip()})")
         check(unmount(proc, mnt) == 0, "unmounted")
         proc = None
         check(not os.listdir(os.path.join(env["XDG_RUNTIME_DIR"], "zestfs")), "registry entry removed at unmount")

@@ -298,14 +298,18 @@ def main():
               "histograms: buckets in seconds, cumulative, +Inf = count")
         for k in ("zestfs_reads_total", 'zestfs_bytes_total{source="cdn"}', "zestfs_store_puts_total",
                   "zestfs_store_used_bytes", "zestfs_http_requests_total", "zestfs_http_sent_bytes_total",
-                  "zestfs_read_duration_seconds_count", 'zestfs_fetch_duration_seconds_count{source="cdn"}'):
+                  "zestfs_read_duration_seconds_count", 'zestfs_fetch_duration_seconds_count{source="cdn"}',
+                  "zestfs_http_reads_total", 'zestfs_store_lookups_total{result="miss"}'):
             check(m.get(k, 0) > m0.get(k, 0), f"{k} grew after reads ({m0.get(k)} -> {m.get(k)})")
         for k in ('zestfs_bytes_total{source="store"}', 'zestfs_bytes_total{source="peer"}',
                   "zestfs_store_capacity_bytes", "zestfs_store_evictions_total",
                   "zestfs_store_corrupt_segments_total", "zestfs_verify_failures_total",
                   "zestfs_peer_bans_total", "zestfs_fetches_in_flight",
                   'zestfs_reads_by_outcome_total{outcome="store"}',
-                  'zestfs_reads_by_outcome_total{outcome="waited"}'):
+                  'zestfs_reads_by_outcome_total{outcome="waited"}',
+                  'zestfs_store_lookups_total{result="hit"}', "zestfs_peers_connected",
+                  "zestfs_peer_swarms", 'zestfs_peer_data_bytes_total{direction="up"}',
+                  'zestfs_peer_data_bytes_total{direction="down"}'):
             check(k in m, f"{k} exported")
         st, _, _ = mc.req("/org/tiny/resolve/main/config.json")
         check(st == 404, f"the metrics listener serves /metrics only ({st})")
