@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "p2p.h"
+#include "log.h"
 #include "zfs.h"
 
 #define PIECE (2u << 20)  /* bytes per zf_read_async */
@@ -1026,7 +1027,7 @@ int zf_http_bind(const char *spec, const char *what, bool metrics_only, const ch
     h->lfd = fd;
     h->metrics_only = metrics_only;
     snprintf(h->addr, sizeof h->addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ab, bport);
-    fprintf(stderr, "zestfs: %s on %s\n", what, h->addr);
+    zf_log(ZF_LOG_INFO, "zestfs: %s on %s\n", what, h->addr);
     *out = h;
     return 0;
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "net.h"
+#include "log.h"
 #include "zfs.h"
 
 static const char *TYPE_NAME[] = {"model", "dataset", "space"};
@@ -150,7 +151,7 @@ static char *merged_json(job *j, const zn_tree *t)
         if (e->is_dir)
             continue;
         if (!zf_valid_path(e->path)) {
-            fprintf(stderr, "zestfs: %s: skipping unsafe path in the tree listing\n", j->id);
+            zf_log(ZF_LOG_WARN, "zestfs: %s: skipping unsafe path in the tree listing\n", j->id);
             continue;
         }
         cJSON *f = cJSON_CreateObject();
@@ -208,7 +209,7 @@ static void startup_done(job *j)
         return;
     int perr = zc_meta_put(j->store, j->key, j->json, strlen(j->json), ZC_PUT_FSYNC);
     if (perr)
-        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", j->spec, strerror(-perr));
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", j->spec, strerror(-perr));
     free(j->json);
     j->json = NULL;
     int err = zf_fs_add_repo(j->fs, j->repo);
@@ -257,7 +258,7 @@ static void load_persisted(zf_fs *fs, zc_store *store)
     keys k = {0};
     int rc = zc_meta_list(store, "repo/", collect, &k);
     if (rc < 0)
-        fprintf(stderr, "zestfs: listing stored repos: %s\n", strerror(-rc));
+        zf_log(ZF_LOG_WARN, "zestfs: listing stored repos: %s\n", strerror(-rc));
     for (size_t i = 0; i < k.n; i++) {
         void *data;
         size_t len;
@@ -270,7 +271,7 @@ static void load_persisted(zf_fs *fs, zc_store *store)
         if (rc == 0 && (rc = zf_fs_add_repo(fs, r)) != 0)
             zf_repo_free(r);
         if (rc)
-            fprintf(stderr, "zestfs: stored %s: %s\n", k.v[i], strerror(-rc));
+            zf_log(ZF_LOG_WARN, "zestfs: stored %s: %s\n", k.v[i], strerror(-rc));
         free(k.v[i]);
     }
     free(k.v);
@@ -302,7 +303,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         jobs[i].spec = o->repos[i];
         jobs[i].on_done = startup_done;
         if (parse_spec(o->repos[i], &jobs[i]) != 0) {
-            fprintf(stderr, "zestfs: --repo %s: not [datasets/]org/name[@rev]\n", o->repos[i]);
+            zf_log(ZF_LOG_WARN, "zestfs: --repo %s: not [datasets/]org/name[@rev]\n", o->repos[i]);
             free(jobs);
             return -EINVAL;
         }
@@ -340,7 +341,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
                 uv_run(&loop, UV_RUN_ONCE);
             }
         } else
-            fprintf(stderr, "zestfs: cannot start the HTTP client\n");
+            zf_log(ZF_LOG_WARN, "zestfs: cannot start the HTTP client\n");
         zn_hub_free(hub);
         zn_http_free(http);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -354,12 +355,12 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         bool known = has_rev(r, j->rev);
         bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
         if (!o->offline)
-            fprintf(stderr, "zestfs: %s: %s%s\n", j->spec,
+            zf_log(ZF_LOG_WARN, "zestfs: %s: %s%s\n", j->spec,
                     absent ? "not found on the Hub" : strerror(-j->err),
                     known ? "; presenting the stored copy" : "");
         if (!known) {
             if (o->offline || !absent)
-                fprintf(stderr, "zestfs: %s: not in the store (%s)\n", j->spec,
+                zf_log(ZF_LOG_WARN, "zestfs: %s: not in the store (%s)\n", j->spec,
                         o->offline ? "offline" : "the Hub could not be reached");
             rc = absent ? -ENOENT : -EHOSTUNREACH;
         }
@@ -426,7 +427,7 @@ static void od_persist_after(uv_work_t *w, int status)
 {
     od_load *l = w->data;
     if (l->perr)
-        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", l->j.id, strerror(-l->perr));
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", l->j.id, strerror(-l->perr));
     free(l->j.json);
     free(l);
 }
@@ -454,7 +455,7 @@ static void od_done(job *j)
         if (j->err) {
             bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
             if (!absent && j->err != -ECANCELED)
-                fprintf(stderr, "zestfs: %s/%s: %s\n", zf_type_plural(j->type), j->id,
+                zf_log(ZF_LOG_WARN, "zestfs: %s/%s: %s\n", zf_type_plural(j->type), j->id,
                         strerror(-j->err));
             od_neg *n = calloc(1, sizeof *n);
             if (n && (n->id = strdup(j->id))) {
@@ -624,7 +625,7 @@ static void rs_deliver(rs_job *r, int err)
 {
     if (err && local_commit(find_repo(r->j.fs, r->j.type, r->j.id), r->j.rev, r->commit)) {
         if (err != -ENETDOWN)
-            fprintf(stderr, "zestfs: %s/%s@%s: %s; using the stored model\n",
+            zf_log(ZF_LOG_WARN, "zestfs: %s/%s@%s: %s; using the stored model\n",
                     zf_type_plural(r->j.type), r->j.id, r->j.rev, strerror(-err));
         err = 0;
     }
@@ -642,7 +643,7 @@ static void rs_persist_after(uv_work_t *w, int status)
 {
     rs_job *r = w->data;
     if (r->perr)
-        fprintf(stderr, "zestfs: %s: persisting the repo model: %s\n", r->j.id,
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", r->j.id,
                 strerror(-r->perr));
     free(r->j.json);
     r->j.json = NULL;

@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "p2p.h"
+#include "log.h"
 #include "zfs.h"
 
 typedef struct zf_mount {
@@ -191,6 +192,10 @@ static void usage(FILE *f)
                "                          every presented repo; port 0 picks one (printed)\n"
                "      --http-token TOKEN  require Authorization: Bearer TOKEN (--http, --metrics)\n"
                "      --metrics [ADDR:]PORT  serve only /metrics (Prometheus text format)\n"
+               "  -v, --verbose           debug log lines too (each fetch, each read that waits)\n"
+               "  -q, --quiet             warnings and errors only\n"
+               "      --log-level LEVEL   err, warn, info (default) or debug; to stderr, or the\n"
+               "                          journal with levels when run by systemd\n"
                "  -d, --debug             FUSE debug output\n"
                "peer swarm (on by default; repos read with a token are never served):\n"
                "%s", zf_p2p_usage);
@@ -274,7 +279,7 @@ static void set_readahead(const char *mnt, unsigned kb)
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P };
+           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -297,6 +302,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"max-peers", required_argument, NULL, O_P2P},
         {"seed-private", required_argument, NULL, O_P2P},
         {"tracker", required_argument, NULL, O_P2P},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -306,15 +314,24 @@ int zestfs_cmd_mount(int argc, char **argv)
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
+    static char *token_copy; /* reachable for the process's life */
     const char *http_opt = NULL, *http_token = NULL, *metrics_opt = NULL;
     zf_opts o = {.repos = repos};
     bool size_set = false;
     zf_p2p_opts po = {.reserve_fd = -1};
     int c, li = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "fdh", opts, &li)) != -1) {
+    while ((c = getopt_long(argc, argv, "fdhvq", opts, &li)) != -1) {
         switch (c) {
         case 'f': foreground = 1; break;
+        case 'v': zf_log_level = zf_log_level < ZF_LOG_DEBUG ? zf_log_level + 1 : ZF_LOG_DEBUG; break;
+        case 'q': zf_log_level = ZF_LOG_WARN; break;
+        case O_LOGLEVEL:
+            if ((zf_log_level = zf_log_parse_level(optarg)) < 0) {
+                fprintf(stderr, "zestfs: --log-level %s: not err, warn, info or debug\n", optarg);
+                return 2;
+            }
+            break;
         case O_ALLOW: allow_other = 1; break;
         case 'd': debug = 1; break;
         case O_JSON:
@@ -340,7 +357,13 @@ int zestfs_cmd_mount(int argc, char **argv)
             }
             size_set = true;
             break;
-        case O_TOKEN: token_opt = optarg; break;
+        case O_TOKEN:
+            /* keep a copy; blank the argument so /proc/PID/cmdline and ps
+             * do not show the token (HF_TOKEN or the token file are better) */
+            free(token_copy);
+            token_opt = token_copy = strdup(optarg);
+            memset(optarg, '*', strlen(optarg));
+            break;
         case O_CACERT: o.cacert = optarg; break;
         case O_OFFLINE: o.offline = true; break;
         case O_READAHEAD: {
@@ -371,7 +394,10 @@ int zestfs_cmd_mount(int argc, char **argv)
     char *ep = zf_endpoint(endpoint);
     if (!ep)
         return 2;
+    zf_log_init();
     char *token = zf_find_token(token_opt);
+    zf_log_secret(token);
+    zf_log_secret(http_token);
     char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
     if (!store_dir) {
         fprintf(stderr, "zestfs: no --store and no $HOME\n");

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "disc.h"
+#include "log.h"
 #include "p2p.h"
 
 #define MAN_MAGIC "ZFMANI01"
@@ -225,7 +226,7 @@ int zf_p2p_reserve(zf_p2p_opts *o)
     o->reserve_fd = fd;
     o->port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
     snprintf(o->bind, sizeof o->bind, "%s", host);
-    fprintf(stderr, "zestfs: peers on %s%s%s:%u\n", ss.ss_family == AF_INET6 ? "[" : "", host,
+    zf_log(ZF_LOG_INFO, "zestfs: peers on %s%s%s:%u\n", ss.ss_family == AF_INET6 ? "[" : "", host,
             ss.ss_family == AF_INET6 ? "]" : "", o->port);
     return 0;
 }
@@ -547,7 +548,7 @@ static void tracker_cb(void *ud, int err, const zn_announce_result *r)
                 zn_peer_add(p->node, s->ih, (const struct sockaddr *)&r->peers[i]);
             iv = r->interval < 30 ? 30 : r->interval > 1800 ? 1800 : r->interval;
         } else if (err != -ECANCELED) {
-            fprintf(stderr, "zestfs: tracker %s: %s\n", p->o.trackers[a->tr],
+            zf_log(ZF_LOG_WARN, "zestfs: tracker %s: %s\n", p->o.trackers[a->tr],
                     err == -EPERM && r && r->failure ? r->failure : strerror(-err));
         }
         s->next_ann[a->tr] = now + iv * 1000;
@@ -593,7 +594,7 @@ static void redial_cb(uv_timer_t *t)
     zn_peer_stats st;
     zn_peer_get_stats(p->node, &st);
     if (st.ext_peers != p->logged_peers || st.bans != p->logged_bans) {
-        fprintf(stderr, "zestfs: peers: %u connected, %" PRIu64 " banned\n", st.ext_peers,
+        zf_log(ZF_LOG_INFO, "zestfs: peers: %u connected, %" PRIu64 " banned\n", st.ext_peers,
                 st.bans);
         p->logged_peers = st.ext_peers;
         p->logged_bans = st.bans;
@@ -798,7 +799,7 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
     if (o->reserve_fd >= 0)
         close(o->reserve_fd);
     if (rc) {
-        fprintf(stderr, "zestfs: peer node: %s\n", strerror(-rc));
+        zf_log(ZF_LOG_ERR, "zestfs: peer node: %s\n", strerror(-rc));
         free(p->peers);
         free(p);
         return rc;

@@ -54,6 +54,7 @@
 #include "net.h"
 #include "p2p.h"
 #include "tensors.h"
+#include "log.h"
 #include "zfs.h"
 
 #define CELL_SIZE (8ull << 20)
@@ -593,7 +594,7 @@ static void map_load_after(uv_work_t *w, int status)
             if (j->ext[i].off + j->ext[i].len <= f->size)
                 ext_add(f, &j->ext[i]);
     } else if (j->rc != -ENOENT)
-        fprintf(stderr, "zestfs: map of %s: %s (ignored)\n", f->id, strerror(-j->rc));
+        zf_log(ZF_LOG_WARN, "zestfs: map of %s: %s (ignored)\n", f->id, strerror(-j->rc));
     free(j->ext);
     free(j);
     map_ready(f);
@@ -612,7 +613,7 @@ static void map_save_after(uv_work_t *w, int status)
     map_job *j = w->data;
     rd_file *f = j->f;
     if (j->rc)
-        fprintf(stderr, "zestfs: saving the map of %s: %s\n", f->id, strerror(-j->rc));
+        zf_log(ZF_LOG_WARN, "zestfs: saving the map of %s: %s\n", f->id, strerror(-j->rc));
     free(j->data);
     free(j);
     f->map_saving = false;
@@ -881,7 +882,7 @@ static void store_after(uv_work_t *w, int status)
         return;
     }
     if (r->rc == -EBADMSG)
-        fprintf(stderr, "zestfs: %s: stored chunks disagree with the file map at %" PRIu64 "\n",
+        zf_log(ZF_LOG_WARN, "zestfs: %s: stored chunks disagree with the file map at %" PRIu64 "\n",
                 r->f->id, r->off);
     /* inconsistent: fetch again (bounded by rounds) */
     fetch_cells(r, r->off);
@@ -994,8 +995,16 @@ static void xf_finish(rd_xf *xf, int err)
         c->m.fetches_inflight--;
         if (!err) {
             bool peer = xf->src == ZF_SRC_PEER;
+            double ms = (double)(uv_hrtime() - xf->t0) / 1e6;
             c->m.bytes_by_src[xf->src] += peer ? xf->got : xf->bytes;
-            zf_hist_add(&c->m.fetch_ms[xf->src], (double)(uv_hrtime() - xf->t0) / 1e6);
+            zf_hist_add(&c->m.fetch_ms[xf->src], ms);
+            if (zf_log_level >= ZF_LOG_DEBUG) {
+                char xs[65];
+                xet_hash_to_string(&xf->xorb, xs);
+                zf_debug("zestfs: fetched xorb %.16s chunks [%u, %u) from the %s: %" PRIu64
+                         " bytes in %.1f ms\n",
+                         xs, xf->cs, xf->ce, peer ? "peers" : "CDN", peer ? xf->got : xf->bytes, ms);
+            }
             if (c->fs->p2p && !c->stopping) { /* tell peers, in the swarm of the repo read */
                 const rd_file *f = xf->nw ? xf->w[0]->f : NULL;
                 zf_p2p_stored(c->fs->p2p, f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL,
@@ -1008,7 +1017,7 @@ static void xf_finish(rd_xf *xf, int err)
     if (err && err != -ECANCELED) {
         char xs[65];
         xet_hash_to_string(&xf->xorb, xs);
-        fprintf(stderr, "zestfs: xorb %s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce,
+        zf_log(ZF_LOG_WARN, "zestfs: xorb %s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce,
                 strerror(-err));
     }
     rd_pin *pin = !err && xf->pin.seg ? pin_new(&xf->pin) : NULL;
@@ -1349,7 +1358,7 @@ static void cell_done(rd_cell *cl, int err)
             break;
         }
     if (err && err != -ECANCELED)
-        fprintf(stderr, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s after %d attempt(s)\n", f->id,
+        zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s after %d attempt(s)\n", f->id,
                 cl->start, cl->end, strerror(-err), cl->attempt);
     rd_read **w = cl->w;
     size_t nw = cl->nw;
@@ -1405,7 +1414,7 @@ static void cell_attempt_failed(rd_cell *cl, int err)
         cell_done(cl, err);
         return;
     }
-    fprintf(stderr, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s, trying again\n", cl->f->id,
+    zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s, trying again\n", cl->f->id,
             cl->start, cl->end, strerror(-err));
     uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
 }
@@ -1472,7 +1481,7 @@ static void on_recon(void *ud, int err, xet_recon *rc)
     if (changed)
         map_save(f);
     if (err) {
-        fprintf(stderr, "zestfs: %s: reconstruction does not match the file\n", f->id);
+        zf_log(ZF_LOG_WARN, "zestfs: %s: reconstruction does not match the file\n", f->id);
         zn_recon_free(rc);
         cell_attempt_failed(cl, err);
         return;
@@ -1610,6 +1619,9 @@ static void fetch_cells(rd_read *r, uint64_t from)
 {
     rd_file *f = r->f;
     rd_ctx *c = f->c;
+    if (!r->fill && !r->nofetch)
+        zf_debug("zestfs: read %s/%s [%" PRIu64 ", +%" PRIu64 ") waits for a fetch from %" PRIu64 "\n",
+                 f->repo ? f->repo : "?", f->path ? f->path : "?", r->off, r->len, from);
     if (r->nofetch) {
         read_fail(r, -ENOENT);
         return;
@@ -1619,7 +1631,7 @@ static void fetch_cells(rd_read *r, uint64_t from)
         return;
     }
     if (++r->rounds > MAX_ROUNDS) {
-        fprintf(stderr, "zestfs: %s at %" PRIu64 ": still missing after %d fetches\n", f->id,
+        zf_log(ZF_LOG_WARN, "zestfs: %s at %" PRIu64 ": still missing after %d fetches\n", f->id,
                 from, MAX_ROUNDS);
         read_fail(r, -EIO);
         return;
@@ -1717,7 +1729,7 @@ static void blob_work(uv_work_t *w)
     if (j->rc == 0 && j->fetched) {
         int rc = zc_meta_put(j->store, key, j->data, j->len, 0);
         if (rc)
-            fprintf(stderr, "zestfs: storing %s: %s\n", j->f->path, strerror(-rc));
+            zf_log(ZF_LOG_WARN, "zestfs: storing %s: %s\n", j->f->path, strerror(-rc));
     } else if (j->rc && !j->fetched)
         zc_meta_delete(j->store, key);
 }
@@ -1775,7 +1787,7 @@ static void blob_settle(rd_file *f, int err)
         free(f->blob);
         f->blob = NULL;
         if (err != -ENOENT)
-            fprintf(stderr, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
+            zf_log(ZF_LOG_WARN, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
     } else {
         f->blob_state = BLOB_READY;
         c->blob_mem += f->size;
@@ -1968,7 +1980,7 @@ static void blob_read(rd_read *r)
         return;
     }
     if (f->size > BLOB_MAX) {
-        fprintf(stderr, "zestfs: %s: non-Xet files over %llu MiB are not supported\n", f->path,
+        zf_log(ZF_LOG_WARN, "zestfs: %s: non-Xet files over %llu MiB are not supported\n", f->path,
                 (unsigned long long)(BLOB_MAX >> 20));
         read_fail(r, -EFBIG);
         return;
@@ -2435,7 +2447,7 @@ static void opf_parse_after(uv_work_t *w, int status)
     }
     if (rc) {
         if (rc != -EBADMSG)
-            fprintf(stderr, "zestfs: %s: tensor header: %s (no prefetch)\n", f->path,
+            zf_log(ZF_LOG_WARN, "zestfs: %s: tensor header: %s (no prefetch)\n", f->path,
                     strerror(-rc));
         o->state = OPF_DONE;
         return;
@@ -2476,7 +2488,7 @@ static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bo
     o->fill = NULL;
     if (err || o->opens == 0 || o->state != OPF_HEADER) {
         if (err && err != -ECANCELED)
-            fprintf(stderr, "zestfs: %s: prefetch: %s\n", o->f->path, strerror(-err));
+            zf_log(ZF_LOG_WARN, "zestfs: %s: prefetch: %s\n", o->f->path, strerror(-err));
         o->state = OPF_DONE;
         opf_maybe_free(o);
         return;
