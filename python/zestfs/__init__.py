@@ -181,13 +181,19 @@ def pull(repo, revision=None, include=None, quiet=True, **opts):
     return out
 
 
-def status(path=None, **opts):
-    """What `zestfs status [MOUNTPOINT]` prints, as text."""
+def status(path=None, as_json=False, **opts):
+    """What `zestfs status [MOUNTPOINT]` prints, as text; with as_json=True
+    the same as a dict (`zestfs status --json`: repos, store, reads, bytes by
+    source, peers, slowest reads)."""
     if not _has_command("status"):
         raise ZestfsError("this zestfs has no status command yet (mounts: %s)" % mounts())
-    rc, out, err = _run(["status"] + _args(opts) + ([path] if path else []), timeout=60)
+    args = ["status"] + (["--json"] if as_json else []) + _args(opts) + ([path] if path else [])
+    rc, out, err = _run(args, timeout=60)
     if rc != 0:
         raise ZestfsError(f"zestfs status failed (exit {rc})", rc, err)
+    if as_json:
+        import json as _json
+        return _json.loads(out)
     return out
 
 

@@ -122,6 +122,8 @@ except zestfs.ZestfsError as e:
     res["pull"] = str(e)
 try:
     res["status"] = "text:" + zestfs.status(mnt)[:40]
+    js = zestfs.status(mnt, as_json=True)
+    res["status_json"] = [r["id"] for r in js.get("repos", [])]
 except zestfs.ZestfsError as e:
     res["status"] = "error:" + str(e)[:80]
 zestfs.unmount(mnt)
@@ -139,8 +141,8 @@ print(json.dumps(res))
     check(res.get("once"), "zestfs.mount() again leaves the one mount")
     check(res.get("bytes") and all(res["bytes"].values()), f"model files byte-exact through the mount {res.get('bytes')}")
     check(res.get("pull") == "ok", f"zestfs.pull() through the mount: {res.get('pull')}")
-    check(str(res.get("status", "")).startswith(("text:", "error:this zestfs has no status")),
-          f"zestfs.status(): {res.get('status')}")
+    check(str(res.get("status", "")).startswith("text:zestfs pid"), f"zestfs.status(): {res.get('status')}")
+    check(res.get("status_json") == ["org/model"], f"zestfs.status(as_json=True): repos {res.get('status_json')}")
     check(res.get("unmounted") and not os.path.ismount(mnt), "zestfs.unmount() unmounts")
 
     # --- ZESTFS=1, options only from a config file -------------------------------
