@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "p2p.h"
+#include "httpparse.h"
 #include "log.h"
 #include "zfs.h"
 
@@ -315,58 +316,6 @@ static void fill_slots(hreq *r)
 }
 
 /* "bytes=..." against size: 0 whole file, 1 a range [*a, *b), -1 unsatisfiable */
-static int parse_range(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
-{
-    if (!v)
-        return 0;
-    while (*v == ' ')
-        v++;
-    if (strncasecmp(v, "bytes=", 6) != 0 || strchr(v, ','))
-        return 0;
-    v += 6;
-    while (*v == ' ')
-        v++;
-    char *e;
-    if (*v == '-') {
-        if (v[1] < '0' || v[1] > '9')
-            return 0;
-        errno = 0;
-        unsigned long long n = strtoull(v + 1, &e, 10);
-        while (*e == ' ')
-            e++;
-        if (*e || errno)
-            return 0;
-        if (n == 0 || size == 0)
-            return -1;
-        *a = n >= size ? 0 : size - n;
-        *b = size;
-        return 1;
-    }
-    if (*v < '0' || *v > '9')
-        return 0;
-    errno = 0;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (errno || *e != '-')
-        return 0;
-    v = e + 1;
-    unsigned long long y = UINT64_MAX;
-    if (*v >= '0' && *v <= '9') {
-        y = strtoull(v, &e, 10);
-        if (errno)
-            return 0;
-        v = e;
-    }
-    while (*v == ' ')
-        v++;
-    if (*v || y < x)
-        return 0;
-    if (x >= size)
-        return -1;
-    *a = x;
-    *b = y >= size ? size : y + 1;
-    return 1;
-}
-
 /* the blob is known: status, headers, range; then the first piece */
 static void answer_blob(hreq *r, const zv_ent *e)
 {
@@ -375,7 +324,7 @@ static void answer_blob(hreq *r, const zv_ent *e)
     r->ent.size = e->file->size;
     r->has_ent = true;
     uint64_t size = e->file->size, a = 0, b = size;
-    int rg = parse_range(r->range, size, &a, &b);
+    int rg = zf_http_parse_range(r->range, size, &a, &b);
     add_hdr(r, "Accept-Ranges", "bytes");
     add_hdr(r, "ETag", "\"%s\"", e->file->etag);
     add_hdr(r, "X-Repo-Commit", "%s", e->commit->sha);
@@ -454,60 +403,13 @@ static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *comm
     unref(r);
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* percent-decode s[0..n) into out (cap bytes); -1 if bad or too long */
-static int pct_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int h1 = hexval(s[i + 1]), h2 = h1 < 0 ? -1 : hexval(s[i + 2]);
-            if (h1 < 0 || h2 < 0)
-                return -1;
-            ch = h1 * 16 + h2;
-            i += 2;
-        }
-        if (ch == 0 || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)ch;
-    }
-    out[o] = 0;
-    return 0;
-}
-
 static void answer_resolve(hreq *r, const char *url)
 {
     zf_http *h = r->h;
-    const char *p = url + 1;
-    enum zf_repo_type type = ZF_MODEL;
-    if (!strncmp(p, "datasets/", 9))
-        type = ZF_DATASET, p += 9;
-    else if (!strncmp(p, "spaces/", 7))
-        type = ZF_SPACE, p += 7;
-    else if (!strncmp(p, "models/", 7))
-        p += 7;
-    /* org/name/resolve/... or name/resolve/... */
-    const char *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-    const char *rest = NULL, *idend = NULL;
-    if (s2 && !strncmp(s2 + 1, "resolve/", 8))
-        idend = s2, rest = s2 + 9;
-    else if (s1 && !strncmp(s1 + 1, "resolve/", 8))
-        idend = s1, rest = s1 + 9;
+    enum zf_repo_type type;
     char id[256], rev[256];
     resolve_ud *u = malloc(sizeof *u);
-    const char *slash = rest ? strchr(rest, '/') : NULL;
-    if (!u || !idend || !slash || !slash[1] || pct_decode(p, (size_t)(idend - p), id, sizeof id) ||
-        pct_decode(rest, (size_t)(slash - rest), rev, sizeof rev) ||
-        pct_decode(slash + 1, strlen(slash + 1), u->path, sizeof u->path) ||
-        !zf_valid_repo_id(id) || !zf_valid_rev(rev) || !zf_valid_path(u->path)) {
+    if (!u || zf_http_parse_resolve(url, &type, id, rev, u->path, sizeof u->path) != 0) {
         free(u);
         set_text(r, 404, "EntryNotFound", "not found: expected /{repo}/resolve/{rev}/{path}");
         finish(r);

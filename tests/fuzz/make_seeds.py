@@ -230,8 +230,57 @@ def cache():
     put("cache", "meta-short", bytes([0x05, 0, 0]) + meta[:30])
 
 
+def tensors():
+    def st(header, fsize_extra=0):
+        h = json.dumps(header).encode()
+        h += b" " * (-len(h) % 8)
+        body = struct.pack("<Q", len(h)) + h
+        data_len = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__")
+        return struct.pack("<Q", len(body) + data_len + fsize_extra) + body
+    put("tensors", "st-two", st({"__metadata__": {"format": "pt"},
+                                 "a": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]},
+                                 "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]}}))
+    put("tensors", "st-empty", st({}))
+    put("tensors", "st-overlap", st({"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+                                     "b": {"dtype": "U8", "shape": [8], "data_offsets": [4, 12]}}))
+    put("tensors", "st-past-end", st({"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 1 << 40]}}))
+    put("tensors", "st-huge-len", struct.pack("<Q", 1 << 20) + struct.pack("<Q", 1 << 62) + b"{}")
+    put("tensors", "st-short", struct.pack("<Q", 4096) + struct.pack("<Q", 100) + b'{"a":')
+
+    def gstr(x):
+        return struct.pack("<Q", len(x)) + x
+    kv = gstr(b"general.alignment") + struct.pack("<I", 4) + struct.pack("<I", 32)
+    tinfo = gstr(b"tok_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 8, 4) + struct.pack("<I", 0) + struct.pack("<Q", 0)
+    tinfo += gstr(b"out.weight") + struct.pack("<I", 1) + struct.pack("<Q", 16) + struct.pack("<I", 1) + struct.pack("<Q", 128)
+    g = b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", 2, 1) + kv + tinfo
+    put("tensors", "gguf-two", struct.pack("<Q", len(g) + 4096) + g)
+    put("tensors", "gguf-truncated", struct.pack("<Q", 1 << 20) + g[:len(g) // 2])
+    put("tensors", "gguf-many", struct.pack("<Q", 1 << 20) + b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", 1 << 60, 1 << 60))
+    put("tensors", "gguf-v2", struct.pack("<Q", 1 << 20) + b"GGUF" + struct.pack("<I", 2) + g[8:])
+
+
+def httpreq():
+    def rng(v, size):
+        return bytes([0]) + struct.pack("<Q", size) + v.encode()
+    for i, v in enumerate(["bytes=0-99", "bytes=100-", "bytes=-500", "bytes=5-1", "bytes=0-0,5-9",
+                           "bytes=18446744073709551615-", "bytes=-0", "Bytes = 3 - 7", "items=1-2",
+                           "bytes=99999999999999999999999-"]):
+        put("httpreq", f"range-{i}", rng(v, 1000))
+    for i, u in enumerate(["/org/name/resolve/main/model.safetensors",
+                           "/datasets/org/ds/resolve/v1.0/data/train.parquet",
+                           "/spaces/org/app/resolve/" + SHA + "/app.py",
+                           "/gpt2/resolve/main/config.json",
+                           "/org/name/resolve/main/../../etc/passwd",
+                           "/org/name/resolve/main/%2e%2e/x",
+                           "/org/name/resolve/main/a%00b",
+                           "/org/name/resolve/refs%2Fpr%2F1/x.bin",
+                           "/org%2Fname/resolve/main/x",
+                           "/org/name/resolve/main/%zz"]):
+        put("httpreq", f"url-{i}", bytes([1]) + u.encode())
+
+
 if __name__ == "__main__":
-    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc):
+    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc, tensors, httpreq):
         d = os.path.join(OUT, fn.__name__)
         if os.path.isdir(d):
             for f in os.listdir(d):
