@@ -100,8 +100,10 @@ static int hcmp(const void *a, const void *b)
 static void blobs_work(uv_work_t *w)
 {
     ev_op *ev = w->data;
-    qsort(ev->tb, ev->tbn, sizeof *ev->tb, scmp);
-    qsort(ev->kb, ev->kbn, sizeof *ev->kb, scmp);
+    if (ev->tbn) /* qsort(NULL, 0, ...) is undefined */
+        qsort(ev->tb, ev->tbn, sizeof *ev->tb, scmp);
+    if (ev->kbn)
+        qsort(ev->kb, ev->kbn, sizeof *ev->kb, scmp);
     for (size_t i = 0; i < ev->tbn; i++) {
         if (i && !strcmp(ev->tb[i], ev->tb[i - 1]))
             continue;
@@ -142,8 +144,10 @@ static void finish(ev_op *ev)
 
 static void xorbs_drop(ev_op *ev)
 {
-    qsort(ev->tv, ev->tn, sizeof *ev->tv, hcmp);
-    qsort(ev->kv, ev->kn, sizeof *ev->kv, hcmp);
+    if (ev->tn)
+        qsort(ev->tv, ev->tn, sizeof *ev->tv, hcmp);
+    if (ev->kn)
+        qsort(ev->kv, ev->kn, sizeof *ev->kv, hcmp);
     for (size_t i = 0; !ev->err && i < ev->tn; i++) {
         if (i && !hcmp(&ev->tv[i], &ev->tv[i - 1]))
             continue;

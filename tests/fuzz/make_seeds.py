@@ -279,8 +279,25 @@ def httpreq():
         put("httpreq", f"url-{i}", bytes([1]) + u.encode())
 
 
+def udptracker():
+    def dg(b, fix=1):
+        return struct.pack("<HB", len(b), fix) + b
+    conn = struct.pack(">IIQ", 0, 0, 0x1122334455667788)
+    ann = struct.pack(">IIIII", 1, 0, 1800, 3, 7) + bytes([127, 0, 0, 1, 0x1a, 0xe1, 10, 0, 0, 2, 0x1a, 0xe2])
+    scr = struct.pack(">II", 2, 0) + struct.pack(">III", 5, 1, 9) + struct.pack(">III", 0, 0, 0)
+    put("udptracker", "announce-ok", bytes([0]) + dg(conn) + dg(ann))
+    put("udptracker", "announce-error", bytes([0]) + dg(conn) + dg(struct.pack(">II", 3, 0) + b"banned"))
+    put("udptracker", "announce-odd-peers", bytes([0]) + dg(conn) + dg(ann + b"xyz"))
+    put("udptracker", "announce-short", bytes([0]) + dg(conn) + dg(ann[:12]))
+    put("udptracker", "connect-short", bytes([0]) + dg(conn[:12]))
+    put("udptracker", "wrong-txid", bytes([0]) + dg(conn, 0) + dg(conn))
+    put("udptracker", "scrape-ok", bytes([1]) + dg(conn) + dg(scr))
+    put("udptracker", "scrape-short", bytes([1]) + dg(conn) + dg(scr[:14]))
+    put("udptracker", "many-peers", bytes([0]) + dg(conn) + dg(struct.pack(">IIIII", 1, 0, 60, 0, 0) + bytes(6 * 300)))
+
+
 if __name__ == "__main__":
-    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc, tensors, httpreq):
+    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc, tensors, httpreq, udptracker):
         d = os.path.join(OUT, fn.__name__)
         if os.path.isdir(d):
             for f in os.listdir(d):
