@@ -209,7 +209,7 @@ static void startup_done(job *j)
         return;
     int perr = zc_meta_put(j->store, j->key, j->json, strlen(j->json), ZC_PUT_FSYNC);
     if (perr)
-        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", j->spec, strerror(-perr));
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", j->spec, zf_strerror(-perr));
     free(j->json);
     j->json = NULL;
     int err = zf_fs_add_repo(j->fs, j->repo);
@@ -258,7 +258,7 @@ static void load_persisted(zf_fs *fs, zc_store *store)
     keys k = {0};
     int rc = zc_meta_list(store, "repo/", collect, &k);
     if (rc < 0)
-        zf_log(ZF_LOG_WARN, "zestfs: listing stored repos: %s\n", strerror(-rc));
+        zf_log(ZF_LOG_WARN, "zestfs: listing stored repos: %s\n", zf_strerror(-rc));
     for (size_t i = 0; i < k.n; i++) {
         void *data;
         size_t len;
@@ -271,7 +271,7 @@ static void load_persisted(zf_fs *fs, zc_store *store)
         if (rc == 0 && (rc = zf_fs_add_repo(fs, r)) != 0)
             zf_repo_free(r);
         if (rc)
-            zf_log(ZF_LOG_WARN, "zestfs: stored %s: %s\n", k.v[i], strerror(-rc));
+            zf_log(ZF_LOG_WARN, "zestfs: stored %s: %s\n", k.v[i], zf_strerror(-rc));
         free(k.v[i]);
     }
     free(k.v);
@@ -356,7 +356,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
         if (!o->offline)
             zf_log(ZF_LOG_WARN, "zestfs: %s: %s%s\n", j->spec,
-                    absent ? "not found on the Hub" : strerror(-j->err),
+                    absent ? "not found on the Hub" : zf_strerror(-j->err),
                     known ? "; presenting the stored copy" : "");
         if (!known) {
             if (o->offline || !absent)
@@ -427,7 +427,7 @@ static void od_persist_after(uv_work_t *w, int status)
 {
     od_load *l = w->data;
     if (l->perr)
-        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", l->j.id, strerror(-l->perr));
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", l->j.id, zf_strerror(-l->perr));
     free(l->j.json);
     free(l);
 }
@@ -456,7 +456,7 @@ static void od_done(job *j)
             bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
             if (!absent && j->err != -ECANCELED)
                 zf_log(ZF_LOG_WARN, "zestfs: %s/%s: %s\n", zf_type_plural(j->type), j->id,
-                        strerror(-j->err));
+                        zf_strerror(-j->err));
             od_neg *n = calloc(1, sizeof *n);
             if (n && (n->id = strdup(j->id))) {
                 n->type = j->type;
@@ -626,7 +626,7 @@ static void rs_deliver(rs_job *r, int err)
     if (err && local_commit(find_repo(r->j.fs, r->j.type, r->j.id), r->j.rev, r->commit)) {
         if (err != -ENETDOWN)
             zf_log(ZF_LOG_WARN, "zestfs: %s/%s@%s: %s; using the stored model\n",
-                    zf_type_plural(r->j.type), r->j.id, r->j.rev, strerror(-err));
+                    zf_type_plural(r->j.type), r->j.id, r->j.rev, zf_strerror(-err));
         err = 0;
     }
     r->err = err;
@@ -644,7 +644,7 @@ static void rs_persist_after(uv_work_t *w, int status)
     rs_job *r = w->data;
     if (r->perr)
         zf_log(ZF_LOG_WARN, "zestfs: %s: persisting the repo model: %s\n", r->j.id,
-                strerror(-r->perr));
+                zf_strerror(-r->perr));
     free(r->j.json);
     r->j.json = NULL;
     rs_deliver(r, 0);

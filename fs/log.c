@@ -1,4 +1,5 @@
 /* log.c — see log.h. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,13 @@ static size_t scrub(char *line, size_t len)
         }
     }
     return len;
+}
+
+const char *zf_strerror(int e)
+{
+    if (e == EKEYREJECTED)
+        return "the server's TLS certificate does not verify (see --cacert)";
+    return strerror(e);
 }
 
 void zf_log(int level, const char *fmt, ...)

@@ -23,6 +23,10 @@ void zf_log_secret(const char *s);
 
 void zf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* strerror(e) (e > 0), with zestfs's meaning where errno names are
+ * misleading: EKEYREJECTED is a TLS certificate that does not verify. */
+const char *zf_strerror(int e);
+
 #define zf_debug(...)                                                                              \
     do {                                                                                           \
         if (zf_log_level >= ZF_LOG_DEBUG)                                                          \

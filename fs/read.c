@@ -64,6 +64,7 @@
 #define BLOB_MAX (64ull << 20)
 #define BLOB_MEM (64ull << 20)
 #define MAX_ROUNDS 4       /* fetch rounds per read before EIO */
+#define READ_DEADLINE_MS 60000 /* a read waiting for fetches fails after this (ZESTFS_READ_DEADLINE s) */
 #define NSTREAMS 8         /* sequential streams tracked per file */
 #define SEQ_BACK (1ull << 20)   /* a stream continues with a read starting this far */
 #define SEQ_FWD (128ull << 10)  /* behind or ahead of where it stopped */
@@ -167,6 +168,8 @@ struct rd_read {
     int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
     void (*label_cb)(void *ud, int err, uint64_t nxorbs);
     void (*xorbs_cb)(void *ud, int err, const xet_hash *v, size_t n); /* label == 2 */
+    uv_timer_t *deadline;      /* while waiting for fetches: fails the read at t0 + deadline */
+    bool expired;              /* answered EIO by the deadline; freed once no cell holds it */
 };
 
 struct rd_cell {
@@ -358,8 +361,15 @@ static void pins_clear(rd_pins *s)
 
 /* ---- replies ----------------------------------------------------------------- */
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void read_free(rd_read *r)
 {
+    if (r->deadline)
+        uv_close((uv_handle_t *)r->deadline, free_handle);
     pins_clear(&r->pins);
     free(r->snap);
     free(r);
@@ -594,7 +604,7 @@ static void map_load_after(uv_work_t *w, int status)
             if (j->ext[i].off + j->ext[i].len <= f->size)
                 ext_add(f, &j->ext[i]);
     } else if (j->rc != -ENOENT)
-        zf_log(ZF_LOG_WARN, "zestfs: map of %s: %s (ignored)\n", f->id, strerror(-j->rc));
+        zf_log(ZF_LOG_WARN, "zestfs: map of %s: %s (ignored)\n", f->id, zf_strerror(-j->rc));
     free(j->ext);
     free(j);
     map_ready(f);
@@ -613,7 +623,7 @@ static void map_save_after(uv_work_t *w, int status)
     map_job *j = w->data;
     rd_file *f = j->f;
     if (j->rc)
-        zf_log(ZF_LOG_WARN, "zestfs: saving the map of %s: %s\n", f->id, strerror(-j->rc));
+        zf_log(ZF_LOG_WARN, "zestfs: saving the map of %s: %s\n", f->id, zf_strerror(-j->rc));
     free(j->data);
     free(j);
     f->map_saving = false;
@@ -1018,7 +1028,7 @@ static void xf_finish(rd_xf *xf, int err)
         char xs[65];
         xet_hash_to_string(&xf->xorb, xs);
         zf_log(ZF_LOG_WARN, "zestfs: xorb %s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce,
-                strerror(-err));
+                zf_strerror(-err));
     }
     rd_pin *pin = !err && xf->pin.seg ? pin_new(&xf->pin) : NULL;
     if (!pin)
@@ -1347,6 +1357,8 @@ static void cell_closed(uv_handle_t *h)
     free(cl);
 }
 
+static void waits_over(rd_read *r);
+
 static void cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
@@ -1359,7 +1371,7 @@ static void cell_done(rd_cell *cl, int err)
         }
     if (err && err != -ECANCELED)
         zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s after %d attempt(s)\n", f->id,
-                cl->start, cl->end, strerror(-err), cl->attempt);
+                cl->start, cl->end, zf_strerror(-err), cl->attempt);
     rd_read **w = cl->w;
     size_t nw = cl->nw;
     cl->w = NULL;
@@ -1373,10 +1385,7 @@ static void cell_done(rd_cell *cl, int err)
             pins_add(&r->pins, cl->pins.v[k]);
         if (--r->waits > 0)
             continue;
-        if (r->err)
-            read_fail(r, r->err);
-        else
-            xet_try(r);
+        waits_over(r);
     }
     free(w);
 }
@@ -1393,7 +1402,7 @@ static void cell_retry_timer(uv_timer_t *t)
 static bool retryable(int err)
 {
     return !(err == -ENOENT || err == -EACCES || err == -EPERM || err == -EINVAL ||
-             err == -ENOMEM || err == -ECANCELED || err == -ERANGE);
+             err == -ENOMEM || err == -ECANCELED || err == -ERANGE || err == -EKEYREJECTED);
 }
 
 static void cell_attempt_failed(rd_cell *cl, int err)
@@ -1415,7 +1424,7 @@ static void cell_attempt_failed(rd_cell *cl, int err)
         return;
     }
     zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s, trying again\n", cl->f->id,
-            cl->start, cl->end, strerror(-err));
+            cl->start, cl->end, zf_strerror(-err));
     uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
 }
 
@@ -1614,6 +1623,68 @@ static void prefetch(rd_file *f, uint64_t off, uint64_t len)
     }
 }
 
+/* A read (FUSE or HTTP) still waiting for fetches at its deadline is
+ * answered EIO then; the cells it waits on go on (other reads may want
+ * them) and it is freed when the last lets go of it.  Loop thread. */
+static void read_deadline(uv_timer_t *t)
+{
+    rd_read *r = t->data;
+    if (r->waits <= 0 || r->expired)
+        return;
+    r->expired = true;
+    zf_log(ZF_LOG_WARN, "zestfs: %s/%s [%" PRIu64 ", +%" PRIu64 "): no bytes after %.0f s: EIO\n",
+           r->f->repo ? r->f->repo : "?", r->f->path ? r->f->path : "?", r->off, r->len,
+           (double)(uv_hrtime() - r->t0) / 1e9);
+    if (r->cb) {
+        note_read(r, -EIO);
+        r->cb(r->ud, -EIO, NULL, 0);
+    } else {
+        note_read(r, -EIO);
+        fuse_reply_err(r->req, EIO);
+    }
+}
+
+static uint64_t read_deadline_ms(void)
+{
+    static uint64_t ms;
+    if (!ms) {
+        const char *e = getenv("ZESTFS_READ_DEADLINE");
+        ms = e && atol(e) > 0 ? (uint64_t)atol(e) * 1000 : READ_DEADLINE_MS;
+    }
+    return ms;
+}
+
+/* Start (or keep) the deadline of a read that waits; fills have none. */
+static void deadline_arm(rd_read *r)
+{
+    if (r->fill || !r->t0 || r->expired || (r->deadline && uv_is_active((uv_handle_t *)r->deadline)))
+        return;
+    if (!r->deadline) {
+        if (!(r->deadline = malloc(sizeof *r->deadline)))
+            return;
+        uv_timer_init(r->c->loop, r->deadline);
+        r->deadline->data = r;
+    }
+    uint64_t age = (uv_hrtime() - r->t0) / 1000000, dl = read_deadline_ms();
+    uv_timer_start(r->deadline, read_deadline, age < dl ? dl - age : 0, 0);
+}
+
+/* The last cell a read waited on is done: on with it (or free it, when its
+ * deadline already answered it). */
+static void waits_over(rd_read *r)
+{
+    if (r->deadline)
+        uv_timer_stop(r->deadline);
+    if (r->expired) {
+        read_free(r);
+        return;
+    }
+    if (r->err)
+        read_fail(r, r->err);
+    else
+        xet_try(r);
+}
+
 /* The read waits for every cell holding a byte of [from, end). */
 static void fetch_cells(rd_read *r, uint64_t from)
 {
@@ -1660,12 +1731,10 @@ static void fetch_cells(rd_read *r, uint64_t from)
         if (fresh)
             cell_start(cl);
     }
-    if (--r->waits == 0) {
-        if (r->err)
-            read_fail(r, r->err);
-        else
-            xet_try(r);
-    }
+    if (--r->waits == 0)
+        waits_over(r);
+    else
+        deadline_arm(r);
 }
 
 /* ---- non-Xet files ----------------------------------------------------------------------- */
@@ -1729,7 +1798,7 @@ static void blob_work(uv_work_t *w)
     if (j->rc == 0 && j->fetched) {
         int rc = zc_meta_put(j->store, key, j->data, j->len, 0);
         if (rc)
-            zf_log(ZF_LOG_WARN, "zestfs: storing %s: %s\n", j->f->path, strerror(-rc));
+            zf_log(ZF_LOG_WARN, "zestfs: storing %s: %s\n", j->f->path, zf_strerror(-rc));
     } else if (j->rc && !j->fetched)
         zc_meta_delete(j->store, key);
 }
@@ -1787,7 +1856,7 @@ static void blob_settle(rd_file *f, int err)
         free(f->blob);
         f->blob = NULL;
         if (err != -ENOENT)
-            zf_log(ZF_LOG_WARN, "zestfs: %s (%s): %s\n", f->path, f->etag, strerror(-err));
+            zf_log(ZF_LOG_WARN, "zestfs: %s (%s): %s\n", f->path, f->etag, zf_strerror(-err));
     } else {
         f->blob_state = BLOB_READY;
         c->blob_mem += f->size;
@@ -2448,7 +2517,7 @@ static void opf_parse_after(uv_work_t *w, int status)
     if (rc) {
         if (rc != -EBADMSG)
             zf_log(ZF_LOG_WARN, "zestfs: %s: tensor header: %s (no prefetch)\n", f->path,
-                    strerror(-rc));
+                    zf_strerror(-rc));
         o->state = OPF_DONE;
         return;
     }
@@ -2488,7 +2557,7 @@ static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bo
     o->fill = NULL;
     if (err || o->opens == 0 || o->state != OPF_HEADER) {
         if (err && err != -ECANCELED)
-            zf_log(ZF_LOG_WARN, "zestfs: %s: prefetch: %s\n", o->f->path, strerror(-err));
+            zf_log(ZF_LOG_WARN, "zestfs: %s: prefetch: %s\n", o->f->path, zf_strerror(-err));
         o->state = OPF_DONE;
         opf_maybe_free(o);
         return;
@@ -2575,6 +2644,11 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     }
     if (!o->offline) {
         zn_http_opts ho = {.cacert = o->cacert, .max_conns_per_host = 16};
+        /* a transfer under 1 KiB/s for this long is abandoned (and retried
+         * on a fresh connection): ZESTFS_STALL_TIMEOUT seconds, default 30 */
+        const char *st = getenv("ZESTFS_STALL_TIMEOUT");
+        if (st && atol(st) > 0)
+            ho.low_speed_time_s = atol(st);
         c->http = zn_http_new(fs->loop, &ho);
         zn_hub_opts hopts = {
             .endpoint = o->endpoint,

@@ -66,6 +66,8 @@ typedef struct srv {
     /* knobs */
     _Atomic unsigned latency_ms, fail_every, truncate_every, flip_every, token_ttl, url_ttl;
     _Atomic unsigned refuse_xorbs; /* knob: every xorb GET answers 503 (peer tests) */
+    _Atomic unsigned stall_every, stall_ms; /* knob: every Nth xorb body stops mid-way */
+    uint64_t nstall;
     _Atomic uint64_t conn_bps, total_bps;
     _Atomic uint64_t nreq, nbody, nxorbreq;
     /* total bandwidth: a shared schedule (next free time, ns) */
@@ -597,6 +599,7 @@ typedef struct fd_reader {
     uint64_t off, len;      /* file window */
     uint64_t trunc_at;      /* UINT64_MAX = none */
     uint64_t flip_at;       /* UINT64_MAX = none */
+    uint64_t stall_at;      /* UINT64_MAX = none: there, send nothing for stall_ms, then close */
     uint64_t start_ns, sent;
     char xorb[65];
     char client[64];
@@ -631,6 +634,12 @@ static ssize_t fd_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (pos >= r->trunc_at)
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (pos >= r->stall_at) { /* a stalled CDN connection: silent, then gone */
+        sleep_ns((uint64_t)r->S->stall_ms * 1000000ull);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (r->stall_at != UINT64_MAX && r->stall_at - pos < max)
+        max = (size_t)(r->stall_at - pos);
     uint64_t want = r->len - pos;
     if (r->trunc_at != UINT64_MAX && want > r->trunc_at - pos)
         want = r->trunc_at - pos;
@@ -658,7 +667,7 @@ static void fd_free_cb(void *cls)
 
 static bool body_knobs(srv *S)
 {
-    return S->conn_bps || S->total_bps || S->truncate_every || S->flip_every;
+    return S->conn_bps || S->total_bps || S->truncate_every || S->flip_every || S->stall_every;
 }
 
 /* A response with bytes [off, off+len) of fd (fd is owned by the response).
@@ -691,6 +700,7 @@ static struct MHD_Response *fd_response(srv *S, req *rq, int fd, uint64_t off, u
     fr->len = len;
     fr->trunc_at = UINT64_MAX;
     fr->flip_at = UINT64_MAX;
+    fr->stall_at = UINT64_MAX;
     fr->start_ns = now_ns();
     snprintf(fr->client, sizeof fr->client, "%s", rq->client);
     if (xorb)
@@ -700,6 +710,14 @@ static struct MHD_Response *fd_response(srv *S, req *rq, int fd, uint64_t off, u
         fr->trunc_at = len / 2;
         pthread_mutex_lock(&S->stmu);
         S->faults++;
+        pthread_mutex_unlock(&S->stmu);
+    }
+    if (xorb && S->stall_every && len > 1) {
+        pthread_mutex_lock(&S->stmu);
+        if (++S->nstall % S->stall_every == 0) {
+            fr->stall_at = len / 2;
+            S->faults++;
+        }
         pthread_mutex_unlock(&S->stmu);
     }
     if (xorb && S->flip_every) {
@@ -1925,6 +1943,8 @@ static cJSON *knobs_json(srv *S)
     cJSON_AddNumberToObject(j, "truncate_every", S->truncate_every);
     cJSON_AddNumberToObject(j, "flip_every", S->flip_every);
     cJSON_AddNumberToObject(j, "refuse_xorbs", S->refuse_xorbs);
+    cJSON_AddNumberToObject(j, "stall_every", S->stall_every);
+    cJSON_AddNumberToObject(j, "stall_ms", S->stall_ms);
     cJSON_AddNumberToObject(j, "token_ttl", S->token_ttl);
     cJSON_AddNumberToObject(j, "url_ttl", S->url_ttl);
     return j;
@@ -1991,6 +2011,10 @@ static enum MHD_Result h_control(ctx *x)
                 S->flip_every = (unsigned)v;
             else if (!strcmp(it->string, "refuse_xorbs"))
                 S->refuse_xorbs = (unsigned)v;
+            else if (!strcmp(it->string, "stall_every"))
+                S->stall_every = (unsigned)v;
+            else if (!strcmp(it->string, "stall_ms"))
+                S->stall_ms = (unsigned)v;
             else if (!strcmp(it->string, "token_ttl"))
                 S->token_ttl = (unsigned)v;
             else if (!strcmp(it->string, "url_ttl"))
@@ -2366,6 +2390,7 @@ int o_serve(o_store *st, const o_serve_opts *o)
     S->fail_every = o->fail_every;
     S->truncate_every = o->truncate_every;
     S->flip_every = o->flip_every;
+    S->stall_ms = 60000;
     S->token_ttl = o->token_ttl;
     S->url_ttl = o->url_ttl;
     pthread_mutex_init(&S->stmu, NULL);

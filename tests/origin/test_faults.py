@@ -60,7 +60,8 @@ def main():
 
             st, h, k = o.json("GET", "/_origin/knobs")
             c.eq(k, {"latency_ms": 0, "conn_bps": 0, "total_bps": 0, "fail_every": 0, "truncate_every": 0,
-                     "flip_every": 0, "refuse_xorbs": 0, "token_ttl": 0, "url_ttl": 0},
+                     "flip_every": 0, "refuse_xorbs": 0, "stall_every": 0, "stall_ms": 60000,
+                     "token_ttl": 0, "url_ttl": 0},
                   "all knobs off by default")
             st, d, _ = fetch_raw(o, url, rng)
             c.eq((st, d == want), (206, True), "clean fetch")
@@ -92,6 +93,15 @@ def main():
             st4, d4, cl4 = fetch_raw(o, "http://127.0.0.1:%d/org/f/resolve/main/config.json" % o.port, "bytes=0-7")
             c.ok(len(d3) < 8 or len(d4) < 8, "truncation also applies to regular files")
             o.knobs(truncate_every=0)
+
+            # a stalled xorb body: half of it, silence for stall_ms, then closed
+            o.knobs(stall_every=1, stall_ms=1500)
+            t0 = time.time()
+            st, d, cl = fetch_raw(o, url, rng)
+            dt = time.time() - t0
+            c.ok(cl == len(want) and 0 < len(d) < cl and d == want[:len(d)] and dt >= 1.4,
+                 f"stall_every=1: a prefix ({len(d)} of {cl}), then {dt:.1f} s of silence and a close")
+            o.knobs(stall_every=0)
 
             # flipped bits in xorb bytes
             o.knobs(flip_every=1)
