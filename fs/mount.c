@@ -129,14 +129,38 @@ int zf_parse_size(const char *s, uint64_t *out)
 }
 
 /* Contents of a token file, whitespace trimmed; NULL if none or empty. */
+/* The HF token file: a regular file (not followed through a symlink at
+ * its last component) owned by us or root.  Writable by group or others:
+ * refused (someone else could substitute a token); readable by others: used,
+ * with a warning that names the file and the fix. */
 static char *read_token_file(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            fprintf(stderr, "zestfs: token file %s is a symlink: not used\n", path);
         return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return NULL;
+    }
+    if ((st.st_uid != getuid() && st.st_uid != 0) || (st.st_mode & 022)) {
+        fprintf(stderr,
+                "zestfs: token file %s is %s: not used (chown it to yourself, chmod 600)\n", path,
+                st.st_mode & 022 ? "writable by other users" : "owned by another user");
+        close(fd);
+        return NULL;
+    }
+    if (st.st_mode & 044)
+        fprintf(stderr, "zestfs: warning: token file %s is readable by other users (mode %04o): "
+                        "chmod 600 %s\n", path, (unsigned)(st.st_mode & 07777), path);
     char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0)
+        return NULL;
     buf[n] = 0;
     char *b = buf;
     while (*b && strchr(" \t\r\n", *b))
@@ -144,7 +168,9 @@ static char *read_token_file(const char *path)
     size_t l = strlen(b);
     while (l && strchr(" \t\r\n", b[l - 1]))
         b[--l] = 0;
-    return l ? strdup(b) : NULL;
+    char *out = l ? strdup(b) : NULL;
+    memset(buf, 0, sizeof buf);
+    return out;
 }
 
 /* --token, else HF_TOKEN, else the HF token file ($HF_TOKEN_PATH,

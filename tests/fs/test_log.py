@@ -3,7 +3,9 @@
 level shows no debug lines, -v shows each fetch and each read that waits,
 -q drops info lines, stderr that is the journal (JOURNAL_STREAM naming it)
 gets syslog "<N>" priorities; the Hub token and the HTTP access token
-appear in no line, and `--token VALUE` is blanked from /proc/PID/cmdline.
+appear in no line, and `--token VALUE` is blanked from /proc/PID/cmdline;
+the HF token file is used when 0600, used with a warning when readable by
+others, refused when writable by others.
 Exit 0 pass, 1 fail, 77 skip."""
 import os, re, subprocess, sys, time
 
@@ -74,6 +76,29 @@ def main():
         check(TOKEN.encode() not in cmdline and b"--token" in cmdline,
               "--token VALUE is blanked in /proc/PID/cmdline")
         check(TOKEN not in out and HTTP_TOKEN not in out, "journal, --token: neither token in any line")
+        # the HF token file: 0600 used quietly, readable by others used with a
+        # warning, writable by others refused
+        tf = os.path.join(tmp, "token")
+        for mode, want in ((0o600, None), (0o644, "is readable by other users"), (0o666, "not used")):
+            with open(tf, "w") as f:
+                f.write(TOKEN + "\n")
+            os.chmod(tf, mode)
+            env2 = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+            env2["HF_TOKEN_PATH"] = tf
+            p = subprocess.Popen([zestfs, "-f", "--offline", "--store", os.path.join(tmp, "store-tf"), mnt],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env2, text=True)
+            for _ in range(600):
+                if os.path.ismount(mnt) or p.poll() is not None:
+                    break
+                time.sleep(0.05)
+            subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+            out = p.communicate(timeout=60)[0]
+            lines = [ln for ln in out.splitlines() if "token file" in ln]
+            if want is None:
+                check(not lines, f"token file mode {mode:o}: used, no complaint ({lines})")
+            else:
+                check(any(want in ln and tf in ln for ln in lines), f"token file mode {mode:o}: '{want}' ({lines})")
+            check(TOKEN not in out, f"token file mode {mode:o}: the token is not printed")
         r = subprocess.run([zestfs, "--log-level", "loud", mnt], capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and "--log-level" in r.stderr, "a bad --log-level is refused")
     finally:
