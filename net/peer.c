@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disc.h"
+
 #define MAX_PART_CHUNKS 64u
 #define MAX_OUTSTANDING 16u     /* requests we keep outstanding on one connection */
 #define MAX_SERVES 64u          /* requests of one peer we answer concurrently */
@@ -31,6 +33,12 @@
 #define IDLE_TIMEOUT_MS 300000u
 #define KEEPALIVE_MS 90000u
 #define TICK_MS 50u
+#define MAX_PEX_SENT 200u       /* addresses remembered as told, per connection */
+#define MAX_PEND 256u           /* xorbs with pending runs remembered per peer */
+#define MAX_PEND_RUNS 16u
+#define MAX_MYPEND 1024u        /* our own pending runs */
+#define ASSUMED_RATE 100000u    /* B/ms for a peer not measured yet (100 MB/s) */
+#define SLOW_TIMEOUTS 2u
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
 enum { R_DATA, R_MANIFEST, R_UT };
@@ -51,9 +59,28 @@ typedef struct zp_part {
     size_t ntried;
 } zp_part;
 
+typedef struct zp_pend { /* runs a peer said it is fetching */
+    xet_hash xorb;
+    zn_chunk_run runs[MAX_PEND_RUNS];
+    uint32_t n;
+    uint64_t until;
+} zp_pend;
+
+typedef struct zp_mypend { /* runs we are fetching elsewhere */
+    xet_hash xorb;
+    uint32_t start, end;
+} zp_mypend;
+
+typedef struct zp_slow {
+    uint8_t ip[16];
+    uint16_t port;
+    uint64_t until;
+} zp_slow;
+
 typedef struct zp_req {
     uint32_t id;
     int kind;
+    uint64_t bytes;    /* decoded bytes asked for (R_DATA / R_UT) */
     zp_conn *c;
     zp_fetch *f;
     size_t part;       /* R_DATA / R_UT */
@@ -88,7 +115,9 @@ struct zp_conn {
     struct sockaddr_storage addr;
     uint8_t ih[20], pid[20];
     bool has_pid;
-    uint8_t their_ut, their_zfs;
+    uint8_t their_ut, their_zfs, their_pex;
+    uint16_t their_port;  /* listen port of its extension handshake */
+    uint32_t caps;
     uint8_t *rbuf;
     size_t rlen, rcap;
     zp_req *reqs;
@@ -101,6 +130,16 @@ struct zp_conn {
     zp_serve *serves;
     unsigned nserves;
     uint64_t t_open, last_rx, last_tx;
+    /* PEX */
+    uint64_t pex_next, pex_last_rx;
+    unsigned pex_sent_msgs, pex_rx_msgs;
+    struct sockaddr_storage *pex_told;
+    size_t npex_told;
+    /* speed: data bytes per ms of our requests outstanding (decayed) */
+    uint64_t busy_ms, data_bytes, qbytes;
+    unsigned timeouts;
+    zp_pend *pend;
+    size_t npend;
     zp_conn *next, *prev;
 };
 
@@ -119,6 +158,7 @@ struct zp_fetch {
     size_t len;
     zp_part *parts;
     size_t nparts, ndone;
+    uint64_t done_bytes;
     uint64_t *mtried;  /* conns asked for the manifest */
     size_t nmtried;
     bool manifest_pending, finishing, delivered, timer_closed;
@@ -169,6 +209,11 @@ struct zn_peer_node {
     size_t nmc, mc_next;
     zp_paced *pq, *pq_tail;
     uint64_t pace_next_us;
+    zp_slow *slow;
+    size_t nslow;
+    zp_mypend *mypend;
+    size_t nmypend;
+    uint64_t last_tick;
     zn_peer_stats st;
     unsigned refs;
     bool closing;
@@ -180,6 +225,7 @@ static void fetch_schedule(zp_fetch *f);
 static void fetch_finish(zp_fetch *f, int err);
 static void fetch_manifest_next(zp_fetch *f);
 static void kick_all(zn_peer_node *n);
+static bool listen_addr(const zp_conn *c, struct sockaddr_storage *out);
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -200,6 +246,8 @@ static void node_unref(zn_peer_node *n)
         for (size_t k = 0; k < n->nmc; k++)
             free(n->mc[k].h), free(n->mc[k].l);
         free(n->bans);
+        free(n->slow);
+        free(n->mypend);
         free(n->swarms);
         free(n->adv);
         free(n);
@@ -330,6 +378,10 @@ static void send_ext_handshake(zp_conn *c)
     zb_dict(&b);
     zb_cstr(&b, "m");
     zb_dict(&b);
+    if (!c->n->o.no_pex) {
+        zb_cstr(&b, "ut_pex");
+        zb_int(&b, ZP_EXT_UT_PEX);
+    }
     zb_cstr(&b, "ut_xet");
     zb_int(&b, ZP_EXT_UT_XET);
     zb_cstr(&b, "zfs_xet");
@@ -343,6 +395,8 @@ static void send_ext_handshake(zp_conn *c)
     zb_int(&b, 250);
     zb_cstr(&b, "v");
     zb_cstr(&b, "zestfs/0.1");
+    zb_cstr(&b, "zfs_caps");
+    zb_int(&b, ZP_CAP_PENDING);
     zb_end(&b);
     if (b.err) {
         free(b.p);
@@ -423,12 +477,19 @@ static void pace_drop_conn(zn_peer_node *n, zp_conn *c)
 
 /* ---- HAVE --------------------------------------------------------------------- */
 
+static bool may_serve_xorb(zn_peer_node *n, const uint8_t ih[20], const xet_hash *xorb)
+{
+    if (n->p.may_serve && !n->p.may_serve(n->p.ud, ih))
+        return false;
+    return !n->p.may_serve_xorb || n->p.may_serve_xorb(n->p.ud, ih, xorb);
+}
+
 static void send_have(zp_conn *c, const xet_hash *xorb)
 {
     zn_peer_node *n = c->n;
     if (!c->their_zfs || c->state != C_OPEN || !n->p.held)
         return;
-    if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih))
+    if (!may_serve_xorb(n, c->ih, xorb))
         return;
     zn_chunk_run *runs = malloc(ZP_MAX_HAVE_RUNS * sizeof *runs);
     if (!runs)
@@ -486,6 +547,7 @@ static void req_unlink(zp_req *r)
     if (r->next)
         r->next->prev = r->prev;
     c->nreqs--;
+    c->qbytes -= r->bytes;
 }
 
 /* A request given up (cancelled, timed out): its late answer is legitimate. */
@@ -539,6 +601,8 @@ static void on_conn_closed(uv_handle_t *h)
     zn_peer_node *n = c->n;
     free(c->rbuf);
     free(c->have);
+    free(c->pex_told);
+    free(c->pend);
     free(c);
     node_unref(n);
 }
@@ -592,6 +656,43 @@ static void conn_ban(zp_conn *c)
     }
     n->st.bans++;
     conn_close(c);
+}
+
+/* A peer that is too slow: disconnected, not dialled again for a while. */
+static void conn_slow(zp_conn *c)
+{
+    zn_peer_node *n = c->n;
+    if (c->state == C_CLOSING)
+        return;
+    struct sockaddr_storage a;
+    if (listen_addr(c, &a)) {
+        uint64_t now = uv_now(n->loop);
+        size_t k2 = 0;
+        for (size_t k = 0; k < n->nslow; k++) /* expired entries go */
+            if (n->slow[k].until > now)
+                n->slow[k2++] = n->slow[k];
+        n->nslow = k2;
+        zp_slow *v = realloc(n->slow, (n->nslow + 1) * sizeof *v);
+        if (v) {
+            n->slow = v;
+            ip_key(&a, v[n->nslow].ip, &v[n->nslow].port);
+            v[n->nslow++].until = now + n->o.slow_ban_ms;
+        }
+    }
+    n->st.slow_drops++;
+    conn_close(c);
+}
+
+static bool slow_listed(zn_peer_node *n, const struct sockaddr_storage *ss)
+{
+    uint8_t ip[16];
+    uint16_t port;
+    ip_key(ss, ip, &port);
+    uint64_t now = uv_now(n->loop);
+    for (size_t k = 0; k < n->nslow; k++)
+        if (n->slow[k].until > now && n->slow[k].port == port && !memcmp(n->slow[k].ip, ip, 16))
+            return true;
+    return false;
 }
 
 /* ---- serving -------------------------------------------------------------------- */
@@ -710,7 +811,8 @@ static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, 
         refuse(c, ut, req, ZP_NOT_ALLOWED, x);
         return;
     }
-    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks || !held_covers(n, x, s, e)) {
+    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks || !held_covers(n, x, s, e) ||
+        (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x))) {
         refuse(c, ut, req, ZP_NOT_FOUND, x);
         return;
     }
@@ -746,6 +848,10 @@ static void serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
     zn_peer_node *n = c->n;
     if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih)) {
         refuse(c, false, req, ZP_NOT_ALLOWED, x);
+        return;
+    }
+    if (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x)) {
+        refuse(c, false, req, ZP_NOT_FOUND, x); /* as if we had never heard of it */
         return;
     }
     xet_hash *h = NULL;
@@ -842,8 +948,10 @@ static void work_done(uv_work_t *w, int status)
     if (r == 0) {
         p->state = P_DONE;
         f->ndone++;
-        for (uint32_t i = p->start; i < p->end; i++)
+        for (uint32_t i = p->start; i < p->end; i++) {
             n->st.data_down += f->ml[i];
+            f->done_bytes += f->ml[i];
+        }
         if (f->ndone == f->nparts)
             fetch_finish(f, 0);
         kick_all(n); /* a request slot on that peer is free again */
@@ -877,6 +985,7 @@ static void start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len,
         return;
     }
     memcpy(copy, recs, len);
+    c->data_bytes += r->bytes;
     k->f = f, k->part = r->part, k->serial = c->serial, k->buf = copy, k->len = len;
     k->first = first;
     k->skip = p->start - first;
@@ -977,6 +1086,36 @@ static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
         }
         return;
     }
+    case ZP_PENDING: {
+        n->st.pending_in++;
+        zp_pend *e = NULL;
+        for (size_t k = 0; k < c->npend && !e; k++)
+            if (xet_hash_eq(&c->pend[k].xorb, &m.xorb))
+                e = &c->pend[k];
+        if (!e && m.n == 0)
+            return;
+        if (!e) {
+            if (c->npend == MAX_PEND) { /* forget the one that expires first */
+                size_t o = 0;
+                for (size_t k = 1; k < c->npend; k++)
+                    if (c->pend[k].until < c->pend[o].until)
+                        o = k;
+                e = &c->pend[o];
+            } else {
+                zp_pend *np = realloc(c->pend, (c->npend + 1) * sizeof *np);
+                if (!np)
+                    return;
+                c->pend = np;
+                e = &np[c->npend++];
+            }
+            e->xorb = m.xorb;
+        }
+        e->n = 0;
+        for (uint32_t k = 0; k < m.n && e->n < MAX_PEND_RUNS; k++)
+            e->runs[e->n++] = (zn_chunk_run){get32(m.body + 8 * k), get32(m.body + 8 * k + 4)};
+        e->until = uv_now(n->loop) + ZP_PENDING_TTL_MS;
+        return;
+    }
     case ZP_REQUEST:
         serve_request(c, false, m.req, &m.xorb, m.start, m.end);
         return;
@@ -1039,27 +1178,177 @@ static void handle_ut(zp_conn *c, const uint8_t *p, size_t len)
     }
 }
 
+static void send_pending(zp_conn *c, const xet_hash *xorb)
+{
+    zn_peer_node *n = c->n;
+    if (!c->their_zfs || !(c->caps & ZP_CAP_PENDING) || c->state != C_OPEN ||
+        !may_serve_xorb(n, c->ih, xorb))
+        return;
+    zn_chunk_run runs[MAX_PEND_RUNS];
+    uint32_t k = 0;
+    for (size_t i = 0; i < n->nmypend && k < MAX_PEND_RUNS; i++)
+        if (xet_hash_eq(&n->mypend[i].xorb, xorb))
+            runs[k++] = (zn_chunk_run){n->mypend[i].start, n->mypend[i].end};
+    uint8_t p[37 + 8 * MAX_PEND_RUNS];
+    send_ext(c, c->their_zfs, p, zp_zfs_pending(p, xorb, runs, k));
+}
+
 static void handle_ext_handshake(zp_conn *c, const uint8_t *p, size_t len)
 {
     zn_peer_node *n = c->n;
-    uint8_t ut, zfs;
-    uint16_t port;
-    if (zp_ext_handshake_parse(p, len, &ut, &zfs, &port) != 0) {
+    zp_ext_info ei;
+    if (zp_ext_handshake_info(p, len, &ei) != 0) {
         conn_ban(c);
         return;
     }
-    c->their_ut = ut;
-    c->their_zfs = zfs;
+    c->their_ut = ei.ut_xet;
+    c->their_zfs = ei.zfs_xet;
+    c->their_pex = n->o.no_pex ? 0 : ei.ut_pex;
+    c->their_port = ei.port;
+    c->caps = ei.caps;
     if (!c->got_ext) {
         c->got_ext = true;
         n->st.ext_peers++;
+        c->pex_next = uv_now(n->loop);
         for (size_t k = 0; k < n->nadv && c->state == C_OPEN; k++)
             send_have(c, &n->adv[k]);
+        for (size_t k = 0; k < n->nmypend && c->state == C_OPEN; k++) {
+            bool first = true; /* one PENDING per xorb */
+            for (size_t j = 0; j < k && first; j++)
+                first = !xet_hash_eq(&n->mypend[j].xorb, &n->mypend[k].xorb);
+            if (first)
+                send_pending(c, &n->mypend[k].xorb);
+        }
     }
     /* a new peer may unblock waiting fetches */
     for (zp_fetch *f = n->fetches; f; f = f->next)
         if (!f->finishing && !f->mn && !f->manifest_pending)
             fetch_manifest_next(f);
+}
+
+/* ---- PEX (BEP 11) ---------------------------------------------------------------- */
+
+static bool slow_listed(zn_peer_node *n, const struct sockaddr_storage *ss);
+
+/* The address c's peer listens on, if known. */
+static bool listen_addr(const zp_conn *c, struct sockaddr_storage *out)
+{
+    if (c->outgoing) {
+        *out = c->addr;
+        return true;
+    }
+    if (!c->their_port)
+        return false;
+    *out = c->addr;
+    if (out->ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons(c->their_port);
+    else if (out->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)out)->sin6_port = htons(c->their_port);
+    else
+        return false;
+    return true;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    uint8_t ia[16], ib[16];
+    uint16_t pa, pb;
+    ip_key(a, ia, &pa);
+    ip_key(b, ib, &pb);
+    return pa == pb && !memcmp(ia, ib, 16);
+}
+
+static bool addr_in(const struct sockaddr_storage *v, size_t n, const struct sockaddr_storage *a)
+{
+    for (size_t k = 0; k < n; k++)
+        if (same_addr(&v[k], a))
+            return true;
+    return false;
+}
+
+/* Tell c's peer about the other peers of its swarm (added/dropped against
+ * what it was told).  Nothing is sent when nothing changed. */
+static void pex_send(zp_conn *c)
+{
+    zn_peer_node *n = c->n;
+    struct sockaddr_storage cur[MAX_PEX_SENT], added[ZP_MAX_PEX_ADDED], dropped[MAX_PEX_SENT];
+    size_t ncur = 0, na = 0, nd = 0;
+    for (zp_conn *o = n->conns; o && ncur < MAX_PEX_SENT; o = o->next) {
+        struct sockaddr_storage a;
+        if (o == c || o->state != C_OPEN || !o->got_ext || memcmp(o->ih, c->ih, 20) ||
+            !listen_addr(o, &a) || addr_in(cur, ncur, &a))
+            continue;
+        cur[ncur++] = a;
+    }
+    for (size_t k = 0; k < ncur && na < ZP_MAX_PEX_ADDED; k++)
+        if (!addr_in(c->pex_told, c->npex_told, &cur[k]))
+            added[na++] = cur[k];
+    for (size_t k = 0; k < c->npex_told; k++)
+        if (!addr_in(cur, ncur, &c->pex_told[k]))
+            dropped[nd++] = c->pex_told[k];
+    if (!na && !nd)
+        return;
+    zb_buf b = {0};
+    if (zn_pex_encode(added, NULL, na, dropped, nd, &b) != 0 || b.err) {
+        free(b.p);
+        return;
+    }
+    send_ext(c, c->their_pex, b.p, b.len);
+    free(b.p);
+    n->st.pex_out++;
+    c->pex_sent_msgs++;
+    /* told = told - dropped + added */
+    size_t k2 = 0;
+    for (size_t k = 0; k < c->npex_told; k++)
+        if (!addr_in(dropped, nd, &c->pex_told[k]))
+            c->pex_told[k2++] = c->pex_told[k];
+    c->npex_told = k2;
+    if (na) {
+        struct sockaddr_storage *t =
+            realloc(c->pex_told, (c->npex_told + na) * sizeof *t);
+        if (!t)
+            return;
+        c->pex_told = t;
+        memcpy(t + c->npex_told, added, na * sizeof *added);
+        c->npex_told += na;
+    }
+}
+
+static void handle_pex(zp_conn *c, const uint8_t *p, size_t len)
+{
+    zn_peer_node *n = c->n;
+    zn_pex x;
+    if (zn_pex_parse(p, len, &x) != 0) {
+        conn_ban(c);
+        return;
+    }
+    uint64_t now = uv_now(n->loop);
+    unsigned quarter = n->o.pex_interval_ms / 4;
+    if (c->pex_rx_msgs && now - c->pex_last_rx < quarter) {
+        zn_pex_free(&x); /* too often: ignored */
+        return;
+    }
+    c->pex_rx_msgs++;
+    c->pex_last_rx = now;
+    n->st.pex_in++;
+    uint8_t ih[20];
+    memcpy(ih, c->ih, 20);
+    for (size_t k = 0; k < x.nadded && k < ZP_MAX_PEX_ADDED; k++) {
+        struct sockaddr_storage *a = &x.added[k];
+        uint8_t ip[16];
+        uint16_t port;
+        ip_key(a, ip, &port);
+        if (!port || slow_listed(n, a))
+            continue;
+        bool known = false; /* connected already, either way */
+        for (zp_conn *o = n->conns; o && !known; o = o->next) {
+            struct sockaddr_storage l;
+            known = !memcmp(o->ih, ih, 20) && listen_addr(o, &l) && same_addr(&l, a);
+        }
+        if (!known && zn_peer_add(n, ih, (struct sockaddr *)a) == 0)
+            n->st.pex_dialled++;
+    }
+    zn_pex_free(&x);
 }
 
 /* Returns false when the connection was closed. */
@@ -1085,6 +1374,8 @@ static bool handle_msg(zp_conn *c, const uint8_t *p, size_t len)
         handle_zfs(c, p + 2, len - 2);
     else if (p[1] == ZP_EXT_UT_XET)
         handle_ut(c, p + 2, len - 2);
+    else if (p[1] == ZP_EXT_UT_PEX && !c->n->o.no_pex)
+        handle_pex(c, p + 2, len - 2);
     return c->state != C_CLOSING;
 }
 
@@ -1424,25 +1715,44 @@ static int fetch_build_parts(zp_fetch *f)
     return 0;
 }
 
-/* Candidates for part p: zfs peers announcing it, then zest peers. */
+static uint64_t part_bytes(const zp_fetch *f, const zp_part *p)
+{
+    uint64_t b = 0;
+    for (uint32_t i = p->start; i < p->end; i++)
+        b += f->ml[i];
+    return b;
+}
+
+/* B/ms a connection delivers while busy (ASSUMED_RATE until measured). */
+static uint64_t conn_rate(const zp_conn *c)
+{
+    if (c->busy_ms < 500)
+        return ASSUMED_RATE;
+    uint64_t r = c->data_bytes / c->busy_ms;
+    return r ? r : 1;
+}
+
+/* Candidates for part p: zfs peers announcing it, then zest peers; of each,
+ * the one expected to finish it first (queued bytes / rate). */
 static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
 {
     zp_conn *best = NULL, *zest = NULL;
+    uint64_t pb = part_bytes(f, p), tb = UINT64_MAX, tz = UINT64_MAX;
     *holders = 0;
     for (zp_conn *c = f->n->conns; c; c = c->next) {
         if (!conn_usable(c) || tried(p->tried, p->ntried, c->serial))
             continue;
-        if (c->their_zfs) {
-            if (!have_covers(c, &f->xorb, p->start, p->end))
-                continue;
-            ++*holders;
-            if (c->nreqs < MAX_OUTSTANDING && (!best || c->nreqs < best->nreqs))
-                best = c;
-        } else {
-            ++*holders;
-            if (c->nreqs < MAX_OUTSTANDING && (!zest || c->nreqs < zest->nreqs))
-                zest = c;
-        }
+        bool zfs = c->their_zfs != 0;
+        if (zfs && !have_covers(c, &f->xorb, p->start, p->end))
+            continue;
+        ++*holders;
+        if (c->nreqs >= MAX_OUTSTANDING)
+            continue;
+        uint64_t t = (c->qbytes + pb) / conn_rate(c);
+        if (zfs && t < tb)
+            best = c, tb = t;
+        else if (!zfs && t < tz)
+            zest = c, tz = t;
     }
     return best ? best : zest;
 }
@@ -1486,6 +1796,8 @@ static void fetch_schedule(zp_fetch *f)
                 fetch_finish(f, -ENOMEM);
                 return;
             }
+            r->bytes = part_bytes(f, p);
+            c->qbytes += r->bytes;
             p->state = P_INFLIGHT;
             uint8_t m[45];
             if (ut)
@@ -1633,9 +1945,32 @@ static void on_tick(uv_timer_t *t)
 {
     zn_peer_node *n = t->data;
     uint64_t now = uv_now(n->loop);
+    uint64_t dt = n->last_tick && now > n->last_tick ? now - n->last_tick : TICK_MS;
+    n->last_tick = now;
+    if (dt > 1000)
+        dt = 1000; /* the loop was blocked: do not blame the peers */
     zp_conn *c = n->conns;
     while (c) {
         zp_conn *nx = c->next;
+        if (c->state == C_OPEN && c->nreqs) { /* speed while busy */
+            c->busy_ms += dt;
+            if (c->busy_ms >= n->o.slow_window_ms &&
+                c->data_bytes * 1000 / c->busy_ms < n->o.min_rate) {
+                conn_slow(c);
+                c = nx;
+                continue;
+            }
+            if (c->busy_ms > 4ull * n->o.slow_window_ms) { /* decay: recent speed counts */
+                c->busy_ms /= 2;
+                c->data_bytes /= 2;
+            }
+        }
+        if (c->state == C_OPEN && c->their_pex && now >= c->pex_next) {
+            pex_send(c);
+            /* until something was said, look again at every tick */
+            if (c->pex_sent_msgs)
+                c->pex_next = now + n->o.pex_interval_ms;
+        }
         if ((c->state == C_HS || c->state == C_CONNECTING) && now - c->t_open > HS_TIMEOUT_MS) {
             conn_close(c);
         } else if (c->state == C_OPEN && now - c->last_rx > IDLE_TIMEOUT_MS) {
@@ -1650,11 +1985,14 @@ static void on_tick(uv_timer_t *t)
                 if (r->deadline <= now) {
                     req_forget(r);
                     req_failed(r, -ETIMEDOUT);
+                    c->timeouts++;
                     r = c->reqs; /* the list may have changed */
                 } else {
                     r = r->next;
                 }
             }
+            if (c->state == C_OPEN && c->timeouts >= SLOW_TIMEOUTS)
+                conn_slow(c);
         }
         c = nx;
     }
@@ -1689,6 +2027,14 @@ int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provi
         n->o.ctrl_frame_max = ZP_CTRL_FRAME_MAX;
     if (!n->o.data_frame_max)
         n->o.data_frame_max = ZP_DATA_FRAME_MAX;
+    if (!n->o.pex_interval_ms)
+        n->o.pex_interval_ms = 60000;
+    if (!n->o.min_rate)
+        n->o.min_rate = 256u << 10;
+    if (!n->o.slow_window_ms)
+        n->o.slow_window_ms = 4000;
+    if (!n->o.slow_ban_ms)
+        n->o.slow_ban_ms = 600000;
     memcpy(n->id, ZP_PEER_ID_PREFIX, 8);
     if (uv_random(NULL, NULL, n->id + 8, 12, 0, NULL) != 0) {
         free(n);
@@ -1799,6 +2145,8 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
         return -EAFNOSUPPORT;
     if (banned_addr(n, &ss))
         return -EPERM;
+    if (slow_listed(n, &ss))
+        return -EAGAIN;
     if (n->nconns >= n->o.max_conns)
         return -EMFILE;
     uint8_t ip[16], ip2[16];
@@ -1862,4 +2210,70 @@ void zn_peer_get_stats(zn_peer_node *n, zn_peer_stats *st)
 {
     *st = n->st;
     st->conns = n->nconns;
+}
+
+void zn_peer_op_progress(const zn_peer_op *op, uint64_t *done, uint64_t *total)
+{
+    const zp_fetch *f = (const zp_fetch *)op;
+    *done = f->done_bytes;
+    *total = f->mn ? f->len : 0;
+}
+
+void zn_peer_announce_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
+                              bool on)
+{
+    if (n->closing || start >= end)
+        return;
+    size_t k = 0;
+    for (; k < n->nmypend; k++)
+        if (xet_hash_eq(&n->mypend[k].xorb, xorb) && n->mypend[k].start == start &&
+            n->mypend[k].end == end)
+            break;
+    if (on && k == n->nmypend) {
+        if (n->nmypend == MAX_MYPEND)
+            return;
+        zp_mypend *v = realloc(n->mypend, (n->nmypend + 1) * sizeof *v);
+        if (!v)
+            return;
+        n->mypend = v;
+        v[n->nmypend++] = (zp_mypend){*xorb, start, end};
+    } else if (!on && k < n->nmypend) {
+        n->mypend[k] = n->mypend[--n->nmypend];
+    } else {
+        return;
+    }
+    for (zp_conn *c = n->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->state == C_OPEN && c->got_ext)
+            send_pending(c, xorb);
+    }
+}
+
+unsigned zn_peer_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end)
+{
+    uint64_t now = uv_now(n->loop);
+    unsigned cnt = 0;
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        if (c->state != C_OPEN)
+            continue;
+        for (size_t k = 0; k < c->npend; k++) {
+            zp_pend *e = &c->pend[k];
+            if (e->until <= now || !xet_hash_eq(&e->xorb, xorb))
+                continue;
+            uint32_t s = start; /* runs in any order: advance while covered */
+            bool progress = true;
+            while (s < end && progress) {
+                progress = false;
+                for (uint32_t i = 0; i < e->n; i++)
+                    if (e->runs[i].start <= s && e->runs[i].end > s) {
+                        s = e->runs[i].end;
+                        progress = true;
+                    }
+            }
+            if (s >= end)
+                cnt++;
+            break;
+        }
+    }
+    return cnt;
 }

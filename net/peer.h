@@ -72,11 +72,34 @@
  *                 code 1 not found, 2 not allowed (swarm not served),
  *                 3 busy, 4 bad request.
  *   07 CANCEL    req u32                                            5 B
+ *   08 PENDING   xorb[32] | n u32 | (start u32, end u32) × n        37+8n B
+ *                 runs the sender is fetching from elsewhere (the CDN) right
+ *                 now; n = 0: none any more.  Replaces what it said before
+ *                 for that xorb.  Sent only to peers whose extension
+ *                 handshake has "zfs_caps" with bit 1 (ZP_CAP_PENDING), so
+ *                 older zestfs peers never see it.  n ≤ 4096.
  * Any other type byte, or a length other than the above, is malformed.
  * Request ids are chosen by the requester, unique per connection.
  *
- * Extension handshake sent: d 1:m d 7:ut_xet i1e 7:zfs_xet i2e e 1:p i<port>e
- *   4:reqq i250e 1:v 10:zestfs/0.1 e (so ut_xet = 1 as zest expects).
+ * Extension handshake sent: d 1:m d 6:ut_pex i3e 6:ut_xet i1e 7:zfs_xet i2e e
+ *   1:p i<port>e 4:reqq i250e 1:v 10:zestfs/0.1 8:zfs_caps i1e e (ut_xet = 1
+ *   as zest expects; ut_pex left out with no_pex).
+ * PEX (BEP 11).  To each peer that offered ut_pex: the listen addresses of
+ *   the other peers of the same swarm (dialled: the address; incoming: the
+ *   source IP with the port of its extension handshake), as added/dropped
+ *   against what that peer was told before, at most 50 added per message;
+ *   the first message right after the handshakes, then at most one per
+ *   pex_interval_ms (60 s).  Received: up to 50 added addresses are dialled
+ *   (within max_conns; banned and slow-dropped addresses are skipped); a
+ *   ut_pex that does not parse bans the peer; messages closer together than
+ *   a quarter of the interval are ignored.
+ * Speed.  Each connection's rate is the chunk data it delivered per second of
+ *   having our requests outstanding.  Parts go to the holder expected to
+ *   finish first (its queued bytes / its rate; an unmeasured peer is assumed
+ *   fast so it gets tried).  A peer that, after slow_window_ms of busy time,
+ *   delivers less than min_rate, or times out twice, is disconnected (not
+ *   banned: it sent nothing wrong) and not dialled again for slow_ban_ms;
+ *   its requests go to other holders.
  * Peer id: "-ZF0100-" + 12 random bytes.
  */
 #ifndef ZESTFS_PEER_H
@@ -99,6 +122,9 @@ extern "C" {
 #define ZP_PEER_ID_PREFIX "-ZF0100-"
 #define ZP_EXT_UT_XET 1        /* our local extended ids */
 #define ZP_EXT_ZFS_XET 2
+#define ZP_EXT_UT_PEX 3
+#define ZP_CAP_PENDING 1u      /* "zfs_caps" bit: understands PENDING */
+#define ZP_MAX_PEX_ADDED 50u   /* peers per ut_pex message, both ways */
 #define ZP_CTRL_FRAME_MAX (1u << 20)
 #define ZP_DATA_FRAME_MAX ((64u << 20) + 1024u)
 #define ZP_MAX_REQ_CHUNKS 1024u
@@ -106,7 +132,7 @@ extern "C" {
 
 enum zp_zfs_type {
     ZP_HAVE = 1, ZP_REQUEST = 2, ZP_DATA = 3, ZP_MREQ = 4, ZP_MANIFEST = 5, ZP_REFUSE = 6,
-    ZP_CANCEL = 7,
+    ZP_CANCEL = 7, ZP_PENDING = 8,
 };
 enum zp_refuse_code { ZP_NOT_FOUND = 1, ZP_NOT_ALLOWED = 2, ZP_BUSY = 3, ZP_BAD_REQUEST = 4 };
 enum zp_utxet_type {
@@ -174,6 +200,16 @@ int zp_handshake_parse(const uint8_t p[68], uint8_t ih[20], uint8_t peer_id[20],
  * bencode (trailing bytes included), a non-dict, or ids outside 0..255. */
 int zp_ext_handshake_parse(const uint8_t *p, size_t len, uint8_t *ut_xet, uint8_t *zfs_xet,
                            uint16_t *port);
+/* The same, with ut_pex's id (BEP 11) and our "zfs_caps" bits (ZP_CAP_*;
+ * 0 when absent or not a non-negative integer below 2^32). */
+typedef struct zp_ext_info {
+    uint8_t ut_xet, zfs_xet, ut_pex;
+    uint16_t port;
+    uint32_t caps;
+} zp_ext_info;
+int zp_ext_handshake_info(const uint8_t *p, size_t len, zp_ext_info *out);
+/* PENDING: like HAVE, but n may be 0 (= nothing pending any more). */
+size_t zp_zfs_pending(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs, uint32_t n);
 
 /* Verify a manifest (n entries of hash+len) against the xorb hash: 0 or
  * -EBADMSG (bad sizes, count) / -EILSEQ (does not aggregate to xorb). */
@@ -214,6 +250,10 @@ typedef struct zn_peer_provider {
                        zn_peer_read_cb cb, void *arg);
     /* whether the swarm of this info-hash may be served */
     bool (*may_serve)(void *ud, const uint8_t info_hash[20]);
+    /* optional: whether this xorb may be served (or announced) on that swarm
+     * (a xorb of a private repo is never served through a public swarm);
+     * NULL: every held xorb */
+    bool (*may_serve_xorb)(void *ud, const uint8_t info_hash[20], const xet_hash *xorb);
 } zn_peer_provider;
 
 typedef struct zn_peer_opts {
@@ -225,6 +265,11 @@ typedef struct zn_peer_opts {
     uint32_t ctrl_frame_max;   /* 0: ZP_CTRL_FRAME_MAX */
     uint32_t data_frame_max;   /* 0: ZP_DATA_FRAME_MAX */
     bool no_listen;            /* outgoing connections only */
+    bool no_pex;               /* neither send nor use ut_pex (BEP 11) */
+    unsigned pex_interval_ms;  /* between our ut_pex messages on a connection; 0: 60000 */
+    uint64_t min_rate;         /* B/s: a peer slower than this while busy is dropped; 0: 256 KiB/s */
+    unsigned slow_window_ms;   /* busy time before the rate is judged; 0: 4000 */
+    unsigned slow_ban_ms;      /* a dropped slow peer is not dialled again for; 0: 600000 */
 } zn_peer_opts;
 
 typedef struct zn_peer_stats {
@@ -237,6 +282,10 @@ typedef struct zn_peer_stats {
     uint64_t verify_failures;        /* bad chunks / manifests */
     uint64_t requests_served, requests_refused;
     uint64_t fetches_ok, fetches_failed;
+    uint64_t pex_in, pex_out;        /* ut_pex messages received / sent */
+    uint64_t pex_dialled;            /* peers dialled because a ut_pex named them */
+    uint64_t slow_drops;             /* peers disconnected for being too slow */
+    uint64_t pending_in;             /* PENDING messages received */
 } zn_peer_stats;
 
 int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provider *p,
@@ -257,6 +306,15 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
 void zn_peer_announce_have(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end);
 /* How many connected peers announced holding all of [start,end) of xorb. */
 unsigned zn_peer_holders(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end);
+/* Tell peers that understand it (ZP_CAP_PENDING) that we are fetching
+ * [start,end) of xorb from elsewhere now (on) or no longer (off: every run
+ * of that xorb).  Peers forget a pending run after ZP_PENDING_TTL_MS or
+ * when our HAVE covers it. */
+#define ZP_PENDING_TTL_MS 30000u
+void zn_peer_announce_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
+                              bool on);
+/* How many connected peers said they are fetching all of [start,end). */
+unsigned zn_peer_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end);
 
 /* Fetch decoded chunks [start,end) of xorb from peers, verified as above.
  * cb gets (lens, hashes, data, len) of exactly those chunks, or:
@@ -273,6 +331,9 @@ typedef void (*zn_peer_fetch_cb)(void *ud, int err, const uint32_t *lens, const 
 int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
                   unsigned deadline_ms, zn_peer_fetch_cb cb, void *ud, zn_peer_op **op);
 void zn_peer_op_cancel(zn_peer_op *op);
+/* Bytes of the fetch verified so far and its total (0 until the manifest is
+ * known); for racing a slow fetch against another source. */
+void zn_peer_op_progress(const zn_peer_op *op, uint64_t *done, uint64_t *total);
 
 void zn_peer_get_stats(zn_peer_node *n, zn_peer_stats *st);
 

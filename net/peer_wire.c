@@ -47,10 +47,30 @@ int zp_handshake_parse(const uint8_t p[68], uint8_t ih[20], uint8_t peer_id[20],
 int zp_ext_handshake_parse(const uint8_t *p, size_t len, uint8_t *ut_xet, uint8_t *zfs_xet,
                            uint16_t *port)
 {
+    zp_ext_info i;
+    int r = zp_ext_handshake_info(p, len, &i);
+    *ut_xet = i.ut_xet;
+    *zfs_xet = i.zfs_xet;
+    *port = i.port;
+    return r;
+}
+
+static int ext_id(const zb_val *m, const char *k, uint8_t *out)
+{
+    int64_t id;
+    if (!zb_get_int(m, k, &id))
+        return 0;
+    if (id < 0 || id > 255)
+        return -EBADMSG;
+    *out = (uint8_t)id;
+    return 0;
+}
+
+int zp_ext_handshake_info(const uint8_t *p, size_t len, zp_ext_info *out)
+{
     zb_val *v;
     size_t used;
-    *ut_xet = *zfs_xet = 0;
-    *port = 0;
+    memset(out, 0, sizeof *out);
     int r = zb_decode(p, len, ZB_LENIENT_ORDER, &v, &used);
     if (r)
         return r == -ENOMEM ? r : -EBADMSG;
@@ -61,25 +81,15 @@ int zp_ext_handshake_parse(const uint8_t *p, size_t len, uint8_t *ut_xet, uint8_
     }
     const zb_val *m = zb_get(v, "m");
     if (m && m->type == ZB_DICT) {
-        int64_t id;
-        if (zb_get_int(m, "ut_xet", &id)) {
-            if (id < 0 || id > 255) {
-                r = -EBADMSG;
-                goto out;
-            }
-            *ut_xet = (uint8_t)id;
-        }
-        if (zb_get_int(m, "zfs_xet", &id)) {
-            if (id < 0 || id > 255) {
-                r = -EBADMSG;
-                goto out;
-            }
-            *zfs_xet = (uint8_t)id;
-        }
+        if ((r = ext_id(m, "ut_xet", &out->ut_xet)) || (r = ext_id(m, "zfs_xet", &out->zfs_xet)) ||
+            (r = ext_id(m, "ut_pex", &out->ut_pex)))
+            goto out;
     }
     int64_t pt;
     if (zb_get_int(v, "p", &pt) && pt > 0 && pt < 65536)
-        *port = (uint16_t)pt;
+        out->port = (uint16_t)pt;
+    if (zb_get_int(v, "zfs_caps", &pt) && pt >= 0 && pt <= 0xffffffffLL)
+        out->caps = (uint32_t)pt;
 out:
     zb_free(v);
     return r;
@@ -95,11 +105,13 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
     m->type = p[0];
     switch (p[0]) {
     case ZP_HAVE:
+    case ZP_PENDING:
         if (len < 37)
             return -EBADMSG;
         memcpy(m->xorb.b, p + 1, 32);
         m->n = get32(p + 33);
-        if (m->n == 0 || m->n > ZP_MAX_HAVE_RUNS || len != 37 + 8 * (size_t)m->n)
+        if ((m->n == 0 && p[0] == ZP_HAVE) || m->n > ZP_MAX_HAVE_RUNS ||
+            len != 37 + 8 * (size_t)m->n)
             return -EBADMSG;
         m->body = p + 37;
         m->body_len = 8 * (size_t)m->n;
@@ -169,6 +181,13 @@ size_t zp_zfs_have(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs,
         put32(out + 37 + 8 * k, runs[k].start);
         put32(out + 41 + 8 * k, runs[k].end);
     }
+    return 37 + 8 * (size_t)n;
+}
+
+size_t zp_zfs_pending(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs, uint32_t n)
+{
+    zp_zfs_have(out, xorb, runs, n);
+    out[0] = ZP_PENDING;
     return 37 + 8 * (size_t)n;
 }
 

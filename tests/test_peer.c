@@ -161,7 +161,7 @@ static bool mem_may_serve(void *ud, const uint8_t ih[20])
 
 static zn_peer_provider mem_provider(mem *m)
 {
-    return (zn_peer_provider){m, mem_held, mem_manifest, mem_read, mem_may_serve};
+    return (zn_peer_provider){m, mem_held, mem_manifest, mem_read, mem_may_serve, NULL};
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -748,6 +748,211 @@ static void test_liar_and_honest(void)
 }
 
 /* Random and mutated bytes through every parser (the fuzzing entry points). */
+
+/* ---- PEX, PENDING, speed, per-xorb privacy ------------------------------------------ */
+
+static zn_peer_node *node3(mem *m, unsigned pex_ms)
+{
+    zn_peer_provider pv = mem_provider(m);
+    zn_peer_opts o = {.bind = "127.0.0.1", .pex_interval_ms = pex_ms};
+    zn_peer_node *n;
+    T_EQ_INT(zn_peer_node_new(&loop, &o, &pv, &n), 0);
+    zn_peer_swarm_join(n, IH);
+    return n;
+}
+
+static void dial(zn_peer_node *from, zn_peer_node *to)
+{
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", zn_peer_node_port(to), &sin);
+    T_EQ_INT(zn_peer_add(from, IH, (struct sockaddr *)&sin), 0);
+}
+
+/* B and C each know only A; A's ut_pex tells the later one about the other,
+ * which dials it: B and C end up connected, and C fetches from B alone once
+ * A is gone. */
+static void test_pex(void)
+{
+    mem ma = MEMI(0, 0, 0, true, true), mb = MEMI(0, X.n, 1, true, true),
+        mc = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a = node3(&ma, 400), *b = node3(&mb, 400), *c = node3(&mc, 400);
+    zn_peer_announce_have(b, &X.hash, 0, X.n);
+    dial(b, a);
+    pair pb = {b, 1};
+    T_TRUE(run_until(cond_ext, &pb, 10000));
+    dial(c, a);
+    pair pc = {c, 2}; /* A, then B found through A's ut_pex */
+    T_TRUE(run_until(cond_two, &pc, 10000));
+    zn_peer_stats sa, sc;
+    zn_peer_get_stats(a, &sa);
+    zn_peer_get_stats(c, &sc);
+    T_TRUE(sa.pex_out >= 1);
+    T_TRUE(sc.pex_in >= 1);
+    T_EQ_INT(sc.pex_dialled, 1);
+    fprintf(stderr, "  pex: A sent %llu ut_pex, C dialled %llu peer(s) it named\n",
+            (unsigned long long)sa.pex_out, (unsigned long long)sc.pex_dialled);
+    zn_peer_node_free(a);
+    hold h = {c, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    result r;
+    fetch_sync(c, 0, X.n, &r);
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[X.n])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+    /* no_pex: not offered, nothing sent */
+    mem md = MEMI(0, 0, 0, true, true);
+    zn_peer_provider pd = mem_provider(&md);
+    zn_peer_opts od = {.bind = "127.0.0.1", .no_pex = true};
+    zn_peer_node *d;
+    T_EQ_INT(zn_peer_node_new(&loop, &od, &pd, &d), 0);
+    dial(d, b);
+    pair pdd = {d, 1};
+    T_TRUE(run_until(cond_ext, &pdd, 10000));
+    run_until(cond_done, &(result){0}, 1000);
+    zn_peer_stats sd;
+    zn_peer_get_stats(d, &sd);
+    T_EQ_INT(sd.pex_in, 0);
+    T_EQ_INT(sd.pex_out, 0);
+    T_TRUE(sd.ext_peers >= 1); /* C may dial D: B told C about it */
+    zn_peer_node_free(d);
+    drain(b, c);
+}
+
+typedef struct pendw {
+    zn_peer_node *n;
+    uint32_t s, e;
+    unsigned want;
+} pendw;
+
+static bool cond_pending(void *a)
+{
+    pendw *p = a;
+    return zn_peer_pending(p->n, &X.hash, p->s, p->e) == p->want;
+}
+
+static void test_pending(void)
+{
+    mem ma = MEMI(0, 0, 0, true, true), mb = MEMI(0, 0, 0, true, true);
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_pending(a, &X.hash, 0, 64, true); /* before B connects */
+    connect_to(b, a, "127.0.0.1");
+    pendw w = {b, 0, 64, 1};
+    T_TRUE(run_until(cond_pending, &w, 5000));
+    T_EQ_INT(zn_peer_pending(b, &X.hash, 10, 20), 1);
+    T_EQ_INT(zn_peer_pending(b, &X.hash, 60, 70), 0);
+    zn_peer_announce_pending(a, &X.hash, 64, 128, true);
+    pendw w2 = {b, 60, 70, 1};
+    T_TRUE(run_until(cond_pending, &w2, 5000));
+    zn_peer_announce_pending(a, &X.hash, 0, 64, false);
+    pendw w3 = {b, 10, 20, 0};
+    T_TRUE(run_until(cond_pending, &w3, 5000));
+    T_EQ_INT(zn_peer_pending(b, &X.hash, 64, 128), 1);
+    zn_peer_announce_pending(a, &X.hash, 64, 128, false); /* n = 0: nothing pending */
+    pendw w4 = {b, 64, 128, 0};
+    T_TRUE(run_until(cond_pending, &w4, 5000));
+    zn_peer_stats sb;
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sb.pending_in, 4);
+    T_EQ_INT(sb.bans, 0);
+    drain(a, b);
+}
+
+typedef struct slow_w {
+    zn_peer_node *n;
+} slow_w;
+
+static bool cond_slow(void *a)
+{
+    zn_peer_stats st;
+    zn_peer_get_stats(((slow_w *)a)->n, &st);
+    return st.slow_drops > 0;
+}
+
+/* A slow peer (answers nothing while B's requests wait) is dropped after the
+ * busy window, not banned; not dialled again; B's fetch goes to a fast peer. */
+static void test_slow_peer(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, true, true),
+        mc = MEMI(0, X.n, 1, true, true);
+    zn_peer_node *a, *b;
+    zn_peer_opts ob = {.bind = "127.0.0.1", .slow_window_ms = 300, .min_rate = 1u << 20};
+    nodes(&ma, &mb, NULL, &ob, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, X.n};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    ma.stall = true;
+    result r = {0};
+    zn_peer_op *op;
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, X.n, 0, fetch_cb, &r, &op), 0);
+    T_TRUE(run_until(cond_pend1, &ma, 10000));
+    uint64_t done, total;
+    zn_peer_op_progress(op, &done, &total);
+    T_EQ_INT(done, 0);
+    T_EQ_INT(total, X.off[X.n]);
+    slow_w sw = {b};
+    T_TRUE(run_until(cond_slow, &sw, 5000));
+    T_TRUE(run_until(cond_done, &r, 5000));
+    T_EQ_INT(r.err, -ENOENT); /* no other holder */
+    zn_peer_stats sb;
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sb.bans, 0);
+    T_EQ_INT(sb.slow_drops, 1);
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", zn_peer_node_port(a), &sin);
+    T_EQ_INT(zn_peer_add(b, IH, (struct sockaddr *)&sin), -EAGAIN);
+    /* a fast peer serves the same fetch */
+    zn_peer_node *c = node3(&mc, 0);
+    zn_peer_announce_have(c, &X.hash, 0, X.n);
+    dial(b, c);
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, X.n, 0, fetch_cb, &r, &op), 0);
+    T_TRUE(run_until(cond_done, &r, 20000));
+    T_EQ_INT(r.err, 0);
+    if (r.data && r.len == X.off[X.n])
+        T_EQ_MEM(r.data, X.data, r.len);
+    free(r.data);
+    mem_release(&ma);
+    zn_peer_node_free(c);
+    drain(a, b);
+}
+
+static bool deny_xorb(void *ud, const uint8_t ih[20], const xet_hash *x)
+{
+    (void)ud, (void)ih, (void)x;
+    return false;
+}
+
+/* may_serve_xorb false (a xorb of a private repo, asked on a public swarm):
+ * no HAVE, no manifest, requests refused as not found. */
+static void test_private_xorb(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true), mb = MEMI(0, 0, 0, false, true);
+    zn_peer_provider pa = mem_provider(&ma), pb = mem_provider(&mb);
+    pa.may_serve_xorb = deny_xorb;
+    zn_peer_opts o = {.bind = "127.0.0.1"};
+    zn_peer_node *a, *b;
+    T_EQ_INT(zn_peer_node_new(&loop, &o, &pa, &a), 0);
+    T_EQ_INT(zn_peer_node_new(&loop, &o, &pb, &b), 0);
+    zn_peer_swarm_join(a, IH);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    connect_to(b, a, "127.0.0.1");
+    run_until(cond_done, &(result){0}, 500);
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 0, 10), 0);
+    result r;
+    fetch_sync(b, 0, 10, &r); /* asks A for the manifest: refused */
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(ma.reads, 0);
+    zn_peer_stats sa;
+    zn_peer_get_stats(a, &sa);
+    T_TRUE(sa.requests_refused >= 1);
+    T_EQ_INT(sa.data_up, 0);
+    drain(a, b);
+}
+
 static void test_parsers_random(void)
 {
     uint8_t buf[512];
@@ -941,6 +1146,10 @@ int main(int argc, char **argv)
         T_RUN(test_upload_cap_max_conns);
         T_RUN(test_ipv6);
         T_RUN(test_liar_and_honest);
+        T_RUN(test_pex);
+        T_RUN(test_pending);
+        T_RUN(test_slow_peer);
+        T_RUN(test_private_xorb);
         T_RUN(test_parsers_random);
         rc = t_done();
     }

@@ -57,8 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         zp_zfs_msg m;
         if (zp_zfs_parse(p, n, &m) == 0) {
             FZ_CHECK(!m.body_len || (m.body >= p && m.body + m.body_len <= p + n));
-            if (m.type == ZP_HAVE)
-                FZ_CHECK(m.body_len == 8ull * m.n && m.n <= ZP_MAX_HAVE_RUNS);
+            if (m.type == ZP_HAVE || m.type == ZP_PENDING)
+                FZ_CHECK(m.body_len == 8ull * m.n && m.n <= ZP_MAX_HAVE_RUNS &&
+                         (m.n > 0 || m.type == ZP_PENDING));
             if (m.type == ZP_MANIFEST) {
                 FZ_CHECK(m.body_len == 36ull * m.n);
                 if (m.n && m.n <= XET_XORB_MAX_CHUNKS) {
@@ -103,6 +104,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t ut = 0, zfs = 0;
         uint16_t port = 0;
         (void)zp_ext_handshake_parse(p, n, &ut, &zfs, &port);
+        zp_ext_info ei;
+        if (zp_ext_handshake_info(p, n, &ei) == 0)
+            FZ_CHECK(ei.ut_xet == ut && ei.zfs_xet == zfs && ei.port == port);
         break;
     }
     case 4: records(p, n); break;

@@ -29,6 +29,10 @@ def liar(ls, X, lie, seen):
     if lie == "badbencode":
         s.sendall(ext(0, b"d1:md7:zfs_xeti3ee"))  # the outer dict is never closed
         return closed_by_peer(s)
+    if lie == "badpex":  # offers ut_pex, then sends one that is not a bencoded dict
+        s.sendall(ext(0, b"d1:md6:ut_pexi5e7:zfs_xeti%dee1:v4:liare" % OUR_ZFS))
+        s.sendall(ext(3, b"d5:added6:abce"))  # "added" not a multiple of 6
+        return closed_by_peer(s)
     s.sendall(ext(0, b"d1:md7:zfs_xeti%dee1:v4:liare" % OUR_ZFS))
     n = len(X.lens)
     s.sendall(ext(NODE_ZFS, b"\x01" + X.hash + struct.pack(">III", 1, 0, n)))
@@ -101,8 +105,10 @@ def main():
     hs = seen.get("hs", b"")
     check(hs[:20] == PSTR and hs[25] & 0x10 and hs[48:56] == b"-ZF0100-",
           "node handshake: protocol, BEP 10 bit, peer id -ZF0100-")
-    check(seen.get("ext", b"").startswith(b"d1:md6:ut_xeti1e7:zfs_xeti2ee"),
-          "node extension handshake m = {ut_xet: 1, zfs_xet: 2}: %r" % seen.get("ext"))
+    check(seen.get("ext", b"").startswith(b"d1:md6:ut_pexi3e6:ut_xeti1e7:zfs_xeti2ee")
+          and b"8:zfs_capsi1e" in seen.get("ext", b""),
+          "node extension handshake m = {ut_pex: 3, ut_xet: 1, zfs_xet: 2}, zfs_caps 1: %r"
+          % seen.get("ext"))
     m = seen.get("mreq", b"")
     check(len(m) == 37 and m[0] == 4 and m[5:37] == X.hash, "MREQ: 37 bytes, xorb hash")
     q = (seen.get("req") or [b""])[0]
@@ -112,7 +118,8 @@ def main():
 
     for lie, manifest, vf in [("flip", True, 1), ("manifest", False, 1), ("truncrec", True, 1),
                               ("truncframe", True, 0), ("oversize", True, 0),
-                              ("garbage", True, 0), ("badbencode", True, 0)]:
+                              ("garbage", True, 0), ("badbencode", True, 0),
+                              ("badpex", True, 0)]:
         r, res, seen = run(tool, X, lie, manifest)
         check(r.get("err") == -ENOENT and r.get("ok") == 0,
               "%s: fetch fails with -ENOENT (caller uses the CDN) %r" % (lie, r))
