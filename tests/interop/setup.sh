@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Install the pinned Python and JavaScript clients used by the interop tests:
-#   tests/interop/.venv          huggingface_hub, hf_xet, safetensors, numpy
-#                                (requirements.txt, exact pins + hashes)
+#   tests/interop/.venv          huggingface_hub, hf_xet, safetensors, numpy,
+#                                transformers (requirements.txt, exact pins + hashes)
 #   tests/interop/node_modules   @huggingface/hub, tsx (package-lock.json)
-# Idempotent: each half is skipped when a stamp shows the lock file it was
+#   tests/interop/.venv-torch    only with ZESTFS_TORCH=1: the same plus torch and
+#                                its CUDA packages (requirements-torch.txt; about
+#                                3 GB to download, 5.3 GB installed), for the
+#                                from_pretrained checks of transformers_check.py
+# Idempotent: each part is skipped when a stamp shows the lock file it was
 # installed from has not changed.  Needs python3-venv, node and npm.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,7 +23,7 @@ fi
 want=$(sha requirements.txt)
 stamp=.venv/.zestfs-requirements.sha256
 if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
-   && .venv/bin/python -c 'import hf_xet, huggingface_hub, safetensors, numpy' 2>/dev/null; then
+   && .venv/bin/python -c 'import hf_xet, huggingface_hub, safetensors, numpy, transformers' 2>/dev/null; then
     echo "setup: .venv up to date"
 else
     echo "setup: creating .venv with $py"
@@ -39,4 +43,25 @@ else
     echo "setup: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
     echo "$want" > "$stamp"
+fi
+
+# ---- optional: torch ------------------------------------------------------------
+# PyPI's torch wheel does not import without its CUDA packages (libtorch_cpu.so
+# itself needs libcudart and libcupti), so this is opt-in.
+if [ "${ZESTFS_TORCH:-0}" = 1 ]; then
+    want=$(sha requirements-torch.txt)
+    stamp=.venv-torch/.zestfs-requirements.sha256
+    if [ -x .venv-torch/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
+       && .venv-torch/bin/python -c 'import torch, transformers' 2>/dev/null; then
+        echo "setup: .venv-torch up to date"
+    else
+        echo "setup: creating .venv-torch with $py (torch + CUDA packages, about 3 GB)"
+        t0=$SECONDS
+        rm -rf .venv-torch
+        "$py" -m venv .venv-torch
+        .venv-torch/bin/python -m pip install --quiet --disable-pip-version-check \
+            --require-hashes -r requirements-torch.txt
+        echo "$want" > "$stamp"
+        echo "setup: .venv-torch installed in $((SECONDS - t0)) s"
+    fi
 fi
