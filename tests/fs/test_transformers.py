@@ -41,6 +41,10 @@ def main():
     vt = os.path.join(ROOT, "tests", "interop", ".venv-torch", "bin", "python")
     if not tp and os.path.exists(vt):
         tp = vt
+    if not tp and os.environ.get("CI") == "true" and os.environ.get("ZESTFS_TORCH") != "0":
+        print("FAIL CI=true and no Python with torch (tests/interop/setup.sh installs "
+              "tests/interop/.venv-torch in CI)")
+        return 1
     if tp:
         if not has(tp, ["torch", "transformers"]):
             print(f"FAIL {tp} cannot import torch and transformers")

@@ -3,7 +3,7 @@
 #   tests/interop/.venv          huggingface_hub, hf_xet, safetensors, numpy,
 #                                transformers (requirements.txt, exact pins + hashes)
 #   tests/interop/node_modules   @huggingface/hub, tsx (package-lock.json)
-#   tests/interop/.venv-torch    only with ZESTFS_TORCH=1: the same plus torch and
+#   tests/interop/.venv-torch    in CI (CI=true) or with ZESTFS_TORCH=1: the same plus torch and
 #                                its CUDA packages (requirements-torch.txt; about
 #                                3 GB to download, 5.3 GB installed), for the
 #                                from_pretrained checks of transformers_check.py
@@ -45,10 +45,14 @@ else
     echo "$want" > "$stamp"
 fi
 
-# ---- optional: torch ------------------------------------------------------------
+# ---- torch (CI, or ZESTFS_TORCH=1) ----------------------------------------------------
 # PyPI's torch wheel does not import without its CUDA packages (libtorch_cpu.so
-# itself needs libcudart and libcupti), so this is opt-in.
-if [ "${ZESTFS_TORCH:-0}" = 1 ]; then
+# itself needs libcudart and libcupti): about 3 GB to download, 3 min here.
+# CI (CI=true) installs it so fs-transformers runs from_pretrained with torch;
+# elsewhere it is opt-in (ZESTFS_TORCH=1; ZESTFS_TORCH=0 skips it in CI too).
+torch_default=0
+[ "${CI:-}" = true ] && torch_default=1
+if [ "${ZESTFS_TORCH:-$torch_default}" = 1 ]; then
     want=$(sha requirements-torch.txt)
     stamp=.venv-torch/.zestfs-requirements.sha256
     if [ -x .venv-torch/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
