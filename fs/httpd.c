@@ -563,6 +563,12 @@ static char *metrics_text(zf_http *h)
     one(&b, "zestfs_verify_failures_total", "counter", "Network data that failed verification.",
         m->verify_failures);
     one(&b, "zestfs_peer_bans_total", "counter", "Peers banned.", m->peer_bans);
+    one(&b, "zestfs_fetch_races_total", "counter", "Slow peer fetches raced against the CDN.",
+        m->races);
+    one(&b, "zestfs_fetch_races_cdn_won_total", "counter", "Races the CDN finished first.",
+        m->races_cdn_won);
+    one(&b, "zestfs_fetches_parked_total", "counter",
+        "Fetches that waited for a peer's CDN fetch of the same range.", m->fetches_parked);
     one(&b, "zestfs_http_reads_total", "counter", "Reads answered for the HTTP access server.",
         m->http_reads);
     zf_p2p_stats ps;
@@ -642,15 +648,20 @@ static void process(hreq *r)
 static void on_async(uv_async_t *a)
 {
     zf_http *h = a->data;
-    pthread_mutex_lock(&h->mu);
-    hreq *q = h->queue;
-    h->queue = NULL;
-    for (hreq *r = q; r; r = r->qnext)
-        r->queued = false;
-    pthread_mutex_unlock(&h->mu);
-    while (q) {
-        hreq *r = q;
-        q = r->qnext;
+    /* One at a time under the mutex: once a request is off the queue
+     * (queued false) the MHD thread may queue it again, which rewrites its
+     * qnext, so no batch taken earlier may be walked through qnext. */
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        hreq *r = h->queue;
+        if (r) {
+            h->queue = r->qnext;
+            r->qnext = NULL;
+            r->queued = false;
+        }
+        pthread_mutex_unlock(&h->mu);
+        if (!r)
+            break;
         process(r);
         unref(r);
     }
