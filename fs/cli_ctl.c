@@ -186,6 +186,20 @@ static void print_status(const cJSON *s)
         printf("peers: %.0f connected in %.0f swarms, %.0f banned; served %s to peers, "
                "received %s\n",
                num(po, "connected"), num(po, "swarms"), num(po, "banned"), a, b);
+        const cJSON *dh = cJSON_GetObjectItemCaseSensitive(po, "dht");
+        printf("discovery: PEX %.0f received, %.0f sent, %.0f peers dialled from them; "
+               "%.0f slow peers dropped; DHT %s",
+               num(po, "pex_in"), num(po, "pex_out"), num(po, "pex_dialled"),
+               num(po, "slow_drops"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dh, "enabled")) ? "on" : "off");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dh, "enabled")))
+            printf(" (%.0f nodes, %.0f good; %.0f lookups found %.0f peers; %.0f announces)",
+                   num(dh, "nodes"), num(dh, "good_nodes"), num(dh, "lookups"),
+                   num(dh, "peers_found"), num(dh, "announces"));
+        printf("\n");
+        printf("races: %.0f slow peer fetches raced against the CDN (the CDN won %.0f); "
+               "%.0f fetches waited for a peer's CDN fetch\n",
+               num(s, "races"), num(s, "races_cdn_won"), num(s, "fetches_parked"));
     } else
         printf("peers: off (--no-p2p)\n");
     const cJSON *slow = cJSON_GetObjectItemCaseSensitive(s, "slowest_reads");

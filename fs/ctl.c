@@ -288,6 +288,17 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(po, "data_down", (double)ps.node.data_down);
         cJSON_AddNumberToObject(po, "requests_served", (double)ps.node.requests_served);
         cJSON_AddNumberToObject(po, "verify_failures", (double)ps.node.verify_failures);
+        cJSON_AddNumberToObject(po, "pex_in", (double)ps.node.pex_in);
+        cJSON_AddNumberToObject(po, "pex_out", (double)ps.node.pex_out);
+        cJSON_AddNumberToObject(po, "pex_dialled", (double)ps.node.pex_dialled);
+        cJSON_AddNumberToObject(po, "slow_drops", (double)ps.node.slow_drops);
+        cJSON *dh = cJSON_AddObjectToObject(po, "dht");
+        cJSON_AddBoolToObject(dh, "enabled", ps.dht);
+        cJSON_AddNumberToObject(dh, "nodes", (double)ps.dht_st.nodes);
+        cJSON_AddNumberToObject(dh, "good_nodes", (double)ps.dht_st.good_nodes);
+        cJSON_AddNumberToObject(dh, "lookups", (double)ps.dht_st.lookups);
+        cJSON_AddNumberToObject(dh, "peers_found", (double)ps.dht_st.peers_found);
+        cJSON_AddNumberToObject(dh, "announces", (double)ps.dht_st.announces);
     }
     zf_metrics *m = zf_read_metrics(fs);
     if (m) {
@@ -308,6 +319,9 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(o, "fetches_in_flight", (double)m->fetches_inflight);
         cJSON_AddNumberToObject(o, "verify_failures", (double)m->verify_failures);
         cJSON_AddNumberToObject(o, "peer_bans", (double)m->peer_bans);
+        cJSON_AddNumberToObject(o, "races", (double)m->races);
+        cJSON_AddNumberToObject(o, "races_cdn_won", (double)m->races_cdn_won);
+        cJSON_AddNumberToObject(o, "fetches_parked", (double)m->fetches_parked);
         cJSON_AddNumberToObject(mo, "http", (double)m->http_reads);
         cJSON *sa = cJSON_AddArrayToObject(o, "slowest_reads");
         for (int i = 0; i < ZF_SLOW_N; i++) {

@@ -26,6 +26,7 @@
 
 #include "net.h"
 #include "log.h"
+#include "p2p.h"
 #include "zfs.h"
 
 static const char *TYPE_NAME[] = {"model", "dataset", "space"};
@@ -40,6 +41,8 @@ int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
             fs->retired = nv;
             fs->retired[fs->nretired++] = fs->tree.repos[i];
             fs->tree.repos[i] = r;
+            if (fs->p2p) /* new commits: their xorbs are announced too */
+                zf_p2p_add_repo(fs->p2p, r);
             return 0;
         }
     zf_repo **nr = realloc(fs->tree.repos, (fs->tree.nrepos + 1) * sizeof *nr);
@@ -47,6 +50,8 @@ int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
         return -ENOMEM;
     fs->tree.repos = nr;
     fs->tree.repos[fs->tree.nrepos++] = r;
+    if (fs->p2p) /* presented after startup (on demand, pull): its swarm too */
+        zf_p2p_add_repo(fs->p2p, r);
     return 0;
 }
 

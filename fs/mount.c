@@ -321,13 +321,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
         {"metrics", required_argument, NULL, O_METRICS},
-        {"listen", required_argument, NULL, O_P2P},
-        {"no-p2p", no_argument, NULL, O_P2P},
-        {"peer", required_argument, NULL, O_P2P},
-        {"upload-rate", required_argument, NULL, O_P2P},
-        {"max-peers", required_argument, NULL, O_P2P},
-        {"seed-private", required_argument, NULL, O_P2P},
-        {"tracker", required_argument, NULL, O_P2P},
+        ZF_P2P_LONGOPTS(O_P2P),
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
@@ -432,6 +426,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     o.endpoint = ep;
     o.token = token;
     o.store_dir = store_dir;
+    po.state_dir = store_dir;
     po.token = token != NULL;
     if (o.offline)
         po.disabled = true;

@@ -34,7 +34,27 @@
  * of the peer count are logged ("zestfs: peers: N connected, B banned").
  * Startup announce: per joined repo, a pool job reads the file maps
  * ("fmap/<xet id>") of its Xet files and collects their xorbs (bounded:
- * 65536), builds missing manifests, and the loop announces each xorb held. */
+ * 65536), builds missing manifests, and the loop announces each xorb held.
+ * Which xorbs a swarm serves.  Each swarm keeps the set of xorbs its repo's
+ * file maps name: filled by that startup job, by the read path whenever a
+ * reconstruction of one of the repo's files is learned (zf_p2p_repo_xorb)
+ * and when a run is stored for it (zf_p2p_stored).  A peer of the swarm is
+ * told of (HAVE), and served, only those (provider may_serve_xorb): a
+ * private repo's xorb that a public repo shares only by content is not
+ * served through the public swarm unless the public repo names it.
+ * DHT (BEP 5, net/disc.h; on unless --no-dht).  One zn_dht on UDP (the peer
+ * port's number unless --dht-port), state in <store>/dht.state, bootstrap
+ * nodes --dht-bootstrap (default: the well-known Mainline routers; the
+ * environment's ZESTFS_DHT_BOOTSTRAP, comma-separated, replaces that default;
+ * "none": only the saved state).  Once bootstrapped (retried every 30 s while
+ * the table is empty), every served swarm is announced (the node repeats it
+ * every 15 min) with our peer TCP port, and looked up with get_peers: at
+ * once, then every 5 min (every 30 s while no peer is connected;
+ * ZESTFS_DHT_LOOKUP_MS sets both); the peers found are dialled.
+ * PEX: the peer node's ut_pex (net/peer.h), off with --no-pex.
+ * Pending: a CDN fetch of a range is announced to the swarm's peers as
+ * PENDING (zf_p2p_cdn_fetching), so a peer about to fetch the same range
+ * waits for ours (fs/read.c) — one CDN copy per swarm. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -58,11 +78,64 @@
 #define REDIAL_MS 5000
 #define MAX_RUNS 4096
 
+/* A set of xorb hashes (open addressing; the all-zero hash marks a free slot). */
+typedef struct xset {
+    xet_hash *v;
+    size_t n, cap;
+} xset;
+
+static bool hash_zero(const xet_hash *h)
+{
+    static const xet_hash z;
+    return !memcmp(h, &z, sizeof z);
+}
+
+static size_t xset_slot(const xset *s, const xet_hash *h)
+{
+    uint64_t k;
+    memcpy(&k, h->b, 8);
+    size_t i = (size_t)(k & (s->cap - 1));
+    while (!hash_zero(&s->v[i]) && !xet_hash_eq(&s->v[i], h))
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static bool xset_has(const xset *s, const xet_hash *h)
+{
+    return s->cap && !hash_zero(h) && xet_hash_eq(&s->v[xset_slot(s, h)], h);
+}
+
+static int xset_add(xset *s, const xet_hash *h)
+{
+    if (hash_zero(h))
+        return 0;
+    if ((s->n + 1) * 2 > s->cap) {
+        xset ns = {calloc(s->cap ? s->cap * 2 : 64, sizeof(xet_hash)), 0, s->cap ? s->cap * 2 : 64};
+        if (!ns.v)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++)
+            if (!hash_zero(&s->v[i]))
+                ns.v[xset_slot(&ns, &s->v[i])] = s->v[i], ns.n++;
+        free(s->v);
+        *s = ns;
+    }
+    size_t i = xset_slot(s, h);
+    if (hash_zero(&s->v[i])) {
+        s->v[i] = *h;
+        s->n++;
+    }
+    return 0;
+}
+
 typedef struct p2p_swarm {
     uint8_t ih[20];
     char type[8];
     char *id;
     bool served;
+    xset xorbs;                 /* the xorbs this repo's file maps name */
+    bool dht_announced;
+    bool dht_lookup;            /* a get_peers in flight */
+    uint64_t dht_next;          /* uv_now of the next get_peers */
     uint64_t *next_ann;         /* per tracker: uv_now when to announce again */
     uint8_t *ann_state;         /* per tracker: 0 never, 1 in flight, 2 announced */
 } p2p_swarm;
@@ -86,6 +159,11 @@ struct zf_p2p {
     zn_tracker **tr;
     size_t ntr;
     uint64_t logged_bans;
+    zn_dht *dht;
+    bool dht_ready, dht_booting;
+    uint64_t dht_boot_next, dht_lookup_ms;
+    uint64_t dht_lookups, dht_found, dht_announces;
+    char *dht_state;
 };
 
 const char *zf_p2p_type_name(enum zf_repo_type t)
@@ -103,7 +181,12 @@ const char zf_p2p_usage[] =
     "      --seed-private REPO serve REPO's swarm although it was read with a token\n"
     "                          (repos read with a token count as private; repeatable)\n"
     "      --tracker URL       announce the repos' swarms to a BitTorrent tracker\n"
-    "                          (http://, https:// or udp://; repeatable)\n";
+    "                          (http://, https:// or udp://; repeatable)\n"
+    "      --no-dht            do not use the Mainline DHT to find peers\n"
+    "      --dht-bootstrap HOST:PORT  DHT node to start from (repeatable; default the\n"
+    "                          public routers; 'none': only the saved routing table)\n"
+    "      --dht-port PORT     UDP port of the DHT node (default: the peer port)\n"
+    "      --no-pex            do not exchange peer lists with peers (ut_pex)\n";
 
 int zf_parse_size(const char *s, uint64_t *out); /* mount.c */
 
@@ -115,6 +198,30 @@ int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg)
     }
     if (!strcmp(name, "listen")) {
         o->listen = arg;
+        return 1;
+    }
+    if (!strcmp(name, "no-dht") || !strcmp(name, "no-pex")) {
+        *(name[3] == 'd' ? &o->no_dht : &o->no_pex) = true;
+        return 1;
+    }
+    if (!strcmp(name, "dht-bootstrap")) {
+        if (o->ndht_boot == ZF_P2P_MAX_LIST || (strcmp(arg, "none") && !strrchr(arg, ':'))) {
+            fprintf(stderr, "zestfs: --dht-bootstrap %s: %s\n", arg,
+                    o->ndht_boot == ZF_P2P_MAX_LIST ? "too many" : "not HOST:PORT or none");
+            return -EINVAL;
+        }
+        o->dht_boot[o->ndht_boot++] = arg;
+        return 1;
+    }
+    if (!strcmp(name, "dht-port")) {
+        char *end;
+        long v = strtol(arg, &end, 10);
+        if (end == arg || *end || v < 0 || v > 65535) {
+            fprintf(stderr, "zestfs: --dht-port %s: not a port\n", arg);
+            return -EINVAL;
+        }
+        o->dht_port = (int)v;
+        o->dht_port_set = true;
         return 1;
     }
     if (!strcmp(name, "tracker")) {
@@ -417,6 +524,15 @@ static bool pv_may_serve(void *ud, const uint8_t ih[20])
     return false;
 }
 
+static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xorb)
+{
+    zf_p2p *p = ud;
+    for (size_t i = 0; i < p->nsw; i++)
+        if (!memcmp(p->sw[i].ih, ih, 20))
+            return p->sw[i].served && xset_has(&p->sw[i].xorbs, xorb);
+    return false;
+}
+
 /* ---- manifests (pool) ---------------------------------------------------------- */
 
 int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
@@ -584,6 +700,9 @@ static void trackers_tick(zf_p2p *p)
     }
 }
 
+static void dht_tick(zf_p2p *p);
+static unsigned env_ms(const char *name, unsigned dflt);
+
 /* Every second: log changes of the peer count (tests wait for it); every
  * REDIAL_MS: dial the static peers again. */
 static void redial_cb(uv_timer_t *t)
@@ -602,11 +721,13 @@ static void redial_cb(uv_timer_t *t)
     if (++p->ticks % (REDIAL_MS / 1000) == 0)
         dial_all(p);
     trackers_tick(p);
+    dht_tick(p);
 }
 
 typedef struct ann_job {
     uv_work_t work;
     zf_p2p *p;
+    size_t sw;                  /* the swarm (index) */
     char **ids;                 /* Xet file ids */
     size_t nids;
     xet_hash *xorbs;
@@ -660,6 +781,8 @@ static void ann_after(uv_work_t *w, int status)
     ann_job *j = w->data;
     zf_p2p *p = j->p;
     p->works--;
+    for (size_t i = 0; !status && !p->stopped && i < j->nx; i++)
+        xset_add(&p->sw[j->sw].xorbs, &j->xorbs[i]);
     for (size_t i = 0; !status && !p->stopped && i < j->nx; i++) {
         zc_range r[1];
         if (zc_runs(p->store, &j->xorbs[i], r, 1) > 0)
@@ -707,6 +830,7 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
             return rc;
         for (size_t i = 0; i < p->npeers; i++)
             zn_peer_add(p->node, s->ih, (const struct sockaddr *)&p->peers[i]);
+        s->dht_next = 0; /* looked up (and announced) at the next tick */
     }
     if (!s->served)
         return 0;
@@ -714,6 +838,7 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
     if (!j)
         return -ENOMEM;
     j->p = p;
+    j->sw = (size_t)(s - p->sw);
     size_t cap = 0;
     for (size_t c = 0; c < r->ncommits; c++)
         for (size_t f = 0; f < r->commits[c].nfiles; f++) {
@@ -744,6 +869,153 @@ oom:
     free(j->ids);
     free(j);
     return -ENOMEM;
+}
+
+/* ---- the DHT ------------------------------------------------------------------------ */
+
+static const char *const DHT_ROUTERS[] = {"router.bittorrent.com:6881",
+                                          "dht.transmissionbt.com:6881",
+                                          "router.utorrent.com:6881", "dht.libtorrent.org:25401",
+                                          NULL};
+
+static unsigned env_ms(const char *name, unsigned dflt)
+{
+    const char *e = getenv(name);
+    char *end;
+    unsigned long v = e ? strtoul(e, &end, 10) : 0;
+    return e && *e && !*end && v > 0 && v < 86400000ul ? (unsigned)v : dflt;
+}
+
+typedef struct dht_look {
+    zf_p2p *p;
+    size_t sw;
+} dht_look;
+
+static void dht_peers_cb(void *ud, int err, const struct sockaddr_storage *peers, size_t n,
+                         bool done)
+{
+    dht_look *l = ud;
+    zf_p2p *p = l->p;
+    if (!p->stopped && p->node && !err) {
+        p2p_swarm *s = &p->sw[l->sw];
+        for (size_t i = 0; i < n; i++) {
+            p->dht_found++;
+            zn_peer_add(p->node, s->ih, (const struct sockaddr *)&peers[i]);
+        }
+    }
+    if (done) {
+        if (!p->stopped)
+            p->sw[l->sw].dht_lookup = false;
+        free(l);
+    }
+}
+
+static void dht_boot_cb(void *ud, int err, unsigned n)
+{
+    zf_p2p *p = ud;
+    if (err == -ECANCELED || p->stopped)
+        return;
+    p->dht_booting = false;
+    if (!p->dht)
+        return;
+    zn_dht_stats ds = zn_dht_get_stats(p->dht);
+    p->dht_ready = !err && ds.nodes > 0;
+    if (p->dht_ready)
+        zf_log(ZF_LOG_INFO, "zestfs: DHT: %zu nodes\n", ds.nodes);
+    else
+        p->dht_boot_next = uv_now(p->loop) + 30000;
+    (void)n;
+}
+
+static void dht_tick(zf_p2p *p)
+{
+    if (!p->dht)
+        return;
+    uint64_t now = uv_now(p->loop);
+    if (p->dht_ready && zn_dht_get_stats(p->dht).nodes == 0) {
+        p->dht_ready = false; /* the table emptied: start over */
+        p->dht_boot_next = now;
+    }
+    if (!p->dht_ready) {
+        if (!p->dht_booting && now >= p->dht_boot_next) {
+            p->dht_booting = zn_dht_bootstrap(p->dht, dht_boot_cb, p) == 0;
+            if (!p->dht_booting)
+                p->dht_boot_next = now + 30000;
+        }
+        return;
+    }
+    zn_peer_stats st;
+    zn_peer_get_stats(p->node, &st);
+    uint64_t iv = p->dht_lookup_ms ? p->dht_lookup_ms : st.ext_peers ? 300000 : 30000;
+    for (size_t i = 0; i < p->nsw; i++) {
+        p2p_swarm *s = &p->sw[i];
+        if (!s->served)
+            continue;
+        if (!s->dht_announced &&
+            zn_dht_announce(p->dht, s->ih, (uint16_t)zn_peer_node_port(p->node), NULL, NULL) == 0) {
+            s->dht_announced = true;
+            p->dht_announces++;
+        }
+        if (s->dht_lookup || now < s->dht_next)
+            continue;
+        dht_look *l = malloc(sizeof *l);
+        if (!l)
+            return;
+        *l = (dht_look){p, i};
+        s->dht_next = now + iv;
+        if (zn_dht_get_peers(p->dht, s->ih, dht_peers_cb, l) == 0) {
+            s->dht_lookup = true;
+            p->dht_lookups++;
+        } else {
+            free(l);
+        }
+    }
+}
+
+static void dht_start(zf_p2p *p)
+{
+    const char *boot[ZF_P2P_MAX_LIST + 1];
+    size_t nb = 0;
+    char *envcopy = NULL;
+    if (p->o.ndht_boot) {
+        for (size_t i = 0; i < p->o.ndht_boot; i++)
+            if (strcmp(p->o.dht_boot[i], "none"))
+                boot[nb++] = p->o.dht_boot[i];
+    } else if (getenv("ZESTFS_DHT_BOOTSTRAP")) {
+        envcopy = strdup(getenv("ZESTFS_DHT_BOOTSTRAP"));
+        for (char *sp = NULL, *t = envcopy ? strtok_r(envcopy, ", ", &sp) : NULL;
+             t && nb < ZF_P2P_MAX_LIST; t = strtok_r(NULL, ", ", &sp))
+            if (strcmp(t, "none"))
+                boot[nb++] = t;
+    } else {
+        for (size_t i = 0; DHT_ROUTERS[i]; i++)
+            boot[nb++] = DHT_ROUTERS[i];
+    }
+    boot[nb] = NULL;
+    if (p->o.state_dir) {
+        size_t l = strlen(p->o.state_dir) + 16;
+        if ((p->dht_state = malloc(l)))
+            snprintf(p->dht_state, l, "%s/dht.state", p->o.state_dir);
+    }
+    const char *bind = p->o.bind[0] && !strchr(p->o.bind, ':') ? p->o.bind : NULL;
+    zn_dht_opts d = {.bind_ip = bind,
+                     .port = p->o.dht_port_set ? (uint16_t)p->o.dht_port : p->o.port,
+                     .state_path = p->dht_state,
+                     .bootstrap = boot};
+    int rc = zn_dht_new(p->loop, &d, &p->dht);
+    if (rc && !p->o.dht_port_set && d.port) { /* that UDP port is taken: any */
+        d.port = 0;
+        rc = zn_dht_new(p->loop, &d, &p->dht);
+    }
+    free(envcopy); /* zn_dht_new resolved or copied the names */
+    if (rc) {
+        zf_log(ZF_LOG_WARN, "zestfs: DHT off: %s\n", strerror(-rc));
+        p->dht = NULL;
+        return;
+    }
+    p->dht_lookup_ms = env_ms("ZESTFS_DHT_LOOKUP_MS", 0);
+    zf_log(ZF_LOG_INFO, "zestfs: DHT on UDP port %d (%zu bootstrap nodes)\n", zn_dht_port(p->dht),
+           nb);
 }
 
 static int resolve_peers(zf_p2p *p)
@@ -792,9 +1064,12 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
         .bind = o->bind[0] ? o->bind : NULL,
         .max_conns = o->max_peers,
         .upload_rate = o->upload_rate,
+        .no_pex = o->no_pex,
+        .pex_interval_ms = env_ms("ZESTFS_PEX_INTERVAL_MS", 0),
     };
     zn_peer_provider pv = {.ud = p, .held = pv_held, .manifest = pv_manifest,
-                           .read_chunks = pv_read_chunks, .may_serve = pv_may_serve};
+                           .read_chunks = pv_read_chunks, .may_serve = pv_may_serve,
+                           .may_serve_xorb = pv_may_serve_xorb};
     rc = zn_peer_node_new(loop, &po, &pv, &p->node);
     if (o->reserve_fd >= 0)
         close(o->reserve_fd);
@@ -824,6 +1099,8 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
             p->tr[i] = NULL;
         }
     }
+    if (!o->no_dht)
+        dht_start(p);
     uv_timer_init(loop, &p->redial);
     p->redial.data = p;
     uv_timer_start(&p->redial, redial_cb, 1000, 1000);
@@ -842,6 +1119,11 @@ void zf_p2p_stop(zf_p2p *p)
         return;
     p->stopped = true;
     uv_close((uv_handle_t *)&p->redial, NULL);
+    if (p->dht) { /* saves the routing table; lookups complete with -ECANCELED now */
+        zn_dht *d = p->dht;
+        p->dht = NULL;
+        zn_dht_free(d);
+    }
     for (size_t i = 0; i < p->ntr; i++) /* pending announces complete with -ECANCELED now */
         if (p->tr[i])
             zn_tracker_free(p->tr[i]);
@@ -855,7 +1137,9 @@ void zf_p2p_free(zf_p2p *p)
 {
     if (!p)
         return;
+    free(p->dht_state);
     for (size_t i = 0; i < p->nsw; i++) {
+        free(p->sw[i].xorbs.v);
         free(p->sw[i].id);
         free(p->sw[i].next_ann);
         free(p->sw[i].ann_state);
@@ -895,8 +1179,41 @@ void zf_p2p_stored(zf_p2p *p, const char *type, const char *id, const xet_hash *
         p2p_swarm *s = swarm_find(p, type, id);
         if (s ? !s->served : (p->o.token && !repo_opted_in(p, type, id)))
             return;
+        if (s)
+            xset_add(&s->xorbs, xorb);
     }
     zn_peer_announce_have(p->node, xorb, cs, ce);
+}
+
+void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb)
+{
+    if (!p || p->stopped || !type || !id)
+        return;
+    p2p_swarm *s = swarm_find(p, type, id);
+    if (s && s->served && !xset_has(&s->xorbs, xorb)) {
+        xset_add(&s->xorbs, xorb);
+        zn_peer_announce_have(p->node, xorb, 0, 1); /* HAVE goes out if we hold any of it */
+    }
+}
+
+unsigned zf_p2p_pending(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+{
+    return p && p->node && !p->stopped ? zn_peer_pending(p->node, xorb, cs, ce) : 0;
+}
+
+void zf_p2p_cdn_fetching(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb,
+                         uint32_t cs, uint32_t ce, bool on)
+{
+    if (!p || !p->node || p->stopped)
+        return;
+    if (type && id) {
+        p2p_swarm *s = swarm_find(p, type, id);
+        if (!s || !s->served)
+            return;
+        if (on)
+            xset_add(&s->xorbs, xorb);
+    }
+    zn_peer_announce_pending(p->node, xorb, cs, ce, on);
 }
 
 void zf_p2p_get_stats(zf_p2p *p, zf_p2p_stats *st)
@@ -910,4 +1227,13 @@ void zf_p2p_get_stats(zf_p2p *p, zf_p2p_stats *st)
     st->manifest_failures = atomic_load(&p->manifest_failures);
     st->chunks_served_reads = p->reads;
     st->swarms = (unsigned)p->nsw;
+    st->dht = p->dht != NULL;
+    if (p->dht) {
+        zn_dht_stats ds = zn_dht_get_stats(p->dht);
+        st->dht_st.nodes = ds.nodes;
+        st->dht_st.good_nodes = ds.good_nodes;
+    }
+    st->dht_st.lookups = p->dht_lookups;
+    st->dht_st.peers_found = p->dht_found;
+    st->dht_st.announces = p->dht_announces;
 }

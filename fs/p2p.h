@@ -32,6 +32,13 @@ typedef struct zf_p2p_opts {
     size_t nseed_private;
     const char *trackers[ZF_P2P_MAX_LIST]; /* --tracker URL (http(s):// or udp://) */
     size_t ntrackers;
+    bool no_dht;                           /* --no-dht */
+    const char *dht_boot[ZF_P2P_MAX_LIST]; /* --dht-bootstrap HOST:PORT ("none": no node) */
+    size_t ndht_boot;
+    int dht_port;                          /* --dht-port (UDP), when dht_port_set */
+    bool dht_port_set;                     /* else: the peer port's number */
+    bool no_pex;                           /* --no-pex */
+    const char *state_dir;                 /* where dht.state lives (the store) */
     bool token;                            /* repos were fetched with a token: private */
     /* set by zf_p2p_reserve */
     int reserve_fd;
@@ -41,11 +48,21 @@ typedef struct zf_p2p_opts {
 
 /* Peer options shared by the mount and `zestfs seed`: for an option name
  * ("listen", "no-p2p", "peer", "upload-rate", "max-peers", "seed-private",
- * "tracker")
+ * "tracker", "no-dht", "dht-bootstrap", "dht-port", "no-pex")
  * and its argument, record it.  1 handled, 0 not a peer option, -EINVAL bad
  * value (a message is printed). */
 int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg);
 extern const char zf_p2p_usage[];
+/* Their getopt_long entries, all with val = `val` (for the option tables of
+ * the mount and of `zestfs seed`); `n` receives the count. */
+#define ZF_P2P_LONGOPTS(val)                                                                  \
+    {"listen", required_argument, NULL, val}, {"no-p2p", no_argument, NULL, val},               \
+        {"peer", required_argument, NULL, val}, {"upload-rate", required_argument, NULL, val},  \
+        {"max-peers", required_argument, NULL, val},                                           \
+        {"seed-private", required_argument, NULL, val},                                        \
+        {"tracker", required_argument, NULL, val}, {"no-dht", no_argument, NULL, val},          \
+        {"dht-bootstrap", required_argument, NULL, val},                                       \
+        {"dht-port", required_argument, NULL, val}, {"no-pex", no_argument, NULL, val}
 
 /* Before daemon(): bind the listen address (port 0: an ephemeral one), so
  * the port is known and printed ("zestfs: peers on ADDR:PORT") while stderr
@@ -65,6 +82,15 @@ int zf_p2p_port(zf_p2p *p);
 /* The read path. */
 /* How many connected peers announced holding all of [cs, ce) of xorb. */
 unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
+/* How many connected peers said they are fetching all of [cs, ce) now. */
+unsigned zf_p2p_pending(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
+/* We start (on) or end (off) a CDN fetch of [cs, ce): tell the peers of the
+ * repo's swarm (when served), so they wait for us instead of fetching it too. */
+void zf_p2p_cdn_fetching(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb,
+                         uint32_t cs, uint32_t ce, bool on);
+/* A file map of repo (type, id) names xorb (a reconstruction was learned):
+ * the xorb may be served on that repo's swarm from now on. */
+void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb);
 /* zn_peer_fetch with a deadline of max(500 ms, bytes / 20 MB/s). */
 int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,
                  zn_peer_fetch_cb cb, void *ud, zn_peer_op **op);
@@ -84,6 +110,10 @@ typedef struct zf_p2p_stats {
     uint64_t manifest_failures; /* a complete run that did not aggregate */
     uint64_t chunks_served_reads; /* read_chunks calls answered */
     unsigned swarms;
+    bool dht;                   /* a DHT node runs */
+    struct {
+        uint64_t nodes, good_nodes, lookups, peers_found, announces;
+    } dht_st;                   /* routing table; get_peers lookups, peers they gave, announces */
 } zf_p2p_stats;
 void zf_p2p_get_stats(zf_p2p *p, zf_p2p_stats *st);
 

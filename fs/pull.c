@@ -10,6 +10,11 @@
  * (zf_fill_start; all fills share the read path's few background windows,
  * and FUSE reads go first).  A file that fails does not stop the others;
  * the pull ends with the first error.
+ * With peers on, each node starts at its own random place: the file list
+ * and each file's bytes (in 64 MiB steps) are rotated by a random offset,
+ * so nodes pulling one model at once fetch different parts from the CDN
+ * first and trade them (plus PENDING, fs/read.c), instead of all asking the
+ * CDN for the same bytes.
  *
  * The command connects to <store>/ctl.sock; when nothing listens there it
  * opens the store itself (refused with -EBUSY if a mount holds it but does
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -33,6 +39,7 @@
 #include "zfs.h"
 
 #define PULL_FILES 4
+#define ROTATE_STEP (64ull << 20) /* a file's bytes are rotated in these steps */
 
 typedef struct pl_slot {
     zf_pull *p;
@@ -57,6 +64,7 @@ struct zf_pull {
     zf_pull_stat st;
     uint64_t done_files_bytes;
     bool resolving, cancelled, ended;
+    uint64_t rnd;              /* with peers: where this node starts */
 };
 
 static void pull_end(zf_pull *p)
@@ -119,7 +127,17 @@ static void pull_next(zf_pull *p)
                     .size = file->size, .mtime = p->commit->date};
         s->p = p;
         s->done = 0;
-        int err = zf_fill_start(p->fs, &e, NULL, 0, pull_fill_cb, s, &s->fill);
+        uint64_t rg[4] = {0, file->size, 0, 0};
+        size_t nrg = 0;
+        uint64_t steps = file->size / ROTATE_STEP;
+        if (p->rnd && steps > 0) { /* [r, size) then [0, r) */
+            uint64_t r = (p->rnd / 7 % (steps + 1)) * ROTATE_STEP;
+            if (r > 0 && r < file->size) {
+                rg[0] = r, rg[1] = file->size, rg[2] = 0, rg[3] = r;
+                nrg = 2;
+            }
+        }
+        int err = zf_fill_start(p->fs, &e, nrg ? rg : NULL, nrg, pull_fill_cb, s, &s->fill);
         if (err) {
             p->st.files_failed++;
             if (!p->st.err)
@@ -169,6 +187,16 @@ static void pull_resolved(void *ud, int err, const zf_repo *repo, const char *sh
             p->st.total += c->files[i].size;
         }
     p->st.files = (unsigned)p->nsel;
+    if (p->rnd && p->nsel > 1) { /* rotate the file list */
+        size_t k = (size_t)(p->rnd % p->nsel);
+        size_t *v = malloc(p->nsel * sizeof *v);
+        if (v) {
+            for (size_t i = 0; i < p->nsel; i++)
+                v[i] = p->sel[(i + k) % p->nsel];
+            memcpy(p->sel, v, p->nsel * sizeof *v);
+            free(v);
+        }
+    }
     zc_stats zs;
     zc_get_stats(p->store, &zs);
     if (zs.cap && p->st.total > zs.cap) {
@@ -192,6 +220,10 @@ int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *cons
     p->store = store;
     p->cb = cb;
     p->ud = ud;
+    if (fs->p2p && getrandom(&p->rnd, sizeof p->rnd, 0) != (ssize_t)sizeof p->rnd)
+        p->rnd = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    if (fs->p2p && !p->rnd)
+        p->rnd = 1;
     if (ninclude && !(p->inc = calloc(ninclude, sizeof *p->inc))) {
         free(p);
         return -ENOMEM;

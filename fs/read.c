@@ -60,7 +60,7 @@
 #define CELL_SIZE (8ull << 20)
 #define MAX_ATTEMPTS 3
 #define DEADLINE_MS 60000
-#define XF_BUDGET (256ull << 20)
+#define XF_BUDGET (128ull << 20)
 #define BLOB_MAX (64ull << 20)
 #define BLOB_MEM (64ull << 20)
 #define MAX_ROUNDS 4       /* fetch rounds per read before EIO */
@@ -72,6 +72,10 @@
 #define MAX_AHEAD 32       /* windows fetched ahead of a sequential stream (256 MiB) */
 #define NBUCKETS 4096
 #define DISK_RA (8ull << 20) /* stored bytes a sequential reader's disk reads run ahead */
+#define P2P_TICK_MS 100    /* parked and peer fetches are looked at this often */
+#define RACE_AFTER_MS 500  /* a peer fetch is not raced before this */
+#define PARK_BG_MS 30000   /* a background fetch waits this long for a peer's CDN fetch */
+#define PARK_FG_MIN_MS 1000 /* a read's: max(this, bytes / 10 MB/s) */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -210,6 +214,19 @@ struct rd_xf {
     zn_peer_op *pop;           /* peer fetch in flight */
     xet_hash *hashes;          /* from a peer (verified): chunk hashes */
     uint64_t got;              /* decoded bytes from a peer */
+    /* the CDN request (alone, or racing a slow peer fetch) */
+    zn_req *creq;              /* in flight */
+    uint8_t *cbuf;             /* its body */
+    uint64_t ct0;              /* uv_hrtime when it started */
+    int cdn_err;               /* it failed while the peer fetch goes on */
+    bool raced, cdn_won;
+    uint64_t extra;            /* budget counted for the racing body */
+    uint64_t pt0;              /* now_ms when the peer fetch started */
+    bool parked;               /* waiting for a peer's CDN fetch of this range */
+    uint64_t park_t0;
+    bool pend_on;              /* our CDN fetch announced as PENDING */
+    int nops;                  /* callbacks outstanding (peer fetch, CDN request) */
+    bool finished;             /* xf_finish done; freed once nops == 0 */
 };
 
 struct rd_ctx {
@@ -235,6 +252,11 @@ struct rd_ctx {
     int bg_reads;              /* background windows in flight */
     uv_timer_t fill_timer;
     uv_timer_cb fill_timer_cb;
+    uv_timer_t p2p_timer;      /* parked fetches, races (P2P_TICK_MS while any) */
+    bool p2p_timer_on;
+    double cdn_bpms;           /* CDN fetch throughput, bytes per ms (EWMA; 0: none yet) */
+    uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
+                                  fetch finishes unraced */
 };
 
 static uint64_t now_ms(void)
@@ -601,8 +623,10 @@ static void map_load_after(uv_work_t *w, int status)
     rd_file *f = j->f;
     if (j->rc == 0) {
         for (size_t i = 0; i < j->n; i++)
-            if (j->ext[i].off + j->ext[i].len <= f->size)
-                ext_add(f, &j->ext[i]);
+            if (j->ext[i].off + j->ext[i].len <= f->size && ext_add(f, &j->ext[i]) > 0 &&
+                f->c->fs->p2p)
+                zf_p2p_repo_xorb(f->c->fs->p2p, zf_p2p_type_name((enum zf_repo_type)f->type),
+                                 f->repo, &j->ext[i].xorb);
     } else if (j->rc != -ENOENT)
         zf_log(ZF_LOG_WARN, "zestfs: map of %s: %s (ignored)\n", f->id, zf_strerror(-j->rc));
     free(j->ext);
@@ -992,14 +1016,58 @@ static void xet_try(rd_read *r)
 static void cell_fetches_done(rd_cell *cl);
 static void xf_pump(rd_ctx *c);
 
+static const rd_file *xf_file(const rd_xf *xf)
+{
+    return xf->nw ? xf->w[0]->f : NULL;
+}
+
+static void xf_free(rd_xf *xf)
+{
+    xf->c->xf_bytes -= xf->extra;
+    free(xf->w);
+    free(xf->chk);
+    free(xf->lens);
+    free(xf->hashes);
+    free(xf->url);
+    free(xf->buf);
+    free(xf->cbuf);
+    free(xf);
+}
+
+/* A callback came back: free a finished fetch once none is outstanding. */
+static void xf_release(rd_xf *xf)
+{
+    if (!xf->finished || xf->nops)
+        return;
+    rd_ctx *c = xf->c;
+    bool pump = xf->extra != 0;
+    xf_free(xf);
+    if (pump)
+        xf_pump(c);
+}
+
+/* The racing CDN body is no longer needed or is the fetch's own now. */
+static void xf_drop_extra(rd_xf *xf)
+{
+    if (xf->extra) {
+        xf->c->xf_bytes -= xf->extra;
+        xf->extra = 0;
+    }
+}
+
 static void xf_finish(rd_xf *xf, int err)
 {
     rd_ctx *c = xf->c;
+    if (xf->finished)
+        return;
+    xf->finished = true;
     for (rd_xf **pp = &c->xfs; *pp; pp = &(*pp)->next)
         if (*pp == xf) {
             *pp = xf->next;
             break;
         }
+    const rd_file *f = xf_file(xf);
+    const char *ftype = f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL;
     if (xf->started) {
         c->xf_bytes -= xf->bytes;
         c->m.fetches_inflight--;
@@ -1012,18 +1080,21 @@ static void xf_finish(rd_xf *xf, int err)
                 char xs[65];
                 xet_hash_to_string(&xf->xorb, xs);
                 zf_debug("zestfs: fetched xorb %.16s chunks [%u, %u) from the %s: %" PRIu64
-                         " bytes in %.1f ms\n",
-                         xs, xf->cs, xf->ce, peer ? "peers" : "CDN", peer ? xf->got : xf->bytes, ms);
+                         " bytes in %.1f ms%s\n",
+                         xs, xf->cs, xf->ce, peer ? "peers" : "CDN", peer ? xf->got : xf->bytes, ms,
+                         xf->raced ? (xf->cdn_won ? " (raced: the CDN won)" : " (raced: peers won)")
+                                   : "");
             }
-            if (c->fs->p2p && !c->stopping) { /* tell peers, in the swarm of the repo read */
-                const rd_file *f = xf->nw ? xf->w[0]->f : NULL;
-                zf_p2p_stored(c->fs->p2p, f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL,
-                              f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce);
-            }
+            if (c->fs->p2p && !c->stopping) /* tell peers, in the swarm of the repo read */
+                zf_p2p_stored(c->fs->p2p, ftype, f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce);
         }
         if (err == -EBADMSG || err == -EILSEQ || err == -EPROTO)
             c->m.verify_failures++;
     }
+    if (xf->pend_on && c->fs->p2p) /* after HAVE: peers waiting on us ask us now */
+        zf_p2p_cdn_fetching(c->fs->p2p, ftype, f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce,
+                            false);
+    xf->pend_on = false;
     if (err && err != -ECANCELED) {
         char xs[65];
         xet_hash_to_string(&xf->xorb, xs);
@@ -1044,13 +1115,13 @@ static void xf_finish(rd_xf *xf, int err)
     }
     if (pin)
         pin_put(pin);
-    free(xf->w);
-    free(xf->chk);
-    free(xf->lens);
-    free(xf->hashes);
-    free(xf->url);
-    free(xf->buf);
-    free(xf);
+    /* a loser still running is told to stop; its callback frees us */
+    if (xf->creq)
+        zn_req_cancel(xf->creq);
+    if (xf->pop)
+        zn_peer_op_cancel(xf->pop);
+    if (!xf->nops)
+        xf_free(xf);
     xf_pump(c);
 }
 
@@ -1135,33 +1206,88 @@ static void xf_decode_after(uv_work_t *w, int status)
     xf_finish(xf, status ? status : xf->err);
 }
 
-static void xf_body(void *ud, int err, const zn_resp *resp)
-{
-    rd_xf *xf = ud;
-    if (err || xf->c->stopping) {
-        xf_finish(xf, err ? err : -ECANCELED);
-        return;
-    }
-    xf->decoding = true;
-    xf->work.data = xf;
-    if (uv_queue_work(xf->c->loop, &xf->work, xf_decode_work, xf_decode_after) != 0)
-        xf_finish(xf, -EIO);
-}
+static void p2p_timer_arm(rd_ctx *c);
+static bool cell_has_fg(const rd_cell *cl);
+
+/* The CDN request of a fetch: alone, or racing its peer fetch (xf->pop set;
+ * a failure to start then just leaves the peers to it). */
+static void xf_body(void *ud, int err, const zn_resp *resp);
 
 static void xf_cdn(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
-    xf->src = ZF_SRC_CDN;
-    if (!c->http) {
-        xf_finish(xf, -ENETDOWN);
+    int rc = c->http ? 0 : -ENETDOWN;
+    if (!rc && !(xf->cbuf = malloc(xf->bytes)))
+        rc = -ENOMEM;
+    if (!rc) {
+        xf->ct0 = uv_hrtime();
+        xf->nops++;
+        rc = zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->cbuf, &c->cdn_retry, xf_body, xf,
+                          &xf->creq);
+        if (rc) {
+            xf->nops--;
+            xf->creq = NULL;
+            free(xf->cbuf);
+            xf->cbuf = NULL;
+        }
+    }
+    if (rc) {
+        xf_drop_extra(xf);
+        if (!xf->pop)
+            xf_finish(xf, rc);
         return;
     }
-    xf->buf = malloc(xf->bytes);
-    int rc = xf->buf ? zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->buf, &c->cdn_retry,
-                                    xf_body, xf, NULL)
-                     : -ENOMEM;
-    if (rc)
-        xf_finish(xf, rc);
+    if (!xf->pop)
+        xf->src = ZF_SRC_CDN;
+    if (c->fs->p2p && !xf->pend_on) { /* peers about to fetch this range wait for ours */
+        const rd_file *f = xf_file(xf);
+        xf->pend_on = true;
+        zf_p2p_cdn_fetching(c->fs->p2p, f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL,
+                            f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce, true);
+    }
+}
+
+static void xf_body(void *ud, int err, const zn_resp *resp)
+{
+    (void)resp;
+    rd_xf *xf = ud;
+    rd_ctx *c = xf->c;
+    uint8_t *buf = xf->cbuf;
+    xf->cbuf = NULL;
+    xf->creq = NULL;
+    xf->nops--;
+    xf_drop_extra(xf);
+    if (xf->finished || xf->decoding) { /* we lost the race (or no one waits) */
+        free(buf);
+        xf_release(xf);
+        xf_pump(c);
+        return;
+    }
+    if (err || c->stopping) {
+        free(buf);
+        if (xf->pop) { /* racing: the peer fetch goes on and decides */
+            xf->cdn_err = err ? err : -ECANCELED;
+            return;
+        }
+        xf_finish(xf, err ? err : -ECANCELED);
+        return;
+    }
+    double ms = (double)(uv_hrtime() - xf->ct0) / 1e6;
+    double bpms = (double)xf->bytes / (ms > 1 ? ms : 1);
+    c->cdn_bpms = c->cdn_bpms > 0 ? 0.7 * c->cdn_bpms + 0.3 * bpms : bpms;
+    if (xf->pop) { /* the CDN won the race: the peer fetch is cancelled (callback later) */
+        xf->cdn_won = true;
+        c->m.races_cdn_won++;
+        c->race_after_ms = 0; /* the peers are slow now: race the next ones at once */
+        zn_peer_op_cancel(xf->pop);
+    }
+    xf->src = ZF_SRC_CDN;
+    free(xf->buf);
+    xf->buf = buf;
+    xf->decoding = true;
+    xf->work.data = xf;
+    if (uv_queue_work(c->loop, &xf->work, xf_decode_work, xf_decode_after) != 0)
+        xf_finish(xf, -EIO);
 }
 
 static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
@@ -1170,6 +1296,11 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     rd_xf *xf = ud;
     rd_ctx *c = xf->c;
     xf->pop = NULL;
+    xf->nops--;
+    if (xf->finished || xf->cdn_won) {
+        xf_release(xf);
+        return;
+    }
     if (c->fs->p2p) {
         zf_p2p_stats st;
         zf_p2p_get_stats(c->fs->p2p, &st);
@@ -1191,23 +1322,58 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         xf->lens = NULL;
         xf->hashes = NULL;
         xf->buf = NULL;
+        if (xf->creq) /* the racing CDN request decides */
+            return;
         if (c->stopping || err == -ECANCELED)
             xf_finish(xf, -ECANCELED);
+        else if (xf->cdn_err)
+            xf_finish(xf, xf->cdn_err);
         else
             xf_cdn(xf); /* -ENOENT, -ETIMEDOUT, liars banned: the CDN at once */
         return;
     }
+    if (xf->creq) /* the peers won the race */
+        zn_req_cancel(xf->creq);
+    else if (!xf->raced)
+        c->race_after_ms = RACE_AFTER_MS;
     memcpy(xf->lens, lens, n * sizeof *lens);
     memcpy(xf->hashes, hashes, n * sizeof *hashes);
     memcpy(xf->buf, data, len);
     xf->got = len;
+    xf->src = ZF_SRC_PEER;
     xf->decoding = true;
     xf->work.data = xf;
     if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0)
         xf_finish(xf, -EIO);
 }
 
-/* Peers that hold the whole range first (with a deadline), else the CDN. */
+static bool xf_peer(rd_xf *xf)
+{
+    rd_ctx *c = xf->c;
+    xf->src = ZF_SRC_PEER;
+    xf->pt0 = now_ms();
+    xf->nops++;
+    if (zf_p2p_fetch(c->fs->p2p, &xf->xorb, xf->cs, xf->ce, xf->bytes, xf_peer_done, xf,
+                     &xf->pop) == 0) {
+        p2p_timer_arm(c);
+        return true;
+    }
+    xf->nops--;
+    xf->pop = NULL;
+    return false;
+}
+
+static bool xf_has_fg(const rd_xf *xf)
+{
+    for (size_t i = 0; i < xf->nw; i++)
+        if (cell_has_fg(xf->w[i]))
+            return true;
+    return false;
+}
+
+/* Peers that hold the whole range first (raced against the CDN when slow);
+ * when none does but one is fetching it from the CDN now, wait for that
+ * (parked); else the CDN. */
 static void xf_start(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
@@ -1216,13 +1382,107 @@ static void xf_start(rd_xf *xf)
     c->m.fetches_inflight++;
     c->xf_bytes += xf->bytes;
     zf_p2p *p = c->fs->p2p;
-    if (p && zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0) {
-        xf->src = ZF_SRC_PEER;
-        if (zf_p2p_fetch(p, &xf->xorb, xf->cs, xf->ce, xf->bytes, xf_peer_done, xf, &xf->pop) == 0)
-            return;
-        xf->pop = NULL;
+    if (p && zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0 && xf_peer(xf))
+        return;
+    if (p && zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) > 0) {
+        xf->parked = true;
+        xf->park_t0 = now_ms();
+        c->m.fetches_parked++;
+        p2p_timer_arm(c);
+        return;
     }
     xf_cdn(xf);
+}
+
+/* The CDN time of a fetch of `bytes`, from what CDN fetches took so far. */
+static double cdn_eta_ms(const rd_ctx *c, uint64_t bytes)
+{
+    double bpms = c->cdn_bpms > 0 ? c->cdn_bpms : 20000.0; /* none yet: 20 MB/s */
+    return 100.0 + (double)bytes / bpms;
+}
+
+/* One look at one fetch; true when it changed state (the list may have). */
+static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
+{
+    rd_ctx *c = xf->c;
+    zf_p2p *p = c->fs->p2p;
+    if (xf->parked) {
+        *busy = true;
+        uint64_t lim = PARK_BG_MS;
+        if (xf_has_fg(xf)) {
+            lim = xf->bytes / 10000; /* 10 MB/s */
+            if (lim < PARK_FG_MIN_MS)
+                lim = PARK_FG_MIN_MS;
+        }
+        if (c->stopping) {
+            xf->parked = false;
+            xf_finish(xf, -ECANCELED);
+            return true;
+        }
+        if (zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0) {
+            xf->parked = false;
+            if (!xf_peer(xf))
+                xf_cdn(xf);
+            return true;
+        }
+        if (zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) == 0 || now - xf->park_t0 >= lim) {
+            xf->parked = false;
+            xf_cdn(xf);
+            return true;
+        }
+        return false;
+    }
+    if (!xf->pop || xf->creq || xf->raced || xf->finished || xf->decoding || c->stopping ||
+        !c->http)
+        return false;
+    *busy = true;
+    uint64_t e = now - xf->pt0;
+    if (e < c->race_after_ms)
+        return false;
+    uint64_t done = 0, total = 0;
+    zn_peer_op_progress(xf->pop, &done, &total);
+    double peer_eta = 1e18;
+    if (done > 0 && total > done)
+        peer_eta = (double)(total - done) * (double)e / (double)done;
+    else if (done > 0)
+        peer_eta = 0;
+    if (peer_eta <= 2 * cdn_eta_ms(c, xf->bytes) + 250)
+        return false;
+    /* slower than the CDN would be: race it (the first verified copy wins) */
+    xf->raced = true;
+    c->m.races++;
+    xf->extra = xf->bytes;
+    c->xf_bytes += xf->extra;
+    if (zf_log_level >= ZF_LOG_DEBUG) {
+        char xs[65];
+        xet_hash_to_string(&xf->xorb, xs);
+        zf_debug("zestfs: xorb %.16s chunks [%u, %u): peers slow (%" PRIu64 "/%" PRIu64
+                 " bytes in %" PRIu64 " ms), racing the CDN\n",
+                 xs, xf->cs, xf->ce, done, total, e);
+    }
+    xf_cdn(xf);
+    return true;
+}
+
+static void p2p_tick(uv_timer_t *t)
+{
+    rd_ctx *c = t->data;
+    uint64_t now = now_ms();
+    bool busy = false;
+    for (rd_xf *xf = c->xfs; xf;)
+        xf = p2p_look(xf, now, &busy) ? c->xfs : xf->next; /* changed: look again from the top */
+    if (!busy) {
+        uv_timer_stop(t);
+        c->p2p_timer_on = false;
+    }
+}
+
+static void p2p_timer_arm(rd_ctx *c)
+{
+    if (!c->p2p_timer_on && !c->stopping) {
+        c->p2p_timer_on = true;
+        uv_timer_start(&c->p2p_timer, p2p_tick, P2P_TICK_MS, P2P_TICK_MS);
+    }
 }
 
 static void xf_pump(rd_ctx *c)
@@ -1480,6 +1740,9 @@ static void on_recon(void *ud, int err, xet_recon *rc)
         }
         rd_ext e = {pos, t->unpacked_length, t->xorb, t->chunk_start, t->chunk_end};
         int a = ext_add(f, &e);
+        if (a > 0 && c->fs->p2p) /* the repo's swarm may serve this xorb now */
+            zf_p2p_repo_xorb(c->fs->p2p, zf_p2p_type_name((enum zf_repo_type)f->type), f->repo,
+                             &t->xorb);
         if (a < 0)
             err = a;
         changed |= a > 0;
@@ -2625,6 +2888,7 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     c->loop = fs->loop;
     c->store = store;
     c->xqtail = &c->xq;
+    c->race_after_ms = RACE_AFTER_MS;
     const char *ns = getenv("ZESTFS_NO_SPLICE");
     c->splice = !(ns && *ns && strcmp(ns, "0"));
     c->cdn_retry = (zn_retry){.max_attempts = 3, .base_ms = 300, .max_delay_ms = 5000,
@@ -2667,6 +2931,8 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     }
     uv_timer_init(fs->loop, &c->fill_timer);
     c->fill_timer.data = c;
+    uv_timer_init(fs->loop, &c->p2p_timer);
+    c->p2p_timer.data = c;
     c->fill_timer_cb = fill_timer_cb;
     fs->read_ctx = c;
     fs->read_blob = read_blob;
@@ -2682,6 +2948,8 @@ void zf_read_stop(zf_fs *fs)
         return;
     c->stopping = true;
     uv_close((uv_handle_t *)&c->fill_timer, NULL);
+    uv_close((uv_handle_t *)&c->p2p_timer, NULL);
+    c->p2p_timer_on = false;
     for (zf_fill *fl = c->fills; fl; fl = fl->next)
         fl->cancelled = true;
     fill_kick(c); /* fills with nothing in flight end now; the others as it ends */
@@ -2698,6 +2966,14 @@ void zf_read_stop(zf_fs *fs)
         xf_finish(xf, -ECANCELED);
     }
     c->xqtail = &c->xq;
+    /* fetches waiting for a peer's end now */
+    for (rd_xf *xf = c->xfs; xf;)
+        if (xf->parked) {
+            xf->parked = false;
+            xf_finish(xf, -ECANCELED);
+            xf = c->xfs;
+        } else
+            xf = xf->next;
     /* peer fetches in flight end with -ECANCELED (their callback, later) */
     for (rd_xf *xf = c->xfs; xf; xf = xf->next)
         if (xf->pop)

@@ -53,12 +53,7 @@ int zestfs_cmd_seed(int argc, char **argv)
     static const struct option opts[] = {
         {"store", required_argument, NULL, O_STORE},
         {"token", required_argument, NULL, O_TOKEN},
-        {"listen", required_argument, NULL, O_P2P},
-        {"peer", required_argument, NULL, O_P2P},
-        {"upload-rate", required_argument, NULL, O_P2P},
-        {"max-peers", required_argument, NULL, O_P2P},
-        {"seed-private", required_argument, NULL, O_P2P},
-        {"tracker", required_argument, NULL, O_P2P},
+        ZF_P2P_LONGOPTS(O_P2P),
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -102,6 +97,7 @@ int zestfs_cmd_seed(int argc, char **argv)
         return 1;
     }
     zc_set_cap(store, zf_default_cap(store_dir));
+    po.state_dir = store_dir;
     zf_fs fs;
     zf_opts o = {.endpoint = "http://offline.invalid", .store_dir = store_dir, .offline = true};
     if (zf_fs_init(&fs, -1) != 0 || zf_load_repos(&fs, &o, store) != 0) {

@@ -112,10 +112,13 @@ def ext(eid, payload):
 
 class Liar:
     """Accepts connections, announces every origin xorb, answers manifests
-    honestly and chunk requests with one flipped bit; records what happened."""
+    honestly and chunk requests with one flipped bit; records what happened.
+    With slow=RATE it tells no lie but sends its answers at RATE bytes/s."""
 
-    def __init__(self, xorbs):
+    def __init__(self, xorbs, slow=0):
         self.xorbs = xorbs
+        self.slow = slow
+        self.sent = 0
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -162,9 +165,17 @@ class Liar:
                     with open(path, "rb") as f:
                         f.seek(lo)
                         data = bytearray(f.read(recs[e - 1][0] - lo))
-                    data[len(data) // 2] ^= 0x10
+                    msg = ext(node_zfs, b"\x03" + p[1:5] + struct.pack(">I", a) + bytes(data))
+                    if self.slow:  # honest, but a trickle
+                        for i in range(0, len(msg), 4096):
+                            s.sendall(msg[i:i + 4096])
+                            self.sent += min(4096, len(msg) - i)
+                            time.sleep(4096 / self.slow)
+                        continue
+                    flip = 6 + 1 + 4 + 4 + len(data) // 2
+                    msg = msg[:flip] + bytes([msg[flip] ^ 0x10]) + msg[flip + 1:]
                     self.lies += 1
-                    s.sendall(ext(node_zfs, b"\x03" + p[1:5] + struct.pack(">I", a) + bytes(data)))
+                    s.sendall(msg)
         except (EOFError, ConnectionError, socket.timeout, OSError, KeyError):
             self.closed += 1
         finally:
@@ -267,7 +278,9 @@ def main():
     try:
         # ---- A from the origin ----
         pa, ma, sa, la, snapa, porta = node("a")
+        t0 = time.time()
         check(read_files(snapa), "A: every file byte-exact from the origin")
+        t_cdn_only = time.time() - t0
         sta = status(zestfs, sa)
         pa_peer, pa_cdn = src_bytes(sta)
         check(pa_cdn > 0 and pa_peer == 0, f"A: bytes from the CDN ({pa_cdn}), none from peers")
@@ -305,6 +318,26 @@ def main():
         check(wait_log(lc, r"peers: 0 connected, [1-9]\d* banned", 10) is not None,
               "C logged the ban")
         liar.stop = True
+        unmount(pc, mc)
+
+        # ---- C2: a slow (honest) peer holding everything is raced by the CDN ----
+        slow = Liar(OriginXorbs(data), slow=64 << 10)
+        pc, mc, sc, lc, snapc, _ = node("c2", "--peer", f"127.0.0.1:{slow.port}")
+        check(wait_log(lc, r"peers: [1-9]\d* connected", 30) is not None, "C2: connected to the slow peer")
+        time.sleep(0.5)
+        t0 = time.time()
+        check(read_files(snapc), "C2: every file byte-exact with a slow peer holding it all")
+        t_slow = time.time() - t0
+        stc = status(zestfs, sc)
+        races, won = find_num(stc, "races") or 0, find_num(stc, "races_cdn_won") or 0
+        check(races >= 1 and won >= 1, f"C2: slow peer fetches raced against the CDN ({races}), "
+              f"the CDN won {won}")
+        check(src_bytes(stc)[1] >= xet_bytes * 0.9,
+              f"C2: the CDN supplied the bytes ({src_bytes(stc)[1]} of {xet_bytes}); the slow "
+              f"peer sent {slow.sent}")
+        print(f"C2: read {xet_bytes} bytes in {t_slow:.2f} s with a 64 KiB/s peer "
+              f"(A read them from the CDN alone in {t_cdn_only:.2f} s)")
+        slow.stop = True
         unmount(pc, mc)
 
         # ---- `zestfs seed` serving A's store to D ----
