@@ -72,10 +72,11 @@
 #define MAX_AHEAD 32       /* windows fetched ahead of a sequential stream (256 MiB) */
 #define NBUCKETS 4096
 #define DISK_RA (8ull << 20) /* stored bytes a sequential reader's disk reads run ahead */
-#define P2P_TICK_MS 100    /* parked and peer fetches are looked at this often */
+#define P2P_TICK_MS 25     /* parked and peer fetches are looked at this often */
 #define RACE_AFTER_MS 500  /* a peer fetch is not raced before this */
 #define PARK_BG_MS 30000   /* a background fetch waits this long for a peer's CDN fetch */
 #define PARK_FG_MIN_MS 1000 /* a read's: max(this, bytes / 10 MB/s) */
+#define JITTER_MS 200      /* a background CDN fetch with peers connected waits 0..this first */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -223,7 +224,8 @@ struct rd_xf {
     uint64_t extra;            /* budget counted for the racing body */
     uint64_t pt0;              /* now_ms when the peer fetch started */
     bool parked;               /* waiting for a peer's CDN fetch of this range */
-    uint64_t park_t0;
+    bool pend_seen;            /* a peer's PENDING (else: only the start jitter) */
+    uint64_t park_t0, park_lim; /* since, and for how long at most (ms) */
     bool pend_on;              /* our CDN fetch announced as PENDING */
     int nops;                  /* callbacks outstanding (peer fetch, CDN request) */
     bool finished;             /* xf_finish done; freed once nops == 0 */
@@ -1385,11 +1387,27 @@ static void xf_start(rd_xf *xf)
     if (p && zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0 && xf_peer(xf))
         return;
     if (p && zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) > 0) {
-        xf->parked = true;
+        xf->parked = xf->pend_seen = true;
         xf->park_t0 = now_ms();
         c->m.fetches_parked++;
         p2p_timer_arm(c);
         return;
+    }
+    if (p && !xf_has_fg(xf)) {
+        /* Background, and peers may be about to fetch the same range (nodes
+         * pulling one model together): wait a random 0..JITTER_MS first, so
+         * that one of them goes first and the others see its PENDING. */
+        zf_p2p_stats st;
+        zf_p2p_get_stats(p, &st);
+        uint16_t r = 0;
+        if (st.node.peers > 0 && getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) {
+            xf->parked = true;
+            xf->pend_seen = false;
+            xf->park_t0 = now_ms();
+            xf->park_lim = r % (JITTER_MS + 1);
+            p2p_timer_arm(c);
+            return;
+        }
     }
     xf_cdn(xf);
 }
@@ -1408,12 +1426,21 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
     zf_p2p *p = c->fs->p2p;
     if (xf->parked) {
         *busy = true;
-        uint64_t lim = PARK_BG_MS;
-        if (xf_has_fg(xf)) {
-            lim = xf->bytes / 10000; /* 10 MB/s */
-            if (lim < PARK_FG_MIN_MS)
-                lim = PARK_FG_MIN_MS;
+        if (!xf->pend_seen && zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) > 0) {
+            xf->pend_seen = true; /* a peer went first: wait for it */
+            xf->park_t0 = now;
+            c->m.fetches_parked++;
         }
+        uint64_t lim = xf->park_lim;
+        if (xf->pend_seen) {
+            lim = PARK_BG_MS;
+            if (xf_has_fg(xf)) {
+                lim = xf->bytes / 10000; /* 10 MB/s */
+                if (lim < PARK_FG_MIN_MS)
+                    lim = PARK_FG_MIN_MS;
+            }
+        } else if (xf_has_fg(xf))
+            lim = 0; /* a read waits now: no jitter */
         if (c->stopping) {
             xf->parked = false;
             xf_finish(xf, -ECANCELED);
@@ -1425,7 +1452,8 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
                 xf_cdn(xf);
             return true;
         }
-        if (zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) == 0 || now - xf->park_t0 >= lim) {
+        if ((xf->pend_seen && zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) == 0) ||
+            now - xf->park_t0 >= lim) {
             xf->parked = false;
             xf_cdn(xf);
             return true;

@@ -186,6 +186,29 @@ def main():
         check(peer >= xet_bytes and cdn == 0, f"D: peer bytes {peer}, CDN bytes {cdn}")
         unmount(pd, md)
 
+        # ---- E and F, empty and peered, pull at once: one CDN copy between them ----
+        knobs(origin, refuse_xorbs=0, total_bps=8_000_000)
+        pe, me, se, le, snape, porte = node("e", ["--repo", "org/disc", "--no-dht"])
+        pf, mf, sf, lf, snapf, _ = node("f", ["--repo", "org/disc", "--no-dht", "--peer",
+                                              f"127.0.0.1:{porte}"])
+        check(wait_log(lf, r"peers: [1-9]\d* connected", 30) is not None, "F: connected to E")
+        origin.reset()
+        pulls = [subprocess.Popen([zestfs, "pull", "org/disc", "--store", st, "-q"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for st in (se, sf)]
+        rcs = [p.wait(120) for p in pulls]
+        check(rcs == [0, 0], f"E and F: zestfs pull at once exits 0 ({rcs})")
+        egress = origin.stats().get("xorb_bytes_total", -1)
+        ste, stf = status(zestfs, se), status(zestfs, sf)
+        check(egress <= 1.5 * xet_bytes,
+              f"origin xorb egress {egress} <= 1.5 x the {xet_bytes} Xet bytes (CDN only: 2 x); "
+              f"E cdn/peers {src_bytes(ste)[::-1]}, F {src_bytes(stf)[::-1]}, parked "
+              f"{find_num(ste, 'fetches_parked')} + {find_num(stf, 'fetches_parked')}")
+        knobs(origin, total_bps=0, refuse_xorbs=1)
+        check(read_files(snape) and read_files(snapf), "E and F: every file byte-exact after the pull")
+        unmount(pe, me)
+        unmount(pf, mf)
+
         unmount(pb, mb)
         check(os.path.getsize(os.path.join(sb, "dht.state")) > 0
               if os.path.exists(os.path.join(sb, "dht.state")) else False,
@@ -200,7 +223,7 @@ def main():
                 unmount(p, mnt)
         origin.stop()
         out = ""
-        for n in "abcd":
+        for n in "abcdef":
             lp = os.path.join(tmp, n + ".log")
             if os.path.exists(lp):
                 t = open(lp, errors="replace").read()
