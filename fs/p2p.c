@@ -60,6 +60,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@
 #include "p2p.h"
 
 #define MAN_MAGIC "ZFMANI01"
+#define MPART_MAGIC "ZFMPRT01" /* known chunk hashes of a xorb: u32 m, (u32 idx, hash, u32 len) x m */
 #define FMAP_MAGIC "ZFMAP001"
 #define FMAP_REC 56
 #define MAX_ANNOUNCE_XORBS 65536
@@ -153,6 +155,7 @@ struct zf_p2p {
     bool stopped;
     int works;                  /* pool jobs in flight */
     _Atomic uint64_t manifests_built, manifest_failures;
+    pthread_mutex_t mpart_mu;   /* "mpart/<xorb>" read-modify-write (pool) */
     uint64_t reads;
     unsigned logged_peers, ticks;
     zn_http *http;              /* for http(s) trackers */
@@ -386,6 +389,140 @@ static int man_parse(const uint8_t *d, size_t len, xet_hash **hashes, uint32_t *
     return 0;
 }
 
+static void mpart_key(const xet_hash *xorb, char out[80])
+{
+    char xs[65];
+    xet_hash_to_string(xorb, xs);
+    snprintf(out, 80, "mpart/%s", xs);
+}
+
+static uint32_t le32(const uint8_t *q)
+{
+    return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+}
+
+static void put_le32(uint8_t *q, uint32_t v)
+{
+    for (int b = 0; b < 4; b++)
+        q[b] = (uint8_t)(v >> (8 * b));
+}
+
+/* "mpart/<xorb>" → entry count, or -EBADMSG; entries at d + 12, 40 B each. */
+static long mpart_check(const uint8_t *d, size_t len)
+{
+    if (len < 12 || memcmp(d, MPART_MAGIC, 8))
+        return -EBADMSG;
+    uint32_t m = le32(d + 8);
+    if (m == 0 || m > XET_XORB_MAX_CHUNKS || len != 12 + (size_t)m * 40)
+        return -EBADMSG;
+    for (uint32_t k = 1; k < m; k++)
+        if (le32(d + 12 + 40 * (size_t)k) <= le32(d + 12 + 40 * (size_t)(k - 1)))
+            return -EBADMSG;
+    return m;
+}
+
+/* provider: the chunk hashes we know of a xorb without its whole manifest */
+static int pv_parts(void *ud, const xet_hash *xorb, uint32_t **idx, xet_hash **hashes,
+                    uint32_t **lens, uint32_t *m)
+{
+    zf_p2p *p = ud;
+    char key[80];
+    mpart_key(xorb, key);
+    void *d;
+    size_t len;
+    if (zc_meta_get(p->store, key, &d, &len) != 0)
+        return -ENOENT;
+    long k = mpart_check(d, len);
+    if (k <= 0) {
+        free(d);
+        return -ENOENT;
+    }
+    *idx = malloc((size_t)k * sizeof **idx);
+    *hashes = malloc((size_t)k * sizeof **hashes);
+    *lens = malloc((size_t)k * sizeof **lens);
+    if (!*idx || !*hashes || !*lens) {
+        free(*idx), free(*hashes), free(*lens);
+        *idx = NULL, *hashes = NULL, *lens = NULL;
+        free(d);
+        return -ENOENT;
+    }
+    for (long i = 0; i < k; i++) {
+        const uint8_t *q = (const uint8_t *)d + 12 + 40 * (size_t)i;
+        (*idx)[i] = le32(q);
+        memcpy((*hashes)[i].b, q + 4, 32);
+        (*lens)[i] = le32(q + 36);
+    }
+    *m = (uint32_t)k;
+    free(d);
+    return 0;
+}
+
+/* Pool: add the hashes of stored chunks [cs, ce) to "mpart/<xorb>". */
+static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+{
+    if (cs >= ce || ce > XET_XORB_MAX_CHUNKS)
+        return;
+    uint32_t n = ce - cs;
+    uint32_t *lens = malloc(n * sizeof *lens);
+    xet_hash *hashes = malloc(n * sizeof *hashes);
+    int rc = lens && hashes ? 0 : -ENOMEM;
+    for (uint32_t k = cs; !rc && k < ce;) {
+        zc_ref ref;
+        rc = zc_lookup(p->store, xorb, k, &ref);
+        if (rc == -EAGAIN)
+            rc = zc_verify_segment(&ref);
+        if (!rc) {
+            uint32_t e = ref.seg_end < ce ? ref.seg_end : ce;
+            rc = zc_chunk_hashes(&ref, k, e, lens + (k - cs), hashes + (k - cs));
+            k = e;
+        }
+        if (ref.seg)
+            zc_unpin(&ref);
+    }
+    char key[80];
+    mpart_key(xorb, key);
+    pthread_mutex_lock(&p->mpart_mu);
+    void *old = NULL;
+    size_t oldlen = 0;
+    long om = 0;
+    if (!rc && zc_meta_get(p->store, key, &old, &oldlen) == 0) {
+        om = mpart_check(old, oldlen);
+        if (om < 0)
+            om = 0;
+    }
+    /* merge the old entries (sorted) with [cs, ce) */
+    uint8_t *d = rc ? NULL : malloc(12 + ((size_t)om + n) * 40);
+    if (d) {
+        uint32_t m = 0;
+        long i = 0;
+        uint32_t k = cs;
+        while (i < om || k < ce) {
+            const uint8_t *q = i < om ? (const uint8_t *)old + 12 + 40 * (size_t)i : NULL;
+            uint32_t qi = q ? le32(q) : UINT32_MAX;
+            uint8_t *w = d + 12 + 40 * (size_t)m++;
+            if (k < ce && k <= qi) {
+                put_le32(w, k);
+                memcpy(w + 4, hashes[k - cs].b, 32);
+                put_le32(w + 36, lens[k - cs]);
+                if (k == qi)
+                    i++;
+                k++;
+            } else {
+                memcpy(w, q, 40);
+                i++;
+            }
+        }
+        memcpy(d, MPART_MAGIC, 8);
+        put_le32(d + 8, m);
+        zc_meta_put(p->store, key, d, 12 + (size_t)m * 40, 0);
+        free(d);
+    }
+    pthread_mutex_unlock(&p->mpart_mu);
+    free(old);
+    free(lens);
+    free(hashes);
+}
+
 static int pv_manifest(void *ud, const xet_hash *xorb, xet_hash **hashes, uint32_t **lens,
                        uint32_t *n)
 {
@@ -538,7 +675,15 @@ static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xo
 int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
 {
     zc_range r[1];
-    (void)cs;
+    char mk[80];
+    man_key(xorb, mk);
+    void *have;
+    size_t havelen;
+    if (zc_meta_get(p->store, mk, &have, &havelen) == 0) {
+        free(have);
+        return 1; /* the whole manifest is known */
+    }
+    mpart_add(p, xorb, cs, ce); /* what we know of it, for peers putting it together */
     if (zc_missing(p->store, xorb, 0, ce, r, 1) != 0)
         return 0; /* [0, ce) not all stored: the run does not start at chunk 0 */
     long nr = zc_runs(p->store, xorb, r, 1);
@@ -594,6 +739,9 @@ int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
                 free(d);
                 if (!rc) {
                     atomic_fetch_add(&p->manifests_built, 1);
+                    char pk[80];
+                    mpart_key(xorb, pk);
+                    zc_meta_delete(p->store, pk); /* the parts are in it now */
                     rc = 1;
                 }
             }
@@ -1049,6 +1197,8 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
     if (o->disabled)
         return 0;
     zf_p2p *p = calloc(1, sizeof *p);
+    if (p)
+        pthread_mutex_init(&p->mpart_mu, NULL);
     if (!p)
         return -ENOMEM;
     p->loop = loop;
@@ -1067,7 +1217,7 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
         .no_pex = o->no_pex,
         .pex_interval_ms = env_ms("ZESTFS_PEX_INTERVAL_MS", 0),
     };
-    zn_peer_provider pv = {.ud = p, .held = pv_held, .manifest = pv_manifest,
+    zn_peer_provider pv = {.ud = p, .held = pv_held, .manifest = pv_manifest, .parts = pv_parts,
                            .read_chunks = pv_read_chunks, .may_serve = pv_may_serve,
                            .may_serve_xorb = pv_may_serve_xorb};
     rc = zn_peer_node_new(loop, &po, &pv, &p->node);
@@ -1147,6 +1297,7 @@ void zf_p2p_free(zf_p2p *p)
     free(p->sw);
     free(p->tr);
     free(p->peers);
+    pthread_mutex_destroy(&p->mpart_mu);
     free(p);
 }
 

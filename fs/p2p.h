@@ -82,7 +82,8 @@ int zf_p2p_port(zf_p2p *p);
 /* The read path. */
 /* How many connected peers announced holding all of [cs, ce) of xorb. */
 unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
-/* How many connected peers said they are fetching all of [cs, ce) now. */
+/* How many connected peers said they are fetching all of [cs, ce) now
+ * (cs >= ce: any part of the xorb). */
 unsigned zf_p2p_pending(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce);
 /* We start (on) or end (off) a CDN fetch of [cs, ce): tell the peers of the
  * repo's swarm (when served), so they wait for us instead of fetching it too. */

@@ -225,6 +225,8 @@ struct rd_xf {
     uint64_t pt0;              /* now_ms when the peer fetch started */
     bool parked;               /* waiting for a peer's CDN fetch of this range */
     bool pend_seen;            /* a peer's PENDING (else: only the start jitter) */
+    bool wait_xorb;            /* parked until no peer fetches any of the xorb (its manifest) */
+    int reparks;
     uint64_t park_t0, park_lim; /* since, and for how long at most (ms) */
     bool pend_on;              /* our CDN fetch announced as PENDING */
     int nops;                  /* callbacks outstanding (peer fetch, CDN request) */
@@ -1210,6 +1212,7 @@ static void xf_decode_after(uv_work_t *w, int status)
 
 static void p2p_timer_arm(rd_ctx *c);
 static bool cell_has_fg(const rd_cell *cl);
+static void xf_debug(const rd_xf *xf, const char *what);
 
 /* The CDN request of a fetch: alone, or racing its peer fetch (xf->pop set;
  * a failure to start then just leaves the peers to it). */
@@ -1326,6 +1329,18 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         xf->buf = NULL;
         if (xf->creq) /* the racing CDN request decides */
             return;
+        if (!c->stopping && err == -ENOENT && xf->reparks < 3 &&
+            zf_p2p_pending(c->fs->p2p, &xf->xorb, 0, 0) > 0) {
+            /* no manifest yet (nobody holds the whole xorb), but peers are
+             * fetching the rest of it: wait for them rather than the CDN */
+            xf->reparks++;
+            xf->parked = xf->pend_seen = xf->wait_xorb = true;
+            xf->park_t0 = now_ms();
+            c->m.fetches_parked++;
+            xf_debug(xf, "no manifest yet, peers fetch the rest of the xorb: waiting");
+            p2p_timer_arm(c);
+            return;
+        }
         if (c->stopping || err == -ECANCELED)
             xf_finish(xf, -ECANCELED);
         else if (xf->cdn_err)
@@ -1365,6 +1380,15 @@ static bool xf_peer(rd_xf *xf)
     return false;
 }
 
+static void xf_debug(const rd_xf *xf, const char *what)
+{
+    if (zf_log_level < ZF_LOG_DEBUG)
+        return;
+    char xs[65];
+    xet_hash_to_string(&xf->xorb, xs);
+    zf_debug("zestfs: xorb %.16s chunks [%u, %u): %s\n", xs, xf->cs, xf->ce, what);
+}
+
 static bool xf_has_fg(const rd_xf *xf)
 {
     for (size_t i = 0; i < xf->nw; i++)
@@ -1390,6 +1414,7 @@ static void xf_start(rd_xf *xf)
         xf->parked = xf->pend_seen = true;
         xf->park_t0 = now_ms();
         c->m.fetches_parked++;
+        xf_debug(xf, "a peer fetches it from the CDN: waiting for that");
         p2p_timer_arm(c);
         return;
     }
@@ -1430,6 +1455,7 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
             xf->pend_seen = true; /* a peer went first: wait for it */
             xf->park_t0 = now;
             c->m.fetches_parked++;
+            xf_debug(xf, "a peer fetches it from the CDN: waiting for that");
         }
         uint64_t lim = xf->park_lim;
         if (xf->pend_seen) {
@@ -1446,8 +1472,18 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
             xf_finish(xf, -ECANCELED);
             return true;
         }
+        if (xf->wait_xorb) { /* until the peers' fetches of the xorb are over */
+            if (zf_p2p_pending(p, &xf->xorb, 0, 0) > 0 && now - xf->park_t0 < lim)
+                return false;
+            xf->parked = xf->wait_xorb = false;
+            xf_debug(xf, "the peers' fetches of the xorb ended: peers again");
+            if (zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) == 0 || !xf_peer(xf))
+                xf_cdn(xf);
+            return true;
+        }
         if (zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) > 0) {
             xf->parked = false;
+            xf_debug(xf, "a peer has it now");
             if (!xf_peer(xf))
                 xf_cdn(xf);
             return true;
@@ -1455,6 +1491,9 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
         if ((xf->pend_seen && zf_p2p_pending(p, &xf->xorb, xf->cs, xf->ce) == 0) ||
             now - xf->park_t0 >= lim) {
             xf->parked = false;
+            xf_debug(xf, xf->pend_seen ? (now - xf->park_t0 >= lim ? "waited too long: the CDN"
+                                                                   : "the peer's fetch ended: the CDN")
+                                       : "no peer went first: the CDN");
             xf_cdn(xf);
             return true;
         }

@@ -161,6 +161,12 @@ struct zp_fetch {
     uint64_t done_bytes;
     uint64_t *mtried;  /* conns asked for the manifest */
     size_t nmtried;
+    /* a manifest being put together from MPARTs (and our own parts):
+     * XET_XORB_MAX_CHUNKS entries each, allocated at the first part */
+    xet_hash *ah;
+    uint32_t *al;
+    uint8_t *ak;       /* 1: entry known */
+    bool own_merged;
     bool manifest_pending, finishing, delivered, timer_closed;
     int result, last_err;
     unsigned work;     /* pool items referring to this fetch */
@@ -223,6 +229,7 @@ static void conn_close(zp_conn *c);
 static void conn_ban(zp_conn *c);
 static void fetch_schedule(zp_fetch *f);
 static void fetch_finish(zp_fetch *f, int err);
+static void manifest_accept(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt);
 static void fetch_manifest_next(zp_fetch *f);
 static void kick_all(zn_peer_node *n);
 static bool listen_addr(const zp_conn *c, struct sockaddr_storage *out);
@@ -396,7 +403,7 @@ static void send_ext_handshake(zp_conn *c)
     zb_cstr(&b, "v");
     zb_cstr(&b, "zestfs/0.1");
     zb_cstr(&b, "zfs_caps");
-    zb_int(&b, ZP_CAP_PENDING);
+    zb_int(&b, ZP_CAP_PENDING | ZP_CAP_MPART);
     zb_end(&b);
     if (b.err) {
         free(b.p);
@@ -869,6 +876,21 @@ static void serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
                 h = n->mc[k].h, l = n->mc[k].l, cnt = n->mc[k].n;
     }
     if (!cnt) {
+        uint32_t *pi = NULL, *pl = NULL, m = 0;
+        xet_hash *ph = NULL;
+        if ((c->caps & ZP_CAP_MPART) && n->p.parts &&
+            n->p.parts(n->p.ud, x, &pi, &ph, &pl, &m) == 0 && m > 0 && m <= XET_XORB_MAX_CHUNKS) {
+            uint8_t *q = malloc(9 + 40 * (size_t)m);
+            if (q) {
+                size_t len = zp_zfs_mpart(q, req, pi, ph, pl, m);
+                send_ext(c, c->their_zfs, q, len);
+                free(q);
+                n->st.mparts_out++;
+            }
+            free(pi), free(ph), free(pl);
+            return;
+        }
+        free(pi), free(ph), free(pl);
         refuse(c, false, req, ZP_NOT_FOUND, x);
         return;
     }
@@ -1036,24 +1058,117 @@ static void on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m)
     }
     req_unlink(r);
     free(r);
+    manifest_accept(f, h, l, m->n);
+}
+
+/* Accept the manifest h/l of n chunks (verified): cache it, go on. */
+static void manifest_accept(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt)
+{
+    zn_peer_node *n = f->n;
     f->manifest_pending = false;
-    /* cache a copy for serving and later fetches */
     zp_mcache *e = &n->mc[n->nmc < MANIFEST_CACHE ? n->nmc++ : n->mc_next++ % MANIFEST_CACHE];
     free(e->h), free(e->l);
     e->xorb = f->xorb;
-    e->h = malloc(m->n * sizeof *h);
-    e->l = malloc(m->n * sizeof *l);
-    e->n = m->n;
+    e->h = malloc(cnt * sizeof *h);
+    e->l = malloc(cnt * sizeof *l);
+    e->n = cnt;
     if (!e->h || !e->l) {
         free(e->h), free(e->l);
         e->h = NULL, e->l = NULL, e->n = 0;
         memset(&e->xorb, 0, sizeof e->xorb);
     } else {
-        memcpy(e->h, h, m->n * sizeof *h);
-        memcpy(e->l, l, m->n * sizeof *l);
+        memcpy(e->h, h, cnt * sizeof *h);
+        memcpy(e->l, l, cnt * sizeof *l);
     }
-    f->mh = h, f->ml = l, f->mn = m->n;
+    f->mh = h, f->ml = l, f->mn = cnt;
     fetch_schedule(f);
+}
+
+/* Merge m parts (idx increasing, each < XET_XORB_MAX_CHUNKS) into f's
+ * assembly; 0, or -ENOMEM. */
+static int parts_merge(zp_fetch *f, const uint32_t *idx, const xet_hash *h, const uint32_t *l,
+                       const uint8_t *wire, uint32_t m)
+{
+    if (!f->ak) {
+        f->ah = malloc(XET_XORB_MAX_CHUNKS * sizeof *f->ah);
+        f->al = malloc(XET_XORB_MAX_CHUNKS * sizeof *f->al);
+        f->ak = calloc(XET_XORB_MAX_CHUNKS, 1);
+        if (!f->ah || !f->al || !f->ak) {
+            free(f->ah), free(f->al), free(f->ak);
+            f->ah = NULL, f->al = NULL, f->ak = NULL;
+            return -ENOMEM;
+        }
+    }
+    for (uint32_t k = 0; k < m; k++) {
+        uint32_t i = wire ? get32(wire + 40 * (size_t)k) : idx[k];
+        if (i >= XET_XORB_MAX_CHUNKS || f->ak[i])
+            continue; /* the first word on a chunk stands; a lie fails the whole below */
+        if (wire) {
+            memcpy(f->ah[i].b, wire + 40 * (size_t)k + 4, 32);
+            f->al[i] = get32(wire + 40 * (size_t)k + 36);
+        } else {
+            f->ah[i] = h[k];
+            f->al[i] = l[k];
+        }
+        f->ak[i] = 1;
+    }
+    return 0;
+}
+
+/* Chunks [0, top) all known, top = one past the highest known: the
+ * manifest if they aggregate to the xorb hash. */
+static bool parts_try(zp_fetch *f)
+{
+    uint32_t top = 0;
+    for (uint32_t i = XET_XORB_MAX_CHUNKS; i > 0; i--)
+        if (f->ak[i - 1]) {
+            top = i;
+            break;
+        }
+    if (!top || top < f->end || memchr(f->ak, 0, top))
+        return false;
+    if (zp_manifest_verify(&f->xorb, f->ah, f->al, top) != 0)
+        return false;
+    xet_hash *h = malloc(top * sizeof *h);
+    uint32_t *l = malloc(top * sizeof *l);
+    if (!h || !l) {
+        free(h), free(l);
+        return false;
+    }
+    memcpy(h, f->ah, top * sizeof *h);
+    memcpy(l, f->al, top * sizeof *l);
+    free(f->ah), free(f->al), free(f->ak);
+    f->ah = NULL, f->al = NULL, f->ak = NULL;
+    f->n->st.manifests_joined++;
+    manifest_accept(f, h, l, top);
+    return true;
+}
+
+/* MPART: what the peer knows of the manifest, with ours; complete and
+ * aggregating: accepted; else the next peer is asked. */
+static void on_mpart(zp_conn *c, zp_req *r, const zp_zfs_msg *m)
+{
+    zn_peer_node *n = c->n;
+    zp_fetch *f = r->f;
+    req_unlink(r);
+    free(r);
+    f->manifest_pending = false;
+    n->st.mparts_in++;
+    int rc = parts_merge(f, NULL, NULL, NULL, m->body, m->n);
+    if (!rc && !f->own_merged && n->p.parts) {
+        f->own_merged = true;
+        uint32_t *pi = NULL, *pl = NULL, k = 0;
+        xet_hash *ph = NULL;
+        if (n->p.parts(n->p.ud, &f->xorb, &pi, &ph, &pl, &k) == 0 && k > 0)
+            rc = parts_merge(f, pi, ph, pl, NULL, k);
+        free(pi), free(ph), free(pl);
+    }
+    if (rc) {
+        fetch_finish(f, rc);
+        return;
+    }
+    if (!parts_try(f))
+        fetch_manifest_next(f);
 }
 
 static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
@@ -1141,6 +1256,11 @@ static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
         if (!(r = req_find(c, m.req, R_MANIFEST)))
             return;
         on_manifest(c, r, &m);
+        return;
+    case ZP_MPART:
+        if (!(r = req_find(c, m.req, R_MANIFEST)))
+            return;
+        on_mpart(c, r, &m);
         return;
     case ZP_REFUSE:
         if ((r = req_find(c, m.req, R_DATA)) || (r = req_find(c, m.req, R_MANIFEST)))
@@ -1824,6 +1944,9 @@ static void fetch_maybe_free(zp_fetch *f)
         free(f->parts[k].tried);
     free(f->parts);
     free(f->mtried);
+    free(f->ah);
+    free(f->al);
+    free(f->ak);
     free(f->mh);
     free(f->ml);
     free(f->off);
@@ -2260,6 +2383,10 @@ unsigned zn_peer_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, 
             zp_pend *e = &c->pend[k];
             if (e->until <= now || !xet_hash_eq(&e->xorb, xorb))
                 continue;
+            if (start >= end) { /* any run of the xorb */
+                cnt += e->n > 0;
+                break;
+            }
             uint32_t s = start; /* runs in any order: advance while covered */
             bool progress = true;
             while (s < end && progress) {

@@ -78,11 +78,19 @@
  *                 for that xorb.  Sent only to peers whose extension
  *                 handshake has "zfs_caps" with bit 1 (ZP_CAP_PENDING), so
  *                 older zestfs peers never see it.  n ≤ 4096.
+ *   09 MPART     req u32 | m u32 | (index u32, hash[32], len u32) × m   9+40m B
+ *                 the answer to MREQ from a peer without the whole manifest:
+ *                 the chunk hashes and lengths of the xorb it knows (from
+ *                 chunks it verified), indexes increasing, < 8192; 1 ≤ m.
+ *                 The requester joins the parts it gets (and its own) and
+ *                 accepts the result only when chunks [0, n) are all known and
+ *                 aggregate to the xorb hash.  Sent only to peers whose
+ *                 "zfs_caps" has bit 2 (ZP_CAP_MPART).
  * Any other type byte, or a length other than the above, is malformed.
  * Request ids are chosen by the requester, unique per connection.
  *
  * Extension handshake sent: d 1:m d 6:ut_pex i3e 6:ut_xet i1e 7:zfs_xet i2e e
- *   1:p i<port>e 4:reqq i250e 1:v 10:zestfs/0.1 8:zfs_caps i1e e (ut_xet = 1
+ *   1:p i<port>e 4:reqq i250e 1:v 10:zestfs/0.1 8:zfs_caps i3e e (ut_xet = 1
  *   as zest expects; ut_pex left out with no_pex).
  * PEX (BEP 11).  To each peer that offered ut_pex: the listen addresses of
  *   the other peers of the same swarm (dialled: the address; incoming: the
@@ -124,6 +132,7 @@ extern "C" {
 #define ZP_EXT_ZFS_XET 2
 #define ZP_EXT_UT_PEX 3
 #define ZP_CAP_PENDING 1u      /* "zfs_caps" bit: understands PENDING */
+#define ZP_CAP_MPART 2u        /* "zfs_caps" bit: understands MPART */
 #define ZP_MAX_PEX_ADDED 50u   /* peers per ut_pex message, both ways */
 #define ZP_CTRL_FRAME_MAX (1u << 20)
 #define ZP_DATA_FRAME_MAX ((64u << 20) + 1024u)
@@ -132,7 +141,7 @@ extern "C" {
 
 enum zp_zfs_type {
     ZP_HAVE = 1, ZP_REQUEST = 2, ZP_DATA = 3, ZP_MREQ = 4, ZP_MANIFEST = 5, ZP_REFUSE = 6,
-    ZP_CANCEL = 7, ZP_PENDING = 8,
+    ZP_CANCEL = 7, ZP_PENDING = 8, ZP_MPART = 9,
 };
 enum zp_refuse_code { ZP_NOT_FOUND = 1, ZP_NOT_ALLOWED = 2, ZP_BUSY = 3, ZP_BAD_REQUEST = 4 };
 enum zp_utxet_type {
@@ -210,6 +219,9 @@ typedef struct zp_ext_info {
 int zp_ext_handshake_info(const uint8_t *p, size_t len, zp_ext_info *out);
 /* PENDING: like HAVE, but n may be 0 (= nothing pending any more). */
 size_t zp_zfs_pending(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs, uint32_t n);
+/* MPART: m known chunks (idx increasing). */
+size_t zp_zfs_mpart(uint8_t *out /* 9+40m */, uint32_t req, const uint32_t *idx,
+                    const xet_hash *hashes, const uint32_t *lens, uint32_t m);
 
 /* Verify a manifest (n entries of hash+len) against the xorb hash: 0 or
  * -EBADMSG (bad sizes, count) / -EILSEQ (does not aggregate to xorb). */
@@ -254,6 +266,11 @@ typedef struct zn_peer_provider {
      * (a xorb of a private repo is never served through a public swarm);
      * NULL: every held xorb */
     bool (*may_serve_xorb)(void *ud, const uint8_t info_hash[20], const xet_hash *xorb);
+    /* optional: the chunk hashes and lengths of xorb known from chunks
+     * verified locally when the whole manifest is not: 0 with malloc'd
+     * *idx (increasing), *hashes, *lens and *m >= 1, or -ENOENT */
+    int (*parts)(void *ud, const xet_hash *xorb, uint32_t **idx, xet_hash **hashes,
+                 uint32_t **lens, uint32_t *m);
 } zn_peer_provider;
 
 typedef struct zn_peer_opts {
@@ -285,6 +302,8 @@ typedef struct zn_peer_stats {
     uint64_t pex_in, pex_out;        /* ut_pex messages received / sent */
     uint64_t pex_dialled;            /* peers dialled because a ut_pex named them */
     uint64_t slow_drops;             /* peers disconnected for being too slow */
+    uint64_t mparts_in, mparts_out;  /* MPART answers received / sent */
+    uint64_t manifests_joined;       /* manifests put together from parts and verified */
     uint64_t pending_in;             /* PENDING messages received */
 } zn_peer_stats;
 
@@ -313,7 +332,8 @@ unsigned zn_peer_holders(zn_peer_node *n, const xet_hash *xorb, uint32_t start, 
 #define ZP_PENDING_TTL_MS 30000u
 void zn_peer_announce_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
                               bool on);
-/* How many connected peers said they are fetching all of [start,end). */
+/* How many connected peers said they are fetching all of [start,end)
+ * (start >= end: any run of the xorb). */
 unsigned zn_peer_pending(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end);
 
 /* Fetch decoded chunks [start,end) of xorb from peers, verified as above.

@@ -156,6 +156,24 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
         m->body = p + 9;
         m->body_len = 36 * (size_t)m->n;
         return 0;
+    case ZP_MPART: {
+        if (len < 9)
+            return -EBADMSG;
+        m->req = get32(p + 1);
+        m->n = get32(p + 5);
+        if (m->n == 0 || m->n > XET_XORB_MAX_CHUNKS || len != 9 + 40 * (size_t)m->n)
+            return -EBADMSG;
+        m->body = p + 9;
+        m->body_len = 40 * (size_t)m->n;
+        uint32_t prev = 0;
+        for (uint32_t k = 0; k < m->n; k++) {
+            uint32_t i = get32(m->body + 40 * (size_t)k), l = get32(m->body + 40 * (size_t)k + 36);
+            if (i >= XET_XORB_MAX_CHUNKS || (k && i <= prev) || l == 0 || l > (128u << 10))
+                return -EBADMSG;
+            prev = i;
+        }
+        return 0;
+    }
     case ZP_REFUSE:
         if (len != 9)
             return -EBADMSG;
@@ -182,6 +200,21 @@ size_t zp_zfs_have(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs,
         put32(out + 41 + 8 * k, runs[k].end);
     }
     return 37 + 8 * (size_t)n;
+}
+
+size_t zp_zfs_mpart(uint8_t *out, uint32_t req, const uint32_t *idx, const xet_hash *hashes,
+                    const uint32_t *lens, uint32_t m)
+{
+    out[0] = ZP_MPART;
+    put32(out + 1, req);
+    put32(out + 5, m);
+    for (uint32_t k = 0; k < m; k++) {
+        uint8_t *q = out + 9 + 40 * (size_t)k;
+        put32(q, idx[k]);
+        memcpy(q + 4, hashes[k].b, 32);
+        put32(q + 36, lens[k]);
+    }
+    return 9 + 40 * (size_t)m;
 }
 
 size_t zp_zfs_pending(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs, uint32_t n)

@@ -92,6 +92,8 @@ typedef struct mem {
     bool manifest;
     bool may_serve;
     bool stall;
+    bool parts;               /* answer MPART with the held runs' hashes */
+    bool lie;                 /* ... one of them wrong */
     pending_read pend[256];
     size_t npend;
     unsigned reads;
@@ -159,9 +161,37 @@ static bool mem_may_serve(void *ud, const uint8_t ih[20])
     return ((mem *)ud)->may_serve;
 }
 
+static int mem_parts(void *ud, const xet_hash *xorb, uint32_t **idx, xet_hash **h,
+                     uint32_t **l, uint32_t *cnt)
+{
+    mem *m = ud;
+    if (!m->parts || !xet_hash_eq(xorb, &m->x->hash))
+        return -ENOENT;
+    uint32_t k = 0;
+    for (size_t i = 0; i < m->nheld; i++)
+        k += m->held[i].end - m->held[i].start;
+    if (!k)
+        return -ENOENT;
+    *idx = malloc(k * sizeof **idx);
+    *h = malloc(k * sizeof **h);
+    *l = malloc(k * sizeof **l);
+    k = 0;
+    for (size_t i = 0; i < m->nheld; i++)
+        for (uint32_t c = m->held[i].start; c < m->held[i].end; c++, k++) {
+            (*idx)[k] = c;
+            (*h)[k] = m->x->hashes[c];
+            (*l)[k] = m->x->lens[c];
+        }
+    if (m->lie)
+        (*h)[k / 2].b[0] ^= 1;
+    *cnt = k;
+    return 0;
+}
+
 static zn_peer_provider mem_provider(mem *m)
 {
-    return (zn_peer_provider){m, mem_held, mem_manifest, mem_read, mem_may_serve, NULL};
+    return (zn_peer_provider){m, mem_held, mem_manifest, mem_read, mem_may_serve, NULL,
+                              mem_parts};
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -617,6 +647,62 @@ static void test_no_manifest_private(void)
     fetch_sync(b, 0, 10, &r);
     T_EQ_INT(r.err, -ENOENT);
     T_EQ_INT(mc.reads, 0);
+    drain(a, b);
+}
+
+/* Nobody holds the whole xorb: A has [0, k), B [k, n), neither a manifest.
+ * B asks A (MREQ), A answers MPART with its chunks' hashes, B joins them
+ * with its own, the whole aggregates to the xorb hash: B fetches [0, k). */
+static void test_manifest_parts(void)
+{
+    uint32_t k = X.n / 2;
+    mem ma = MEMI(0, k, 1, false, true), mb = MEMI(k, X.n, 1, false, true);
+    ma.parts = mb.parts = true;
+    zn_peer_node *a, *b;
+    nodes(&ma, &mb, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, k);
+    connect_to(b, a, "127.0.0.1");
+    hold h = {b, &X.hash, 0, k};
+    T_TRUE(run_until(cond_holders, &h, 10000));
+    result r;
+    fetch_sync(b, 0, k, &r);
+    T_EQ_INT(r.err, 0);
+    T_EQ_INT(r.len, X.off[k]);
+    T_TRUE(r.data && memcmp(r.data, X.data, X.off[k]) == 0);
+    free(r.data);
+    zn_peer_stats sa, sb;
+    zn_peer_get_stats(a, &sa);
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sa.mparts_out, 1);
+    T_EQ_INT(sb.mparts_in, 1);
+    T_EQ_INT(sb.manifests_joined, 1);
+    T_EQ_INT(sb.bans, 0);
+    drain(a, b);
+
+    /* B holds nothing: A's half does not make the whole, -ENOENT, nothing read */
+    mem mc = MEMI(0, k, 1, false, true), md = MEMI(0, 0, 0, false, true);
+    mc.parts = md.parts = true;
+    nodes(&mc, &md, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, k);
+    connect_to(b, a, "127.0.0.1");
+    fetch_sync(b, 0, k, &r);
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(mc.reads, 0);
+    drain(a, b);
+
+    /* A's parts carry one wrong hash: the whole does not aggregate, -ENOENT,
+     * not one chunk asked for */
+    mem me = MEMI(0, k, 1, false, true), mf = MEMI(k, X.n, 1, false, true);
+    me.parts = mf.parts = true;
+    me.lie = true;
+    nodes(&me, &mf, NULL, NULL, &a, &b);
+    zn_peer_announce_have(a, &X.hash, 0, k);
+    connect_to(b, a, "127.0.0.1");
+    fetch_sync(b, 0, k, &r);
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(me.reads, 0);
+    zn_peer_get_stats(b, &sb);
+    T_EQ_INT(sb.manifests_joined, 0);
     drain(a, b);
 }
 
@@ -1143,6 +1229,7 @@ int main(int argc, char **argv)
         T_RUN(test_pipeline_cancel);
         T_RUN(test_timeouts);
         T_RUN(test_no_manifest_private);
+        T_RUN(test_manifest_parts);
         T_RUN(test_upload_cap_max_conns);
         T_RUN(test_ipv6);
         T_RUN(test_liar_and_honest);

@@ -128,7 +128,7 @@ def mount(zestfs, mnt, args, log):
 def unmount(p, mnt):
     subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
     try:
-        p.wait(30)
+        p.wait(90)  # a slow machine (CI, sanitizers) may take a while to drain
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()

@@ -11,6 +11,12 @@ without --peer (issue #5 §4), on loopback:
   * PEX: mount C knows only B (--peer, --no-dht); B's ut_pex names A, C
     dials A: C ends up connected to both, its status counts PEX messages
     and the peer it dialled from them.
+  * Private: mount G reads the repo with a token, so it joins no swarm and
+    serves nothing (H, peered with G, gets every byte from the CDN); G2,
+    same store and token with --seed-private org/disc, serves H2 everything
+    while the origin refuses xorbs.
+  * Two empty peered nodes E, F `zestfs pull` at once (origin capped at
+    8 MB/s): origin xorb egress at most 1.5x the Xet bytes (CDN only: 2x).
   * A repo added after startup joins its swarm: mount D starts with no
     --repo (--peer A); the first lookup of models--org--disc resolves it
     through the Hub API, and its files are then read from A (the origin
@@ -209,6 +215,39 @@ def main():
         unmount(pe, me)
         unmount(pf, mf)
 
+        # ---- G: a repo read with a token is private: not served; H: opted in, served ----
+        knobs(origin, refuse_xorbs=0)
+        pg, mg, sg, lg, snapg, portg = node("g", ["--repo", "org/disc", "--no-dht",
+                                                  "--token", "hf_private_token"])
+        check(read_files(snapg), "G (token): every file byte-exact from the origin")
+        ph, mh, sh, lh, snaph, _ = node("h", ["--repo", "org/disc", "--no-dht", "--peer",
+                                              f"127.0.0.1:{portg}"])
+        time.sleep(1.5)
+        check(read_files(snaph), "H: every file byte-exact")
+        sth, stg = status(zestfs, sh), status(zestfs, sg)
+        check(src_bytes(sth)[0] == 0 and src_bytes(sth)[1] >= xet_bytes,
+              f"H: nothing from G, whose repo is private (peers {src_bytes(sth)[0]}, "
+              f"CDN {src_bytes(sth)[1]})")
+        check(((stg.get("peers") or {}).get("data_up") or 0) == 0 and
+              ((stg.get("peers") or {}).get("connected") or 0) == 0,
+              f"G: serves no swarm: no peer connected, nothing sent ({stg.get('peers')})")
+        unmount(ph, mh)
+        unmount(pg, mg)
+        pg, mg, sg, lg, snapg, portg = node("g2", ["--repo", "org/disc", "--no-dht", "--store",
+                                                   sg, "--token", "hf_private_token",
+                                                   "--seed-private", "org/disc"])
+        knobs(origin, refuse_xorbs=1)
+        ph, mh, sh2, lh, snaph, _ = node("h2", ["--repo", "org/disc", "--no-dht", "--peer",
+                                                f"127.0.0.1:{portg}"])
+        check(wait_log(lh, r"peers: [1-9]\d* connected", 30) is not None,
+              "H2: connected to G2 (--seed-private org/disc)")
+        time.sleep(0.5)
+        check(read_files(snaph), "H2: every file byte-exact from G2, the origin refusing xorbs")
+        peer, cdn = src_bytes(status(zestfs, sh2))
+        check(peer >= xet_bytes and cdn == 0, f"H2: peer bytes {peer}, CDN bytes {cdn}")
+        unmount(ph, mh)
+        unmount(pg, mg)
+
         unmount(pb, mb)
         check(os.path.getsize(os.path.join(sb, "dht.state")) > 0
               if os.path.exists(os.path.join(sb, "dht.state")) else False,
@@ -223,7 +262,7 @@ def main():
                 unmount(p, mnt)
         origin.stop()
         out = ""
-        for n in "abcdef":
+        for n in ["a", "b", "c", "d", "e", "f", "g", "h", "g2", "h2"]:
             lp = os.path.join(tmp, n + ".log")
             if os.path.exists(lp):
                 t = open(lp, errors="replace").read()

@@ -106,8 +106,8 @@ def main():
     check(hs[:20] == PSTR and hs[25] & 0x10 and hs[48:56] == b"-ZF0100-",
           "node handshake: protocol, BEP 10 bit, peer id -ZF0100-")
     check(seen.get("ext", b"").startswith(b"d1:md6:ut_pexi3e6:ut_xeti1e7:zfs_xeti2ee")
-          and b"8:zfs_capsi1e" in seen.get("ext", b""),
-          "node extension handshake m = {ut_pex: 3, ut_xet: 1, zfs_xet: 2}, zfs_caps 1: %r"
+          and b"8:zfs_capsi3e" in seen.get("ext", b""),
+          "node extension handshake m = {ut_pex: 3, ut_xet: 1, zfs_xet: 2}, zfs_caps 3 (PENDING, MPART): %r"
           % seen.get("ext"))
     m = seen.get("mreq", b"")
     check(len(m) == 37 and m[0] == 4 and m[5:37] == X.hash, "MREQ: 37 bytes, xorb hash")
