@@ -292,6 +292,11 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(po, "pex_out", (double)ps.node.pex_out);
         cJSON_AddNumberToObject(po, "pex_dialled", (double)ps.node.pex_dialled);
         cJSON_AddNumberToObject(po, "slow_drops", (double)ps.node.slow_drops);
+        cJSON_AddNumberToObject(po, "fetches_ok", (double)ps.node.fetches_ok);
+        cJSON_AddNumberToObject(po, "fetches_failed", (double)ps.node.fetches_failed);
+        cJSON_AddNumberToObject(po, "mparts_in", (double)ps.node.mparts_in);
+        cJSON_AddNumberToObject(po, "mparts_out", (double)ps.node.mparts_out);
+        cJSON_AddNumberToObject(po, "manifests_joined", (double)ps.node.manifests_joined);
         cJSON *dh = cJSON_AddObjectToObject(po, "dht");
         cJSON_AddBoolToObject(dh, "enabled", ps.dht);
         cJSON_AddNumberToObject(dh, "nodes", (double)ps.dht_st.nodes);

@@ -1313,9 +1313,9 @@ int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint
 {
     if (!p || !p->node || p->stopped)
         return -ENOENT;
-    uint64_t ms = bytes / 20000; /* 20 MB/s */
-    if (ms < 500)
-        ms = 500;
+    uint64_t ms = bytes / 4000; /* 4 MB/s: slower peers are raced against the CDN first */
+    if (ms < 2000)
+        ms = 2000;
     if (ms > 600000)
         ms = 600000;
     return zn_peer_fetch(p->node, xorb, cs, ce, (unsigned)ms, cb, ud, op);

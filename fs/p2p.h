@@ -92,7 +92,7 @@ void zf_p2p_cdn_fetching(zf_p2p *p, const char *type, const char *id, const xet_
 /* A file map of repo (type, id) names xorb (a reconstruction was learned):
  * the xorb may be served on that repo's swarm from now on. */
 void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb);
-/* zn_peer_fetch with a deadline of max(500 ms, bytes / 20 MB/s). */
+/* zn_peer_fetch with a deadline of max(2 s, bytes / 4 MB/s). */
 int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,
                  zn_peer_fetch_cb cb, void *ud, zn_peer_op **op);
 /* After a run was stored (loop): tell peers (when the repo's swarm is

@@ -73,7 +73,8 @@
 #define NBUCKETS 4096
 #define DISK_RA (8ull << 20) /* stored bytes a sequential reader's disk reads run ahead */
 #define P2P_TICK_MS 25     /* parked and peer fetches are looked at this often */
-#define RACE_AFTER_MS 500  /* a peer fetch is not raced before this */
+#define RACE_AFTER_MS 1000 /* a peer fetch a read waits for is not raced before this */
+#define BG_RACE_AFTER_MS 10000 /* one nobody waits for (pull, prefetch): this */
 #define PARK_BG_MS 30000   /* a background fetch waits this long for a peer's CDN fetch */
 #define PARK_FG_MIN_MS 1000 /* a read's: max(this, bytes / 10 MB/s) */
 #define JITTER_MS 200      /* a background CDN fetch with peers connected waits 0..this first */
@@ -1327,6 +1328,11 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         xf->lens = NULL;
         xf->hashes = NULL;
         xf->buf = NULL;
+        if (zf_log_level >= ZF_LOG_DEBUG && err != -ECANCELED) {
+            char why[96];
+            snprintf(why, sizeof why, "peer fetch failed: %s", zf_strerror(-err));
+            xf_debug(xf, why);
+        }
         if (xf->creq) /* the racing CDN request decides */
             return;
         if (!c->stopping && err == -ENOENT && xf->reparks < 3 &&
@@ -1513,8 +1519,19 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
         peer_eta = (double)(total - done) * (double)e / (double)done;
     else if (done > 0)
         peer_eta = 0;
-    if (peer_eta <= 2 * cdn_eta_ms(c, xf->bytes) + 250)
-        return false;
+    bool fg = xf_has_fg(xf);
+    if (!fg) {
+        /* Nobody waits (pull, prefetch): a CDN copy costs the origin more
+         * than the time it saves, so only a peer that has all but stalled
+         * is raced (slow ones are dropped by the peer node anyway). */
+        if (e < BG_RACE_AFTER_MS || peer_eta <= 10 * cdn_eta_ms(c, xf->bytes) + 5000)
+            return false;
+    } else {
+        if (done == 0 && e < 2 * c->race_after_ms && c->race_after_ms)
+            return false; /* no answer yet: a busy peer's first one can take a while */
+        if (peer_eta <= 3 * cdn_eta_ms(c, xf->bytes) + 1000)
+            return false;
+    }
     /* slower than the CDN would be: race it (the first verified copy wins) */
     xf->raced = true;
     c->m.races++;

@@ -284,7 +284,7 @@ class Node:
                else ["--no-p2p"])
         self.p = subprocess.Popen([*nsx(self.ns), zestfs, self.mnt, "-f", "--no-config", "--endpoint", endpoint,
                                    "--repo", REPO, "--store", self.store, "--store-size", str(store_size),
-                                   "--token", "", *net],
+                                   "--token", "", *net, *os.environ.get("ZESTFS_BENCH_ARGS", "").split()],
                                   stdout=self.log, stderr=subprocess.STDOUT,
                                   env=dict(os.environ, ZESTFS_DHT_BOOTSTRAP="none"))
         self.p2p = bool(tracker)
