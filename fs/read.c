@@ -73,7 +73,7 @@
 #define NBUCKETS 4096
 #define DISK_RA (8ull << 20) /* stored bytes a sequential reader's disk reads run ahead */
 #define P2P_TICK_MS 25     /* parked and peer fetches are looked at this often */
-#define RACE_AFTER_MS 1000 /* a peer fetch a read waits for is not raced before this */
+#define RACE_AFTER_MS 500  /* a peer fetch a read waits for is not raced before this */
 #define BG_RACE_AFTER_MS 10000 /* one nobody waits for (pull, prefetch): this */
 #define PARK_BG_MS 30000   /* a background fetch waits this long for a peer's CDN fetch */
 #define PARK_FG_MIN_MS 1000 /* a read's: max(this, bytes / 10 MB/s) */
@@ -1527,9 +1527,7 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
         if (e < BG_RACE_AFTER_MS || peer_eta <= 10 * cdn_eta_ms(c, xf->bytes) + 5000)
             return false;
     } else {
-        if (done == 0 && e < 2 * c->race_after_ms && c->race_after_ms)
-            return false; /* no answer yet: a busy peer's first one can take a while */
-        if (peer_eta <= 3 * cdn_eta_ms(c, xf->bytes) + 1000)
+        if (peer_eta <= 2 * cdn_eta_ms(c, xf->bytes) + 250)
             return false;
     }
     /* slower than the CDN would be: race it (the first verified copy wins) */
