@@ -78,6 +78,8 @@
 #define PARK_BG_MS 30000   /* a background fetch waits this long for a peer's CDN fetch */
 #define PARK_FG_MIN_MS 1000 /* a read's: max(this, bytes / 10 MB/s) */
 #define JITTER_MS 200      /* a background CDN fetch with peers connected waits 0..this first */
+#define REPARK_MS 2000     /* no manifest yet for a background fetch: the peers again after */
+#define REPARKS_BG 10      /* ... at most this many times, then the CDN */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -227,6 +229,7 @@ struct rd_xf {
     bool parked;               /* waiting for a peer's CDN fetch of this range */
     bool pend_seen;            /* a peer's PENDING (else: only the start jitter) */
     bool wait_xorb;            /* parked until no peer fetches any of the xorb (its manifest) */
+    bool retry_peer;           /* parked for a while, then the peers again */
     int reparks;
     uint64_t park_t0, park_lim; /* since, and for how long at most (ms) */
     bool pend_on;              /* our CDN fetch announced as PENDING */
@@ -1214,6 +1217,7 @@ static void xf_decode_after(uv_work_t *w, int status)
 static void p2p_timer_arm(rd_ctx *c);
 static bool cell_has_fg(const rd_cell *cl);
 static void xf_debug(const rd_xf *xf, const char *what);
+static bool xf_has_fg(const rd_xf *xf);
 
 /* The CDN request of a fetch: alone, or racing its peer fetch (xf->pop set;
  * a failure to start then just leaves the peers to it). */
@@ -1335,15 +1339,22 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         }
         if (xf->creq) /* the racing CDN request decides */
             return;
-        if (!c->stopping && err == -ENOENT && xf->reparks < 3 &&
-            zf_p2p_pending(c->fs->p2p, &xf->xorb, 0, 0) > 0) {
-            /* no manifest yet (nobody holds the whole xorb), but peers are
-             * fetching the rest of it: wait for them rather than the CDN */
+        bool pend = zf_p2p_pending(c->fs->p2p, &xf->xorb, 0, 0) > 0;
+        if (!c->stopping && err == -ENOENT &&
+            ((pend && xf->reparks < 3) || (!xf_has_fg(xf) && xf->reparks < REPARKS_BG))) {
+            /* No manifest yet: nobody holds the whole xorb and the peers'
+             * parts do not add up to it.  Peers fetching the rest of it now:
+             * wait for them.  Else, nobody waiting on this (pull, prefetch):
+             * the nodes pulling with us will fetch the rest soon, so ask the
+             * peers again in a while rather than copy the CDN's bytes. */
             xf->reparks++;
-            xf->parked = xf->pend_seen = xf->wait_xorb = true;
+            xf->parked = xf->pend_seen = true;
+            xf->wait_xorb = pend;
+            xf->retry_peer = !pend;
             xf->park_t0 = now_ms();
             c->m.fetches_parked++;
-            xf_debug(xf, "no manifest yet, peers fetch the rest of the xorb: waiting");
+            xf_debug(xf, pend ? "no manifest yet, peers fetch the rest of the xorb: waiting"
+                              : "no manifest yet: asking the peers again in a while");
             p2p_timer_arm(c);
             return;
         }
@@ -1476,6 +1487,14 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
         if (c->stopping) {
             xf->parked = false;
             xf_finish(xf, -ECANCELED);
+            return true;
+        }
+        if (xf->retry_peer) {
+            if (now - xf->park_t0 < REPARK_MS && !xf_has_fg(xf))
+                return false;
+            xf->parked = xf->retry_peer = false;
+            if (zf_p2p_holders(p, &xf->xorb, xf->cs, xf->ce) == 0 || !xf_peer(xf))
+                xf_cdn(xf);
             return true;
         }
         if (xf->wait_xorb) { /* until the peers' fetches of the xorb are over */
