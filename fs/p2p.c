@@ -457,15 +457,13 @@ static int pv_parts(void *ud, const xet_hash *xorb, uint32_t **idx, xet_hash **h
     return 0;
 }
 
-/* Pool: add the hashes of stored chunks [cs, ce) to "mpart/<xorb>". */
-static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+/* Pool: the lengths and hashes of stored chunks [cs, ce) from their
+ * segments' headers into lens/hashes (ce - cs entries).  0, or negative
+ * errno (-ENOENT, -EBADMSG: evicted or corrupt meanwhile). */
+static int run_hashes(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint32_t *lens,
+                      xet_hash *hashes)
 {
-    if (cs >= ce || ce > XET_XORB_MAX_CHUNKS)
-        return;
-    uint32_t n = ce - cs;
-    uint32_t *lens = malloc(n * sizeof *lens);
-    xet_hash *hashes = malloc(n * sizeof *hashes);
-    int rc = lens && hashes ? 0 : -ENOMEM;
+    int rc = 0;
     for (uint32_t k = cs; !rc && k < ce;) {
         zc_ref ref;
         rc = zc_lookup(p->store, xorb, k, &ref);
@@ -479,6 +477,18 @@ static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
         if (ref.seg)
             zc_unpin(&ref);
     }
+    return rc;
+}
+
+/* Pool: add the hashes of stored chunks [cs, ce) to "mpart/<xorb>". */
+static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
+{
+    if (cs >= ce || ce > XET_XORB_MAX_CHUNKS)
+        return;
+    uint32_t n = ce - cs;
+    uint32_t *lens = malloc(n * sizeof *lens);
+    xet_hash *hashes = malloc(n * sizeof *hashes);
+    int rc = lens && hashes ? run_hashes(p, xorb, cs, ce, lens, hashes) : -ENOMEM;
     char key[80];
     mpart_key(xorb, key);
     pthread_mutex_lock(&p->mpart_mu);
@@ -690,32 +700,12 @@ int zf_p2p_after_put(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
     if (nr < 1 || r[0].start != 0)
         return 0;
     uint32_t n = r[0].end;
-    char key[80];
-    man_key(xorb, key);
-    void *old;
-    size_t oldlen;
-    if (zc_meta_get(p->store, key, &old, &oldlen) == 0) {
-        free(old);
-        return 1;
-    }
+    const char *key = mk;
     uint32_t *lens = malloc(n * sizeof *lens);
     xet_hash *hashes = malloc(n * sizeof *hashes);
-    int rc = lens && hashes ? 0 : -ENOMEM;
-    for (uint32_t k = 0; !rc && k < n;) {
-        zc_ref ref;
-        rc = zc_lookup(p->store, xorb, k, &ref);
-        if (rc == -EAGAIN)
-            rc = zc_verify_segment(&ref);
-        if (!rc) {
-            uint32_t m = ref.seg_end < n ? ref.seg_end : n;
-            rc = zc_chunk_hashes(&ref, k, m, lens + k, hashes + k);
-            k = m;
-        }
-        if (ref.seg)
-            zc_unpin(&ref);
-        if (rc == -ENOENT || rc == -EBADMSG)
-            rc = 1; /* evicted or corrupt meanwhile: not complete now */
-    }
+    int rc = lens && hashes ? run_hashes(p, xorb, 0, n, lens, hashes) : -ENOMEM;
+    if (rc == -ENOENT || rc == -EBADMSG)
+        rc = 1; /* evicted or corrupt meanwhile: not complete now */
     if (!rc) {
         rc = zp_manifest_verify(xorb, hashes, lens, n);
         if (rc == -EILSEQ) {
