@@ -29,38 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsutil  # noqa: E402
 from fsutil import Origin, knobs, mount, unmount  # noqa: E402
 from test_p2p import find_num, src_bytes, status, wait_log  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "net"))
+from peer_util import free_port, lt_dht_session  # noqa: E402
 
 try:
     import libtorrent as lt
 except ImportError:
     lt = None
-
-
-def free_port():
-    import socket
-    while True:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        p = u.getsockname()[1]
-        u.close()
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", p))
-            t.close()
-            return p
-        except OSError:
-            t.close()
-
-
-def lt_session(port, boots):
-    return lt.session({
-        "listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": True, "enable_lsd": False,
-        "enable_upnp": False, "enable_natpmp": False,
-        "dht_bootstrap_nodes": ",".join("127.0.0.1:%d" % b for b in boots),
-        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False, "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False, "out_enc_policy": 2,
-        "enable_outgoing_utp": False, "enable_incoming_utp": False})
 
 
 def main():
@@ -83,7 +58,7 @@ def main():
     origin = Origin(run.origin_exe, data, tmp)
 
     ports = [free_port() for _ in range(3)]
-    sess = [lt_session(ports[i], [p for p in ports if p != ports[i]]) for i in range(3)]
+    sess = [lt_dht_session(lt, ports[i], [p for p in ports if p != ports[i]]) for i in range(3)]
     stop = threading.Event()
 
     def pump():  # libtorrent queues alerts; drain them

@@ -5,6 +5,7 @@ get_peers finds us; libtorrent announces another hash and our get_peers finds
 it; libtorrent's ping / find_node / get_peers reach our node and are answered.
 Usage: disc_dht.py TEST_DHT  (Debian's /usr/bin/python3 for the bindings)."""
 import hashlib
+import os
 import select
 import shutil
 import socket
@@ -12,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_util import free_port, lt_dht_session  # noqa: E402
 
 try:
     import libtorrent as lt
@@ -29,33 +33,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILS.append(what)
-
-
-def free_port():
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", p))
-            t.close()
-            return p
-        except OSError:
-            t.close()
-
-
-def session(port, boots):
-    return lt.session({
-        "listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": True, "enable_lsd": False,
-        "enable_upnp": False, "enable_natpmp": False,
-        "dht_bootstrap_nodes": ",".join("127.0.0.1:%d" % b for b in boots),
-        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False, "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False,
-        "out_enc_policy": 2, "enable_outgoing_utp": False,
-        "alert_mask": lt.alert.category_t.all_categories})
 
 
 def ih_of(t, r):
@@ -114,7 +91,7 @@ def pump(sessions, secs, until=None):
 
 def main():
     ports = [free_port() for _ in range(3)]
-    sess = [session(ports[i], [p for p in ports if p != ports[i]]) for i in range(3)]
+    sess = [lt_dht_session(lt, ports[i], [p for p in ports if p != ports[i]]) for i in range(3)]
     node = None
     tmp = tempfile.mkdtemp(prefix="zfs-dht-lt-")
     try:

@@ -187,3 +187,31 @@ def in_thread(fn, *args):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, res
+
+
+def free_port():
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        t = socket.socket()
+        try:
+            t.bind(("127.0.0.1", p))
+            t.close()
+            return p
+        except OSError:
+            t.close()
+
+
+def lt_dht_session(lt, port, boots):
+    """A python3-libtorrent session that is a DHT node on loopback, bootstrapping from boots."""
+    return lt.session({
+        "listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": True, "enable_lsd": False,
+        "enable_upnp": False, "enable_natpmp": False,
+        "dht_bootstrap_nodes": ",".join("127.0.0.1:%d" % b for b in boots),
+        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
+        "dht_ignore_dark_internet": False, "dht_enforce_node_id": False,
+        "dht_prefer_verified_node_ids": False,
+        "out_enc_policy": 2, "enable_outgoing_utp": False,
+        "alert_mask": lt.alert.category_t.all_categories})
