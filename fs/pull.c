@@ -100,7 +100,7 @@ static void pull_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, b
     s->busy = false;
     s->fill = NULL;
     p->active--;
-    p->done_files_bytes += total;
+    p->done_files_bytes += err ? done : total; /* a failed file counts what it stored */
     if (err) {
         p->st.files_failed++;
         if (!p->st.err && err != -ECANCELED)

@@ -29,7 +29,7 @@
  *       zc_put; then the cell's reads try the store again.
  *     A failed cell is tried again from a fresh reconstruction (signed URLs
  *     may have expired) with backoff, 3 attempts within 60 s; then its reads
- *     fail with EIO.  A read never gets a short answer before EOF.
+ *     fail with EIO (a fill's window goes on its retry list instead).  A read never gets a short answer before EOF.
  *   - memory: fetch bodies in flight are capped by XF_BUDGET (fetches queue
  *     beyond it); a cell is 8 MiB of file data; no whole file is buffered.
  * Other files (no Xet hash; small regular files): fetched whole once from
@@ -272,6 +272,14 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A millisecond knob from the environment (tests shorten waits with these). */
+static uint64_t env_ms(const char *name, uint64_t dflt)
+{
+    const char *e = getenv(name);
+    long v = e ? atol(e) : 0;
+    return v > 0 ? (uint64_t)v : dflt;
 }
 
 static uint64_t umin(uint64_t a, uint64_t b)
@@ -1780,7 +1788,7 @@ static void cell_attempt_failed(rd_cell *cl, int err)
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = (uint32_t)now_ms();
     delay = delay / 2 + (delay / 2) * (rnd % 1000) / 1000;
-    if (now_ms() - cl->t0 + delay > DEADLINE_MS) {
+    if (now_ms() - cl->t0 + delay > env_ms("ZESTFS_CELL_DEADLINE_MS", DEADLINE_MS)) {
         cell_done(cl, err);
         return;
     }
@@ -2613,9 +2621,18 @@ struct zf_fill {
     int inflight;
     int err;
     bool cancelled, finished;
+    /* pieces that failed with a transient error, handed out again first once
+     * their backoff is over; the fill fails only after FILL_STALL failures in
+     * a row with no piece stored between them (a slow shared link makes
+     * progress, just slowly: a pull must not give up on it) */
+    struct fill_retry { uint64_t off, len, not_before; } *retry;
+    size_t nretry, retry_cap;
+    int stall;
     zf_fill_cb cb;
     void *ud;
 };
+
+#define FILL_STALL 6
 
 /* Everything that hands out pieces or ends fills runs from this zero-delay
  * timer, never nested in a caller or in a completion. */
@@ -2623,13 +2640,37 @@ static void fill_kick(rd_ctx *c)
 {
     if (c->stopping)
         c->fill_timer_cb(&c->fill_timer); /* the timer is closed: end them now */
-    else if (!uv_is_active((uv_handle_t *)&c->fill_timer))
+    else if (!uv_is_active((uv_handle_t *)&c->fill_timer) ||
+             uv_timer_get_due_in(&c->fill_timer) > 0) /* a retry wait: now instead */
         uv_timer_start(&c->fill_timer, c->fill_timer_cb, 0, 0);
 }
 
 static bool fill_exhausted(const zf_fill *fl)
 {
-    return fl->ri >= fl->nrg || fl->err || fl->cancelled;
+    return (fl->ri >= fl->nrg && !fl->nretry) || fl->err || fl->cancelled;
+}
+
+/* Worth another try later: the network or a peer failed, not the request. */
+static bool fill_retryable(const zf_fill *fl, int err)
+{
+    return retryable(err) && err != -ENETDOWN && err != -ENOSPC && err != -EBADMSG &&
+           !fl->c->stopping && fl->c->http;
+}
+
+static int fill_retry_add(zf_fill *fl, uint64_t off, uint64_t len)
+{
+    if (fl->nretry == fl->retry_cap) {
+        size_t nc = fl->retry_cap ? fl->retry_cap * 2 : 8;
+        struct fill_retry *nr = realloc(fl->retry, nc * sizeof *nr);
+        if (!nr)
+            return -ENOMEM;
+        fl->retry = nr;
+        fl->retry_cap = nc;
+    }
+    /* 1 s, 2 s, .. 16 s (ZESTFS_FILL_RETRY_MS: the first) */
+    uint64_t delay = env_ms("ZESTFS_FILL_RETRY_MS", 1000) << (fl->stall > 5 ? 4 : fl->stall - 1);
+    fl->retry[fl->nretry++] = (struct fill_retry){off, len, now_ms() + delay};
+    return 0;
 }
 
 /* Finished: off c->fills, onto c->fills_done (its callback comes from the timer). */
@@ -2653,14 +2694,21 @@ static void fill_piece_done(rd_read *r, int err)
 {
     zf_fill *fl = r->fill;
     rd_ctx *c = r->c;
-    uint64_t len = r->len;
+    uint64_t off = r->off, len = r->len;
     read_free(r);
     c->bg_reads--;
     fl->inflight--;
     if (err) {
-        if (!fl->err && !fl->cancelled)
-            fl->err = err;
+        if (!fl->err && !fl->cancelled) {
+            if (fill_retryable(fl, err) && ++fl->stall < FILL_STALL &&
+                fill_retry_add(fl, off, len) == 0)
+                zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s; the fill tries "
+                       "it again\n", fl->f->path, off, off + len, zf_strerror(-err));
+            else
+                fl->err = err;
+        }
     } else {
+        fl->stall = 0;
         fl->done += len;
         if (!fl->cancelled && !fl->err)
             fl->cb(fl->ud, fl, fl->done, fl->total, false, 0);
@@ -2675,6 +2723,28 @@ static bool fill_next(zf_fill *fl)
     rd_ctx *c = fl->c;
     if (fill_exhausted(fl))
         return false;
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < fl->nretry; i++) {
+        if (fl->retry[i].not_before > now)
+            continue;
+        rd_read *r = calloc(1, sizeof *r);
+        if (!r) {
+            fl->err = -ENOMEM;
+            return false;
+        }
+        r->c = c;
+        r->f = fl->f;
+        r->fill = fl;
+        r->off = fl->retry[i].off;
+        r->len = fl->retry[i].len;
+        fl->retry[i] = fl->retry[--fl->nretry];
+        fl->inflight++;
+        c->bg_reads++;
+        read_go(r);
+        return true;
+    }
+    if (fl->ri >= fl->nrg)
+        return false; /* only retries left, not due yet */
     uint64_t end = fl->rg[2 * fl->ri + 1];
     uint64_t wend = (fl->pos / CELL_SIZE + 1) * CELL_SIZE;
     uint64_t pend = umin(end, wend);
@@ -2707,8 +2777,11 @@ static void fill_timer_cb(uv_timer_t *t)
         for (zf_fill *fl = c->fills; fl && c->bg_reads < BG_WINDOWS; fl = fl->next)
             any |= fill_next(fl);
     }
+    uint64_t due = UINT64_MAX;
     for (zf_fill *fl = c->fills, *nx; fl; fl = nx) {
         nx = fl->next;
+        for (size_t i = 0; !fill_exhausted(fl) && i < fl->nretry; i++)
+            due = umin(due, fl->retry[i].not_before);
         fill_maybe_finish(fl);
     }
     while (c->fills_done) {
@@ -2716,8 +2789,13 @@ static void fill_timer_cb(uv_timer_t *t)
         c->fills_done = fl->next;
         int err = fl->err ? fl->err : fl->cancelled ? -ECANCELED : 0;
         fl->cb(fl->ud, fl, fl->done, fl->total, true, err);
+        free(fl->retry);
         free(fl->rg);
         free(fl);
+    }
+    if (due != UINT64_MAX && !c->stopping) { /* wake up for the first retry due */
+        uint64_t now = now_ms();
+        uv_timer_start(&c->fill_timer, c->fill_timer_cb, due > now ? due - now : 0, 0);
     }
 }
 

@@ -124,6 +124,39 @@ def main():
               f"a pull larger than the store cap is refused with ENOSPC ({r.stderr.strip()[-200:]})")
         check(xorb_bytes(origin) == 0, "the refused pull fetched nothing")
 
+        # ---- an outage longer than a window's retry budget: the pull tries the
+        # failed windows again with backoff and finishes once the origin is back
+        fast = dict(env, ZESTFS_CELL_DEADLINE_MS="1500", ZESTFS_FILL_RETRY_MS="500")
+        store4 = os.path.join(tmp, "store4")
+        fsutil.knobs(origin, refuse_xorbs=1)
+        p = subprocess.Popen([zestfs, "pull", "--store", store4, "--endpoint", origin.url,
+                              "--include", "weights.bin", "org/tiny"], env=fast,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(4)  # every window has failed its own attempts by now
+        fsutil.knobs(origin, refuse_xorbs=0)
+        origin.reset()
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        check("tries it again" in err, "the failed windows are tried again")
+        check(p.returncode == 0, f"the pull finishes after the outage ({err.strip()[-300:]})")
+        want = len(files["weights.bin"])
+        check(want <= xorb_bytes(origin) <= want * 1.05 + 65536,
+              f"after the outage the file came once ({xorb_bytes(origin)} for {want})")
+        r = pull(zestfs, "--store", store4, "--endpoint", origin.url, "--offline",
+                 "--include", "weights.bin", "org/tiny", env=env)
+        check(r.returncode == 0, f"an offline pull finds every byte stored ({r.stderr.strip()[-200:]})")
+        # an outage that does not end: the pull gives up, with the error
+        fsutil.knobs(origin, refuse_xorbs=1)
+        t0 = time.time()
+        r = pull(zestfs, "--store", os.path.join(tmp, "store5"), "--endpoint", origin.url,
+                 "--include", "weights.bin", "org/tiny", env=dict(fast, ZESTFS_FILL_RETRY_MS="100"))
+        fsutil.knobs(origin, refuse_xorbs=0)
+        check(r.returncode != 0, f"a pull against a lasting outage fails "
+              f"after {time.time() - t0:.1f} s ({r.stderr.strip()[-200:]})")
+
         # ---- prefetch at open
         store3 = os.path.join(tmp, "store3")
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--store", store3], log)
