@@ -36,7 +36,8 @@
  * {endpoint}/{repo}/resolve/{commit}/{path}, checked (sha256 of LFS files,
  * git blob sha1 otherwise), stored as metadata "blob/<etag>", and served
  * from memory (an LRU of BLOB_MEM bytes) or the store.  Larger non-Xet files
- * (> BLOB_MAX) are not supported yet: EIO.
+ * (> BLOB_MAX) are stored as windows of synthetic xorbs: see "large non-Xet
+ * files" below.
  *
  * Errors are negative errno values internally; a FUSE read ends with EIO
  * when its bytes cannot be had (offline, fetch failed), never short. */
@@ -87,6 +88,7 @@ typedef struct rd_read rd_read;
 typedef struct rd_cell rd_cell;
 typedef struct rd_xf rd_xf;
 typedef struct rd_openpf rd_openpf;
+typedef struct big_dl big_dl;
 
 typedef struct rd_ext {
     uint64_t off, len;
@@ -132,6 +134,8 @@ struct rd_file {
     const char *path;
     char oid[41], etag[65];
     bool has_lfs;
+    bool big;                  /* non-Xet, over BLOB_MAX: windows of synthetic xorbs */
+    big_dl *dl;                /* its first download, while one is needed */
     /* Xet map */
     int map_state;
     rd_ext *ext;
@@ -347,6 +351,7 @@ static rd_file *file_get(rd_ctx *c, const zv_ent *e)
     memcpy(f->oid, zf->oid, 41);
     memcpy(f->etag, zf->etag, 65);
     f->has_lfs = zf->has_lfs;
+    f->big = !f->xet && f->size > BLOB_MAX;
     f->hnext = c->tab[b];
     c->tab[b] = f;
     return f;
@@ -1889,12 +1894,18 @@ static void on_recon(void *ud, int err, xet_recon *rc)
         cell_fetches_done(cl);
 }
 
+static void big_cell_start(rd_cell *cl);
+
 static void cell_start(rd_cell *cl)
 {
     rd_file *f = cl->f;
     rd_ctx *c = f->c;
     cl->attempt++;
     cl->err = 0;
+    if (f->big) {
+        big_cell_start(cl);
+        return;
+    }
     zn_range range = {cl->start, cl->end - 1};
     int rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, on_recon, cl,
                                    NULL);
@@ -1984,6 +1995,10 @@ static void prefetch(rd_file *f, uint64_t off, uint64_t len)
     uint64_t ahead = st->run / CELL_SIZE + 1;
     if (ahead > MAX_AHEAD)
         ahead = MAX_AHEAD;
+    zc_stats zs;
+    zc_get_stats(c->store, &zs);
+    if (ahead > zs.cap / CELL_SIZE / 4) /* a small store would evict them before they are read */
+        ahead = zs.cap / CELL_SIZE / 4 ? zs.cap / CELL_SIZE / 4 : 1;
     uint64_t k0 = (st->next - 1) / CELL_SIZE;
     for (uint64_t k = k0 + 1; k <= k0 + ahead && k < ncells; k++) {
         if (cell_find(f, k) || cell_stored(f, k))
@@ -2420,16 +2435,559 @@ static void blob_read(rd_read *r)
         blob_serve(r);
         return;
     }
-    if (f->size > BLOB_MAX) {
-        zf_log(ZF_LOG_WARN, "zestfs: %s: non-Xet files over %llu MiB are not supported\n", f->path,
-                (unsigned long long)(BLOB_MAX >> 20));
-        read_fail(r, -EFBIG);
-        return;
-    }
     r->next = f->blob_wait;
     f->blob_wait = r;
     if (f->blob_state == BLOB_NONE)
         blob_queue(f, NULL, 0, false);
+}
+
+/* ---- large non-Xet files -------------------------------------------------------------------- */
+
+/* A non-Xet file over BLOB_MAX is kept in the store like Xet content: its
+ * 8 MiB windows are the chunk runs of synthetic xorbs (window k: xorb
+ * big_xorb(etag, k), chunks of BIG_CHUNK bytes), so eviction, pinning,
+ * crash safety and the Xet serving path (store reads, splice, prefetch,
+ * fills) apply unchanged.  The only proof of its bytes is the sha256 of the
+ * whole file (the git blob sha1 when it is not in LFS), so the first read
+ * downloads all of it, window by window in order (BIG_DEPTH ranges in
+ * flight, hashed and stored on the pool), and serves nothing until the
+ * digest matches.  Each window's chunk hashes are kept as metadata
+ * "bigw/<etag>/<k>", and "big/<etag>" marks the file verified, written last;
+ * from then on a window that was evicted is fetched again alone (Range) and
+ * checked chunk by chunk against its hashes.  A mismatch drops what was
+ * stored (-EBADMSG); a failed download resumes at the window it stopped at
+ * on the next read. */
+#define BIG_CHUNK (64u << 10)
+#define BIG_DEPTH 2
+#define BIG_MAGIC "ZFBIG001"
+
+typedef struct big_part {
+    uint64_t k;                /* window */
+    uint8_t *buf;
+    bool busy, got;
+} big_part;
+
+struct big_dl {
+    rd_file *f;
+    EVP_MD_CTX *md;
+    uint64_t next_k, hashed_k, nwin;
+    big_part parts[BIG_DEPTH];
+    bool working, running;
+    int err;
+};
+
+typedef struct big_get {
+    rd_file *f;
+    big_part *part;            /* the download's, or NULL: a window refetch */
+    rd_cell *cl;
+    uint8_t *buf;
+    uint64_t start, len;
+    bool second;
+} big_get;
+
+typedef struct big_job {
+    uv_work_t work;
+    rd_file *f;
+    zc_store *store;
+    int kind;                  /* 0 find the mark, 1 hash + store a window, 2 finish, 3 refetch */
+    uint64_t k;
+    const uint8_t *data;
+    uint64_t len;
+    EVP_MD_CTX *md;
+    rd_cell *cl;               /* kind 3 */
+    bool drop_first;
+    uint64_t nwin;
+    zc_ref pin;
+    int rc;
+} big_job;
+
+static uint64_t big_nwin(const rd_file *f)
+{
+    return (f->size + CELL_SIZE - 1) / CELL_SIZE;
+}
+
+static void big_xorb(const rd_file *f, uint64_t k, xet_hash *out)
+{
+    static const uint8_t key[32] = "zestfs: window of a non-Xet file";
+    char msg[96];
+    int n = snprintf(msg, sizeof msg, "%s/%" PRIu64, f->etag, k);
+    xet_keyed_hash(key, msg, (size_t)n, out);
+}
+
+static uint32_t big_chunks(uint64_t len, uint32_t *lens)
+{
+    uint32_t n = 0;
+    for (uint64_t o = 0; o < len; o += BIG_CHUNK)
+        lens[n++] = (uint32_t)umin(BIG_CHUNK, len - o);
+    return n;
+}
+
+/* The extents of a verified file: window k = chunks of xorb k. */
+static int big_extents(rd_file *f)
+{
+    uint64_t n = big_nwin(f);
+    rd_ext *e = malloc((n ? n : 1) * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    for (uint64_t k = 0; k < n; k++) {
+        e[k].off = k * CELL_SIZE;
+        e[k].len = umin(CELL_SIZE, f->size - e[k].off);
+        big_xorb(f, k, &e[k].xorb);
+        e[k].cs = 0;
+        e[k].ce = (uint32_t)((e[k].len + BIG_CHUNK - 1) / BIG_CHUNK);
+    }
+    free(f->ext);
+    f->ext = e;
+    f->n = f->cap = (size_t)n;
+    return 0;
+}
+
+static void big_wkey(const rd_file *f, uint64_t k, char *out, size_t n)
+{
+    snprintf(out, n, "bigw/%s/%" PRIu64, f->etag, k);
+}
+
+static void big_work(uv_work_t *w)
+{
+    big_job *j = w->data;
+    rd_file *f = j->f;
+    char key[128];
+    if (j->kind == 0) { /* is the file verified and stored? */
+        void *d;
+        size_t len;
+        snprintf(key, sizeof key, "big/%s", f->etag);
+        j->rc = zc_meta_get(j->store, key, &d, &len);
+        if (j->rc == 0) {
+            if (len != 16 || memcmp(d, BIG_MAGIC, 8) || get_u64((uint8_t *)d + 8) != f->size)
+                j->rc = -EBADMSG;
+            free(d);
+        }
+        return;
+    }
+    uint32_t lens[CELL_SIZE / BIG_CHUNK];
+    xet_hash hs[CELL_SIZE / BIG_CHUNK];
+    uint32_t n = j->len ? big_chunks(j->len, lens) : 0;
+    xet_hash xorb;
+    big_xorb(f, j->k, &xorb);
+    if (j->kind == 1) { /* the download: digest, chunk hashes, store */
+        if (j->drop_first) {
+            xet_hash x;
+            for (uint64_t k = 0; k < j->nwin; k++) {
+                big_xorb(f, k, &x);
+                zc_drop_xorb(j->store, &x, NULL);
+            }
+        }
+        if (!EVP_DigestUpdate(j->md, j->data, j->len)) {
+            j->rc = -EIO;
+            return;
+        }
+        uint8_t rec[sizeof hs];
+        uint64_t o = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            xet_chunk_hash(j->data + o, lens[i], &hs[i]);
+            memcpy(rec + 32 * i, hs[i].b, 32);
+            o += lens[i];
+        }
+        big_wkey(f, j->k, key, sizeof key);
+        j->rc = zc_meta_put(j->store, key, rec, 32 * (size_t)n, 0);
+        if (j->rc == 0)
+            j->rc = zc_put(j->store, &xorb, 0, n, lens, hs, j->data, j->len, 0, NULL);
+        return;
+    }
+    if (j->kind == 2) { /* the digest of the whole file, then the mark */
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        char hex[2 * EVP_MAX_MD_SIZE + 1];
+        if (!EVP_DigestFinal_ex(j->md, md, &mdlen)) {
+            j->rc = -EIO;
+            return;
+        }
+        xet_hex(md, mdlen, hex);
+        if (strcmp(hex, f->has_lfs ? f->etag : f->oid)) {
+            j->rc = -EBADMSG;
+            xet_hash x;
+            for (uint64_t k = 0; k < j->nwin; k++) {
+                big_xorb(f, k, &x);
+                zc_drop_xorb(j->store, &x, NULL);
+            }
+            return;
+        }
+        uint8_t mark[16];
+        memcpy(mark, BIG_MAGIC, 8);
+        put_u64(mark + 8, f->size);
+        snprintf(key, sizeof key, "big/%s", f->etag);
+        j->rc = zc_meta_put(j->store, key, mark, sizeof mark, ZC_PUT_FSYNC);
+        return;
+    }
+    /* kind 3: a window fetched again, checked against its kept hashes */
+    void *d;
+    size_t dlen;
+    big_wkey(f, j->k, key, sizeof key);
+    j->rc = zc_meta_get(j->store, key, &d, &dlen);
+    if (j->rc)
+        return;
+    j->rc = dlen == 32 * (size_t)n ? 0 : -EBADMSG;
+    for (uint32_t i = 0; i < n && !j->rc; i++)
+        memcpy(hs[i].b, (uint8_t *)d + 32 * i, 32);
+    free(d);
+    if (j->rc == 0)
+        j->rc = zc_put(j->store, &xorb, 0, n, lens, hs, j->data, j->len, ZC_PUT_VERIFY, &j->pin);
+}
+
+static void big_dl_pump(rd_file *f);
+static void big_after(uv_work_t *w, int status);
+
+static int big_queue(rd_file *f, int kind, uint64_t k, const uint8_t *data, uint64_t len,
+                     big_job **out)
+{
+    big_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->f = f;
+    j->store = f->c->store;
+    j->kind = kind;
+    j->k = k;
+    j->data = data;
+    j->len = len;
+    j->nwin = big_nwin(f);
+    if (f->dl) {
+        j->md = f->dl->md;
+        j->drop_first = kind == 1 && k == 0;
+    }
+    j->work.data = j;
+    if (out)
+        *out = j;
+    if (uv_queue_work(f->c->loop, &j->work, big_work, big_after) != 0) {
+        free(j);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Every read waiting for the map gets the outcome of the download. */
+static void big_settle(rd_file *f, int err)
+{
+    if (err == 0 && (err = big_extents(f)) == 0) {
+        if (f->dl) {
+            EVP_MD_CTX_free(f->dl->md);
+            free(f->dl);
+            f->dl = NULL;
+        }
+        map_ready(f);
+        return;
+    }
+    f->map_state = MAP_NONE;
+    rd_read *r = f->map_wait;
+    f->map_wait = NULL;
+    if (err != -ENOENT)
+        zf_log(ZF_LOG_WARN, "zestfs: %s (%s): %s\n", f->path, f->etag, zf_strerror(-err));
+    while (r) {
+        rd_read *nx = r->next;
+        read_fail(r, err);
+        r = nx;
+    }
+}
+
+static void big_fail(rd_file *f, int err)
+{
+    big_dl *d = f->dl;
+    d->err = err;
+    if (d->working)
+        return; /* after the job */
+    for (int i = 0; i < BIG_DEPTH; i++)
+        if (d->parts[i].busy && !d->parts[i].got)
+            return; /* after the requests */
+    for (int i = 0; i < BIG_DEPTH; i++) {
+        free(d->parts[i].buf);
+        d->parts[i] = (big_part){0};
+    }
+    d->running = false;
+    d->next_k = d->hashed_k; /* resume here */
+    if (err == -EBADMSG) { /* the digest: start over */
+        EVP_MD_CTX_free(d->md);
+        free(d);
+        f->dl = NULL;
+    }
+    big_settle(f, err);
+}
+
+static int big_request(big_get *g, const char *url, bool auth);
+
+static void big_get_done(void *ud, int err, const zn_resp *resp)
+{
+    big_get *g = ud;
+    rd_file *f = g->f;
+    rd_ctx *c = f->c;
+    if (!err && c->stopping)
+        err = -ECANCELED;
+    if (!err) {
+        int st = zn_resp_status(resp);
+        const char *loc = zn_resp_header(resp, "Location");
+        if (st >= 300 && st < 400 && loc && !g->second) {
+            g->second = true; /* the content lives elsewhere: no credentials there */
+            if (strncmp(loc, "https://", 8) && strncmp(loc, "http://", 7))
+                err = -EBADMSG;
+            else if ((err = big_request(g, loc, false)) == 0)
+                return;
+        } else if (st != 206 && st != 200)
+            err = -EBADMSG;
+    }
+    if (!err)
+        c->m.bytes_by_src[ZF_SRC_CDN] += g->len;
+    if (g->part) { /* the download */
+        big_part *p = g->part;
+        free(g);
+        if (err) {
+            p->busy = false;
+            free(p->buf);
+            p->buf = NULL;
+            big_fail(f, err);
+            return;
+        }
+        p->got = true;
+        big_dl_pump(f);
+        return;
+    }
+    rd_cell *cl = g->cl;
+    uint8_t *buf = g->buf;
+    uint64_t len = g->len;
+    free(g);
+    big_job *j;
+    if (!err && (err = big_queue(f, 3, cl->idx, buf, len, &j)) == 0) {
+        j->cl = cl;
+        return;
+    }
+    free(buf);
+    cell_attempt_failed(cl, err);
+}
+
+static int big_request(big_get *g, const char *url, bool auth)
+{
+    rd_ctx *c = g->f->c;
+    const char *hdrs[2] = {auth ? c->auth : NULL, NULL};
+    zn_range rg = {g->start, g->start + g->len - 1};
+    zn_http_req q = {
+        .url = url,
+        .headers = hdrs,
+        .ranges = &rg,
+        .nranges = 1,
+        .range_body = true,
+        .buf = g->buf,
+        .buf_len = g->len,
+        .follow_redirects = true,
+        .retry = &c->cdn_retry,
+        .done = big_get_done,
+        .ud = g,
+    };
+    return zn_http_request(c->http, &q, NULL);
+}
+
+static int big_get_start(rd_file *f, uint64_t k, uint8_t *buf, big_part *part, rd_cell *cl)
+{
+    rd_ctx *c = f->c;
+    static const char *prefix[] = {"", "datasets/", "spaces/"};
+    big_get *g = calloc(1, sizeof *g);
+    char *epath = pct_path(f->path), *url = NULL;
+    int rc = -ENOMEM;
+    if (g && epath) {
+        size_t n = strlen(c->endpoint) + strlen(f->repo) + strlen(epath) + 80;
+        if ((url = malloc(n))) {
+            snprintf(url, n, "%s/%s%s/resolve/%s/%s", c->endpoint, prefix[f->type], f->repo,
+                     f->rev, epath);
+            g->f = f;
+            g->part = part;
+            g->cl = cl;
+            g->buf = buf;
+            g->start = k * CELL_SIZE;
+            g->len = umin(CELL_SIZE, f->size - g->start);
+            rc = big_request(g, url, true);
+        }
+    }
+    free(epath);
+    free(url);
+    if (rc)
+        free(g);
+    return rc;
+}
+
+/* Keep BIG_DEPTH windows in flight and hash them in order. */
+static void big_dl_pump(rd_file *f)
+{
+    big_dl *d = f->dl;
+    if (d->err) {
+        big_fail(f, d->err);
+        return;
+    }
+    if (!d->working) {
+        for (int i = 0; i < BIG_DEPTH; i++) {
+            big_part *p = &d->parts[i];
+            if (p->busy && p->got && p->k == d->hashed_k) {
+                int rc = big_queue(f, 1, p->k, p->buf, umin(CELL_SIZE, f->size - p->k * CELL_SIZE),
+                                   NULL);
+                if (rc) {
+                    big_fail(f, rc);
+                    return;
+                }
+                d->working = true;
+                break;
+            }
+        }
+    }
+    if (!d->working && d->hashed_k == d->nwin) {
+        int rc = big_queue(f, 2, 0, NULL, 0, NULL);
+        if (rc)
+            big_fail(f, rc);
+        else
+            d->working = true;
+        return;
+    }
+    for (int i = 0; i < BIG_DEPTH && d->next_k < d->nwin && !f->c->stopping; i++) {
+        big_part *p = &d->parts[i];
+        if (p->busy)
+            continue;
+        if (!(p->buf = malloc(CELL_SIZE))) {
+            big_fail(f, -ENOMEM);
+            return;
+        }
+        p->k = d->next_k;
+        p->busy = true;
+        p->got = false;
+        int rc = big_get_start(f, p->k, p->buf, p, NULL);
+        if (rc) {
+            p->busy = false;
+            free(p->buf);
+            p->buf = NULL;
+            big_fail(f, rc);
+            return;
+        }
+        d->next_k++;
+    }
+}
+
+static void big_dl_start(rd_file *f)
+{
+    rd_ctx *c = f->c;
+    if (!c->http || c->stopping) {
+        big_settle(f, -ENETDOWN);
+        return;
+    }
+    if (!f->dl) {
+        big_dl *d = calloc(1, sizeof *d);
+        EVP_MD_CTX *md = d ? EVP_MD_CTX_new() : NULL;
+        int ok = md && EVP_DigestInit_ex(md, f->has_lfs ? EVP_sha256() : EVP_sha1(), NULL);
+        if (ok && !f->has_lfs) {
+            char hdr[40];
+            int hl = snprintf(hdr, sizeof hdr, "blob %" PRIu64, f->size);
+            ok = EVP_DigestUpdate(md, hdr, (size_t)hl + 1);
+        }
+        if (!ok) {
+            EVP_MD_CTX_free(md);
+            free(d);
+            big_settle(f, -ENOMEM);
+            return;
+        }
+        d->f = f;
+        d->md = md;
+        d->nwin = big_nwin(f);
+        f->dl = d;
+    }
+    f->dl->err = 0;
+    f->dl->running = true;
+    zf_log(ZF_LOG_INFO, "zestfs: %s: a non-Xet file of %" PRIu64 " bytes: downloading it whole "
+           "(its sha is checked before a byte is served)\n", f->path, f->size);
+    big_dl_pump(f);
+}
+
+static void big_after(uv_work_t *w, int status)
+{
+    big_job *j = w->data;
+    rd_file *f = j->f;
+    int rc = status ? status : j->rc;
+    int kind = j->kind;
+    if (kind == 0) {
+        free(j);
+        bool want = false;
+        for (rd_read *r = f->map_wait; r; r = r->next)
+            want |= !r->nofetch;
+        if (rc == -ENOENT && want && !f->c->stopping)
+            big_dl_start(f);
+        else
+            big_settle(f, rc);
+        return;
+    }
+    if (kind == 3) {
+        rd_cell *cl = j->cl;
+        free((void *)j->data);
+        if (rc == 0) {
+            rd_pin *p = pin_new(&j->pin);
+            if (p) {
+                pins_add(&cl->pins, p);
+                pin_put(p);
+            } else
+                zc_unpin(&j->pin);
+        } else if (rc == -EBADMSG)
+            f->c->m.verify_failures++;
+        free(j);
+        if (rc)
+            cell_attempt_failed(cl, rc);
+        else
+            cell_done(cl, 0);
+        return;
+    }
+    big_dl *d = f->dl;
+    d->working = false;
+    free(j);
+    if (kind == 1) {
+        for (int i = 0; i < BIG_DEPTH; i++)
+            if (d->parts[i].busy && d->parts[i].k == d->hashed_k) {
+                free(d->parts[i].buf);
+                d->parts[i] = (big_part){0};
+            }
+        if (rc) {
+            big_fail(f, rc);
+            return;
+        }
+        d->hashed_k++;
+        big_dl_pump(f);
+        return;
+    }
+    /* kind 2 */
+    if (rc) {
+        if (rc == -EBADMSG) {
+            f->c->m.verify_failures++;
+            zf_log(ZF_LOG_WARN, "zestfs: %s: the download does not match its %s\n", f->path,
+                   f->has_lfs ? "sha256" : "git blob sha1");
+        }
+        big_fail(f, rc);
+        return;
+    }
+    d->running = false;
+    big_settle(f, 0);
+}
+
+/* A window of a verified file that is no longer stored: fetch it again. */
+static void big_cell_start(rd_cell *cl)
+{
+    rd_file *f = cl->f;
+    uint8_t *buf = malloc(CELL_SIZE);
+    int rc = buf ? big_get_start(f, cl->idx, buf, NULL, cl) : -ENOMEM;
+    if (rc) {
+        free(buf);
+        cell_attempt_failed(cl, rc);
+    }
+}
+
+/* A read of a large non-Xet file before its map is ready. */
+static void big_map(rd_file *f)
+{
+    if (f->map_state != MAP_NONE)
+        return;
+    f->map_state = MAP_LOADING;
+    if (f->dl && !f->dl->err && f->dl->running)
+        return;
+    int rc = big_queue(f, 0, 0, NULL, 0, NULL);
+    if (rc)
+        big_settle(f, rc);
 }
 
 /* ---- entry point -------------------------------------------------------------------------- */
@@ -2439,8 +2997,14 @@ static void read_go(rd_read *r)
 {
     rd_file *f = r->f;
     rd_ctx *c = r->c;
-    if (!f->xet) {
+    if (!f->xet && !f->big) {
         blob_read(r);
+        return;
+    }
+    if (f->big && f->map_state != MAP_READY) {
+        r->next = f->map_wait;
+        f->map_wait = r;
+        big_map(f);
         return;
     }
     if (f->map_state == MAP_READY) {
@@ -3189,6 +3753,12 @@ void zf_read_free(zf_fs *fs)
             free(f->ext);
             free(f->done);
             free(f->blob);
+            if (f->dl) {
+                for (int i = 0; i < BIG_DEPTH; i++)
+                    free(f->dl->parts[i].buf);
+                EVP_MD_CTX_free(f->dl->md);
+                free(f->dl);
+            }
             if (f->opf) {
                 zf_tensor_map_free(&f->opf->map);
                 free(f->opf->snap);
