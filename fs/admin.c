@@ -335,7 +335,7 @@ static void label_commit(zf_fs *fs, const zf_repo *r, const zf_commit *c, bool o
 {
     for (size_t i = 0; i < c->nfiles; i++) {
         const zf_file *f = &c->files[i];
-        if (!f->has_xet || f->size == 0)
+        if (!ZF_IN_XORBS(f) || f->size == 0)
             continue;
         zv_ent e = {.kind = ZV_BLOB, .repo = r, .commit = c, .file = f, .size = f->size,
                     .mtime = c->date};

@@ -208,7 +208,7 @@ static void walk_commit(ev_op *ev, const zf_repo *r, const zf_commit *c, bool ke
             continue;
         if (!keep)
             ev->st.files++;
-        if (!f->has_xet) {
+        if (!ZF_IN_XORBS(f)) {
             int rc = keep ? push_str(&ev->kb, &ev->kbn, &ev->kbcap, f->etag)
                           : push_str(&ev->tb, &ev->tbn, &ev->tbcap, f->etag);
             if (rc)

@@ -62,7 +62,7 @@
 #define MAX_ATTEMPTS 3
 #define DEADLINE_MS 60000
 #define XF_BUDGET (128ull << 20)
-#define BLOB_MAX (64ull << 20)
+#define BLOB_MAX ZF_BLOB_MAX
 #define BLOB_MEM (64ull << 20)
 #define MAX_ROUNDS 4       /* fetch rounds per read before EIO */
 #define READ_DEADLINE_MS 60000 /* a read waiting for fetches fails after this (ZESTFS_READ_DEADLINE s) */
@@ -2977,6 +2977,43 @@ static void big_cell_start(rd_cell *cl)
     }
 }
 
+/* Label or list the xorbs of a large non-Xet file: they are known without
+ * its map (nor a download).  The answer comes from the loop, later. */
+static void big_label_work(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void big_label_after(uv_work_t *w, int status)
+{
+    (void)status;
+    rd_read *r = w->data;
+    rd_file *f = r->f;
+    uint64_t n = big_nwin(f);
+    xet_hash x;
+    if (r->label == 2) {
+        xet_hash *v = malloc(n * sizeof *v);
+        for (uint64_t k = 0; v && k < n; k++)
+            big_xorb(f, k, &v[k]);
+        r->xorbs_cb(r->ud, v ? 0 : -ENOMEM, v, v ? (size_t)n : 0);
+        free(v);
+    } else {
+        for (uint64_t k = 0; k < n; k++) {
+            big_xorb(f, k, &x);
+            zc_label_pin(r->c->store, &x, r->label > 0);
+        }
+        r->label_cb(r->ud, 0, n);
+    }
+    read_free(r);
+}
+
+static void big_label(rd_read *r)
+{
+    r->work.data = r;
+    if (uv_queue_work(r->c->loop, &r->work, big_label_work, big_label_after) != 0)
+        big_label_after(&r->work, -EIO); /* not from inside a caller: only at shutdown */
+}
+
 /* A read of a large non-Xet file before its map is ready. */
 static void big_map(rd_file *f)
 {
@@ -2999,6 +3036,10 @@ static void read_go(rd_read *r)
     rd_ctx *c = r->c;
     if (!f->xet && !f->big) {
         blob_read(r);
+        return;
+    }
+    if (f->big && r->label) {
+        big_label(r);
         return;
     }
     if (f->big && f->map_state != MAP_READY) {
@@ -3111,7 +3152,7 @@ int zf_read_label_file(zf_fs *fs, const zv_ent *e, bool on,
     rd_ctx *c = fs->read_ctx;
     if (!c || c->stopping)
         return -ESHUTDOWN;
-    if (!e || e->kind != ZV_BLOB || !cb || !e->file->has_xet || e->file->size == 0)
+    if (!e || e->kind != ZV_BLOB || !cb || !ZF_IN_XORBS(e->file) || e->file->size == 0)
         return -EINVAL;
     rd_file *f = file_get(c, e);
     rd_read *r = f ? calloc(1, sizeof *r) : NULL;
@@ -3150,7 +3191,7 @@ int zf_read_file_xorbs(zf_fs *fs, const zv_ent *e,
     rd_ctx *c = fs->read_ctx;
     if (!c || c->stopping)
         return -ESHUTDOWN;
-    if (!e || e->kind != ZV_BLOB || !cb || !e->file->has_xet || e->file->size == 0)
+    if (!e || e->kind != ZV_BLOB || !cb || !ZF_IN_XORBS(e->file) || e->file->size == 0)
         return -EINVAL;
     rd_file *f = file_get(c, e);
     rd_read *r = f ? calloc(1, sizeof *r) : NULL;

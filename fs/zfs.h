@@ -87,6 +87,12 @@ struct zn_hub *zf_read_hub(zf_fs *fs); /* NULL offline or once stopped */
  * there (zf_read_metrics), e.g. for `zestfs status` or /metrics.
  * Histograms count observations <= each bound of ZF_HIST_BOUNDS_MS, as
  * Prometheus buckets do (cumulative when exported). */
+/* Non-Xet files up to this size are fetched whole into memory; larger ones
+ * are kept in the store as windows of synthetic xorbs, like Xet content
+ * (read.c), so labels (pin) and eviction treat them as Xet files. */
+#define ZF_BLOB_MAX (64ull << 20)
+#define ZF_IN_XORBS(f) ((f)->has_xet || (f)->size > ZF_BLOB_MAX)
+
 #define ZF_HIST_N 16
 #define ZF_HIST_BOUNDS_MS {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 1e300}
 typedef struct zf_hist {

@@ -102,6 +102,26 @@ def main():
             check(hashlib.sha256(m).hexdigest() == want, "mmap read byte-exact")
             m.close()
         check(origin.stats()["bytes_total"] < 1 * MiB, "reads after the download fetch nothing")
+        z = lambda *a: subprocess.run([zestfs, *a], capture_output=True, text=True, timeout=300)  # noqa: E731
+        open(os.path.join(os.path.dirname(path), "config.json")).read()
+        r = z("verify", "--store", store, "org/big")
+        check(r.returncode == 0 and "2 files, 2 ok" in r.stdout, f"verify: ok ({r.stdout.strip()})")
+        # evict drops its windows; a read fetches them again, each checked alone
+        r = z("evict", "--store", store, "org/big")
+        check(r.returncode == 0, f"evict org/big ({r.stdout.strip()} {r.stderr.strip()})")
+        r = z("verify", "--store", store, "org/big")
+        check("big.jsonl" in r.stdout and "missing" in r.stdout, f"verify after evict: missing ({r.stdout.strip()})")
+        fsutil.drop_cache(path)
+        origin.reset()
+        check(read_all(path) == want, "after evict: byte-exact")
+        got = origin.stats()["bytes_total"]
+        check(SIZE <= got <= SIZE * 1.02, f"after evict: fetched again once ({got})")
+        # pin keeps it stored
+        r = z("pin", "--store", store, "org/big")
+        check(r.returncode == 0, f"pin org/big ({r.stdout.strip()} {r.stderr.strip()})")
+        r = z("evict", "--store", store, "org/big")
+        check(r.returncode != 0 and "pinned" in r.stderr, f"evict of the pinned repo refused ({r.stderr.strip()})")
+        z("unpin", "--store", store, "org/big")
         check(unmount(proc, mnt) == 0, "unmounted")
         proc = None
 
