@@ -69,6 +69,7 @@ typedef struct search {
     uint8_t target[20];
     cand c[MAXC];
     int nc, inflight, phase, acks, ann_pending;
+    uint64_t t0;               /* started (uv_now): a lookup ends by t0 + search_max */
     uint16_t port;
     int err;
     zn_dht_peers_cb pcb;
@@ -722,24 +723,42 @@ static void cand_add(search *s, const uint8_t *id, const struct sockaddr_in *a, 
 
 static void search_step(zn_dht *d, search *s)
 {
-    if (s->phase == 1) {
-        if (s->ann_pending == 0)
+    if (s->phase == 1) { /* announces sent at t0: their answers or timeouts */
+        if (s->ann_pending <= 0 || uv_now(d->loop) - s->t0 > 2ull * d->qtimeout + 1000)
             search_finish(d, s, 0);
         return;
     }
     int qtype = s->kind == SK_FIND ? Q_FIND : s->kind == SK_PING ? Q_PING : Q_GETPEERS;
     int seen = 0;
     bool open = false;
+    /* queries in flight, counted from the transactions themselves */
+    int live = 0;
+    for (int i = 0; i < MAXTXN; i++)
+        live += d->tx[i].used && d->tx[i].s == s;
+    s->inflight = live;
+    /* however the network answers (peers that keep naming new nodes, or
+     * never answer), a lookup ends in bounded time with what it found */
+    uint64_t max = 10ull * d->qtimeout > 20000 ? 10ull * d->qtimeout : 20000;
+    if (uv_now(d->loop) - s->t0 > max) {
+        for (int i = 0; i < MAXTXN; i++)
+            if (d->tx[i].used && d->tx[i].s == s)
+                d->tx[i].s = NULL;
+        for (int i = 0; i < s->nc; i++)
+            if (s->c[i].state == C_NEW || s->c[i].state == C_SENT)
+                s->c[i].state = C_FAIL;
+        s->inflight = 0;
+        d->st.timeouts++;
+    }
     for (int i = 0; i < s->nc && seen < K; i++) {
         cand *c = &s->c[i];
         if (c->state == C_FAIL)
             continue;
         seen++;
         if (c->state == C_NEW) {
-            open = true;
             if (s->inflight < ALPHA)
                 c->state = send_query(d, &c->addr, qtype, s->target, s, NULL, 0, 0) ? C_FAIL
                                                                                     : C_SENT;
+            open |= c->state != C_FAIL;
         } else if (c->state == C_SENT) {
             open = true;
         }
@@ -748,6 +767,7 @@ static void search_step(zn_dht *d, search *s)
         return;
     if (s->kind == SK_ANNOUNCE) {
         s->phase = 1;
+        s->t0 = uv_now(d->loop);
         int sent = 0;
         for (int i = 0; i < s->nc && sent < K; i++) {
             cand *c = &s->c[i];
@@ -791,6 +811,7 @@ static int search_new(zn_dht *d, int kind, const uint8_t target[20], search **ou
     if (!s)
         return -ENOMEM;
     s->kind = kind;
+    s->t0 = uv_now(d->loop);
     memcpy(s->target, target, 20);
     if (kind != SK_PING) {
         const dnode *ns[2 * K];
