@@ -738,7 +738,7 @@ static void search_step(zn_dht *d, search *s)
     s->inflight = live;
     /* however the network answers (peers that keep naming new nodes, or
      * never answer), a lookup ends in bounded time with what it found */
-    uint64_t max = 10ull * d->qtimeout > 20000 ? 10ull * d->qtimeout : 20000;
+    uint64_t max = 10ull * d->qtimeout;
     if (uv_now(d->loop) - s->t0 > max) {
         for (int i = 0; i < MAXTXN; i++)
             if (d->tx[i].used && d->tx[i].s == s)

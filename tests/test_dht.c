@@ -12,6 +12,9 @@
  *       quit
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -454,6 +457,141 @@ static void test_malformed(void)
     uv_run(loop, UV_RUN_DEFAULT);
 }
 
+/* ---- a lookup that never runs out of nodes ends by its deadline ----------- */
+
+#define NLIARS 200
+static uv_udp_t liars[NLIARS];
+static uint8_t liar_target[20];
+typedef struct liar_reply {
+    int from, to;               /* liar answering, liar it names */
+    struct sockaddr_in dst;
+    uint8_t t[32];
+    size_t tlen;
+} liar_reply;
+static liar_reply pend[4 * NLIARS];
+static int npend, liars_asked;
+static uv_timer_t liar_timer;
+
+static void liar_alloc(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+    (void)h;
+    static char buf[2048];
+    b->base = buf;
+    b->len = n < sizeof buf ? n : sizeof buf;
+}
+
+static void liar_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sockaddr *from,
+                      unsigned flags)
+{
+    (void)flags;
+    zn_krpc m;
+    if (n <= 0 || !from || zn_krpc_parse((const uint8_t *)b->base, (size_t)n, &m) != 0)
+        return;
+    int i = (int)(u - liars);
+    if (m.y == 'q' && npend < (int)(sizeof pend / sizeof *pend) && m.tlen <= 32) {
+        liar_reply *r = &pend[npend++];
+        r->from = i;
+        r->to = i + 1 < NLIARS ? i + 1 : i;
+        memcpy(&r->dst, from, sizeof r->dst);
+        memcpy(r->t, m.t, m.tlen);
+        r->tlen = m.tlen;
+        liars_asked++;
+    }
+    zb_free(m.root);
+}
+
+/* liar k's id: the target with the last 4 bytes XOR (NLIARS - k): each named
+ * node is closer than the one naming it, so the lookup always goes on */
+static void liar_id(int k, uint8_t id[20])
+{
+    memcpy(id, liar_target, 20);
+    uint32_t x = (uint32_t)(NLIARS - k);
+    for (int j = 0; j < 4; j++)
+        id[16 + j] ^= (uint8_t)(x >> (24 - 8 * j));
+}
+
+static void liar_send_done(uv_udp_send_t *s, int st)
+{
+    (void)st;
+    free(s);
+}
+
+static void liar_tick(uv_timer_t *t)
+{
+    (void)t;
+    for (int k = 0; k < npend; k++) {
+        liar_reply *r = &pend[k];
+        uint8_t msg[256], id[20], nid[20];
+        liar_id(r->from, id);
+        liar_id(r->to, nid);
+        struct sockaddr_in na;
+        int nl = sizeof na;
+        uv_udp_getsockname(&liars[r->to], (struct sockaddr *)&na, &nl);
+        size_t o = 0;
+        o += (size_t)sprintf((char *)msg, "d1:rd2:id20:");
+        memcpy(msg + o, id, 20), o += 20;
+        o += (size_t)sprintf((char *)msg + o, "5:nodes26:");
+        memcpy(msg + o, nid, 20), o += 20;
+        memcpy(msg + o, &na.sin_addr, 4), o += 4;
+        memcpy(msg + o, &na.sin_port, 2), o += 2;
+        o += (size_t)sprintf((char *)msg + o, "e1:t%zu:", r->tlen);
+        memcpy(msg + o, r->t, r->tlen), o += r->tlen;
+        o += (size_t)sprintf((char *)msg + o, "1:y1:re");
+        uv_udp_send_t *sr = malloc(sizeof *sr);
+        uv_buf_t b = uv_buf_init((char *)msg, (unsigned)o);
+        if (uv_udp_send(sr, &liars[r->from], &b, 1, (const struct sockaddr *)&r->dst,
+                        liar_send_done) != 0)
+            free(sr);
+    }
+    npend = 0;
+}
+
+static void test_endless(void)
+{
+    /* 200 nodes on 127.0.0.2.., each answering after up to 100 ms and naming
+     * the next: about 20 s of lookup without a deadline */
+    int port = 0;
+    for (int i = 0; i < NLIARS; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "127.0.0.%d", 2 + i);
+        struct sockaddr_in a;
+        uv_ip4_addr(ip, port, &a);
+        T_EQ_INT(uv_udp_init(loop, &liars[i]), 0);
+        T_EQ_INT(uv_udp_bind(&liars[i], (const struct sockaddr *)&a, 0), 0);
+        if (i == 0) {
+            int l = sizeof a;
+            uv_udp_getsockname(&liars[0], (struct sockaddr *)&a, &l);
+            port = ntohs(a.sin_port);
+        }
+        uv_udp_recv_start(&liars[i], liar_alloc, liar_recv);
+    }
+    uv_timer_init(loop, &liar_timer);
+    uv_timer_start(&liar_timer, liar_tick, 100, 100);
+    char boot[40];
+    snprintf(boot, sizeof boot, "127.0.0.2:%d", port);
+    const char *bl[2] = {boot, NULL};
+    zn_dht_opts o = {.bind_ip = "127.0.0.1", .bootstrap = bl, .query_timeout_ms = 300};
+    zn_dht *d;
+    T_EQ_INT(zn_dht_new(loop, &o, &d), 0);
+    memcpy(liar_target, zn_dht_id(d), 20);
+    res r = {0};
+    uint64_t t0 = uv_now(loop);
+    T_EQ_INT(zn_dht_bootstrap(d, done_cb, &r), 0);
+    run_until(&r.calls, 1);
+    uint64_t ms = uv_now(loop) - t0;
+    printf("endless lookup: ended after %" PRIu64 " ms, %d liars asked\n", ms, liars_asked);
+    T_EQ_INT(r.calls, 1);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(liars_asked >= 10);       /* it did go down the chain */
+    T_TRUE(liars_asked < NLIARS);    /* and did not reach its end */
+    T_TRUE(ms < 6000);               /* 10 query timeouts, not 20 s */
+    zn_dht_free(d);
+    uv_close((uv_handle_t *)&liar_timer, NULL);
+    for (int i = 0; i < NLIARS; i++)
+        uv_close((uv_handle_t *)&liars[i], NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 /* ---- tool mode ---------------------------------------------------------------------- */
 
 static int tool(int argc, char **argv)
@@ -531,5 +669,6 @@ int main(int argc, char **argv)
     T_RUN(test_tokens);
     T_RUN(test_persist);
     T_RUN(test_swarm);
+    T_RUN(test_endless);
     return t_done();
 }
