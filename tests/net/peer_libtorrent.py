@@ -57,7 +57,11 @@ def wait_peer(ses, h, secs=20):
             if isinstance(a, (lt.peer_log_alert, lt.peer_disconnected_alert, lt.peer_error_alert)):
                 log.append(a.message())
         p = our_peer(h)
-        if p is not None and p.client:
+        # libtorrent names a peer from its peer id ("ZF 0.1.0") first, then
+        # from the "v" of its extension handshake once that is parsed
+        c = p.client if p is not None else b""
+        c = c.decode(errors="replace") if isinstance(c, bytes) else c
+        if c.startswith("zestfs"):
             return p, log
         time.sleep(0.1)
     return our_peer(h), log
