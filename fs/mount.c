@@ -269,6 +269,36 @@ uint64_t zf_default_cap(const char *store)
     return cap;
 }
 
+/* The largest read request that libfuse can still answer by splicing the
+ * stored bytes into /dev/fuse (read.c): it moves a reply through a pipe
+ * only if the pipe holds the reply plus a page per buffer and two more, and
+ * a process without CAP_SYS_RESOURCE cannot grow a pipe past
+ * fs.pipe-max-size (1 MiB by default) — so a full 1 MiB reply would be
+ * copied twice instead (read into a buffer, then written).  0: no limit
+ * needed (the pipe can grow, or splicing is out of reach anyway). */
+static unsigned splice_max_read(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return 0;
+    int big = fcntl(p[0], F_SETPIPE_SZ, 4 << 20);
+    close(p[0]);
+    close(p[1]);
+    if (big >= (2 << 20))
+        return 0;
+    unsigned long max = 0;
+    FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu", &max) != 1)
+        max = 0;
+    fclose(f);
+    if (max < (256ul << 10))
+        return 0;
+    unsigned long lim = (max - (64ul << 10)) & ~4095ul; /* room for 14 buffers */
+    return lim < (1ul << 20) ? (unsigned)lim : 0;
+}
+
 /* Raise the mount's readahead (the FUSE bdi starts at 128 KiB, and
  * max_readahead in INIT can only lower it): the largest request the kernel
  * sends then grows from 128 KiB to 1 MiB, for sequential reads and mmap
@@ -489,9 +519,12 @@ int zestfs_cmd_mount(int argc, char **argv)
     char reg[4200];
     if (zf_registry_path(mnt, reg, sizeof reg, true) != 0)
         reg[0] = 0;
-    char optstr[256];
-    snprintf(optstr, sizeof optstr, "-ofsname=zestfs,subtype=zestfs,default_permissions%s",
-             allow_other ? ",allow_other" : "");
+    char optstr[256], mr[32] = "";
+    m.fs.max_read = splice_max_read();
+    if (m.fs.max_read)
+        snprintf(mr, sizeof mr, ",max_read=%u", m.fs.max_read);
+    snprintf(optstr, sizeof optstr, "-ofsname=zestfs,subtype=zestfs,default_permissions%s%s",
+             allow_other ? ",allow_other" : "", mr);
     char *fargv[] = {"zestfs", optstr, debug ? "-d" : NULL, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(debug ? 3 : 2, fargv);
     m.fs.se = fuse_session_new(&args, &zf_ops, sizeof zf_ops, &m.fs);

@@ -297,6 +297,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     /* 1 MiB requests: libfuse derives max_pages (256) from max_write */
     conn->max_write = 1u << 20;
     conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
+    zf_fs *fs = userdata;
+    if (fs->max_read) { /* see splice_max_read() in mount.c */
+        conn->max_read = fs->max_read;
+        if (conn->max_readahead > fs->max_read)
+            conn->max_readahead = fs->max_read;
+    }
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
     /* never ask for writeback cache: real files are written through */

@@ -41,6 +41,7 @@ typedef struct zf_fs {
     void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
     void (*blob_released)(struct zf_fs *fs, void *token);
     struct zf_p2p *p2p;         /* the peer swarm (p2p.h); NULL: CDN only */
+    unsigned max_read;          /* largest read request (0: the kernel's, 1 MiB) */
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
