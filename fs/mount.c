@@ -210,7 +210,7 @@ static void usage(FILE *f)
                "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
                "      --offline           no network: present and serve what the store has\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
-               "      --read-ahead BYTES  kernel readahead of the mount (default 1004K; 0: leave\n"
+               "      --read-ahead BYTES  kernel readahead of the mount (default 960K; 0: leave\n"
                "                          the kernel's 128K); needs root\n"
                "      --http [ADDR:]PORT  serve GET|HEAD /{repo}/resolve/{rev}/{path}, /xet/{id}\n"
                "                          (with Range) and /metrics over HTTP; ADDR defaults\n"
@@ -360,7 +360,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int foreground = 0, allow_other = 0, debug = 0;
-    unsigned readahead_kb = 1004; /* 251 pages: a reply fits a 1 MiB pipe (splice) */
+    int readahead_kb = -1; /* default: one largest request (see splice_max_read) */
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
@@ -422,7 +422,7 @@ int zestfs_cmd_mount(int argc, char **argv)
                 fprintf(stderr, "zestfs: --read-ahead %s: not a size\n", optarg);
                 return 2;
             }
-            readahead_kb = (unsigned)(v / 1024);
+            readahead_kb = (int)(v / 1024);
             break;
         }
         case O_HTTP: http_opt = optarg; break;
@@ -535,7 +535,9 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_destroy(m.fs.se);
         return 1;
     }
-    set_readahead(mnt, readahead_kb);
+    if (readahead_kb < 0) /* 251 pages: a reply fits a 1 MiB pipe, as max_read would make it */
+        readahead_kb = m.fs.max_read ? (int)(m.fs.max_read / 1024) : 1004;
+    set_readahead(mnt, (unsigned)readahead_kb);
     m.fs.mountpoint = mnt;
     if (!foreground && daemon(0, 0) != 0) {
         fprintf(stderr, "zestfs: daemon: %s\n", strerror(errno));
