@@ -170,6 +170,8 @@ struct rd_read {
     uint64_t miss;
     rd_pins pins;              /* segments held for this read */
     zf_fill *fill;             /* a background read (no FUSE request) */
+    int ftries;                /* a fill's piece handed out again: its failures so far */
+    uint64_t fepoch;           /* ... and the fill's progress (nok) at the last one */
     uint64_t t0;               /* uv_hrtime at arrival */
     zf_read_cb cb;             /* an internal read (zf_read_async): no FUSE request */
     void *ud;
@@ -3227,12 +3229,12 @@ struct zf_fill {
     int err;
     bool cancelled, finished;
     /* pieces that failed with a transient error, handed out again first once
-     * their backoff is over; the fill fails only after FILL_STALL failures in
-     * a row with no piece stored between them (a slow shared link makes
-     * progress, just slowly: a pull must not give up on it) */
-    struct fill_retry { uint64_t off, len, not_before; } *retry;
+     * their backoff is over; the fill fails only when one piece has failed
+     * FILL_STALL times with no piece of the fill stored in between (a slow
+     * shared link makes progress, just slowly: a pull must not give up) */
+    struct fill_retry { uint64_t off, len, not_before, epoch; int tries; } *retry;
     size_t nretry, retry_cap;
-    int stall;
+    uint64_t nok;              /* pieces stored so far (progress) */
     zf_fill_cb cb;
     void *ud;
 };
@@ -3262,7 +3264,7 @@ static bool fill_retryable(const zf_fill *fl, int err)
            !fl->c->stopping && fl->c->http;
 }
 
-static int fill_retry_add(zf_fill *fl, uint64_t off, uint64_t len)
+static int fill_retry_add(zf_fill *fl, uint64_t off, uint64_t len, int tries)
 {
     if (fl->nretry == fl->retry_cap) {
         size_t nc = fl->retry_cap ? fl->retry_cap * 2 : 8;
@@ -3273,8 +3275,8 @@ static int fill_retry_add(zf_fill *fl, uint64_t off, uint64_t len)
         fl->retry_cap = nc;
     }
     /* 1 s, 2 s, .. 16 s (ZESTFS_FILL_RETRY_MS: the first) */
-    uint64_t delay = env_ms("ZESTFS_FILL_RETRY_MS", 1000) << (fl->stall > 5 ? 4 : fl->stall - 1);
-    fl->retry[fl->nretry++] = (struct fill_retry){off, len, now_ms() + delay};
+    uint64_t delay = env_ms("ZESTFS_FILL_RETRY_MS", 1000) << (tries > 5 ? 4 : tries - 1);
+    fl->retry[fl->nretry++] = (struct fill_retry){off, len, now_ms() + delay, fl->nok, tries};
     return 0;
 }
 
@@ -3300,20 +3302,22 @@ static void fill_piece_done(rd_read *r, int err)
     zf_fill *fl = r->fill;
     rd_ctx *c = r->c;
     uint64_t off = r->off, len = r->len;
+    /* failures of this piece in a row, with no progress of the fill between */
+    int tries = r->ftries && r->fepoch == fl->nok ? r->ftries + 1 : 1;
     read_free(r);
     c->bg_reads--;
     fl->inflight--;
     if (err) {
         if (!fl->err && !fl->cancelled) {
-            if (fill_retryable(fl, err) && ++fl->stall < FILL_STALL &&
-                fill_retry_add(fl, off, len) == 0)
+            if (fill_retryable(fl, err) && tries < FILL_STALL &&
+                fill_retry_add(fl, off, len, tries) == 0)
                 zf_log(ZF_LOG_WARN, "zestfs: %s [%" PRIu64 ", %" PRIu64 "): %s; the fill tries "
                        "it again\n", fl->f->path, off, off + len, zf_strerror(-err));
             else
                 fl->err = err;
         }
     } else {
-        fl->stall = 0;
+        fl->nok++;
         fl->done += len;
         if (!fl->cancelled && !fl->err)
             fl->cb(fl->ud, fl, fl->done, fl->total, false, 0);
@@ -3342,6 +3346,8 @@ static bool fill_next(zf_fill *fl)
         r->fill = fl;
         r->off = fl->retry[i].off;
         r->len = fl->retry[i].len;
+        r->ftries = fl->retry[i].tries;
+        r->fepoch = fl->retry[i].epoch;
         fl->retry[i] = fl->retry[--fl->nretry];
         fl->inflight++;
         c->bg_reads++;
@@ -3398,10 +3404,11 @@ static void fill_timer_cb(uv_timer_t *t)
         free(fl->rg);
         free(fl);
     }
-    if (due != UINT64_MAX && !c->stopping) { /* wake up for the first retry due */
-        uint64_t now = now_ms();
-        uv_timer_start(&c->fill_timer, c->fill_timer_cb, due > now ? due - now : 0, 0);
-    }
+    /* wake up for the first retry not due yet; one due now waits for a free
+     * slot, and every piece that ends kicks the timer */
+    uint64_t now = now_ms();
+    if (due != UINT64_MAX && due > now && !c->stopping)
+        uv_timer_start(&c->fill_timer, c->fill_timer_cb, due - now, 0);
 }
 
 static int fill_start_file(rd_file *f, const uint64_t *ranges, size_t nranges, zf_fill_cb cb,
