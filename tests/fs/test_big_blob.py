@@ -11,9 +11,10 @@ serves them), against zestfs-origin on loopback:
     fetched again alone and checked against the chunk hashes kept then; an
     altered window on the origin gives EIO, not wrong bytes;
   * kill -9 in the middle of the download, then a remount: every byte right;
-  * an --offline remount serves it from the store; `zestfs pull` fills it.
+  * an --offline remount serves it from the store; `zestfs pull` fills it;
+  * the same file as LFS without a Xet hash (--repo-json): its sha256 decides.
 Exit 0 pass, 1 fail, 77 skip."""
-import glob, hashlib, mmap, os, random, subprocess, sys, time
+import glob, hashlib, json, mmap, os, random, subprocess, sys, time
 
 import fsutil
 from fsutil import MiB, Origin, ingest, mount, read_all, sha, unmount
@@ -176,6 +177,30 @@ def main():
         fsutil.knobs(origin, total_bps=0)
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/big", "--store", store3], log)
         check(os.path.ismount(mnt) and read_all(path) == want, "after kill -9 mid-download: byte-exact")
+        check(unmount(proc, mnt) == 0, "unmounted")
+        proc = None
+
+        # the same bytes as an LFS file without a Xet hash (sha256 etag): the repo
+        # described by --repo-json, the bytes from the origin's resolve URL
+        lfs = sha(body)
+        model = {"format": 1, "type": "model", "id": "org/big", "refs": {"main": commit},
+                 "commits": {commit: {"date": 1767225600, "files": [
+                     {"path": "big.jsonl", "size": SIZE, "oid": oid, "lfs_sha256": lfs}]}}}
+        mj = os.path.join(tmp, "lfs.json")
+        json.dump(model, open(mj, "w"))
+        store6 = os.path.join(tmp, "store6")
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo-json", mj, "--store", store6], log)
+        blobs = os.path.join(mnt, "models--org--big", "blobs")
+        check(os.path.ismount(mnt) and os.path.getsize(os.path.join(blobs, lfs)) == SIZE,
+              "LFS without Xet: blobs/<sha256> presented")
+        flip(blob, 12345)
+        try:
+            open(path, "rb").read(100)
+            check(False, "LFS without Xet: a copy that fails its sha256 is refused")
+        except OSError as e:
+            check(e.errno == 5, f"LFS without Xet: a copy that fails its sha256 is refused ({e})")
+        flip(blob, 12345)
+        check(read_all(path) == want, "LFS without Xet: byte-exact once it matches")
         check(unmount(proc, mnt) == 0, "unmounted")
         proc = None
 
