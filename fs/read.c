@@ -2338,92 +2338,121 @@ static char *pct_path(const char *s)
     return out;
 }
 
-typedef struct blob_get {
-    rd_file *f;
+/* A GET of a non-Xet file's bytes at {endpoint}/{repo}/resolve/{commit}/{path}
+ * (one range of it, or all), into buf.  A redirect to another origin (LFS
+ * content on a CDN) is followed once, without credentials.  done gets err 0
+ * only for a 200 (or, for a range, 206) answer of exactly the bytes asked. */
+typedef void (*rs_done_cb)(void *ud, int err, uint8_t *buf, uint64_t len);
+
+typedef struct rs_get {
+    rd_ctx *c;
+    zn_range rg;
+    bool ranged;
+    bool second;               /* following a cross-origin redirect */
     uint8_t *buf;
-    bool second;   /* following a cross-origin redirect */
-} blob_get;
+    uint64_t len;
+    const zn_retry *retry;
+    rs_done_cb done;
+    void *ud;
+} rs_get;
 
-static int blob_request(blob_get *g, const char *url, bool auth);
+static int rs_send(rs_get *g, const char *url, bool auth);
 
-static void blob_done(void *ud, int err, const zn_resp *resp)
+static void rs_answer(void *ud, int err, const zn_resp *resp)
 {
-    blob_get *g = ud;
-    rd_file *f = g->f;
-    if (!err && !f->c->stopping) {
+    rs_get *g = ud;
+    if (!err && g->c->stopping)
+        err = -ECANCELED;
+    if (!err) {
         int st = zn_resp_status(resp);
         const char *loc = zn_resp_header(resp, "Location");
         if (st >= 300 && st < 400 && loc && !g->second) {
-            /* the content lives elsewhere (LFS on a CDN): no credentials there */
-            g->second = true;
+            g->second = true; /* the content lives elsewhere: no credentials there */
             if (strncmp(loc, "https://", 8) && strncmp(loc, "http://", 7))
                 err = -EBADMSG;
-            else if ((err = blob_request(g, loc, false)) == 0)
+            else if ((err = rs_send(g, loc, false)) == 0)
                 return;
-        } else if (st != 200)
+        } else if (st != 200 && !(g->ranged && st == 206)) {
             err = -EBADMSG;
-        else {
+        } else if (!g->ranged) { /* (a range's length is checked by the client) */
             size_t n;
             zn_resp_body(resp, &n);
-            if (n != f->size)
+            if (n != g->len)
                 err = -EPROTO;
         }
-    } else if (!err)
-        err = -ECANCELED;
+    }
+    rs_done_cb done = g->done;
+    void *dud = g->ud;
     uint8_t *buf = g->buf;
+    uint64_t len = g->len;
     free(g);
+    done(dud, err, buf, len);
+}
+
+static int rs_send(rs_get *g, const char *url, bool auth)
+{
+    const char *hdrs[2] = {auth ? g->c->auth : NULL, NULL};
+    zn_http_req q = {
+        .url = url,
+        .headers = hdrs,
+        .ranges = g->ranged ? &g->rg : NULL,
+        .nranges = g->ranged,
+        .range_body = g->ranged,
+        .buf = g->buf,
+        .buf_len = g->len,
+        .follow_redirects = true,
+        .retry = g->retry,
+        .done = rs_answer,
+        .ud = g,
+    };
+    return zn_http_request(g->c->http, &q, NULL);
+}
+
+/* Bytes [off, off + len) of f (all of it: off 0, len f->size, ranged false).
+ * 0: done comes later (buf handed back there); else nothing was started. */
+static int rs_start(rd_file *f, bool ranged, uint64_t off, uint64_t len, uint8_t *buf,
+                    const zn_retry *retry, rs_done_cb done, void *ud)
+{
+    rd_ctx *c = f->c;
+    static const char *prefix[] = {"", "datasets/", "spaces/"};
+    rs_get *g = calloc(1, sizeof *g);
+    char *epath = pct_path(f->path), *url = NULL;
+    int rc = -ENOMEM;
+    if (g && epath) {
+        size_t n = strlen(c->endpoint) + strlen(f->repo) + strlen(epath) + 80;
+        if ((url = malloc(n))) {
+            snprintf(url, n, "%s/%s%s/resolve/%s/%s", c->endpoint, prefix[f->type], f->repo,
+                     f->rev, epath);
+            *g = (rs_get){c, {off, off + len - 1}, ranged, false, buf, len, retry, done, ud};
+            rc = rs_send(g, url, true);
+        }
+    }
+    free(epath);
+    free(url);
+    if (rc)
+        free(g);
+    return rc;
+}
+
+static void blob_done(void *ud, int err, uint8_t *buf, uint64_t len)
+{
+    rd_file *f = ud;
     if (err) {
         free(buf);
         blob_settle(f, err);
         return;
     }
-    blob_queue(f, buf, f->size, true);
-}
-
-static int blob_request(blob_get *g, const char *url, bool auth)
-{
-    rd_ctx *c = g->f->c;
-    static const zn_retry retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 5000,
-                                   .deadline_ms = 60000};
-    const char *hdrs[2] = {auth ? c->auth : NULL, NULL};
-    zn_http_req q = {
-        .url = url,
-        .headers = hdrs,
-        .buf = g->buf,
-        .buf_len = g->f->size,
-        .follow_redirects = true,
-        .retry = &retry,
-        .done = blob_done,
-        .ud = g,
-    };
-    return zn_http_request(c->http, &q, NULL);
+    blob_queue(f, buf, len, true);
 }
 
 static void blob_fetch(rd_file *f)
 {
-    rd_ctx *c = f->c;
+    static const zn_retry retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 5000,
+                                   .deadline_ms = 60000};
     f->blob_state = BLOB_FETCHING;
-    static const char *prefix[] = {"", "datasets/", "spaces/"};
-    char *epath = pct_path(f->path);
-    char *url = NULL;
-    blob_get *g = calloc(1, sizeof *g);
     uint8_t *buf = malloc(f->size);
-    int rc = -ENOMEM;
-    if (epath && g && buf) {
-        size_t n = strlen(c->endpoint) + strlen(f->repo) + strlen(epath) + 80;
-        url = malloc(n);
-        if (url) {
-            snprintf(url, n, "%s/%s%s/resolve/%s/%s", c->endpoint, prefix[f->type], f->repo,
-                     f->rev, epath);
-            g->f = f;
-            g->buf = buf;
-            rc = blob_request(g, url, true);
-        }
-    }
-    free(epath);
-    free(url);
+    int rc = buf ? rs_start(f, false, 0, f->size, buf, &retry, blob_done, f) : -ENOMEM;
     if (rc) {
-        free(g);
         free(buf);
         blob_settle(f, rc);
     }
@@ -2482,9 +2511,6 @@ typedef struct big_get {
     rd_file *f;
     big_part *part;            /* the download's, or NULL: a window refetch */
     rd_cell *cl;
-    uint8_t *buf;
-    uint64_t start, len;
-    bool second;
 } big_get;
 
 typedef struct big_job {
@@ -2498,7 +2524,6 @@ typedef struct big_job {
     EVP_MD_CTX *md;
     rd_cell *cl;               /* kind 3 */
     bool drop_first;
-    uint64_t nwin;
     zc_ref pin;
     int rc;
 } big_job;
@@ -2549,6 +2574,21 @@ static void big_wkey(const rd_file *f, uint64_t k, char *out, size_t n)
     snprintf(out, n, "bigw/%s/%" PRIu64, f->etag, k);
 }
 
+static void big_mkey(const rd_file *f, char *out, size_t n)
+{
+    snprintf(out, n, "big/%s", f->etag);
+}
+
+/* Drop every stored window of f (worker thread). */
+static void big_drop(const rd_file *f, zc_store *store)
+{
+    xet_hash x;
+    for (uint64_t k = 0, n = big_nwin(f); k < n; k++) {
+        big_xorb(f, k, &x);
+        zc_drop_xorb(store, &x, NULL);
+    }
+}
+
 static void big_work(uv_work_t *w)
 {
     big_job *j = w->data;
@@ -2557,7 +2597,7 @@ static void big_work(uv_work_t *w)
     if (j->kind == 0) { /* is the file verified and stored? */
         void *d;
         size_t len;
-        snprintf(key, sizeof key, "big/%s", f->etag);
+        big_mkey(f, key, sizeof key);
         j->rc = zc_meta_get(j->store, key, &d, &len);
         if (j->rc == 0) {
             if (len != 16 || memcmp(d, BIG_MAGIC, 8) || get_u64((uint8_t *)d + 8) != f->size)
@@ -2572,13 +2612,8 @@ static void big_work(uv_work_t *w)
     xet_hash xorb;
     big_xorb(f, j->k, &xorb);
     if (j->kind == 1) { /* the download: digest, chunk hashes, store */
-        if (j->drop_first) {
-            xet_hash x;
-            for (uint64_t k = 0; k < j->nwin; k++) {
-                big_xorb(f, k, &x);
-                zc_drop_xorb(j->store, &x, NULL);
-            }
-        }
+        if (j->drop_first)
+            big_drop(f, j->store);
         if (!EVP_DigestUpdate(j->md, j->data, j->len)) {
             j->rc = -EIO;
             return;
@@ -2607,17 +2642,13 @@ static void big_work(uv_work_t *w)
         xet_hex(md, mdlen, hex);
         if (strcmp(hex, f->has_lfs ? f->etag : f->oid)) {
             j->rc = -EBADMSG;
-            xet_hash x;
-            for (uint64_t k = 0; k < j->nwin; k++) {
-                big_xorb(f, k, &x);
-                zc_drop_xorb(j->store, &x, NULL);
-            }
+            big_drop(f, j->store);
             return;
         }
         uint8_t mark[16];
         memcpy(mark, BIG_MAGIC, 8);
         put_u64(mark + 8, f->size);
-        snprintf(key, sizeof key, "big/%s", f->etag);
+        big_mkey(f, key, sizeof key);
         j->rc = zc_meta_put(j->store, key, mark, sizeof mark, ZC_PUT_FSYNC);
         return;
     }
@@ -2651,7 +2682,6 @@ static int big_queue(rd_file *f, int kind, uint64_t k, const uint8_t *data, uint
     j->k = k;
     j->data = data;
     j->len = len;
-    j->nwin = big_nwin(f);
     if (f->dl) {
         j->md = f->dl->md;
         j->drop_first = kind == 1 && k == 0;
@@ -2713,32 +2743,16 @@ static void big_fail(rd_file *f, int err)
     big_settle(f, err);
 }
 
-static int big_request(big_get *g, const char *url, bool auth);
-
-static void big_get_done(void *ud, int err, const zn_resp *resp)
+static void big_get_done(void *ud, int err, uint8_t *buf, uint64_t len)
 {
     big_get *g = ud;
     rd_file *f = g->f;
-    rd_ctx *c = f->c;
-    if (!err && c->stopping)
-        err = -ECANCELED;
-    if (!err) {
-        int st = zn_resp_status(resp);
-        const char *loc = zn_resp_header(resp, "Location");
-        if (st >= 300 && st < 400 && loc && !g->second) {
-            g->second = true; /* the content lives elsewhere: no credentials there */
-            if (strncmp(loc, "https://", 8) && strncmp(loc, "http://", 7))
-                err = -EBADMSG;
-            else if ((err = big_request(g, loc, false)) == 0)
-                return;
-        } else if (st != 206 && st != 200)
-            err = -EBADMSG;
-    }
+    big_part *p = g->part;
+    rd_cell *cl = g->cl;
+    free(g);
     if (!err)
-        c->m.bytes_by_src[ZF_SRC_CDN] += g->len;
-    if (g->part) { /* the download */
-        big_part *p = g->part;
-        free(g);
+        f->c->m.bytes_by_src[ZF_SRC_CDN] += len;
+    if (p) { /* the download */
         if (err) {
             p->busy = false;
             free(p->buf);
@@ -2750,10 +2764,6 @@ static void big_get_done(void *ud, int err, const zn_resp *resp)
         big_dl_pump(f);
         return;
     }
-    rd_cell *cl = g->cl;
-    uint8_t *buf = g->buf;
-    uint64_t len = g->len;
-    free(g);
     big_job *j;
     if (!err && (err = big_queue(f, 3, cl->idx, buf, len, &j)) == 0) {
         j->cl = cl;
@@ -2763,50 +2773,16 @@ static void big_get_done(void *ud, int err, const zn_resp *resp)
     cell_attempt_failed(cl, err);
 }
 
-static int big_request(big_get *g, const char *url, bool auth)
-{
-    rd_ctx *c = g->f->c;
-    const char *hdrs[2] = {auth ? c->auth : NULL, NULL};
-    zn_range rg = {g->start, g->start + g->len - 1};
-    zn_http_req q = {
-        .url = url,
-        .headers = hdrs,
-        .ranges = &rg,
-        .nranges = 1,
-        .range_body = true,
-        .buf = g->buf,
-        .buf_len = g->len,
-        .follow_redirects = true,
-        .retry = &c->cdn_retry,
-        .done = big_get_done,
-        .ud = g,
-    };
-    return zn_http_request(c->http, &q, NULL);
-}
-
+/* Window k into buf: for the download (part) or a refetch (cl). */
 static int big_get_start(rd_file *f, uint64_t k, uint8_t *buf, big_part *part, rd_cell *cl)
 {
-    rd_ctx *c = f->c;
-    static const char *prefix[] = {"", "datasets/", "spaces/"};
-    big_get *g = calloc(1, sizeof *g);
-    char *epath = pct_path(f->path), *url = NULL;
-    int rc = -ENOMEM;
-    if (g && epath) {
-        size_t n = strlen(c->endpoint) + strlen(f->repo) + strlen(epath) + 80;
-        if ((url = malloc(n))) {
-            snprintf(url, n, "%s/%s%s/resolve/%s/%s", c->endpoint, prefix[f->type], f->repo,
-                     f->rev, epath);
-            g->f = f;
-            g->part = part;
-            g->cl = cl;
-            g->buf = buf;
-            g->start = k * CELL_SIZE;
-            g->len = umin(CELL_SIZE, f->size - g->start);
-            rc = big_request(g, url, true);
-        }
-    }
-    free(epath);
-    free(url);
+    big_get *g = malloc(sizeof *g);
+    if (!g)
+        return -ENOMEM;
+    *g = (big_get){f, part, cl};
+    uint64_t off = k * CELL_SIZE;
+    int rc = rs_start(f, true, off, umin(CELL_SIZE, f->size - off), buf, &f->c->cdn_retry,
+                      big_get_done, g);
     if (rc)
         free(g);
     return rc;
@@ -3326,56 +3302,48 @@ static void fill_piece_done(rd_read *r, int err)
     fill_kick(c);
 }
 
-/* Hand out the next piece of fl: false when it has none left. */
-static bool fill_next(zf_fill *fl)
+/* Start a background read of [off, off + len) for fl. */
+static bool fill_piece(zf_fill *fl, uint64_t off, uint64_t len, int tries, uint64_t epoch)
 {
-    rd_ctx *c = fl->c;
-    if (fill_exhausted(fl))
-        return false;
-    uint64_t now = now_ms();
-    for (size_t i = 0; i < fl->nretry; i++) {
-        if (fl->retry[i].not_before > now)
-            continue;
-        rd_read *r = calloc(1, sizeof *r);
-        if (!r) {
-            fl->err = -ENOMEM;
-            return false;
-        }
-        r->c = c;
-        r->f = fl->f;
-        r->fill = fl;
-        r->off = fl->retry[i].off;
-        r->len = fl->retry[i].len;
-        r->ftries = fl->retry[i].tries;
-        r->fepoch = fl->retry[i].epoch;
-        fl->retry[i] = fl->retry[--fl->nretry];
-        fl->inflight++;
-        c->bg_reads++;
-        read_go(r);
-        return true;
-    }
-    if (fl->ri >= fl->nrg)
-        return false; /* only retries left, not due yet */
-    uint64_t end = fl->rg[2 * fl->ri + 1];
-    uint64_t wend = (fl->pos / CELL_SIZE + 1) * CELL_SIZE;
-    uint64_t pend = umin(end, wend);
     rd_read *r = calloc(1, sizeof *r);
     if (!r) {
         fl->err = -ENOMEM;
         return false;
     }
-    r->c = c;
+    r->c = fl->c;
     r->f = fl->f;
     r->fill = fl;
-    r->off = fl->pos;
-    r->len = pend - fl->pos;
+    r->off = off;
+    r->len = len;
+    r->ftries = tries;
+    r->fepoch = epoch;
+    fl->inflight++;
+    fl->c->bg_reads++;
+    read_go(r);
+    return true;
+}
+
+/* Hand out the next piece of fl (a retry that is due first): false when it
+ * has none left. */
+static bool fill_next(zf_fill *fl)
+{
+    if (fill_exhausted(fl))
+        return false;
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < fl->nretry; i++)
+        if (fl->retry[i].not_before <= now) {
+            struct fill_retry rt = fl->retry[i];
+            fl->retry[i] = fl->retry[--fl->nretry];
+            return fill_piece(fl, rt.off, rt.len, rt.tries, rt.epoch);
+        }
+    if (fl->ri >= fl->nrg)
+        return false; /* only retries left, not due yet */
+    uint64_t end = fl->rg[2 * fl->ri + 1];
+    uint64_t off = fl->pos, pend = umin(end, (off / CELL_SIZE + 1) * CELL_SIZE);
     fl->pos = pend;
     if (fl->pos >= end && ++fl->ri < fl->nrg)
         fl->pos = fl->rg[2 * fl->ri];
-    fl->inflight++;
-    c->bg_reads++;
-    read_go(r);
-    return true;
+    return fill_piece(fl, off, pend - off, 0, 0);
 }
 
 static void fill_timer_cb(uv_timer_t *t)

@@ -731,11 +731,6 @@ static void search_step(zn_dht *d, search *s)
     int qtype = s->kind == SK_FIND ? Q_FIND : s->kind == SK_PING ? Q_PING : Q_GETPEERS;
     int seen = 0;
     bool open = false;
-    /* queries in flight, counted from the transactions themselves */
-    int live = 0;
-    for (int i = 0; i < MAXTXN; i++)
-        live += d->tx[i].used && d->tx[i].s == s;
-    s->inflight = live;
     /* however the network answers (peers that keep naming new nodes, or
      * never answer), a lookup ends in bounded time with what it found */
     uint64_t max = 10ull * d->qtimeout;

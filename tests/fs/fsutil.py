@@ -147,6 +147,11 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def git_sha1(b):
+    """The git blob id of b (the oid of a non-LFS file)."""
+    return hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
+
+
 def read_all(path, bs=MiB):
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:

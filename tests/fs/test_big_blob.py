@@ -22,9 +22,6 @@ from fsutil import MiB, Origin, ingest, mount, read_all, sha, unmount
 SIZE = 100 * MiB + 12345
 
 
-def git_oid(b):
-    return hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
-
 
 def origin_blob(data, oid):
     p = glob.glob(os.path.join(data, "**", oid), recursive=True)
@@ -57,7 +54,7 @@ def main():
     open(os.path.join(src, "big.jsonl"), "wb").write(body)
     open(os.path.join(src, "config.json"), "w").write('{"a": 1}\n')
     commit = ingest(origin_exe, data, "org/big", src, "--xet-threshold", str(1 << 40))
-    oid = git_oid(body)
+    oid = fsutil.git_sha1(body)
     blob = origin_blob(data, oid)
     origin = Origin(origin_exe, data, tmp)
     proc = None

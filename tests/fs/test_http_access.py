@@ -34,9 +34,6 @@ from fsutil import MiB, Origin, ingest, make_model, mount, rss, unmount
 TOKEN = "s3cret-http-token"
 
 
-def git_sha1(b):
-    return hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
-
 
 class Client:
     def __init__(self, base, token=TOKEN):
@@ -188,7 +185,7 @@ def main():
             check(ok, f"GET {p}: 200 byte-exact ({st}, {len(body)} of {len(b)} bytes)")
             check(h.get("Content-Length") == str(len(b)) and h.get("Accept-Ranges") == "bytes" and
                   h.get("X-Repo-Commit") == commit and
-                  h.get("ETag") in ('"%s"' % hashlib.sha256(b).hexdigest(), '"%s"' % git_sha1(b)),
+                  h.get("ETag") in ('"%s"' % hashlib.sha256(b).hexdigest(), '"%s"' % fsutil.git_sha1(b)),
                   f"GET {p}: Content-Length, Accept-Ranges, X-Repo-Commit, ETag {h.get('ETag')}")
         rc, out, err = curl([base + "/org/tiny/resolve/main/model.safetensors"])
         check(rc == 0 and out == files["model.safetensors"], f"curl: model.safetensors byte-exact {err}")

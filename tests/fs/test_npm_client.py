@@ -52,9 +52,6 @@ def node_js(node, args, timeout=120):
     return res
 
 
-def git_sha1(b):
-    return hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
-
 
 def make_files(rng):
     return {
@@ -176,7 +173,7 @@ def main():
         for p, b in files.items():
             f = res.get("files", {}).get(p, {})
             xet = "lfs" in meta[p]
-            etag = hashlib.sha256(b).hexdigest() if xet else git_sha1(b)
+            etag = hashlib.sha256(b).hexdigest() if xet else fsutil.git_sha1(b)
             up = "../" * (p.count("/") + 2)
             check(f.get("symlink") and f.get("link") == f"{up}blobs/{etag}",
                   f"{p}: symlink to {up}blobs/<{'sha256' if xet else 'git sha1'}> ({f.get('link')})")
