@@ -305,6 +305,19 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(dh, "peers_found", (double)ps.dht_st.peers_found);
         cJSON_AddNumberToObject(dh, "announces", (double)ps.dht_st.announces);
     }
+    const zf_flat_stats *fl = zf_flat_stats_get(fs->flats);
+    if (fl) {
+        cJSON *po = cJSON_AddObjectToObject(o, "passthrough");
+        cJSON_AddBoolToObject(po, "on", fl->on);
+        cJSON_AddNumberToObject(po, "flats", (double)fl->flats);
+        cJSON_AddNumberToObject(po, "bytes", (double)fl->bytes);
+        cJSON_AddNumberToObject(po, "opens", (double)fl->opens);
+        cJSON_AddNumberToObject(po, "builds", (double)fl->builds);
+        cJSON_AddNumberToObject(po, "build_bytes", (double)fl->build_bytes);
+        cJSON_AddNumberToObject(po, "checks", (double)fl->checks);
+        cJSON_AddNumberToObject(po, "failures", (double)fl->failures);
+        cJSON_AddBoolToObject(po, "busy", fl->busy);
+    }
     zf_metrics *m = zf_read_metrics(fs);
     if (m) {
         cJSON *mo = cJSON_AddObjectToObject(o, "reads");

@@ -215,6 +215,8 @@ static void walk_commit(ev_op *ev, const zf_repo *r, const zf_commit *c, bool ke
                 ev->err = rc;
             continue;
         }
+        if (!keep) /* its whole copy (flat.c) goes too: it only makes reads faster */
+            zf_flat_drop_etag(ev->fs->flats, f->etag, &ev->st.bytes);
         ev_file *ef = malloc(sizeof *ef);
         if (!ef) {
             ev->err = -ENOMEM;

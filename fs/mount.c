@@ -41,6 +41,7 @@ static void stop(zf_mount *m)
     zf_http_stop(m->http);
     zf_http_stop(m->metrics);
     zf_read_stop(&m->fs);
+    zf_flat_stop(m->fs.flats);
     zf_p2p_stop(m->fs.p2p);
     if (!uv_is_closing((uv_handle_t *)&m->poll))
         uv_close((uv_handle_t *)&m->poll, NULL);
@@ -64,7 +65,8 @@ static void on_fuse(uv_poll_t *p, int status, int events)
             stop(m);
             return;
         }
-        fuse_session_process_buf(se, &m->buf);
+        if (!zf_flat_dispatch(&m->fs, se, &m->buf))
+            fuse_session_process_buf(se, &m->buf);
     }
 }
 
@@ -209,6 +211,8 @@ static void usage(FILE *f)
                "      --token TOKEN       Hub token (default $HF_TOKEN, else the HF token file)\n"
                "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
                "      --offline           no network: present and serve what the store has\n"
+               "      --no-passthrough    never hand blobs read often to the kernel as whole\n"
+               "                          copies in the store (FUSE passthrough; needs root)\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
                "      --read-ahead BYTES  kernel readahead of the mount (default 960K; 0: leave\n"
                "                          the kernel's 128K); needs root\n"
@@ -335,7 +339,7 @@ static void set_readahead(const char *mnt, unsigned kb)
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL };
+           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL, O_NO_PT };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -347,6 +351,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"token", required_argument, NULL, O_TOKEN},
         {"cacert", required_argument, NULL, O_CACERT},
         {"offline", no_argument, NULL, O_OFFLINE},
+        {"no-passthrough", no_argument, NULL, O_NO_PT},
         {"read-ahead", required_argument, NULL, O_READAHEAD},
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
@@ -361,6 +366,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     };
     int foreground = 0, allow_other = 0, debug = 0;
     int readahead_kb = -1; /* default: one largest request (see splice_max_read) */
+    bool passthrough = true; /* --no-passthrough */
     const char *jsons[64], *repos[256];
     int njson = 0;
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
@@ -416,6 +422,7 @@ int zestfs_cmd_mount(int argc, char **argv)
             break;
         case O_CACERT: o.cacert = optarg; break;
         case O_OFFLINE: o.offline = true; break;
+        case O_NO_PT: passthrough = false; break;
         case O_READAHEAD: {
             uint64_t v;
             if (zf_parse_size(optarg, &v) != 0 || v > (1ull << 30)) {
@@ -555,6 +562,8 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_unmount(m.fs.se);
         return 1;
     }
+    if ((err = zf_flat_init(&m.fs, store, store_dir, o.store_size, passthrough, &m.fs.flats)) != 0)
+        fprintf(stderr, "zestfs: whole copies for passthrough off: %s\n", strerror(-err));
     if ((err = zf_p2p_start(&m.loop, store, &po, &m.fs.p2p)) != 0)
         fprintf(stderr, "zestfs: peer swarm off: %s\n", strerror(-err)); /* CDN only */
     for (size_t i = 0; m.fs.p2p && i < m.fs.tree.nrepos; i++)
@@ -602,6 +611,8 @@ int zestfs_cmd_mount(int argc, char **argv)
     zf_http_free(m.http);
     zf_http_free(m.metrics);
     zf_read_free(&m.fs);
+    zf_flat_free(m.fs.flats);
+    m.fs.flats = NULL;
     zf_p2p_free(m.fs.p2p);
     m.fs.p2p = NULL;
     err = zc_close(store);

@@ -284,6 +284,7 @@ typedef struct zf_handle {
     char *content;   /* generated content of small virtual files */
     size_t len;
     void *pf;        /* fs->blob_opened's token */
+    bool pt;         /* opened with passthrough (flat.c) */
 } zf_handle;
 
 #define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
@@ -693,6 +694,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->ent = e;
     if (e.kind == ZV_BLOB) {
         fi->keep_cache = 1; /* content-addressed: never changes */
+        int backing = fs->flats ? zf_flat_open(fs->flats, &e) : 0;
+        if (backing > 0) { /* the kernel reads the blob's whole copy itself */
+            h->pt = true;
+            fi->fh = (uintptr_t)h;
+            if (zf_flat_reply_open(fs, req, fi, backing) != 0) {
+                zf_flat_release(fs->flats, &e, true);
+                free(h);
+            }
+            return;
+        }
         if (fs->blob_opened)
             h->pf = fs->blob_opened(fs, &e);
     } else {
@@ -702,6 +713,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     fi->fh = (uintptr_t)h;
     if (fuse_reply_open(req, fi) == -ENOENT) {
+        if (e.kind == ZV_BLOB && fs->flats)
+            zf_flat_release(fs->flats, &e, false);
         if (h->pf && fs->blob_released)
             fs->blob_released(fs, h->pf);
         free(h->content);
@@ -805,6 +818,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     zf_handle *h = H(fi);
     zf_fs *fs = FS(req);
+    if (h->fd < 0 && h->ent.kind == ZV_BLOB && fs->flats)
+        zf_flat_release(fs->flats, &h->ent, h->pt);
     if (h->pf && fs->blob_released)
         fs->blob_released(fs, h->pf);
     if (h->fd >= 0)

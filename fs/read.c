@@ -177,6 +177,7 @@ struct rd_read {
     void *ud;
     uint8_t *out;              /* its bytes, from the store read */
     bool nofetch;              /* zf_read_stored: -ENOENT rather than fetch */
+    bool check;                /* zf_read_check: walk the store, copy nothing */
     bool http;                 /* zf_read_async (the HTTP access server): counted like FUSE reads */
     uint64_t ra_len;           /* store read: also hint this many bytes DISK_RA ahead */
     int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
@@ -878,7 +879,7 @@ static void disk_ahead(rd_read *r)
 static void store_work(uv_work_t *w)
 {
     rd_read *r = w->data;
-    if (r->fill) {
+    if (r->fill || r->check) {
         r->rc = store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &r->miss);
         return;
     }
@@ -3120,6 +3121,28 @@ int zf_read_stored(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read
     r->nofetch = true;
     r->off = off;
     r->len = umin(len, f->size - off);
+    read_go(r);
+    return 0;
+}
+
+int zf_read_check(zf_fs *fs, const zv_ent *e, zf_read_cb cb, void *ud)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || c->stopping)
+        return -ESHUTDOWN;
+    if (!e || e->kind != ZV_BLOB || !cb || e->file->size == 0 || !ZF_IN_XORBS(e->file))
+        return -EINVAL;
+    rd_file *f = file_get(c, e);
+    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
+    if (!r)
+        return -ENOMEM;
+    r->c = c;
+    r->f = f;
+    r->cb = cb;
+    r->ud = ud;
+    r->nofetch = true;
+    r->check = true;
+    r->len = f->size;
     read_go(r);
     return 0;
 }

@@ -42,6 +42,8 @@ typedef struct zf_fs {
     void (*blob_released)(struct zf_fs *fs, void *token);
     struct zf_p2p *p2p;         /* the peer swarm (p2p.h); NULL: CDN only */
     unsigned max_read;          /* largest read request (0: the kernel's, 1 MiB) */
+    struct zf_flats *flats;     /* whole copies for passthrough (flat.c); NULL: none */
+    uint64_t cur_unique;        /* the FUSE request being dispatched (flat.c) */
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
@@ -174,6 +176,35 @@ int zf_fill_start(zf_fs *fs, const zv_ent *blob, const uint64_t *ranges, size_t 
 void zf_fill_cancel(zf_fill *fl);
 void zf_read_stop(zf_fs *fs);
 void zf_read_free(zf_fs *fs);
+
+/* zf_read_stored over the whole blob, copying nothing: cb gets 0 when every
+ * byte is stored (segments found at startup are verified on the way),
+ * -ENOENT when one is not.  Xet files and large non-Xet files only. */
+int zf_read_check(zf_fs *fs, const zv_ent *blob, zf_read_cb cb, void *ud);
+
+/* Whole copies of hot blobs, opened with FUSE passthrough (flat.c; design
+ * note there).  zf_flat_init before the loop runs; zf_flat_dispatch from
+ * the session driver for every request before libfuse sees it;
+ * zf_flat_open at each blob open: > 0 the backing id to answer with
+ * (zf_flat_reply_open), 0 the FUSE path; zf_flat_release at its release. */
+typedef struct zf_flats zf_flats;
+typedef struct zf_flat_stats {
+    bool on;                    /* passthrough negotiated and usable */
+    uint64_t flats, bytes;      /* on disk now */
+    uint64_t opens;             /* opens answered with passthrough */
+    uint64_t builds, build_bytes, checks, failures;
+    bool busy;                  /* a build or check in flight */
+} zf_flat_stats;
+int zf_flat_init(zf_fs *fs, zc_store *store, const char *store_dir, uint64_t cap, bool want,
+                 zf_flats **out);
+bool zf_flat_dispatch(zf_fs *fs, struct fuse_session *se, const struct fuse_buf *buf);
+int zf_flat_open(zf_flats *F, const zv_ent *blob);
+void zf_flat_release(zf_flats *F, const zv_ent *blob, bool passthrough);
+int zf_flat_reply_open(zf_fs *fs, fuse_req_t req, struct fuse_file_info *fi, int backing);
+void zf_flat_drop_etag(zf_flats *F, const char *etag, uint64_t *freed);
+const zf_flat_stats *zf_flat_stats_get(const zf_flats *F);
+void zf_flat_stop(zf_flats *F);
+void zf_flat_free(zf_flats *F);
 
 /* Resolve "[models/|datasets/|spaces/]org/name[@rev]" while the loop runs
  * (hubload.c): online, the Hub's revision and tree are merged into the
