@@ -11,6 +11,8 @@
  *                              chars); <gen> makes every file name unique, so
  *                              a name is never reused while a reader holds it.
  *   meta/<64 hex>              a metadata blob; name = keyed BLAKE3 of its key
+ *   flat/                      not this library's: whole copies of blobs for
+ *                              FUSE passthrough, kept by fs/flat.c
  * Segment file (little endian): "ZESTSEG1", u32 version=1, u32 header_len,
  * xorb hash[32], u32 start, u32 end, u64 data_len, u32 flags, u32 0, then per
  * chunk {u32 decoded_len, chunk_hash[32]}, then a keyed-BLAKE3 checksum[32]

@@ -241,12 +241,11 @@ static void flat_drop(zf_flats *F, fl_ent *e)
     apply_cap(F);
 }
 
-/* Make room for `need` more bytes of flats within half the cap: drop the
- * least recently opened flats nobody has open.  false: it cannot fit. */
-static bool make_room(zf_flats *F, uint64_t need)
+/* Drop the least recently opened flats nobody has open until flats hold
+ * at most `limit` bytes.  false: they cannot get there. */
+static bool shrink_to(zf_flats *F, uint64_t limit)
 {
-    uint64_t budget = F->cap / 2;
-    while (F->bytes + need > budget) {
+    while (F->bytes > limit) {
         fl_ent *victim = NULL;
         for (size_t b = 0; b < F->nb; b++)
             for (fl_ent *e = F->tab[b]; e; e = e->next)
@@ -259,6 +258,19 @@ static bool make_room(zf_flats *F, uint64_t need)
         flat_drop(F, victim);
     }
     return true;
+}
+
+/* Room for `need` more bytes of flats within half the cap. */
+static bool make_room(zf_flats *F, uint64_t need)
+{
+    uint64_t budget = F->cap / 2;
+    return need <= budget && shrink_to(F, budget - need);
+}
+
+void zf_flat_yield(zf_flats *F, uint64_t need)
+{
+    if (F)
+        shrink_to(F, F->cap > need ? F->cap - need : 0);
 }
 
 /* ---- builds and checks ------------------------------------------------------------ */

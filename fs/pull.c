@@ -199,6 +199,10 @@ static void pull_resolved(void *ud, int err, const zf_repo *repo, const char *sh
     }
     zc_stats zs;
     zc_get_stats(p->store, &zs);
+    if (zs.cap && p->st.total > zs.cap && p->fs->flats) { /* whole copies give way */
+        zf_flat_yield(p->fs->flats, p->st.total);
+        zc_get_stats(p->store, &zs);
+    }
     if (zs.cap && p->st.total > zs.cap) {
         fprintf(stderr, "zestfs: pull %s: %" PRIu64 " bytes selected, the store cap is %" PRIu64
                         "\n", repo->id, p->st.total, zs.cap);

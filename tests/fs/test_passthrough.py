@@ -13,7 +13,8 @@ zestfs-origin on loopback:
     and new opens meanwhile too; afterwards reads go through zestfs;
   * a copy altered on disk is found at its check after a remount, removed,
     and never served; temp files of a build cut short are removed;
-  * --no-passthrough removes the copies and never makes one.
+  * --no-passthrough removes the copies and never makes one;
+  * copies give way to a pull that needs their room.
 Skips (77) where the kernel or the privileges allow no passthrough.
 Exit 0 pass, 1 fail, 77 skip."""
 import hashlib, json, mmap, os, random, subprocess, sys, time
@@ -210,6 +211,23 @@ def main():
             check(sha_read(path) == want, "read byte-exact")
         time.sleep(1)
         check(not os.path.exists(flat), "... and makes none")
+        unmount(proc, mnt)
+        proc = None
+
+        # ---- copies give way to a pull that needs the room: a 98 MiB cap
+        # holds the 48 MiB copy (at most half) but then not the 52 MiB repo
+        small_cap = 98 * MiB
+        args2 = args[:-1] + [str(small_cap)]
+        proc = mount(zestfs, mnt, args2, log)
+        for _ in range(2):
+            check(sha_read(path) == want, "read byte-exact (98 MiB cap)")
+        st = wait_idle(zestfs, store, 1)
+        check(st.get("store", {}).get("cap") == small_cap - SIZE, "copy made within half the cap")
+        r = z(zestfs, "pull", "--store", store, "org/pt")
+        st = status(zestfs, store)
+        check(r.returncode == 0 and pt(st).get("flats") == 0 and st.get("store", {}).get("cap") == small_cap,
+              f"a pull that needs the room drops the copy ({r.returncode} {r.stderr.strip()[-200:]})")
+        check(sha_read(path) == want and sha_read(spath) == fsutil.sha(small), "reads byte-exact after the pull")
         unmount(proc, mnt)
         proc = None
     except Exception as e:  # noqa: BLE001
