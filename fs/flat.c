@@ -11,8 +11,9 @@
  *
  * WHEN  A flat is made for a blob that is hot and whole: a Xet or LFS blob
  * of at least FLAT_MIN bytes whose every byte is stored, once it has been
- * opened twice (a model loaded again: one more load is likely; a single
- * load never pays for a copy) and its last handle is closed.  One build at
+ * opened twice since the mount (a model loaded again, or a loader that
+ * opens it twice: more loads are likely; a file read once through a single
+ * open never pays for a copy) and its last handle is closed.  One build at
  * a time, on the pool, 8 MiB at a time from the store (zf_read_stored: no
  * fetch), hashed with SHA-256 as it is written — the blob's etag IS the
  * SHA-256 of its content, so a flat is checked end to end against the
@@ -534,7 +535,11 @@ static void job_next(zf_flats *F)
         }
     if (!best)
         return;
-    if (best->state == FL_NONE && !make_room(F, best->size)) {
+    zc_stats zs;
+    zc_get_stats(F->store, &zs);
+    /* the store must be able to give the room up: pinned bytes stay */
+    if (best->state == FL_NONE &&
+        (zs.pinned + F->bytes + best->size > F->cap || !make_room(F, best->size))) {
         best->want = false;
         return;
     }
@@ -648,6 +653,8 @@ bool zf_flat_dispatch(zf_fs *fs, struct fuse_session *se, const struct fuse_buf 
     }
     struct pt_out_header oh;
     bool patched = false;
+    uint8_t orig[sizeof rep];
+    memcpy(orig, rep, (size_t)n);
     if ((size_t)n >= sizeof oh + INIT_OUT_MIN) {
         memcpy(&oh, rep, sizeof oh);
         uint32_t of;
@@ -663,7 +670,14 @@ bool zf_flat_dispatch(zf_fs *fs, struct fuse_session *se, const struct fuse_buf 
         }
     }
     if (write(fd, rep, (size_t)n) != n) {
-        zf_log(ZF_LOG_ERR, "zestfs: writing the INIT reply: %s\n", strerror(errno));
+        int e = errno;
+        /* refused with passthrough asked for: the reply libfuse made, as it was */
+        if (!patched || write(fd, orig, (size_t)n) != n)
+            zf_log(ZF_LOG_ERR, "zestfs: writing the INIT reply: %s\n", strerror(errno));
+        else
+            zf_log(ZF_LOG_INFO, "zestfs: the kernel refused FUSE passthrough in INIT (%s)\n",
+                   strerror(e));
+        drop_all(F);
         return true;
     }
     if (!patched) {
