@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SEG_MAGIC "ZESTSEG1"
@@ -145,6 +146,54 @@ static ssize_t pread_full(int fd, void *buf, size_t n, uint64_t off)
         done += (size_t)r;
     }
     return (ssize_t)done;
+}
+
+#ifndef RWF_DONTCACHE
+#define RWF_DONTCACHE 0x00000080 /* Linux 6.14: uncached buffered I/O */
+#endif
+
+/* pread_full whose newly cached pages are dropped after (RWF_DONTCACHE);
+ * a plain pread where the kernel or the fs does not have it. */
+static ssize_t pread_dontcache(int fd, void *buf, size_t n, uint64_t off)
+{
+    static int unsupported; /* racy but monotonic: once set, stays set */
+    size_t done = 0;
+    while (done < n && !unsupported) {
+        struct iovec v = {(char *)buf + done, n - done};
+        ssize_t r = preadv2(fd, &v, 1, (off_t)(off + done), RWF_DONTCACHE);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EOPNOTSUPP && errno != EINVAL)
+                return -errno;
+            unsupported = 1;
+            break;
+        }
+        if (r == 0)
+            return (ssize_t)done;
+        done += (size_t)r;
+    }
+    if (done == n)
+        return (ssize_t)done;
+    ssize_t r = pread_full(fd, (char *)buf + done, n - done, off + done);
+    return r < 0 ? r : (ssize_t)(done + (size_t)r);
+}
+
+static int pwrite_full(int fd, const void *buf, size_t n, off_t off)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t r = pwrite(fd, p, n, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += r;
+        off += r;
+        n -= (size_t)r;
+    }
+    return 0;
 }
 
 static int write_full(int fd, const void *buf, size_t n)
@@ -1231,7 +1280,21 @@ int zc_verify_segment(zc_ref *ref)
     return rc;
 }
 
+static ssize_t read_ref(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len,
+                        bool nocache);
+
 ssize_t zc_read(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len)
+{
+    return read_ref(ref, chunk, skip, out, len, false);
+}
+
+ssize_t zc_read_nocache(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len)
+{
+    return read_ref(ref, chunk, skip, out, len, true);
+}
+
+static ssize_t read_ref(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len,
+                        bool nocache)
 {
     if (!ref || !ref->seg)
         return -EINVAL;
@@ -1249,7 +1312,8 @@ ssize_t zc_read(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t le
         return 0;
     if (len > total - pos)
         len = (size_t)(total - pos);
-    ssize_t got = pread_full(ref->fd, out, len, g->hdr_len + pos);
+    ssize_t got = nocache ? pread_dontcache(ref->fd, out, len, g->hdr_len + pos)
+                          : pread_full(ref->fd, out, len, g->hdr_len + pos);
     if (got >= 0 && (size_t)got != len)
         return -EIO; /* the file shrank under us: someone else touched the store */
     return got;
@@ -1300,19 +1364,74 @@ static int fsync_dir(int dfd, const char *rel)
     return rc;
 }
 
+#define BOUNCE (4u << 20)
+
+/* a then b written with O_DIRECT through a per-thread bounce buffer (whole
+ * 4 KiB blocks; the padding of the last one is cut off after).  -EINVAL
+ * when the fs or the device will not take it (the caller writes buffered). */
+static int write_direct(int fd, const void *a, size_t alen, const void *b, size_t blen)
+{
+    static __thread uint8_t *bounce;
+    if (!bounce && posix_memalign((void **)&bounce, 4096, BOUNCE) != 0) {
+        bounce = NULL;
+        return -ENOMEM;
+    }
+    size_t tot = alen + blen, done = 0;
+    while (done < tot) {
+        size_t n = tot - done < BOUNCE ? tot - done : BOUNCE, k = 0;
+        while (k < n) { /* the next n bytes of a||b */
+            size_t at = done + k, m;
+            if (at < alen) {
+                m = alen - at < n - k ? alen - at : n - k;
+                memcpy(bounce + k, (const uint8_t *)a + at, m);
+            } else {
+                m = n - k;
+                memcpy(bounce + k, (const uint8_t *)b + (at - alen), m);
+            }
+            k += m;
+        }
+        size_t w = (n + 4095) & ~(size_t)4095;
+        memset(bounce + n, 0, w - n);
+        for (size_t put = 0; put < w;) {
+            ssize_t r = pwrite(fd, bounce + put, w - put, (off_t)(done + put));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0 || (r & 4095))
+                return r < 0 ? -errno : -EIO;
+            put += (size_t)r;
+        }
+        done += n;
+    }
+    if (ftruncate(fd, (off_t)tot) != 0)
+        return -errno;
+    return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) == 0 ? 0 : -errno;
+}
+
 /* Write `parts` to tmp/<gen>.tmp, maybe fsync, rename to final.  Returns the
- * open fd (read-write) of the renamed file or a negative errno. */
+ * open fd (read-write) of the renamed file or a negative errno.  nocache:
+ * around the page cache where the fs allows it (ZC_PUT_NOCACHE). */
 static int write_tx(zc_store *s, uint64_t gen, const char *final, const char *subdir,
-                    const void *a, size_t alen, const void *b, size_t blen, bool sync)
+                    const void *a, size_t alen, const void *b, size_t blen, bool sync,
+                    bool nocache)
 {
     char tmp[64];
     snprintf(tmp, sizeof tmp, "tmp/%" PRIu64 ".tmp", gen);
-    int fd = openat(s->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
+    int fd = -1, rc = 1;
+    if (nocache && alen + blen >= 65536 &&
+        (fd = openat(s->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644)) >= 0) {
+        rc = write_direct(fd, a, alen, b, blen);
+        if (rc == -EINVAL || rc == -ENOMEM) { /* not here: buffered, from the start */
+            rc = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) == 0 && ftruncate(fd, 0) == 0
+                     ? 1 : -errno;
+        }
+    }
+    if (fd < 0 && (fd = openat(s->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         return -errno;
-    int rc = write_full(fd, a, alen);
-    if (!rc && blen)
-        rc = write_full(fd, b, blen);
+    if (rc == 1) {
+        rc = pwrite_full(fd, a, alen, 0);
+        if (!rc && blen)
+            rc = pwrite_full(fd, b, blen, (off_t)alen);
+    }
     if (!rc && sync && fsync(fd) < 0)
         rc = -errno;
     if (!rc && renameat(s->dfd, tmp, s->dfd, final) < 0) {
@@ -1381,7 +1500,7 @@ int zc_put(zc_store *s, const xet_hash *xorb, uint32_t start, uint32_t end,
         pin->fd = -1;
     }
     if (!s || !xorb || start >= end || end - start > XET_XORB_MAX_CHUNKS || !lens ||
-        (!data && len) || (flags & ~(ZC_PUT_FSYNC | ZC_PUT_VERIFY)))
+        (!data && len) || (flags & ~(ZC_PUT_FSYNC | ZC_PUT_VERIFY | ZC_PUT_NOCACHE)))
         return -EINVAL;
     uint32_t n = end - start, hl = seg_hdr_len(n);
     uint64_t sum = 0;
@@ -1469,7 +1588,8 @@ again:
     seg_relpath(g, path);
     snprintf(sub, sizeof sub, "%.8s", path); /* "xorbs/ab" */
     for (;;) {
-        fd = write_tx(s, gen, path, sub, h, hl, data, len, flags & ZC_PUT_FSYNC);
+        fd = write_tx(s, gen, path, sub, h, hl, data, len, flags & ZC_PUT_FSYNC,
+                      flags & ZC_PUT_NOCACHE);
         if (fd >= 0 || !is_nospace(fd) || !make_room(s, acct))
             break;
     }
@@ -1582,7 +1702,7 @@ int zc_meta_put(zc_store *s, const char *key, const void *data, size_t len, unsi
         pthread_mutex_lock(&s->mu);
         uint64_t gen = s->gen++;
         pthread_mutex_unlock(&s->mu);
-        int fd = write_tx(s, gen, path, NULL, buf, total, NULL, 0, flags & ZC_PUT_FSYNC);
+        int fd = write_tx(s, gen, path, NULL, buf, total, NULL, 0, flags & ZC_PUT_FSYNC, false);
         if (fd >= 0) {
             close(fd);
             rc = 0;

@@ -127,6 +127,11 @@ void zc_set_cap(zc_store *s, uint64_t cap_bytes); /* evicts if needed */
 
 #define ZC_PUT_FSYNC 1u  /* fsync the file before the rename and its directory after */
 #define ZC_PUT_VERIFY 2u /* hash data and compare with hashes[]: -EBADMSG on mismatch */
+/* write around the page cache (O_DIRECT through a bounce buffer, where the
+ * fs allows it; buffered otherwise): for runs nobody reads soon (a pull).
+ * Nothing of a big pull lingers in memory, and on a VM that hands freed
+ * memory back to its host, no page is touched for the first time */
+#define ZC_PUT_NOCACHE 4u
 
 /* Store chunks [start, end) of xorb: lens[i] = decoded length of chunk
  * start+i (1..XET_CHUNK_MAX), data = their concatenation (len = sum), hashes
@@ -157,6 +162,10 @@ int zc_verify_segment(zc_ref *ref);
  * the segment; stops at the segment's end.  Verifies first if !ready.
  * Returns bytes copied (0 if skip is past the end) or negative errno. */
 ssize_t zc_read(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len);
+/* zc_read, but pages it brings into the page cache are dropped after
+ * (RWF_DONTCACHE, Linux >= 6.14; a plain read elsewhere): for bytes served
+ * to others (peers), which this host will not read again soon. */
+ssize_t zc_read_nocache(zc_ref *ref, uint32_t chunk, uint64_t skip, void *out, size_t len);
 /* File offset and decoded length of another chunk of a ready ref's segment. */
 int zc_chunk_span(const zc_ref *ref, uint32_t chunk, uint64_t *off, uint32_t *len);
 

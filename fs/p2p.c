@@ -607,7 +607,7 @@ static void rc_work(uv_work_t *w)
             }
         }
         if (!rc) {
-            ssize_t got = zc_read(&ref, k, 0, j->data + j->len, bytes);
+            ssize_t got = zc_read_nocache(&ref, k, 0, j->data + j->len, bytes);
             rc = got < 0 ? (int)got : (uint64_t)got != bytes ? -EIO : 0;
         }
         zc_unpin(&ref);

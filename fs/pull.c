@@ -145,6 +145,7 @@ static void pull_next(zf_pull *p)
             p->done_files_bytes += file->size;
             continue;
         }
+        zf_fill_nocache(s->fill); /* a pull's bytes are for later: not the page cache's */
         s->busy = true;
         p->active++;
     }

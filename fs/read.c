@@ -242,6 +242,7 @@ struct rd_xf {
     bool pend_on;              /* our CDN fetch announced as PENDING */
     int nops;                  /* callbacks outstanding (peer fetch, CDN request) */
     bool finished;             /* xf_finish done; freed once nops == 0 */
+    bool nocache;              /* only pulls wait: stored around the page cache */
 };
 
 struct rd_ctx {
@@ -1199,8 +1200,8 @@ static void xf_decode_work(uv_work_t *w)
     if (!rc)
         rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (!rc)
-        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total, 0,
-                    &xf->pin);
+        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total,
+                    xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
     if (!rc && xf->c->fs->p2p) /* a whole xorb from [0, n): its manifest, and proof */
         zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
     free(data);
@@ -1216,7 +1217,7 @@ static void xf_peer_work(uv_work_t *w)
     int rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (!rc)
         rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->buf,
-                    xf->got, 0, &xf->pin);
+                    xf->got, xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
     if (!rc && xf->c->fs->p2p)
         zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
     free(xf->buf);
@@ -1234,6 +1235,7 @@ static void p2p_timer_arm(rd_ctx *c);
 static bool cell_has_fg(const rd_cell *cl);
 static void xf_debug(const rd_xf *xf, const char *what);
 static bool xf_has_fg(const rd_xf *xf);
+static bool xf_pull_only(const rd_xf *xf);
 
 /* The CDN request of a fetch: alone, or racing its peer fetch (xf->pop set;
  * a failure to start then just leaves the peers to it). */
@@ -1311,6 +1313,7 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     free(xf->buf);
     xf->buf = buf;
     xf->decoding = true;
+    xf->nocache = xf_pull_only(xf);
     xf->work.data = xf;
     if (uv_queue_work(c->loop, &xf->work, xf_decode_work, xf_decode_after) != 0)
         xf_finish(xf, -EIO);
@@ -1392,6 +1395,7 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     xf->got = len;
     xf->src = ZF_SRC_PEER;
     xf->decoding = true;
+    xf->nocache = xf_pull_only(xf);
     xf->work.data = xf;
     if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0)
         xf_finish(xf, -EIO);
@@ -3234,9 +3238,27 @@ struct zf_fill {
     struct fill_retry { uint64_t off, len, not_before, epoch; int tries; } *retry;
     size_t nretry, retry_cap;
     uint64_t nok;              /* pieces stored so far (progress) */
+    bool nocache;              /* zf_fill_nocache: a pull */
     zf_fill_cb cb;
     void *ud;
 };
+
+void zf_fill_nocache(zf_fill *fl)
+{
+    fl->nocache = true;
+}
+
+/* Every read waiting on xf is a fill of a pull: nobody will read the run
+ * soon, so it is stored around the page cache (ZC_PUT_NOCACHE). */
+static bool xf_pull_only(const rd_xf *xf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < xf->nw; i++)
+        for (size_t k = 0; k < xf->w[i]->nw; k++, n++)
+            if (!xf->w[i]->w[k]->fill || !xf->w[i]->w[k]->fill->nocache)
+                return false;
+    return n > 0;
+}
 
 #define FILL_STALL 6
 

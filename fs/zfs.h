@@ -174,6 +174,9 @@ typedef void (*zf_fill_cb)(void *ud, zf_fill *fl, uint64_t done, uint64_t total,
 int zf_fill_start(zf_fs *fs, const zv_ent *blob, const uint64_t *ranges, size_t n, zf_fill_cb cb,
                   void *ud, zf_fill **out);
 void zf_fill_cancel(zf_fill *fl);
+/* The fill is a pull: runs only it waits for are stored around the page
+ * cache (ZC_PUT_NOCACHE).  Call right after zf_fill_start. */
+void zf_fill_nocache(zf_fill *fl);
 void zf_read_stop(zf_fs *fs);
 void zf_read_free(zf_fs *fs);
 

@@ -15,7 +15,7 @@ plus a GGUF file built here):
     only its header makes the mount fetch the whole file in the background;
     opening and closing at once fetches little more than the header window.
 Exit 0 pass, 1 fail, 77 skip."""
-import os, random, struct, subprocess, sys, time
+import os, random, shutil, struct, subprocess, sys, time
 
 import fsutil
 from fsutil import MiB, Origin, ingest, make_model, mount, read_all, sha, unmount
@@ -37,6 +37,31 @@ def gguf(rng, ntensors=6, tensor_bytes=2 * MiB):
 def pull(zestfs, *args, env=None):
     return subprocess.run([zestfs, "pull", *args], capture_output=True, text=True, timeout=300,
                           env=env)
+
+
+def cached_bytes(store):
+    """(bytes in the page cache, bytes) of the store's segment files (fincore)."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(store, "xorbs")) for f in fs]
+    if not files:
+        return 0, 0
+    r = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES,SIZE", *files],
+                       capture_output=True, text=True)
+    res = size = 0
+    for line in r.stdout.split("\n"):
+        f = line.split()
+        if len(f) == 2:
+            res, size = res + int(f[0]), size + int(f[1])
+    return res, size
+
+
+def direct_io_ok(d):
+    p = os.path.join(d, "tmp", "direct-probe")
+    try:
+        os.close(os.open(p, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600))
+        os.unlink(p)
+        return shutil.which("fincore") is not None
+    except OSError:
+        return False
 
 
 def xorb_bytes(origin):
@@ -101,6 +126,10 @@ def main():
         got = xorb_bytes(origin)
         print(f"pull through the mount: {got} xorb bytes for {rest} bytes of remaining Xet content")
         check(rest <= got <= rest * 1.05 + 256 * 1024, "the rest of the repo fetched once")
+        res, size = cached_bytes(store)
+        print(f"store segments in the page cache after the pull: {res} of {size} bytes")
+        if direct_io_ok(store):  # runs only a pull waits for are written around the page cache
+            check(size > 0 and res < size * 0.5, f"a pull leaves most of what it stored out of the page cache ({res} of {size})")
         origin.reset()
         snap = os.path.join(mnt, "models--org--tiny", "snapshots", commit)
         for p, b in files.items():
