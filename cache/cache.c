@@ -1416,18 +1416,19 @@ static int write_tx(zc_store *s, uint64_t gen, const char *final, const char *su
 {
     char tmp[64];
     snprintf(tmp, sizeof tmp, "tmp/%" PRIu64 ".tmp", gen);
-    int fd = -1, rc = 1;
+    int rc = 0, fd = -1;
+    bool buffered = true;
     if (nocache && alen + blen >= 65536 &&
         (fd = openat(s->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644)) >= 0) {
         rc = write_direct(fd, a, alen, b, blen);
-        if (rc == -EINVAL || rc == -ENOMEM) { /* not here: buffered, from the start */
+        buffered = rc == -EINVAL || rc == -ENOMEM; /* not here: buffered, from the start */
+        if (buffered)
             rc = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) == 0 && ftruncate(fd, 0) == 0
-                     ? 1 : -errno;
-        }
+                     ? 0 : -errno;
     }
     if (fd < 0 && (fd = openat(s->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         return -errno;
-    if (rc == 1) {
+    if (!rc && buffered) {
         rc = pwrite_full(fd, a, alen, 0);
         if (!rc && blen)
             rc = pwrite_full(fd, b, blen, (off_t)alen);

@@ -139,6 +139,7 @@ typedef struct fl_job {
     zf_flats *F;
     fl_ent *e;
     bool verify;               /* re-hash an existing flat; else build one */
+    bool opened;               /* open_work done: pieces now */
     int fd;
     uint64_t off;
     uint8_t *buf;
@@ -153,14 +154,13 @@ struct zf_flats {
     zc_store *store;
     int dirfd;                 /* <store>/flat */
     uint64_t cap;              /* the store cap (--store-size) */
-    uint64_t bytes;            /* held by flats (ready, unverified, being verified) */
     bool want;                 /* not --no-passthrough */
     bool on;                   /* negotiated, and a backing id could be made */
     bool stopping;
     fl_ent **tab;
     size_t nb, n;
     fl_job *job;               /* the one build or check in flight */
-    zf_flat_stats st;
+    zf_flat_stats st;          /* bytes: held by flats (ready or waiting for their check) */
 };
 
 static uint64_t now_ms(zf_flats *F)
@@ -212,8 +212,7 @@ static bool is_sha256_hex(const char *s)
 /* The store gets what the flats leave of the cap. */
 static void apply_cap(zf_flats *F)
 {
-    zc_set_cap(F->store, F->cap > F->bytes ? F->cap - F->bytes : 0);
-    F->st.bytes = F->bytes;
+    zc_set_cap(F->store, F->cap > F->st.bytes ? F->cap - F->st.bytes : 0);
 }
 
 static void backing_close(zf_flats *F, fl_ent *e)
@@ -235,7 +234,7 @@ static void flat_drop(zf_flats *F, fl_ent *e)
     if (unlinkat(F->dirfd, e->etag, 0) != 0 && errno != ENOENT)
         zf_log(ZF_LOG_WARN, "zestfs: removing flat %s: %s\n", e->etag, strerror(errno));
     e->state = FL_NONE;
-    F->bytes -= e->size;
+    F->st.bytes -= e->size;
     F->st.flats--;
     if (e->pt == 0)
         backing_close(F, e);
@@ -246,7 +245,7 @@ static void flat_drop(zf_flats *F, fl_ent *e)
  * at most `limit` bytes.  false: they cannot get there. */
 static bool shrink_to(zf_flats *F, uint64_t limit)
 {
-    while (F->bytes > limit) {
+    while (F->st.bytes > limit) {
         fl_ent *victim = NULL;
         for (size_t b = 0; b < F->nb; b++)
             for (fl_ent *e = F->tab[b]; e; e = e->next)
@@ -304,7 +303,7 @@ static void job_end(fl_job *j, int err)
         }
     } else if (err == 0) {
         e->state = FL_READY;
-        F->bytes += e->size;
+        F->st.bytes += e->size;
         F->st.flats++;
         F->st.builds++;
         F->st.build_bytes += e->size;
@@ -329,7 +328,6 @@ static void job_end(fl_job *j, int err)
     free(j->buf);
     free(j);
     F->job = NULL;
-    F->st.busy = false;
     job_next(F);
 }
 
@@ -389,7 +387,8 @@ static void piece_work(uv_work_t *w)
         j->err = -errno;
 }
 
-static void piece_after(uv_work_t *w, int status)
+/* After the open (open_work) or a piece (piece_work): on to the next. */
+static void job_after(uv_work_t *w, int status)
 {
     fl_job *j = w->data;
     if (status != 0 && !j->err)
@@ -398,8 +397,9 @@ static void piece_after(uv_work_t *w, int status)
         job_end(j, j->err);
         return;
     }
-    j->off += j->len;
-    if (j->off >= j->e->size) {
+    if (!j->opened)
+        j->opened = true;
+    else if ((j->off += j->len) >= j->e->size) {
         job_end(j, 0);
         return;
     }
@@ -409,7 +409,7 @@ static void piece_after(uv_work_t *w, int status)
 static void queue_piece(fl_job *j)
 {
     j->work.data = j;
-    if (uv_queue_work(j->F->fs->loop, &j->work, piece_work, piece_after) != 0)
+    if (uv_queue_work(j->F->fs->loop, &j->work, piece_work, job_after) != 0)
         job_end(j, -EIO);
 }
 
@@ -459,30 +459,22 @@ static void open_work(uv_work_t *w)
         j->err = -errno;
 }
 
-static void open_after(uv_work_t *w, int status)
+static void queue_open(fl_job *j)
 {
-    fl_job *j = w->data;
-    if (status != 0 && !j->err)
-        j->err = -ECANCELED;
-    if (j->err) {
-        job_end(j, j->err);
-        return;
-    }
-    job_piece(j);
+    j->work.data = j;
+    if (uv_queue_work(j->F->fs->loop, &j->work, open_work, job_after) != 0)
+        job_end(j, -EIO);
 }
 
+/* zf_read_check's answer: every byte stored (0) or not. */
 static void check_cb(void *ud, int err, const uint8_t *data, size_t len)
 {
     (void)data;
     (void)len;
-    fl_job *j = ud;
-    if (err) {
-        job_end(j, err);
-        return;
-    }
-    j->work.data = j;
-    if (uv_queue_work(j->F->fs->loop, &j->work, open_work, open_after) != 0)
-        job_end(j, -EIO);
+    if (err)
+        job_end(ud, err);
+    else
+        queue_open(ud);
 }
 
 static void job_start(zf_flats *F, fl_ent *e, bool verify)
@@ -505,11 +497,10 @@ static void job_start(zf_flats *F, fl_ent *e, bool verify)
     j->verify = verify;
     j->fd = -1;
     F->job = j;
-    F->st.busy = true;
     e->state = verify ? FL_VERIFYING : FL_BUILDING;
     e->want = false;
     if (verify) {
-        check_cb(j, 0, NULL, 0);
+        queue_open(j);
         return;
     }
     /* every byte stored? (a walk of the store index, nothing copied) */
@@ -539,7 +530,7 @@ static void job_next(zf_flats *F)
     zc_get_stats(F->store, &zs);
     /* the store must be able to give the room up: pinned bytes stay */
     if (best->state == FL_NONE &&
-        (zs.pinned + F->bytes + best->size > F->cap || !make_room(F, best->size))) {
+        (zs.pinned + F->st.bytes + best->size > F->cap || !make_room(F, best->size))) {
         best->want = false;
         return;
     }
@@ -589,7 +580,7 @@ int zf_flat_init(zf_fs *fs, zc_store *store, const char *store_dir, uint64_t cap
         if (!e)
             continue;
         e->state = FL_UNVERIFIED;
-        F->bytes += e->size;
+        F->st.bytes += e->size;
         F->st.flats++;
     }
     if (d)
@@ -695,7 +686,6 @@ bool zf_flat_dispatch(zf_fs *fs, struct fuse_session *se, const struct fuse_buf 
         uint32_t u = (uint32_t)id;
         ioctl(fd, PT_IOC_BACKING_CLOSE, &u);
         F->on = true;
-        F->st.on = true;
         zf_log(ZF_LOG_INFO, "zestfs: FUSE passthrough on: blobs read often are read by the "
                             "kernel from whole copies\n");
     } else {
@@ -800,9 +790,13 @@ void zf_flat_drop_etag(zf_flats *F, const char *etag, uint64_t *freed)
     flat_drop(F, e);
 }
 
-const zf_flat_stats *zf_flat_stats_get(const zf_flats *F)
+const zf_flat_stats *zf_flat_stats_get(zf_flats *F)
 {
-    return F ? &F->st : NULL;
+    if (!F)
+        return NULL;
+    F->st.on = F->on;
+    F->st.busy = F->job != NULL;
+    return &F->st;
 }
 
 void zf_flat_stop(zf_flats *F)

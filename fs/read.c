@@ -3084,12 +3084,18 @@ static void read_blob(zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, o
     read_go(r);
 }
 
-int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud)
+enum { CB_HTTP, CB_STORED, CB_CHECK };
+
+/* The internal reads: zf_read_async (kind CB_HTTP), zf_read_stored,
+ * zf_read_check. */
+static int cb_read(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud,
+                   int kind)
 {
     rd_ctx *c = fs->read_ctx;
     if (!c || c->stopping)
         return -ESHUTDOWN;
-    if (!e || e->kind != ZV_BLOB || !cb || len == 0 || off >= e->file->size)
+    if (!e || e->kind != ZV_BLOB || !cb || len == 0 || off >= e->file->size ||
+        (kind == CB_CHECK && !ZF_IN_XORBS(e->file)))
         return -EINVAL;
     rd_file *f = file_get(c, e);
     rd_read *r = f ? calloc(1, sizeof *r) : NULL;
@@ -3099,56 +3105,30 @@ int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_
     r->f = f;
     r->cb = cb;
     r->ud = ud;
-    r->http = true;
-    r->t0 = uv_hrtime();
+    r->http = kind == CB_HTTP;
+    r->nofetch = kind != CB_HTTP;
+    r->check = kind == CB_CHECK;
+    if (r->http)
+        r->t0 = uv_hrtime();
     r->off = off;
     r->len = umin(len, f->size - off);
     read_go(r);
     return 0;
+}
+
+int zf_read_async(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud)
+{
+    return cb_read(fs, e, off, len, cb, ud, CB_HTTP);
 }
 
 int zf_read_stored(zf_fs *fs, const zv_ent *e, uint64_t off, size_t len, zf_read_cb cb, void *ud)
 {
-    rd_ctx *c = fs->read_ctx;
-    if (!c || c->stopping)
-        return -ESHUTDOWN;
-    if (!e || e->kind != ZV_BLOB || !cb || len == 0 || off >= e->file->size)
-        return -EINVAL;
-    rd_file *f = file_get(c, e);
-    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
-    if (!r)
-        return -ENOMEM;
-    r->c = c;
-    r->f = f;
-    r->cb = cb;
-    r->ud = ud;
-    r->nofetch = true;
-    r->off = off;
-    r->len = umin(len, f->size - off);
-    read_go(r);
-    return 0;
+    return cb_read(fs, e, off, len, cb, ud, CB_STORED);
 }
 
 int zf_read_check(zf_fs *fs, const zv_ent *e, zf_read_cb cb, void *ud)
 {
-    rd_ctx *c = fs->read_ctx;
-    if (!c || c->stopping)
-        return -ESHUTDOWN;
-    if (!e || e->kind != ZV_BLOB || !cb || e->file->size == 0 || !ZF_IN_XORBS(e->file))
-        return -EINVAL;
-    rd_file *f = file_get(c, e);
-    rd_read *r = f ? calloc(1, sizeof *r) : NULL;
-    if (!r)
-        return -ENOMEM;
-    r->c = c;
-    r->f = f;
-    r->cb = cb;
-    r->ud = ud;
-    r->nofetch = true;
-    r->check = true;
-    r->len = f->size;
-    read_go(r);
-    return 0;
+    return cb_read(fs, e, 0, e && e->kind == ZV_BLOB ? e->file->size : 0, cb, ud, CB_CHECK);
 }
 
 int zf_read_label_file(zf_fs *fs, const zv_ent *e, bool on,

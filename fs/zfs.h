@@ -207,7 +207,7 @@ int zf_flat_reply_open(zf_fs *fs, fuse_req_t req, struct fuse_file_info *fi, int
 void zf_flat_drop_etag(zf_flats *F, const char *etag, uint64_t *freed);
 /* Drop flats not in use until the store's cap is at least need (a pull). */
 void zf_flat_yield(zf_flats *F, uint64_t need);
-const zf_flat_stats *zf_flat_stats_get(const zf_flats *F);
+const zf_flat_stats *zf_flat_stats_get(zf_flats *F);
 void zf_flat_stop(zf_flats *F);
 void zf_flat_free(zf_flats *F);
 

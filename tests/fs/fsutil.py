@@ -143,6 +143,15 @@ def drop_cache(path):
         os.close(fd)
 
 
+def flip(path, off, mask=0x55):
+    """Alter one byte of a file on disk (corruption tests)."""
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ mask]))
+
+
 def sha(b):
     return hashlib.sha256(b).hexdigest()
 

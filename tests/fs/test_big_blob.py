@@ -17,7 +17,7 @@ Exit 0 pass, 1 fail, 77 skip."""
 import glob, hashlib, json, mmap, os, random, subprocess, sys, time
 
 import fsutil
-from fsutil import MiB, Origin, ingest, mount, read_all, sha, unmount
+from fsutil import MiB, Origin, flip, ingest, mount, read_all, sha, unmount
 
 SIZE = 100 * MiB + 12345
 
@@ -26,14 +26,6 @@ SIZE = 100 * MiB + 12345
 def origin_blob(data, oid):
     p = glob.glob(os.path.join(data, "**", oid), recursive=True)
     return p[0] if p else None
-
-
-def flip(path, off):
-    with open(path, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ 0x55]))
 
 
 def main():

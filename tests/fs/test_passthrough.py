@@ -171,11 +171,7 @@ def main():
         proc = None
 
         # ---- a copy altered on disk is found and removed; temp files go
-        with open(flat, "r+b") as f:
-            f.seek(SIZE // 3)
-            b = f.read(1)
-            f.seek(SIZE // 3)
-            f.write(bytes([b[0] ^ 1]))
+        fsutil.flip(flat, SIZE // 3, 1)
         junk = os.path.join(store, "flat", ".tmp-" + "0" * 64)
         open(junk, "wb").write(b"partial")
         proc = mount(zestfs, mnt, args, log)
