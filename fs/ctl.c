@@ -326,6 +326,7 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(mo, "errors", (double)m->read_errors);
         cJSON_AddNumberToObject(mo, "from_store", (double)m->reads_from_store);
         cJSON_AddNumberToObject(mo, "waited", (double)m->reads_waited);
+        cJSON_AddNumberToObject(mo, "early", (double)m->reads_early);
         cJSON_AddItemToObject(mo, "latency", hist_json(&m->read_ms));
         cJSON *bo = cJSON_AddObjectToObject(o, "bytes_by_source");
         cJSON_AddNumberToObject(bo, "store", (double)m->bytes_by_src[ZF_SRC_STORE]);

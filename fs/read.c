@@ -25,8 +25,11 @@
  *       one CDN request (zn_cdn_fetch, the exact signed range) for all the
  *       cells and files that need it; its body is decoded on the pool (record
  *       count = the descriptor's chunks, each term's chunks decode to its
- *       unpacked_length), chunk hashes computed and the run stored with
- *       zc_put; then the cell's reads try the store again.
+ *       unpacked_length); the FUSE reads waiting whose bytes all lie in the
+ *       run are answered from it in memory (replies sent first by the pool
+ *       job that then hashes and stores it with zc_put; reads arriving
+ *       meanwhile are answered from it on the loop); then the cell's other
+ *       reads try the store again.
  *     A failed cell is tried again from a fresh reconstruction (signed URLs
  *     may have expired) with backoff, 3 attempts within 60 s; then its reads
  *     fail with EIO (a fill's window goes on its retry list instead).  A read never gets a short answer before EOF.
@@ -47,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <fcntl.h>
 
@@ -55,6 +59,7 @@
 #include "net.h"
 #include "p2p.h"
 #include "tensors.h"
+#include "bufpool.h"
 #include "log.h"
 #include "zfs.h"
 
@@ -201,6 +206,15 @@ struct rd_cell {
     rd_pins pins;
 };
 
+/* A FUSE read answered from a fetched run in memory, before the run is
+ * stored: the reply is sent from the pool job that stores the run. */
+typedef struct rd_early {
+    struct rd_early *next;
+    fuse_req_t req;
+    int n;
+    struct iovec iov[];
+} rd_early;
+
 struct rd_xf {
     rd_xf *next;               /* c->xfs (all live ones) */
     rd_xf *qnext;              /* c->xq (waiting for budget) */
@@ -217,6 +231,14 @@ struct rd_xf {
     rd_check *chk;
     size_t nchk, cchk;
     uint32_t *lens;            /* after decode */
+    uint8_t *data;             /* the decoded, checked run, from decode until stored */
+    uint64_t dlen;
+    uint64_t *pre;             /* ... its chunks' offsets (ce - cs + 1), while mem */
+    bool mem;                  /* data may answer reads (loop: decoded, not yet freed) */
+    rd_early *early;           /* reads answered from it, replied before it is stored */
+    xet_record *recs;          /* the body's records, while it is decoded */
+    int dparts;                /* decode jobs outstanding (+1 while queued) */
+    int derr;
     zc_ref pin;                /* the stored run, pinned by zc_put */
     int err;
     uint64_t t0;               /* uv_hrtime when started */
@@ -270,6 +292,8 @@ struct rd_ctx {
     uv_timer_cb fill_timer_cb;
     uv_timer_t p2p_timer;      /* parked fetches, races (P2P_TICK_MS while any) */
     bool p2p_timer_on;
+    uv_work_t warm;            /* fills the buffer pool at start */
+    int nmem;                  /* fetches whose run is in memory (xf->mem) */
     double cdn_bpms;           /* CDN fetch throughput, bytes per ms (EWMA; 0: none yet) */
     uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
                                   fetch finishes unraced */
@@ -629,6 +653,7 @@ out:
 }
 
 static void xet_try(rd_read *r);
+static int read_from_runs(rd_read *r);
 
 static void map_ready(rd_file *f)
 {
@@ -1030,6 +1055,8 @@ static void xet_try(rd_read *r)
     uint64_t u = ext_uncovered(f, r->off, end);
     if (u == end && r->fill && first_unstored(f, r->off, end) == end)
         fill_piece_done(r, 0); /* whole extents stored: no need to look closer */
+    else if (u == end && read_from_runs(r)) /* in a run being stored: answered from memory */
+        return;
     else if (u == end) /* a fill's store read only checks (no copy) */
         store_start(r);
     else
@@ -1054,8 +1081,17 @@ static void xf_free(rd_xf *xf)
     free(xf->lens);
     free(xf->hashes);
     free(xf->url);
-    free(xf->buf);
-    free(xf->cbuf);
+    zf_buf_free(xf->buf);
+    zf_buf_free(xf->cbuf);
+    zf_buf_free(xf->data);
+    free(xf->pre);
+    free(xf->recs);
+    while (xf->early) { /* never left unsent (the store job sends them); kept safe */
+        rd_early *e = xf->early;
+        xf->early = e->next;
+        fuse_reply_err(e->req, EIO);
+        free(e);
+    }
     free(xf);
 }
 
@@ -1164,48 +1200,133 @@ static int check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uin
     return 0;
 }
 
-/* Pool: decode the records, check, hash and store the run. */
-static void xf_decode_work(uv_work_t *w)
+/* A CDN body is decoded by up to DEC_PARTS pool jobs at once, each a run of
+ * its records (split by compressed bytes): the first read of a mount waits
+ * for one body's decode, and the pool has a thread per core. */
+#define DEC_PARTS 2
+#define DEC_SPLIT (2u << 20) /* bodies under this are one job */
+
+typedef struct dec_part {
+    uv_work_t work;
+    rd_xf *xf;
+    long r0, r1;    /* records [r0, r1) */
+    uint64_t out0;  /* where record r0 decodes to */
+    int rc;
+} dec_part;
+
+/* Pool: decode records [r0, r1) of the body into the run. */
+static void dec_work(uv_work_t *w)
 {
-    rd_xf *xf = w->data;
-    xet_record *recs = NULL;
-    uint8_t *data = NULL;
-    long n = xet_xorb_index(xf->buf, xf->bytes, &recs);
+    dec_part *d = w->data;
+    rd_xf *xf = d->xf;
+    uint64_t pos = d->out0;
+    for (long i = d->r0; i < d->r1 && !d->rc; i++) {
+        const xet_record *r = &xf->recs[i];
+        d->rc = xet_chunk_decode(&r->hdr, xf->buf + r->offset + XET_CHUNK_HEADER_LEN,
+                                 xf->data + pos);
+        pos += r->hdr.ulen;
+    }
+}
+
+static void xf_decoded(rd_xf *xf, int err);
+
+static void dec_after(uv_work_t *w, int status)
+{
+    dec_part *d = w->data;
+    rd_xf *xf = d->xf;
+    if (!xf->derr)
+        xf->derr = status ? status : d->rc;
+    free(d);
+    if (--xf->dparts == 0)
+        xf_decoded(xf, xf->derr);
+}
+
+/* Loop: the body is in.  Walk its record headers (no payload is touched
+ * here), size the run, and hand the decoding to the pool in parts. */
+static void xf_decode_start(rd_xf *xf)
+{
+    rd_ctx *c = xf->c;
+    long n = xet_xorb_index(xf->buf, xf->bytes, &xf->recs);
     int rc = n < 0 ? (int)n : 0;
     uint32_t want = xf->ce - xf->cs;
     if (!rc && (uint64_t)n != want)
         rc = -EBADMSG;
     uint64_t total = 0;
+    for (long i = 0; !rc && i < n; i++) {
+        if (xf->recs[i].hdr.ulen == 0)
+            rc = -EBADMSG;
+        total += xf->recs[i].hdr.ulen;
+    }
     if (!rc) {
         xf->lens = malloc(want * sizeof *xf->lens);
-        for (long i = 0; i < n; i++)
-            total += recs[i].hdr.ulen;
-        data = malloc(total ? total : 1);
-        if (!xf->lens || !data)
+        xf->data = zf_buf_get(total);
+        if (!xf->lens || !xf->data)
             rc = -ENOMEM;
     }
-    uint64_t pos = 0;
-    for (long i = 0; !rc && i < n; i++) {
-        if (recs[i].hdr.ulen == 0) {
-            rc = -EBADMSG;
+    if (rc) {
+        xf_decoded(xf, rc);
+        return;
+    }
+    for (long i = 0; i < n; i++)
+        xf->lens[i] = xf->recs[i].hdr.ulen;
+    xf->dlen = total;
+    int parts = xf->bytes >= DEC_SPLIT ? DEC_PARTS : 1;
+    xf->derr = 0;
+    xf->dparts = 1; /* held while the parts are queued */
+    long r0 = 0;
+    uint64_t out = 0;
+    for (int p = 0; p < parts && r0 < n; p++) {
+        long r1 = n;
+        if (p + 1 < parts) { /* the first record past this part's share of the body */
+            uint64_t cut = xf->bytes * (uint64_t)(p + 1) / (uint64_t)parts;
+            r1 = r0 + 1;
+            while (r1 < n && xf->recs[r1].offset < cut)
+                r1++;
+        }
+        dec_part *d = calloc(1, sizeof *d);
+        if (!d) {
+            xf->derr = -ENOMEM;
             break;
         }
-        rc = xet_chunk_decode(&recs[i].hdr, xf->buf + recs[i].offset + XET_CHUNK_HEADER_LEN,
-                              data + pos);
-        xf->lens[i] = recs[i].hdr.ulen;
-        pos += recs[i].hdr.ulen;
+        d->xf = xf;
+        d->r0 = r0;
+        d->r1 = r1;
+        d->out0 = out;
+        d->work.data = d;
+        for (long i = r0; i < r1; i++)
+            out += xf->recs[i].hdr.ulen;
+        xf->dparts++;
+        if (uv_queue_work(c->loop, &d->work, dec_work, dec_after) != 0) {
+            d->rc = -EIO;
+            dec_after(&d->work, 0);
+        }
+        r0 = r1;
     }
-    free(xf->buf);
-    xf->buf = NULL;
-    if (!rc)
-        rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
-    if (!rc)
-        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, data, total,
+    if (--xf->dparts == 0)
+        xf_decoded(xf, xf->derr);
+}
+
+/* Pool: send the replies of the reads answered from the run in memory. */
+static void early_send(rd_xf *xf)
+{
+    while (xf->early) {
+        rd_early *e = xf->early;
+        xf->early = e->next;
+        fuse_reply_iov(e->req, e->iov, e->n);
+        free(e);
+    }
+}
+
+/* Pool: the decoded run from the CDN: answer the reads taken from it, then
+ * hash and store it. */
+static void xf_put_work(uv_work_t *w)
+{
+    rd_xf *xf = w->data;
+    early_send(xf);
+    int rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, NULL, xf->data, xf->dlen,
                     xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
     if (!rc && xf->c->fs->p2p) /* a whole xorb from [0, n): its manifest, and proof */
         zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
-    free(data);
-    free(recs);
     xf->err = rc;
 }
 
@@ -1214,21 +1335,150 @@ static void xf_decode_work(uv_work_t *w)
 static void xf_peer_work(uv_work_t *w)
 {
     rd_xf *xf = w->data;
+    early_send(xf);
     int rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (!rc)
-        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->buf,
-                    xf->got, xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
+        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->data,
+                    xf->dlen, xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
     if (!rc && xf->c->fs->p2p)
         zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
-    free(xf->buf);
-    xf->buf = NULL;
     xf->err = rc;
 }
 
 static void xf_decode_after(uv_work_t *w, int status)
 {
     rd_xf *xf = w->data;
+    if (xf->mem)
+        xf->c->nmem--;
+    xf->mem = false;
+    zf_buf_free(xf->data);
+    free(xf->pre);
+    xf->data = NULL;
+    xf->pre = NULL;
     xf_finish(xf, status ? status : xf->err);
+}
+
+/* The iovec of [off, end) of f in the run of xf in memory: 1 if it is
+ * all there (n pieces), else 0.  Loop thread. */
+static int run_iov(const rd_xf *xf, const rd_file *f, uint64_t off, uint64_t end,
+                   struct iovec *iov, int max, int *n)
+{
+    const uint64_t *pre = xf->pre;
+    int ni = 0;
+    uint64_t pos = off;
+    if (!xf->mem || ext_uncovered(f, off, end) != end)
+        return 0;
+    while (pos < end) {
+        long x = ext_floor(f, pos);
+        const rd_ext *e = x >= 0 ? &f->ext[x] : NULL;
+        if (!e || pos >= e->off + e->len || !xet_hash_eq(&e->xorb, &xf->xorb) ||
+            e->cs < xf->cs || e->ce > xf->ce ||
+            pre[e->ce - xf->cs] - pre[e->cs - xf->cs] != e->len)
+            return 0;
+        uint64_t b = umin(end, e->off + e->len);
+        uint8_t *src = xf->data + pre[e->cs - xf->cs] + (pos - e->off);
+        if (ni && (uint8_t *)iov[ni - 1].iov_base + iov[ni - 1].iov_len == src)
+            iov[ni - 1].iov_len += b - pos;
+        else if (ni < max)
+            iov[ni++] = (struct iovec){src, b - pos};
+        else
+            return 0;
+        pos = b;
+    }
+    *n = ni;
+    return 1;
+}
+
+/* A FUSE read answered from a run in memory: stats, and no deadline. */
+static void read_answered_early(rd_read *r)
+{
+    if (r->deadline)
+        uv_timer_stop(r->deadline);
+    note_read(r, 0);
+    r->c->m.reads_early++;
+}
+
+/* A FUSE read about to wait for fetches whose bytes are all in a run
+ * decoded and being stored: answered from it now, on the loop (the store
+ * job only reads the run too; it is freed on the loop after).  1 if so. */
+static int read_from_runs(rd_read *r)
+{
+    if (!r->c->nmem || !r->req || r->fill || r->cb || r->label || r->check || r->nofetch)
+        return 0;
+    for (rd_xf *xf = r->c->xfs; xf; xf = xf->next) {
+        struct iovec iov[8];
+        int n;
+        if (xf->mem && run_iov(xf, r->f, r->off, r->off + r->len, iov, 8, &n)) {
+            read_answered_early(r);
+            fuse_reply_iov(r->req, iov, n);
+            read_free(r);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The FUSE reads waiting on the fetch's windows whose bytes all lie in the
+ * run [data) (decoded and checked against the terms) are answered from it
+ * now: their replies go out first in the job that stores the run, so a
+ * first read does not wait for the store's writes.  The read is left in
+ * its windows, marked answered (expired), and freed when they are done.
+ * Loop thread. */
+static void early_collect(rd_xf *xf)
+{
+    uint32_t n = xf->ce - xf->cs;
+    if (!(xf->pre = malloc((n + 1) * sizeof *xf->pre)))
+        return;
+    xf->pre[0] = 0;
+    for (uint32_t k = 0; k < n; k++)
+        xf->pre[k + 1] = xf->pre[k] + xf->lens[k];
+    xf->mem = true;
+    xf->c->nmem++;
+    for (size_t i = 0; i < xf->nw; i++) {
+        rd_cell *cl = xf->w[i];
+        for (size_t j = 0; j < cl->nw; j++) {
+            rd_read *r = cl->w[j];
+            struct iovec iov[8];
+            int ni;
+            if (!r->req || r->fill || r->cb || r->expired || r->err || r->label || r->check ||
+                !run_iov(xf, cl->f, r->off, r->off + r->len, iov, 8, &ni))
+                continue;
+            rd_early *ea = malloc(sizeof *ea + (size_t)ni * sizeof ea->iov[0]);
+            if (!ea)
+                return;
+            ea->req = r->req;
+            ea->n = ni;
+            memcpy(ea->iov, iov, (size_t)ni * sizeof iov[0]);
+            ea->next = xf->early;
+            xf->early = ea;
+            r->expired = true; /* answered: freed once no window holds it */
+            read_answered_early(r);
+        }
+    }
+}
+
+/* Loop: the CDN run is decoded (or failed): checked against the terms,
+ * answer what it can, then store it. */
+static void xf_decoded(rd_xf *xf, int err)
+{
+    free(xf->recs);
+    xf->recs = NULL;
+    zf_buf_free(xf->buf);
+    xf->buf = NULL;
+    if (!err)
+        err = check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    if (err) {
+        zf_buf_free(xf->data);
+        xf->data = NULL;
+        xf_finish(xf, err);
+        return;
+    }
+    early_collect(xf);
+    xf->work.data = xf;
+    if (uv_queue_work(xf->c->loop, &xf->work, xf_put_work, xf_decode_after) != 0) {
+        xf_put_work(&xf->work);
+        xf_decode_after(&xf->work, 0);
+    }
 }
 
 static void p2p_timer_arm(rd_ctx *c);
@@ -1245,7 +1495,7 @@ static void xf_cdn(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
     int rc = c->http ? 0 : -ENETDOWN;
-    if (!rc && !(xf->cbuf = malloc(xf->bytes)))
+    if (!rc && !(xf->cbuf = zf_buf_get(xf->bytes)))
         rc = -ENOMEM;
     if (!rc) {
         xf->ct0 = uv_hrtime();
@@ -1255,7 +1505,7 @@ static void xf_cdn(rd_xf *xf)
         if (rc) {
             xf->nops--;
             xf->creq = NULL;
-            free(xf->cbuf);
+            zf_buf_free(xf->cbuf);
             xf->cbuf = NULL;
         }
     }
@@ -1286,13 +1536,13 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     xf->nops--;
     xf_drop_extra(xf);
     if (xf->finished || xf->decoding) { /* we lost the race (or no one waits) */
-        free(buf);
+        zf_buf_free(buf);
         xf_release(xf);
         xf_pump(c);
         return;
     }
     if (err || c->stopping) {
-        free(buf);
+        zf_buf_free(buf);
         if (xf->pop) { /* racing: the peer fetch goes on and decides */
             xf->cdn_err = err ? err : -ECANCELED;
             return;
@@ -1310,13 +1560,12 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
         zn_peer_op_cancel(xf->pop);
     }
     xf->src = ZF_SRC_CDN;
-    free(xf->buf);
+    zf_buf_free(xf->buf);
     xf->buf = buf;
     xf->decoding = true;
     xf->nocache = xf_pull_only(xf);
     xf->work.data = xf;
-    if (uv_queue_work(c->loop, &xf->work, xf_decode_work, xf_decode_after) != 0)
-        xf_finish(xf, -EIO);
+    xf_decode_start(xf);
 }
 
 static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
@@ -1340,14 +1589,14 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     if (!err) {
         xf->lens = malloc(n * sizeof *xf->lens);
         xf->hashes = malloc(n * sizeof *xf->hashes);
-        xf->buf = malloc(len ? len : 1);
+        xf->buf = zf_buf_get(len);
         if (!xf->lens || !xf->hashes || !xf->buf)
             err = -ENOMEM;
     }
     if (err) {
         free(xf->lens);
         free(xf->hashes);
-        free(xf->buf);
+        zf_buf_free(xf->buf);
         xf->lens = NULL;
         xf->hashes = NULL;
         xf->buf = NULL;
@@ -1393,12 +1642,23 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     memcpy(xf->hashes, hashes, n * sizeof *hashes);
     memcpy(xf->buf, data, len);
     xf->got = len;
+    xf->data = xf->buf; /* decoded and verified: the run in memory until stored */
+    xf->dlen = len;
+    xf->buf = NULL;
     xf->src = ZF_SRC_PEER;
     xf->decoding = true;
     xf->nocache = xf_pull_only(xf);
+    int ck = check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    if (ck) {
+        xf_finish(xf, ck);
+        return;
+    }
+    early_collect(xf);
     xf->work.data = xf;
-    if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0)
-        xf_finish(xf, -EIO);
+    if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0) {
+        xf_peer_work(&xf->work);
+        xf_decode_after(&xf->work, 0);
+    }
 }
 
 static bool xf_peer(rd_xf *xf)
@@ -2091,6 +2351,8 @@ static void fetch_cells(rd_read *r, uint64_t from)
         read_fail(r, -ENOENT);
         return;
     }
+    if (read_from_runs(r))
+        return;
     if (!c->hub || c->stopping) {
         read_fail(r, -ENETDOWN);
         return;
@@ -3663,6 +3925,14 @@ static void blob_released(zf_fs *fs, void *token)
     opf_maybe_free(o);
 }
 
+#define WARM_BUF (12u << 20) /* two: a first fetch's body and its decoded run */
+
+static void warm_work(uv_work_t *w)
+{
+    (void)w;
+    zf_buf_warm(WARM_BUF, 2);
+}
+
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
 {
     rd_ctx *c = calloc(1, sizeof *c);
@@ -3718,6 +3988,10 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     uv_timer_init(fs->loop, &c->p2p_timer);
     c->p2p_timer.data = c;
     c->fill_timer_cb = fill_timer_cb;
+    if (c->hub) { /* the first fetch's body and run land in memory already faulted in */
+        c->warm.data = c;
+        uv_queue_work(fs->loop, &c->warm, warm_work, NULL);
+    }
     fs->read_ctx = c;
     fs->read_blob = read_blob;
     fs->blob_opened = blob_opened;

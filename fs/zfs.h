@@ -117,6 +117,7 @@ typedef struct zf_metrics {
     zf_hist read_ms;                          /* their latency */
     uint64_t reads_from_store;                /* answered without waiting for a fetch */
     uint64_t reads_waited;                    /* had to wait for a fetch */
+    uint64_t reads_early;                     /* ... answered from the fetched run before it was stored */
     uint64_t bytes_by_src[ZF_NSRC];           /* bytes served (store) / fetched (peer, cdn) */
     zf_hist fetch_ms[ZF_NSRC];                /* xorb range fetch latency by source */
     uint64_t fetches_inflight;

@@ -70,6 +70,21 @@ def main():
         for p, b in dfiles.items():
             check(open(os.path.join(D, "snapshots", dcommit, p), "rb").read() == b, f"dataset: {p} byte-exact")
 
+        def status():
+            r = subprocess.run([zestfs, "status", "--json", "--store", store], capture_output=True,
+                               text=True, timeout=30)
+            return json.loads(r.stdout)
+
+        # a first read of a file waits for its fetch and is answered from the fetched run
+        # in memory, before the run is stored
+        early0 = status()["reads"]["early"]
+        with open(os.path.join(snap, "weights.bin"), "rb") as f:
+            got = os.pread(f.fileno(), 64 * 1024, 4096)
+        check(got == files["weights.bin"][4096:4096 + 64 * 1024], "first read of weights.bin byte-exact")
+        st = status()
+        check(st["reads"]["early"] > early0 and st["reads"]["errors"] == 0,
+              f"... answered before its run was stored (reads.early {early0} -> {st['reads']['early']})")
+
         # first pass: 8 threads read every file (but most of extra.safetensors) sequentially,
         # each starting with a different file
         origin.reset()
@@ -100,6 +115,8 @@ def main():
             t.join()
         dt = time.time() - t0
         check(not errors, f"8 concurrent sequential readers byte-exact ({dt:.1f} s) {errors[:3]}")
+        st = status()["reads"]
+        print(f"reads: {st['count']}, waited {st['waited']}, answered from runs in memory {st['early']}")
         st = origin.stats()
         xet_bytes = sum(len(files[p]) for p in xet_files if p != "extra.safetensors") + 8 * MiB
         all_bytes = xet_bytes + sum(len(files[p]) for p in files if p not in xet_files)

@@ -1,0 +1,124 @@
+/* bufpool.c — big buffers kept resident for reuse (bufpool.h). */
+#include "bufpool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HDR 64 /* keeps the buffer 64-byte aligned */
+#define MAGIC 0x7a65737462756621ull
+
+typedef struct buf_hdr {
+    struct buf_hdr *next; /* in the free list */
+    size_t cap;           /* bytes after the header */
+    uint64_t magic;
+} buf_hdr;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static buf_hdr *kept;
+static size_t kept_bytes;
+
+static buf_hdr *hdr_of(void *p)
+{
+    return (buf_hdr *)((char *)p - HDR);
+}
+
+static void *raw_alloc(size_t cap)
+{
+    void *m = NULL;
+    if (posix_memalign(&m, HDR, HDR + cap) != 0)
+        return NULL;
+    buf_hdr *h = m;
+    h->next = NULL;
+    h->cap = cap;
+    h->magic = MAGIC;
+    return (char *)m + HDR;
+}
+
+void *zf_buf_get(size_t n)
+{
+    if (n >= ZF_BUF_MIN) {
+        buf_hdr *best = NULL, **bestp = NULL;
+        pthread_mutex_lock(&mu);
+        for (buf_hdr **pp = &kept; *pp; pp = &(*pp)->next) {
+            buf_hdr *h = *pp;
+            /* the smallest that fits, and not one far too big for it */
+            if (h->cap >= n && h->cap / 4 <= n && (!best || h->cap < best->cap)) {
+                best = h;
+                bestp = pp;
+            }
+        }
+        if (best) {
+            *bestp = best->next;
+            kept_bytes -= best->cap;
+        }
+        pthread_mutex_unlock(&mu);
+        if (best) {
+            best->next = NULL;
+            return (char *)best + HDR;
+        }
+        n = (n + ZF_BUF_MIN - 1) / ZF_BUF_MIN * ZF_BUF_MIN; /* reusable for neighbours */
+    }
+    return raw_alloc(n ? n : 1);
+}
+
+void zf_buf_free(void *p)
+{
+    if (!p)
+        return;
+    buf_hdr *h = hdr_of(p);
+    if (h->cap >= ZF_BUF_MIN) {
+        pthread_mutex_lock(&mu);
+        bool keep = kept_bytes + h->cap <= ZF_BUF_KEEP;
+        if (keep) {
+            h->next = kept;
+            kept = h;
+            kept_bytes += h->cap;
+        }
+        pthread_mutex_unlock(&mu);
+        if (keep)
+            return;
+    }
+    free(h);
+}
+
+void zf_buf_warm(size_t size, int count)
+{
+    for (int i = 0; i < count; i++) {
+        size_t cap = (size + ZF_BUF_MIN - 1) / ZF_BUF_MIN * ZF_BUF_MIN;
+        pthread_mutex_lock(&mu);
+        bool room = kept_bytes + cap <= ZF_BUF_KEEP;
+        pthread_mutex_unlock(&mu);
+        if (!room)
+            return;
+        void *p = raw_alloc(cap);
+        if (!p)
+            return;
+        memset(p, 0, cap); /* fault it in now */
+        zf_buf_free(p);
+    }
+}
+
+void zf_buf_trim(void)
+{
+    pthread_mutex_lock(&mu);
+    buf_hdr *h = kept;
+    kept = NULL;
+    kept_bytes = 0;
+    pthread_mutex_unlock(&mu);
+    while (h) {
+        buf_hdr *next = h->next;
+        free(h);
+        h = next;
+    }
+}
+
+size_t zf_buf_kept(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = kept_bytes;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
