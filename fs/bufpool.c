@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define HDR 64 /* keeps the buffer 64-byte aligned */
 #define MAGIC 0x7a65737462756621ull
@@ -20,16 +21,31 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static buf_hdr *kept;
 static size_t kept_bytes;
 
+static void raw_free(buf_hdr *h)
+{
+    if (h->cap >= ZF_BUF_MIN)
+        munmap(h, HDR + h->cap);
+    else
+        free(h);
+}
+
 static buf_hdr *hdr_of(void *p)
 {
     return (buf_hdr *)((char *)p - HDR);
 }
 
+/* Big buffers are mapped directly, not taken from malloc: glibc would keep
+ * freed ones in its heaps as well, and RSS would count them twice. */
 static void *raw_alloc(size_t cap)
 {
     void *m = NULL;
-    if (posix_memalign(&m, HDR, HDR + cap) != 0)
+    if (cap >= ZF_BUF_MIN) {
+        m = mmap(NULL, HDR + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+    } else if (posix_memalign(&m, HDR, HDR + cap) != 0) {
         return NULL;
+    }
     buf_hdr *h = m;
     h->next = NULL;
     h->cap = cap;
@@ -81,7 +97,7 @@ void zf_buf_free(void *p)
         if (keep)
             return;
     }
-    free(h);
+    raw_free(h);
 }
 
 void zf_buf_warm(size_t size, int count)
@@ -110,7 +126,7 @@ void zf_buf_trim(void)
     pthread_mutex_unlock(&mu);
     while (h) {
         buf_hdr *next = h->next;
-        free(h);
+        raw_free(h);
         h = next;
     }
 }

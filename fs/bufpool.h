@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #define ZF_BUF_MIN (1u << 20)   /* smaller requests are plain malloc */
-#define ZF_BUF_KEEP (32u << 20) /* freed big buffers kept, bytes at most */
+#define ZF_BUF_KEEP (64u << 20) /* freed big buffers kept, bytes at most */
 
 /* A buffer of at least n bytes (n may be 0), or NULL.  Free with zf_buf_free. */
 void *zf_buf_get(size_t n);

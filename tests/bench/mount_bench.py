@@ -7,15 +7,20 @@ baseline measured in the same run, on a generated safetensors model of
 
 Needs root (drop_caches, readahead) and tests/interop/setup.sh (numpy,
 huggingface_hub + hf_xet, safetensors).  Figures:
-  cold sequential read (dd bs=1M, empty store)  vs curl of the file's xorb
+  cold sequential read (dd bs=1M, empty store; median of 3) vs curl of the file's xorb
       ranges from the same origin (one process, connection reused)
                                                  vs hf_hub_download (hf_xet)
   warm read (store hit, page cache dropped)      vs memfs, a bare in-memory FUSE fs
   page-cache re-read                             vs the same file on the local fs
   cold random 4 KiB mmap faults, p50/p99 latency
-  time to first tensor (safe_open + first tensor) vs the full download (curl)
+  time to first tensor (safe_open + first tensor; median of 5) vs the full download (curl),
+      beside two floors: the same on the local file after drop_caches, and
+      curl's transfer time of the one signed xorb range the first tensor is in
   peak RSS of zestfs over the cold runs
-Both FUSE file systems get the same readahead (1 MiB)."""
+Both FUSE file systems get the same readahead (1 MiB).  The cold zestfs runs
+start from an empty store with the page cache dropped, then the origin's xorb
+files read back in: the origin (the CDN here) answers them from memory, as it
+answered the baselines, measured right after the ingest."""
 import argparse, hashlib, json, mmap, os, random, shutil, signal, subprocess, sys, tempfile, time
 import urllib.request
 
@@ -29,6 +34,17 @@ def drop_caches():
     subprocess.run(["sync"])
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+def origin_cached(data):
+    """drop_caches, then the origin's xorbs back in the page cache: only the
+    client side is cold (see the docstring)."""
+    drop_caches()
+    for root, _, names in os.walk(os.path.join(data, "xorbs")):
+        for n in names:
+            with open(os.path.join(root, n), "rb") as f:
+                while f.read(8 << 20):
+                    pass
 
 
 def timed(cmd, **kw):
@@ -144,6 +160,25 @@ def curl_xorbs(origin, repo, commit, xet_hash):
     return timed(["curl", *args]), n
 
 
+def curl_first_range(origin, repo, commit, xet_hash):
+    """curl's own transfer time (-w time_total: no process start) of the
+    signed range zestfs fetches for the first tensor (the v2 reconstruction
+    of the first 8 MiB window, as zestfs asks for it), and its size."""
+    with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
+        tok = json.load(r)
+    req = urllib.request.Request(f"{tok['casUrl']}/v2/reconstructions/{xet_hash}",
+                                 headers={"Authorization": "Bearer " + tok["accessToken"],
+                                          "Range": "bytes=0-8388607"})
+    with urllib.request.urlopen(req) as r:
+        rec = json.load(r)
+    t0 = rec["terms"][0]
+    url, rg = [(x["url"], g["bytes"]) for x in rec["xorbs"][t0["hash"]] for g in x["ranges"]
+               if g["chunks"]["start"] <= t0["range"]["start"] < g["chunks"]["end"]][0]
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", "-r",
+                        f"{rg['start']}-{rg['end']}", url], capture_output=True, text=True, check=True)
+    return float(r.stdout), rg["end"] - rg["start"] + 1
+
+
 def fault_latencies(path, size, n=2000):
     fd = os.open(path, os.O_RDONLY)
     m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
@@ -209,7 +244,9 @@ def main():
             entry = [e for e in json.load(r) if e["path"] == "model.safetensors"][0]
         xet_hash = entry["xetHash"] if "xetHash" in entry else entry["xet_hash"]
         # ---- baselines over the network
-        curl_s, xorb_n = curl_xorbs(origin, "bench/model", commit, xet_hash)
+        curls = [curl_xorbs(origin, "bench/model", commit, xet_hash) for _ in range(3)]
+        curl_s, xorb_n = sorted(curls)[1]  # the median of 3, like the zestfs runs below
+        print(f"  curl of the xorb ranges: {', '.join(f'{xorb_n / c / 1e6:.0f}' for c, _ in curls)} MB/s", flush=True)
         hfcache = os.path.join(tmp, "hfcache")
         env = dict(os.environ, HF_ENDPOINT=origin.url, HF_HUB_CACHE=hfcache, HF_TOKEN="",
                    HF_HUB_DISABLE_TELEMETRY="1")
@@ -220,14 +257,23 @@ def main():
             raise RuntimeError("hf_hub_download failed: " + r.stderr[-1500:])
         hf_s = float(r.stdout.strip().splitlines()[-1])
         shutil.rmtree(hfcache, ignore_errors=True)
-        # ---- zestfs cold sequential
-        store = os.path.join(tmp, "store1")
-        p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
-        procs.append(p)
+        # ---- zestfs cold sequential: the median of 3 runs, each from an empty
+        # store (this VM's sys time varies 2x from run to run); the last run's
+        # mount goes on to the warm read
         blob = os.path.join(mnt, "models--bench--model", "snapshots", commit, "model.safetensors")
-        drop_caches()
-        cold_s = dd(blob)
-        peak = max(peak, fsutil.rss(p.pid)[1])
+        colds = []
+        for k in range(3):
+            store = os.path.join(tmp, f"store1-{k}")
+            p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
+            procs.append(p)
+            origin_cached(data)
+            colds.append(dd(blob))
+            peak = max(peak, fsutil.rss(p.pid)[1])
+            if k < 2:
+                unmount(p, mnt)
+                shutil.rmtree(store, ignore_errors=True)
+        cold_s = sorted(colds)[1]
+        print(f"  cold runs: {', '.join(f'{size / c / 1e6:.0f}' for c in colds)} MB/s", flush=True)
         row("cold sequential read", size / cold_s / 1e6, xorb_n / curl_s / 1e6, "curl of the xorb ranges", goal="(goal >= 0.8x)")
         row("cold sequential read", size / cold_s / 1e6, size / hf_s / 1e6, "hf_hub_download (hf_xet)", goal="(goal >= 1.2x)")
         # ---- warm (store) vs memfs
@@ -271,22 +317,35 @@ def main():
         store = os.path.join(tmp, "store2")
         p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
         procs.append(p)
-        drop_caches()
+        origin_cached(data)
         p50, p99 = fault_latencies(blob, size)
         peak = max(peak, fsutil.rss(p.pid)[1])
         print(f"  cold random 4 KiB mmap faults: p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p50 <= 5 ms)", flush=True)
         unmount(p, mnt)
-        # ---- time to first tensor (fresh store)
-        store = os.path.join(tmp, "store3")
-        p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
-        procs.append(p)
-        drop_caches()
-        ftt = first_tensor(blob)
-        peak = max(peak, fsutil.rss(p.pid)[1])
+        # ---- time to first tensor: the median of 5 runs, each a fresh mount and store
+        ftts = []
+        for k in range(5):
+            store = os.path.join(tmp, f"store3-{k}")
+            p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
+            procs.append(p)
+            origin_cached(data)
+            ftts.append(first_tensor(blob))
+            time.sleep(1)
+            peak = max(peak, fsutil.rss(p.pid)[1])
+            unmount(p, mnt)
+            shutil.rmtree(store, ignore_errors=True)
+        ftt = sorted(ftts)[2]
+        print(f"  first tensor runs: {', '.join(f'{t * 1000:.1f}' for t in ftts)} ms", flush=True)
         row("time to first tensor", ftt * 1000, curl_s * 1000, "full download (curl)", unit="ms", goal="(goal <= 0.02x)")
-        time.sleep(1)
-        peak = max(peak, fsutil.rss(p.pid)[1])
-        unmount(p, mnt)
+        locs = []
+        for _ in range(3):
+            drop_caches()
+            locs.append(first_tensor(local))
+        firsts = [curl_first_range(origin, "bench/model", commit, xet_hash) for _ in range(3)]
+        first_s, first_n = sorted(firsts)[1]
+        print(f"    (floors, medians of 3: the local file after drop_caches {sorted(locs)[1] * 1000:.1f} ms; "
+              f"curl of the signed range holding the first tensor, {first_n / 1e6:.1f} MB, "
+              f"{first_s * 1000:.1f} ms)", flush=True)
         print(f"  peak RSS of zestfs: {peak / MiB:.1f} MiB (goal <= 256 MiB)")
         print("\n| figure | zestfs | baseline | ratio | goal |\n|---|---|---|---|---|")
         for name, ours, base, basename, unit, ratio, goal in rows:
