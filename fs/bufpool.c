@@ -9,12 +9,10 @@
 #include <sys/mman.h>
 
 #define HDR 64 /* keeps the buffer 64-byte aligned */
-#define MAGIC 0x7a65737462756621ull
 
 typedef struct buf_hdr {
     struct buf_hdr *next; /* in the free list */
     size_t cap;           /* bytes after the header */
-    uint64_t magic;
 } buf_hdr;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -27,6 +25,12 @@ static void raw_free(buf_hdr *h)
         munmap(h, HDR + h->cap);
     else
         free(h);
+}
+
+/* Big capacities are whole MiB, so a buffer fits its neighbours' requests. */
+static size_t cap_of(size_t n)
+{
+    return n < ZF_BUF_MIN ? (n ? n : 1) : (n + ZF_BUF_MIN - 1) / ZF_BUF_MIN * ZF_BUF_MIN;
 }
 
 static buf_hdr *hdr_of(void *p)
@@ -49,7 +53,6 @@ static void *raw_alloc(size_t cap)
     buf_hdr *h = m;
     h->next = NULL;
     h->cap = cap;
-    h->magic = MAGIC;
     return (char *)m + HDR;
 }
 
@@ -75,9 +78,8 @@ void *zf_buf_get(size_t n)
             best->next = NULL;
             return (char *)best + HDR;
         }
-        n = (n + ZF_BUF_MIN - 1) / ZF_BUF_MIN * ZF_BUF_MIN; /* reusable for neighbours */
     }
-    return raw_alloc(n ? n : 1);
+    return raw_alloc(cap_of(n));
 }
 
 void zf_buf_free(void *p)
@@ -103,7 +105,7 @@ void zf_buf_free(void *p)
 void zf_buf_warm(size_t size, int count)
 {
     for (int i = 0; i < count; i++) {
-        size_t cap = (size + ZF_BUF_MIN - 1) / ZF_BUF_MIN * ZF_BUF_MIN;
+        size_t cap = cap_of(size);
         pthread_mutex_lock(&mu);
         bool room = kept_bytes + cap <= ZF_BUF_KEEP;
         pthread_mutex_unlock(&mu);

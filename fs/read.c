@@ -233,12 +233,12 @@ struct rd_xf {
     uint32_t *lens;            /* after decode */
     uint8_t *data;             /* the decoded, checked run, from decode until stored */
     uint64_t dlen;
-    uint64_t *pre;             /* ... its chunks' offsets (ce - cs + 1), while mem */
-    bool mem;                  /* data may answer reads (loop: decoded, not yet freed) */
+    uint64_t *pre;             /* its chunks' offsets (ce - cs + 1): set while the run may
+                                  answer reads (decoded and checked, not yet freed) */
     rd_early *early;           /* reads answered from it, replied before it is stored */
     xet_record *recs;          /* the body's records, while it is decoded */
-    int dparts;                /* decode jobs outstanding (+1 while queued) */
-    int derr;
+    int dparts;                /* decode jobs outstanding (+1 while queued); the first
+                                  failure goes to err */
     zc_ref pin;                /* the stored run, pinned by zc_put */
     int err;
     uint64_t t0;               /* uv_hrtime when started */
@@ -293,7 +293,6 @@ struct rd_ctx {
     uv_timer_t p2p_timer;      /* parked fetches, races (P2P_TICK_MS while any) */
     bool p2p_timer_on;
     uv_work_t warm;            /* fills the buffer pool at start */
-    int nmem;                  /* fetches whose run is in memory (xf->mem) */
     double cdn_bpms;           /* CDN fetch throughput, bytes per ms (EWMA; 0: none yet) */
     uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
                                   fetch finishes unraced */
@@ -1086,12 +1085,6 @@ static void xf_free(rd_xf *xf)
     zf_buf_free(xf->data);
     free(xf->pre);
     free(xf->recs);
-    while (xf->early) { /* never left unsent (the store job sends them); kept safe */
-        rd_early *e = xf->early;
-        xf->early = e->next;
-        fuse_reply_err(e->req, EIO);
-        free(e);
-    }
     free(xf);
 }
 
@@ -1234,11 +1227,11 @@ static void dec_after(uv_work_t *w, int status)
 {
     dec_part *d = w->data;
     rd_xf *xf = d->xf;
-    if (!xf->derr)
-        xf->derr = status ? status : d->rc;
+    if (!xf->err)
+        xf->err = status ? status : d->rc;
     free(d);
     if (--xf->dparts == 0)
-        xf_decoded(xf, xf->derr);
+        xf_decoded(xf, xf->err);
 }
 
 /* Loop: the body is in.  Walk its record headers (no payload is touched
@@ -1271,7 +1264,7 @@ static void xf_decode_start(rd_xf *xf)
         xf->lens[i] = xf->recs[i].hdr.ulen;
     xf->dlen = total;
     int parts = xf->bytes >= DEC_SPLIT ? DEC_PARTS : 1;
-    xf->derr = 0;
+    xf->err = 0;
     xf->dparts = 1; /* held while the parts are queued */
     long r0 = 0;
     uint64_t out = 0;
@@ -1285,7 +1278,7 @@ static void xf_decode_start(rd_xf *xf)
         }
         dec_part *d = calloc(1, sizeof *d);
         if (!d) {
-            xf->derr = -ENOMEM;
+            xf->err = -ENOMEM;
             break;
         }
         d->xf = xf;
@@ -1303,7 +1296,7 @@ static void xf_decode_start(rd_xf *xf)
         r0 = r1;
     }
     if (--xf->dparts == 0)
-        xf_decoded(xf, xf->derr);
+        xf_decoded(xf, xf->err);
 }
 
 /* Pool: send the replies of the reads answered from the run in memory. */
@@ -1330,32 +1323,38 @@ static void xf_put_work(uv_work_t *w)
     xf->err = rc;
 }
 
-/* Pool: a verified run from peers (decoded, hashes known): check the terms,
- * store it like CDN data. */
+/* Pool: a verified run from peers (decoded, hashes known, terms checked on
+ * the loop): answer the reads taken from it, store it like CDN data. */
 static void xf_peer_work(uv_work_t *w)
 {
     rd_xf *xf = w->data;
     early_send(xf);
-    int rc = check_terms(xf, xf->chk, xf->nchk, xf->lens);
-    if (!rc)
-        rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->data,
+    int rc = zc_put(xf->c->store, &xf->xorb, xf->cs, xf->ce, xf->lens, xf->hashes, xf->data,
                     xf->dlen, xf->nocache ? ZC_PUT_NOCACHE : 0, &xf->pin);
     if (!rc && xf->c->fs->p2p)
         zf_p2p_after_put(xf->c->fs->p2p, &xf->xorb, xf->cs, xf->ce);
     xf->err = rc;
 }
 
-static void xf_decode_after(uv_work_t *w, int status)
+/* Loop: the run is stored (or not): free it, finish the fetch. */
+static void xf_put_after(uv_work_t *w, int status)
 {
     rd_xf *xf = w->data;
-    if (xf->mem)
-        xf->c->nmem--;
-    xf->mem = false;
     zf_buf_free(xf->data);
     free(xf->pre);
     xf->data = NULL;
     xf->pre = NULL;
     xf_finish(xf, status ? status : xf->err);
+}
+
+/* The store job of a run (inline if the pool refuses it: its replies must go out). */
+static void queue_put(rd_xf *xf, uv_work_cb work)
+{
+    xf->work.data = xf;
+    if (uv_queue_work(xf->c->loop, &xf->work, work, xf_put_after) != 0) {
+        work(&xf->work);
+        xf_put_after(&xf->work, 0);
+    }
 }
 
 /* The iovec of [off, end) of f in the run of xf in memory: 1 if it is
@@ -1366,7 +1365,7 @@ static int run_iov(const rd_xf *xf, const rd_file *f, uint64_t off, uint64_t end
     const uint64_t *pre = xf->pre;
     int ni = 0;
     uint64_t pos = off;
-    if (!xf->mem || ext_uncovered(f, off, end) != end)
+    if (!pre || ext_uncovered(f, off, end) != end)
         return 0;
     while (pos < end) {
         long x = ext_floor(f, pos);
@@ -1403,12 +1402,12 @@ static void read_answered_early(rd_read *r)
  * job only reads the run too; it is freed on the loop after).  1 if so. */
 static int read_from_runs(rd_read *r)
 {
-    if (!r->c->nmem || !r->req || r->fill || r->cb || r->label || r->check || r->nofetch)
+    if (!r->req) /* FUSE reads only */
         return 0;
     for (rd_xf *xf = r->c->xfs; xf; xf = xf->next) {
         struct iovec iov[8];
         int n;
-        if (xf->mem && run_iov(xf, r->f, r->off, r->off + r->len, iov, 8, &n)) {
+        if (run_iov(xf, r->f, r->off, r->off + r->len, iov, 8, &n)) {
             read_answered_early(r);
             fuse_reply_iov(r->req, iov, n);
             read_free(r);
@@ -1432,15 +1431,13 @@ static void early_collect(rd_xf *xf)
     xf->pre[0] = 0;
     for (uint32_t k = 0; k < n; k++)
         xf->pre[k + 1] = xf->pre[k] + xf->lens[k];
-    xf->mem = true;
-    xf->c->nmem++;
     for (size_t i = 0; i < xf->nw; i++) {
         rd_cell *cl = xf->w[i];
         for (size_t j = 0; j < cl->nw; j++) {
             rd_read *r = cl->w[j];
             struct iovec iov[8];
             int ni;
-            if (!r->req || r->fill || r->cb || r->expired || r->err || r->label || r->check ||
+            if (!r->req || r->expired || r->err || /* FUSE reads not yet answered */
                 !run_iov(xf, cl->f, r->off, r->off + r->len, iov, 8, &ni))
                 continue;
             rd_early *ea = malloc(sizeof *ea + (size_t)ni * sizeof ea->iov[0]);
@@ -1474,11 +1471,7 @@ static void xf_decoded(rd_xf *xf, int err)
         return;
     }
     early_collect(xf);
-    xf->work.data = xf;
-    if (uv_queue_work(xf->c->loop, &xf->work, xf_put_work, xf_decode_after) != 0) {
-        xf_put_work(&xf->work);
-        xf_decode_after(&xf->work, 0);
-    }
+    queue_put(xf, xf_put_work);
 }
 
 static void p2p_timer_arm(rd_ctx *c);
@@ -1564,7 +1557,6 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     xf->buf = buf;
     xf->decoding = true;
     xf->nocache = xf_pull_only(xf);
-    xf->work.data = xf;
     xf_decode_start(xf);
 }
 
@@ -1654,11 +1646,7 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         return;
     }
     early_collect(xf);
-    xf->work.data = xf;
-    if (uv_queue_work(c->loop, &xf->work, xf_peer_work, xf_decode_after) != 0) {
-        xf_peer_work(&xf->work);
-        xf_decode_after(&xf->work, 0);
-    }
+    queue_put(xf, xf_peer_work);
 }
 
 static bool xf_peer(rd_xf *xf)

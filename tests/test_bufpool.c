@@ -8,14 +8,9 @@
 #include "../fs/bufpool.h"
 #include "t.h"
 
-static void drain(void)
-{
-    zf_buf_trim();
-}
-
 static void test_reuse(void)
 {
-    drain();
+    zf_buf_trim();
     T_EQ_INT(zf_buf_kept(), 0);
     uint8_t *a = zf_buf_get(3 * ZF_BUF_MIN + 5);
     T_TRUE(a != NULL);
@@ -45,12 +40,12 @@ static void test_reuse(void)
     zf_buf_free(e);
     zf_buf_free(zf_buf_get(0));
     zf_buf_free(NULL);
-    drain();
+    zf_buf_trim();
 }
 
 static void test_cap_and_warm(void)
 {
-    drain();
+    zf_buf_trim();
     void *v[40];
     for (int i = 0; i < 40; i++)
         v[i] = zf_buf_get(2 * ZF_BUF_MIN);
@@ -58,7 +53,7 @@ static void test_cap_and_warm(void)
         zf_buf_free(v[i]);
     T_TRUE(zf_buf_kept() <= ZF_BUF_KEEP);
     T_EQ_INT(zf_buf_kept(), ZF_BUF_KEEP / (2 * ZF_BUF_MIN) * 2 * ZF_BUF_MIN);
-    drain();
+    zf_buf_trim();
     T_EQ_INT(zf_buf_kept(), 0);
     zf_buf_warm(12u << 20, 2);
     T_EQ_INT(zf_buf_kept(), 24u << 20);
@@ -69,7 +64,7 @@ static void test_cap_and_warm(void)
     T_TRUE(w != NULL && w[0] == 0 && w[(10u << 20) - 1] == 0);
     T_EQ_INT(zf_buf_kept(), full - (12u << 20));
     zf_buf_free(w);
-    drain();
+    zf_buf_trim();
 }
 
 static void *churn(void *arg)
@@ -103,7 +98,7 @@ static void test_threads(void)
     }
     T_EQ_INT(bad, 0);
     T_TRUE(zf_buf_kept() <= ZF_BUF_KEEP);
-    drain();
+    zf_buf_trim();
 }
 
 int main(void)

@@ -143,14 +143,23 @@ class LinkOrigin(Origin):
         self._teardown()
 
 
-def curl_xorbs(origin, repo, commit, xet_hash):
-    """Seconds for curl to fetch every xorb range of the file (the bytes zestfs needs)."""
+def reconstruction(origin, repo, commit, xet_hash, version="v1", headers=None):
+    """The CAS reconstruction of the file, with a read token from the origin."""
     with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
         tok = json.load(r)
-    req = urllib.request.Request(f"{tok['casUrl']}/v1/reconstructions/{xet_hash}",
-                                 headers={"Authorization": "Bearer " + tok["accessToken"]})
+    req = urllib.request.Request(f"{tok['casUrl']}/{version}/reconstructions/{xet_hash}",
+                                 headers={"Authorization": "Bearer " + tok["accessToken"], **(headers or {})})
     with urllib.request.urlopen(req) as r:
-        rec = json.load(r)
+        return json.load(r)
+
+
+def median(v):
+    return sorted(v)[len(v) // 2]
+
+
+def curl_xorbs(origin, repo, commit, xet_hash):
+    """Seconds for curl to fetch every xorb range of the file (the bytes zestfs needs)."""
+    rec = reconstruction(origin, repo, commit, xet_hash)
     args, n = [], 0
     for xorb, fis in rec["fetch_info"].items():
         for fi in fis:
@@ -165,13 +174,7 @@ def curl_first_range(origin, repo, commit, xet_hash):
     """curl's own transfer time (-w time_total: no process start) of the
     signed range zestfs fetches for the first tensor (the v2 reconstruction
     of the first 8 MiB window, as zestfs asks for it), and its size."""
-    with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
-        tok = json.load(r)
-    req = urllib.request.Request(f"{tok['casUrl']}/v2/reconstructions/{xet_hash}",
-                                 headers={"Authorization": "Bearer " + tok["accessToken"],
-                                          "Range": "bytes=0-8388607"})
-    with urllib.request.urlopen(req) as r:
-        rec = json.load(r)
+    rec = reconstruction(origin, repo, commit, xet_hash, "v2", {"Range": "bytes=0-8388607"})
     t0 = rec["terms"][0]
     url, rg = [(x["url"], g["bytes"]) for x in rec["xorbs"][t0["hash"]] for g in x["ranges"]
                if g["chunks"]["start"] <= t0["range"]["start"] < g["chunks"]["end"]][0]
@@ -240,13 +243,22 @@ def main():
         rows.append((name, ours, base, basename, unit, ratio, goal))
         print(f"  {name}: {ours:.1f} {unit} vs {basename} {base:.1f} {unit} ({ratio:.2f}x) {goal}", flush=True)
 
+    def cold_mount(name):
+        """zestfs on an empty store (its process, its path), the client side cold,
+        the origin's xorbs cached."""
+        store = os.path.join(tmp, name)
+        p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
+        procs.append(p)
+        origin_cached(data)
+        return p, store
+
     try:
         with urllib.request.urlopen(f"{origin.url}/api/models/bench/model/tree/{commit}") as r:
             entry = [e for e in json.load(r) if e["path"] == "model.safetensors"][0]
         xet_hash = entry["xetHash"] if "xetHash" in entry else entry["xet_hash"]
         # ---- baselines over the network
         curls = [curl_xorbs(origin, "bench/model", commit, xet_hash) for _ in range(3)]
-        curl_s, xorb_n = sorted(curls)[1]  # the median of 3, like the zestfs runs below
+        curl_s, xorb_n = median(curls)  # like the zestfs runs below
         print(f"  curl of the xorb ranges: {', '.join(f'{xorb_n / c / 1e6:.0f}' for c, _ in curls)} MB/s", flush=True)
         hfcache = os.path.join(tmp, "hfcache")
         env = dict(os.environ, HF_ENDPOINT=origin.url, HF_HUB_CACHE=hfcache, HF_TOKEN="",
@@ -264,16 +276,13 @@ def main():
         blob = os.path.join(mnt, "models--bench--model", "snapshots", commit, "model.safetensors")
         colds = []
         for k in range(3):
-            store = os.path.join(tmp, f"store1-{k}")
-            p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
-            procs.append(p)
-            origin_cached(data)
+            p, store = cold_mount(f"store1-{k}")
             colds.append(dd(blob))
             peak = max(peak, fsutil.rss(p.pid)[1])
             if k < 2:
                 unmount(p, mnt)
                 shutil.rmtree(store, ignore_errors=True)
-        cold_s = sorted(colds)[1]
+        cold_s = median(colds)
         print(f"  cold runs: {', '.join(f'{size / c / 1e6:.0f}' for c in colds)} MB/s", flush=True)
         row("cold sequential read", size / cold_s / 1e6, xorb_n / curl_s / 1e6, "curl of the xorb ranges", goal="(goal >= 0.8x)")
         row("cold sequential read", size / cold_s / 1e6, size / hf_s / 1e6, "hf_hub_download (hf_xet)", goal="(goal >= 1.2x)")
@@ -315,10 +324,7 @@ def main():
         subprocess.run(["fusermount3", "-u", mmnt])
         mp.wait(10)
         # ---- cold random faults (fresh store)
-        store = os.path.join(tmp, "store2")
-        p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
-        procs.append(p)
-        origin_cached(data)
+        p, _ = cold_mount("store2")
         p50, p99 = fault_latencies(blob, size)
         peak = max(peak, fsutil.rss(p.pid)[1])
         print(f"  cold random 4 KiB mmap faults: p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p50 <= 5 ms)", flush=True)
@@ -326,16 +332,13 @@ def main():
         # ---- time to first tensor: the median of 5 runs, each a fresh mount and store
         ftts = []
         for k in range(5):
-            store = os.path.join(tmp, f"store3-{k}")
-            p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/model", "--store", store], log)
-            procs.append(p)
-            origin_cached(data)
+            p, store = cold_mount(f"store3-{k}")
             ftts.append(first_tensor(blob))
             time.sleep(1)
             peak = max(peak, fsutil.rss(p.pid)[1])
             unmount(p, mnt)
             shutil.rmtree(store, ignore_errors=True)
-        ftt = sorted(ftts)[2]
+        ftt = median(ftts)
         print(f"  first tensor runs: {', '.join(f'{t * 1000:.1f}' for t in ftts)} ms", flush=True)
         row("time to first tensor", ftt * 1000, curl_s * 1000, "full download (curl)", unit="ms", goal="(goal <= 0.02x)")
         locs = []
@@ -344,9 +347,9 @@ def main():
             locs.append(first_tensor(local))
         warm_locs = [first_tensor(local) for _ in range(3)]  # now in the page cache
         firsts = [curl_first_range(origin, "bench/model", commit, xet_hash) for _ in range(3)]
-        first_s, first_n = sorted(firsts)[1]
-        print(f"    (floors, medians of 3: the local file after drop_caches {sorted(locs)[1] * 1000:.1f} ms, "
-              f"in the page cache {sorted(warm_locs)[1] * 1000:.1f} ms; curl of the signed range holding "
+        first_s, first_n = median(firsts)
+        print(f"    (floors, medians of 3: the local file after drop_caches {median(locs) * 1000:.1f} ms, "
+              f"in the page cache {median(warm_locs) * 1000:.1f} ms; curl of the signed range holding "
               f"the first tensor, {first_n / 1e6:.1f} MB, {first_s * 1000:.1f} ms)", flush=True)
         print(f"  peak RSS of zestfs: {peak / MiB:.1f} MiB (goal <= 256 MiB)")
         print("\n| figure | zestfs | baseline | ratio | goal |\n|---|---|---|---|---|")
