@@ -12,11 +12,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,6 +37,50 @@ typedef struct zf_mount {
     struct fuse_buf buf;
     int exit_code;
 } zf_mount;
+
+/* Scheduling.  The loop thread answers every FUSE request, so a reply must
+ * not wait for a pool job (decode, hashing, store I/O) or the client to use
+ * up its time slice (up to a 4 ms tick here).  The pool threads are
+ * SCHED_BATCH: a job the loop queues never preempts the loop or the client
+ * at wakeup, it runs on a free core or when they sleep.  They inherit that
+ * from the thread that creates them, the loop's, with its first job (queued
+ * here).  The loop thread then asks for a short slice (EEVDF, Linux >= 6.12:
+ * a waking task with a shorter slice preempts the running one); older
+ * kernels refuse it and nothing changes. */
+static void pool_noop(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void pool_noop_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void sched_threads(uv_loop_t *loop)
+{
+    struct sched_param sp = {0};
+    bool batch = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
+    uv_work_t *w = malloc(sizeof *w);
+    if (w && uv_queue_work(loop, w, pool_noop, pool_noop_after) != 0)
+        free(w);
+    if (batch)
+        sched_setscheduler(0, SCHED_OTHER, &sp);
+#ifdef SYS_sched_setattr
+    struct {
+        uint32_t size, policy;
+        uint64_t flags;
+        int32_t nice;
+        uint32_t prio;
+        uint64_t runtime, deadline, period;
+    } a = {.size = sizeof a, .policy = SCHED_OTHER, .runtime = 100000 /* ns */};
+    errno = 0;
+    a.nice = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0 && syscall(SYS_sched_setattr, 0, &a, 0) != 0)
+        zf_debug("zestfs: short time slice for the loop: %s\n", strerror(errno));
+#endif
+}
 
 static void stop(zf_mount *m)
 {
@@ -555,6 +602,7 @@ int zestfs_cmd_mount(int argc, char **argv)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
     uv_loop_init(&m.loop);
+    sched_threads(&m.loop);
     m.fs.loop = &m.loop;
     err = zf_read_init(&m.fs, &o, store);
     if (err) {

@@ -232,6 +232,9 @@ static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char
     ep.ino = ep.attr.st_ino;
     ep.attr_timeout = ep.entry_timeout = real ? REAL_TIMEOUT : VIRT_TIMEOUT;
     fuse_reply_entry(req, &ep);
+    zv_ent e; /* a repo folder looked up: its files are about to be read */
+    if (parent == FUSE_ROOT_ID && zv_resolve(&fs->tree, path, &e) && e.kind == ZV_DIR && e.repo)
+        zf_read_warm_repo(fs, e.repo);
 }
 
 #define FS(req) ((zf_fs *)fuse_req_userdata(req))

@@ -3921,6 +3921,34 @@ static void warm_work(uv_work_t *w)
     zf_buf_warm(WARM_BUF, 2);
 }
 
+/* ---- Xet tokens ahead of the first read -------------------------------------------------- */
+
+static void warm_token_cb(void *ud, int err, const zn_xet_token *tok)
+{
+    (void)ud;
+    (void)tok;
+    if (err && zf_log_level >= ZF_LOG_DEBUG)
+        zf_debug("zestfs: Xet read token ahead of a read: %s\n", zf_strerror(-err));
+}
+
+void zf_read_warm_repo(zf_fs *fs, const zf_repo *r)
+{
+    rd_ctx *c = fs->read_ctx;
+    if (!c || !c->hub || c->stopping || !r)
+        return;
+    for (size_t i = 0; i < r->nrefs && i < 4; i++) { /* main, and a few more */
+        const zf_commit *cm = zf_repo_commit(r, r->refs[i].sha);
+        bool seen = false, xet = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = !strcmp(r->refs[k].sha, r->refs[i].sha);
+        for (size_t k = 0; cm && !seen && k < cm->nfiles && !xet; k++)
+            xet = cm->files[k].has_xet;
+        if (xet) /* cached and shared in net/: no request while the one we have is fresh */
+            zn_hub_xet_token(c->hub, (zn_repo_type)r->type, r->id, cm->sha, false, warm_token_cb,
+                             NULL, NULL);
+    }
+}
+
 int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
 {
     rd_ctx *c = calloc(1, sizeof *c);
@@ -3981,6 +4009,8 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
         uv_queue_work(fs->loop, &c->warm, warm_work, NULL);
     }
     fs->read_ctx = c;
+    for (size_t i = 0; i < fs->tree.nrepos && i < 16; i++)
+        zf_read_warm_repo(fs, fs->tree.repos[i]);
     fs->read_blob = read_blob;
     fs->blob_opened = blob_opened;
     fs->blob_released = blob_released;

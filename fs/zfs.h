@@ -179,6 +179,10 @@ void zf_fill_cancel(zf_fill *fl);
  * cache (ZC_PUT_NOCACHE).  Call right after zf_fill_start. */
 void zf_fill_nocache(zf_fill *fl);
 void zf_read_stop(zf_fs *fs);
+/* A repo about to be read (presented at start, looked up): fetch the Xet
+ * read tokens of its refs' commits now, so a first read does not wait for
+ * one.  No-op offline or when the cached ones are fresh. */
+void zf_read_warm_repo(zf_fs *fs, const zf_repo *r);
 void zf_read_free(zf_fs *fs);
 
 /* zf_read_stored over the whole blob, copying nothing: cb gets 0 when every

@@ -75,7 +75,7 @@ typedef struct srv {
     uint64_t bw_next_ns;
     /* stats */
     pthread_mutex_t stmu;
-    uint64_t bytes_total, xorb_bytes_total, requests, faults;
+    uint64_t bytes_total, xorb_bytes_total, requests, faults, tokens;
     counter *per_xorb, *per_client;
     size_t nper_xorb, nper_client, cap_xorb, cap_client;
     pthread_mutex_t upmu; /* serialises shard acceptance */
@@ -1215,6 +1215,9 @@ static enum MHD_Result h_token(ctx *x, const o_repo *r, const char *rev, bool wr
     /* with tokens configured, writes need one; without, the server is open */
     if (write && x->S->o->ntokens && hub_auth(x->S, x->c) != AUTH_VALID)
         return send_err(x->c, 401, NULL, "write access requires a valid token");
+    pthread_mutex_lock(&x->S->stmu);
+    x->S->tokens++; /* Xet tokens issued (stats: "xet_tokens") */
+    pthread_mutex_unlock(&x->S->stmu);
     o_commit c;
     char commit[41] = "";
     if (o_resolve_rev(x->S->s, r, rev, &c) == 0) {
@@ -1958,6 +1961,7 @@ static cJSON *stats_json(srv *S)
     cJSON_AddNumberToObject(j, "bytes_total", (double)S->bytes_total);
     cJSON_AddNumberToObject(j, "xorb_bytes_total", (double)S->xorb_bytes_total);
     cJSON_AddNumberToObject(j, "faults", (double)S->faults);
+    cJSON_AddNumberToObject(j, "xet_tokens", (double)S->tokens);
     cJSON *px = cJSON_AddObjectToObject(j, "per_xorb");
     for (size_t i = 0; i < S->nper_xorb; i++)
         cJSON_AddNumberToObject(px, S->per_xorb[i].key, (double)S->per_xorb[i].bytes);
@@ -1980,7 +1984,7 @@ static enum MHD_Result h_control(ctx *x)
         return send_err(x->c, 403, NULL, "control endpoint: loopback only");
     if (g->n == 3 && !strcmp(g->v[1], "stats") && !strcmp(g->v[2], "reset") && x->post) {
         pthread_mutex_lock(&S->stmu);
-        S->bytes_total = S->xorb_bytes_total = S->requests = S->faults = 0;
+        S->bytes_total = S->xorb_bytes_total = S->requests = S->faults = S->tokens = 0;
         S->nper_xorb = S->nper_client = 0;
         pthread_mutex_unlock(&S->stmu);
         return send_json(x->c, 200, stats_json(S), NULL);

@@ -75,12 +75,21 @@ def main():
                                text=True, timeout=30)
             return json.loads(r.stdout)
 
+        # the mount fetched the repo's Xet read token at start, so a first read waits for
+        # its reconstruction and xorb range only
+        for _ in range(100):
+            if origin.stats().get("xet_tokens", 0) >= 1:
+                break
+            time.sleep(0.05)
+        toks0 = origin.stats().get("xet_tokens", 0)
+        check(toks0 >= 1, f"Xet read token fetched before any read ({toks0})")
         # a first read of a file waits for its fetch and is answered from the fetched run
         # in memory, before the run is stored
         early0 = status()["reads"]["early"]
         with open(os.path.join(snap, "weights.bin"), "rb") as f:
             got = os.pread(f.fileno(), 64 * 1024, 4096)
         check(got == files["weights.bin"][4096:4096 + 64 * 1024], "first read of weights.bin byte-exact")
+        check(origin.stats()["xet_tokens"] == toks0, "... with the token fetched at start (no new one)")
         st = status()
         check(st["reads"]["early"] > early0 and st["reads"]["errors"] == 0,
               f"... answered before its run was stored (reads.early {early0} -> {st['reads']['early']})")
