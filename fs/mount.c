@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -47,12 +48,56 @@ typedef struct zf_mount {
  * here).  The loop thread then asks for a short slice (EEVDF, Linux >= 6.12:
  * a waking task with a shorter slice preempts the running one); older
  * kernels refuse it and nothing changes. */
-static void pool_noop(uv_work_t *w)
+/* The first pool job maps zestfs's code and that of the libraries on its
+ * read path, with their read-only data (LZ4's tables): one read per page,
+ * after MADV_WILLNEED.  A first read after the mount sat idle, or after the
+ * page cache was dropped, then does not wait for the disk to page code in
+ * (0.3-1 ms here, traced).  Mapped pages stay in memory; drop_caches and
+ * light reclaim take unmapped ones first.  About 1.5 MiB of RSS. */
+static bool code_wanted(const char *path, const char *exe)
 {
-    (void)w;
+    static const char *const libs[] = {"/liblz4.", "/libblake3.", "/libfuse3.", "/libuv.",
+                                       "/libcjson.", "/libcurl."};
+    if (exe[0] && !strcmp(path, exe))
+        return true;
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++)
+        if (strstr(path, libs[i]))
+            return true;
+    return false;
 }
 
-static void pool_noop_after(uv_work_t *w, int status)
+__attribute__((no_sanitize_address)) static void pool_warm(uv_work_t *w)
+{
+    (void)w;
+    char exe[4096] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    long pg = sysconf(_SC_PAGESIZE);
+    char line[4400];
+    unsigned sum = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perm[5];
+        int at = 0;
+        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &lo, &hi, perm, &at) < 3 || !at ||
+            perm[0] != 'r' || perm[1] == 'w')
+            continue;
+        char *path = line + at;
+        path[strcspn(path, "\n")] = 0;
+        if (!code_wanted(path, exe))
+            continue;
+        madvise((void *)lo, hi - lo, MADV_WILLNEED);
+        for (unsigned long a = lo; a < hi; a += (unsigned long)pg)
+            sum += *(volatile const unsigned char *)a;
+    }
+    fclose(f);
+    (void)sum;
+}
+
+static void pool_warm_after(uv_work_t *w, int status)
 {
     (void)status;
     free(w);
@@ -63,7 +108,7 @@ static void sched_threads(uv_loop_t *loop)
     struct sched_param sp = {0};
     bool batch = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
     uv_work_t *w = malloc(sizeof *w);
-    if (w && uv_queue_work(loop, w, pool_noop, pool_noop_after) != 0)
+    if (w && uv_queue_work(loop, w, pool_warm, pool_warm_after) != 0)
         free(w);
     if (batch)
         sched_setscheduler(0, SCHED_OTHER, &sp);

@@ -75,6 +75,27 @@ def main():
                                text=True, timeout=30)
             return json.loads(r.stdout)
 
+        # the read path's code (zestfs's, liblz4's with its tables) was paged in at start:
+        # every page of those mappings resident before the first read
+        def code_resident():
+            res, cur = {}, None
+            for ln in open(f"/proc/{proc.pid}/smaps"):
+                f = ln.split()
+                if "-" in f[0] and len(f) >= 6 and "w" not in f[1] and \
+                        ("liblz4" in f[-1] or f[-1] == os.path.realpath(zestfs)):
+                    cur = f[-1]
+                elif "-" in f[0]:
+                    cur = None
+                elif cur and f[0] in ("Size:", "Rss:"):
+                    res.setdefault(cur, [0, 0])[f[0] == "Rss:"] += int(f[1])
+            return res
+        for _ in range(100):
+            res = code_resident()
+            if res and all(rss >= size for size, rss in res.values()):
+                break
+            time.sleep(0.05)
+        check(len(res) == 2 and all(rss >= size for size, rss in res.values()),
+              f"zestfs and liblz4 mapped in whole at start ({res})")
         # the mount fetched the repo's Xet read token at start, so a first read waits for
         # its reconstruction and xorb range only
         for _ in range(100):
