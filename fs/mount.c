@@ -39,15 +39,6 @@ typedef struct zf_mount {
     int exit_code;
 } zf_mount;
 
-/* Scheduling.  The loop thread answers every FUSE request, so a reply must
- * not wait for a pool job (decode, hashing, store I/O) or the client to use
- * up its time slice (up to a 4 ms tick here).  The pool threads are
- * SCHED_BATCH: a job the loop queues never preempts the loop or the client
- * at wakeup, it runs on a free core or when they sleep.  They inherit that
- * from the thread that creates them, the loop's, with its first job (queued
- * here).  The loop thread then asks for a short slice (EEVDF, Linux >= 6.12:
- * a waking task with a shorter slice preempts the running one); older
- * kernels refuse it and nothing changes. */
 /* The first pool job maps zestfs's code and that of the libraries on its
  * read path, with their read-only data (LZ4's tables): one read per page,
  * after MADV_WILLNEED.  A first read after the mount sat idle, or after the
@@ -103,6 +94,15 @@ static void pool_warm_after(uv_work_t *w, int status)
     free(w);
 }
 
+/* Scheduling.  The loop thread answers every FUSE request, so a reply must
+ * not wait for a pool job (decode, hashing, store I/O) or the client to use
+ * up its time slice (up to a 4 ms tick here).  The pool threads are
+ * SCHED_BATCH: a job the loop queues never preempts the loop or the client
+ * at wakeup, it runs on a free core or when they sleep.  They inherit that
+ * from the thread that creates them, the loop's, with its first job (pool_warm,
+ * queued here).  The loop thread then asks for a short slice (EEVDF, Linux >= 6.12:
+ * a waking task with a shorter slice preempts the running one); older
+ * kernels refuse it and nothing changes. */
 static void sched_threads(uv_loop_t *loop)
 {
     struct sched_param sp = {0};
