@@ -3927,7 +3927,7 @@ static void warm_token_cb(void *ud, int err, const zn_xet_token *tok)
 {
     (void)ud;
     (void)tok;
-    if (err && zf_log_level >= ZF_LOG_DEBUG)
+    if (err)
         zf_debug("zestfs: Xet read token ahead of a read: %s\n", zf_strerror(-err));
 }
 
