@@ -19,14 +19,21 @@ def find_origin(zestfs):
 
 
 def safetensors_like(rng, size):
-    hdr = {"__metadata__": {"format": "pt"}}
-    n, off = 0, 0
-    while off < size - 4096:
-        ln = min(rng.randrange(1, 4) * MiB, size - 4096 - off)
-        hdr[f"layer.{n}.weight"] = {"dtype": "F32", "shape": [ln // 4], "data_offsets": [off, off + ln]}
-        n, off = n + 1, off + ln
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
+    """A valid safetensors file of `size` bytes: 1-3 MiB F32 tensors of random bytes."""
+    reserve, state = 4096, rng.getstate()
+    while True:
+        hdr = {"__metadata__": {"format": "pt"}}
+        n, off = 0, 0
+        while off < size - reserve:
+            ln = min(rng.randrange(1, 4) * MiB, size - reserve - off)
+            hdr[f"layer.{n}.weight"] = {"dtype": "F32", "shape": [ln // 4], "data_offsets": [off, off + ln]}
+            n, off = n + 1, off + ln
+        h = json.dumps(hdr).encode()
+        h += b" " * (-len(h) % 8)
+        if 8 + len(h) <= reserve:  # the tensors fit after the header
+            break
+        reserve = 8 + len(h) + 4096  # a large file's header outgrew the room: lay it out again
+        rng.setstate(state)
     body = rng.randbytes(size - 8 - len(h))
     return struct.pack("<Q", len(h)) + h + body
 
