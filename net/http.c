@@ -51,6 +51,10 @@ struct zn_req {
     zn_req *snext;         /* schedule, sorted by wake */
     uint64_t wake;
     bool in_sched, canceled, is_defer, cdn;
+    bool pausable;         /* the deadline bounds retries only, not a running attempt */
+    bool paused;           /* zn_req_pause: receiving is held */
+    bool deferred;         /* an attempt came due while paused: started on resume */
+    uint64_t pause_t0;     /* uv_now when paused */
     int state;
     CURL *easy;
 
@@ -415,6 +419,8 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (q->canceled)
         return 0;
+    if (q->paused) /* curl keeps these bytes and stops reading until resumed */
+        return CURL_WRITEFUNC_PAUSE;
     int rc = body_check(q);
     if (rc) {
         q->werr = rc;
@@ -682,7 +688,7 @@ static int attempt_start(zn_req *q)
     zn_http *c = q->c;
     uint64_t now = now_ms(c);
     long tmo = q->timeout_ms;
-    if (q->deadline) {
+    if (q->deadline && !q->pausable) {
         if (now >= q->deadline)
             return -ETIMEDOUT;
         uint64_t left = q->deadline - now;
@@ -878,6 +884,8 @@ static void sched_cb(uv_timer_t *t)
             finish(q, -ECANCELED);
         } else if (q->is_defer) {
             finish(q, 0);
+        } else if (q->paused) {
+            q->deferred = true; /* zn_req_pause(q, false) starts it */
         } else {
             int rc = attempt_start(q);
             if (rc)
@@ -1081,6 +1089,7 @@ int zn_http_request(zn_http *c, const zn_http_req *r, zn_req **out)
     q->follow = r->follow_redirects && (strcmp(q->method, "GET") == 0 ||
                                         strcmp(q->method, "HEAD") == 0);
     q->timeout_ms = r->timeout_ms;
+    q->pausable = r->pausable;
     q->done = r->done;
     q->ud = r->ud;
     uv_update_time(c->loop);
@@ -1125,6 +1134,27 @@ int zn__defer(zn_http *c, zn_done_cb done, void *ud, zn_req **out)
     return 0;
 }
 
+void zn_req_pause(zn_req *q, bool pause)
+{
+    if (!q || q->canceled || q->state == Q_DONE || !q->pausable || q->paused == pause)
+        return;
+    zn_http *c = q->c;
+    uint64_t now = now_ms(c);
+    q->paused = pause;
+    if (pause)
+        q->pause_t0 = now;
+    else if (q->deadline)
+        q->deadline += now - q->pause_t0; /* time held does not count */
+    if (q->easy) {
+        /* before the transfer has a connection this is refused: then
+         * write_cb pauses it at its first bytes */
+        curl_easy_pause(q->easy, pause ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+    } else if (!pause && q->deferred) {
+        q->deferred = false;
+        sched_at(q, now);
+    }
+}
+
 void zn_req_cancel(zn_req *q)
 {
     if (!q || q->canceled || q->state == Q_DONE)
@@ -1148,6 +1178,7 @@ int zn_cdn_fetch(zn_http *c, const char *url, uint64_t byte_start, uint64_t byte
         .buf = buf,
         .buf_len = (size_t)(byte_end - byte_start + 1),
         .retry = retry,
+        .pausable = true,
         .done = done,
         .ud = ud,
     };

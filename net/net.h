@@ -122,6 +122,10 @@ typedef struct zn_http_req {
     bool follow_redirects;         /* same-origin only, at most 5 */
     long timeout_ms;               /* per attempt; 0: none (low-speed applies) */
     const zn_retry *retry;         /* NULL: a single attempt */
+    bool pausable;                 /* zn_req_pause may hold it: the retry deadline then
+                                      bounds retries only (a running attempt ends by
+                                      timeout_ms and the low-speed check, which skips
+                                      paused time), and time held does not count */
     zn_done_cb done;
     void *ud;
 } zn_http_req;
@@ -135,6 +139,10 @@ zn_http *zn_http_new(uv_loop_t *loop, const zn_http_opts *opts);
 void zn_http_free(zn_http *c);
 int zn_http_request(zn_http *c, const zn_http_req *r, zn_req **out /* opt */);
 void zn_req_cancel(zn_req *q);
+/* Hold (pause) or resume receiving a pausable request's answer: the
+ * sender is stopped by TCP flow control once buffers fill.  An attempt due
+ * while held starts on resume.  Other requests: no-op. */
+void zn_req_pause(zn_req *q, bool pause);
 
 /* Connections the client opened so far (for tests and stats). */
 uint64_t zn_http_connections_opened(const zn_http *c);
@@ -153,7 +161,7 @@ int zn_http_errno(long status);
 bool zn_err_retryable(int err);
 
 /* Byte range of a presigned CDN URL into buf (end-start+1 bytes).  No
- * Authorization header.  done(ud, err, resp): 0 only when exactly that many
+ * Authorization header.  Pausable (zn_req_pause).  done(ud, err, resp): 0 only when exactly that many
  * bytes arrived as the 206 of that range; -EKEYEXPIRED on 403 (the URL
  * expired or the range is not the signed one: ask the CAS again). */
 int zn_cdn_fetch(zn_http *c, const char *url, uint64_t byte_start, uint64_t byte_end, void *buf,

@@ -716,6 +716,88 @@ static void test_retry_deadline(void)
     close_client(c);
 }
 
+static void stop_cb(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Run the loop for ms milliseconds. */
+static void run_for(uint64_t ms)
+{
+    bool over = false;
+    uv_timer_t t;
+    uv_timer_init(L, &t);
+    t.data = &over;
+    uv_timer_start(&t, stop_cb, ms, 0);
+    while (!over)
+        uv_run(L, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(L, UV_RUN_NOWAIT);
+}
+
+/* A held (zn_req_pause) CDN transfer gets no further than the socket
+ * buffers let it, is not ended while held by its retry deadline or the
+ * low-speed check, and completes byte-exact once resumed; a held request
+ * whose next attempt comes due starts it only when resumed. */
+static void test_pause(void)
+{
+    zn_http_opts o = {.low_speed_time_s = 1};
+    zn_http *c = zn_http_new(L, &o);
+    res r = {0};
+    size_t n = 64u << 20;
+    uint8_t *buf = malloc(n);
+    zn_retry once = {.max_attempts = 1, .deadline_ms = 300};
+    zn_req *q = NULL;
+    T_EQ_INT(zn_cdn_fetch(c, url_of(B, "/data/67108864"), 0, n - 1, buf, &once, on_done, &r, &q),
+             0);
+    zn_req_pause(q, true); /* before it has a connection: held at its first bytes */
+    run_for(1500);
+    T_TRUE(!r.done); /* 64 MiB come in well under 1.5 s over loopback when not held */
+    zn_req_pause(q, false);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_EQ_INT(r.len, n);
+    T_TRUE(pattern_ok(buf, 0, n));
+    res_clear(&r);
+
+    /* held and resumed mid-body, twice */
+    memset(buf, 0, n);
+    T_EQ_INT(zn_cdn_fetch(c, url_of(B, "/data/67108864"), 0, n - 1, buf, &once, on_done, &r, &q),
+             0);
+    for (int k = 0; k < 2; k++) {
+        run_for(5);
+        zn_req_pause(q, true);
+        run_for(300);
+        zn_req_pause(q, false);
+    }
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(pattern_ok(buf, 0, n));
+    res_clear(&r);
+    free(buf);
+
+    /* an attempt due while held waits for the resume */
+    atomic_store(&A->flaky, 0);
+    srv_reset_log(A);
+    zn_retry rp = {.max_attempts = 3, .base_ms = 600, .max_delay_ms = 5000, .deadline_ms = 2000};
+    zn_http_req fq = {.url = url_of(A, "/flaky"), .retry = &rp, .pausable = true,
+                      .done = on_done, .ud = &r};
+    T_EQ_INT(zn_http_request(c, &fq, &q), 0);
+    for (int i = 0; i < 2000 && srv_count(A, "/flaky", NULL) < 1; i++)
+        uv_run(L, UV_RUN_NOWAIT);
+    run_for(50); /* the first 503 is in: its retry waits 300..600 ms */
+    zn_req_pause(q, true);
+    run_for(1000);
+    T_EQ_INT(srv_count(A, "/flaky", NULL), 1);
+    T_TRUE(!r.done);
+    zn_req_pause(q, false); /* time held does not count against the deadline */
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_EQ_INT(r.attempts, 3);
+    res_clear(&r);
+    close_client(c);
+}
+
 static void test_truncated(void)
 {
     zn_http *c = zn_http_new(L, NULL);
@@ -1451,6 +1533,7 @@ int main(int argc, char **argv)
     T_RUN(test_parallel_reuse);
     T_RUN(test_ranges);
     T_RUN(test_cdn_fetch);
+    T_RUN(test_pause);
     T_RUN(test_retry_then_success);
     T_RUN(test_retry_deadline);
     T_RUN(test_truncated);
