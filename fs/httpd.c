@@ -569,6 +569,8 @@ static char *metrics_text(zf_http *h)
         m->races_cdn_won);
     one(&b, "zestfs_fetches_parked_total", "counter",
         "Fetches that waited for a peer's CDN fetch of the same range.", m->fetches_parked);
+    one(&b, "zestfs_fetches_held_total", "counter",
+        "Background (fill) CDN transfers paused while a foreground one ran.", m->fetches_held);
     one(&b, "zestfs_http_reads_total", "counter", "Reads answered for the HTTP access server.",
         m->http_reads);
     zf_p2p_stats ps;

@@ -86,6 +86,9 @@
 #define JITTER_MS 200      /* a background CDN fetch with peers connected waits 0..this first */
 #define REPARK_MS 2000     /* no manifest yet for a background fetch: the peers again after */
 #define REPARKS_BG 10      /* ... at most this many times, then the CDN */
+#define HOLD_MAX_MS 20000  /* a fill's CDN transfer is held at most this long in all */
+#define FILL_XF_FG 2       /* fill fetches started at once while reads use the CDN ... */
+#define FG_RECENT_MS 1000  /* ... or did this recently */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -253,6 +256,8 @@ struct rd_xf {
     uint64_t ct0;              /* uv_hrtime when it started */
     int cdn_err;               /* it failed while the peer fetch goes on */
     bool raced, cdn_won;
+    bool held;                 /* its CDN transfer is paused (net_prio) */
+    uint64_t held_t0, held_ms; /* since when, and for how long before (ms) */
     uint64_t extra;            /* budget counted for the racing body */
     uint64_t pt0;              /* now_ms when the peer fetch started */
     bool parked;               /* waiting for a peer's CDN fetch of this range */
@@ -292,6 +297,9 @@ struct rd_ctx {
     uv_timer_cb fill_timer_cb;
     uv_timer_t p2p_timer;      /* parked fetches, races (P2P_TICK_MS while any) */
     bool p2p_timer_on;
+    bool fg_on;                /* a CDN transfer not only for fills is in flight (net_prio) */
+    uint64_t fg_last;          /* ... when that was last seen (ms) */
+    uv_timer_t prio_timer;     /* fills held back by fill_gated: the queue again then */
     uv_work_t warm;            /* fills the buffer pool at start */
     double cdn_bpms;           /* CDN fetch throughput, bytes per ms (EWMA; 0: none yet) */
     uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
@@ -1066,6 +1074,8 @@ static void xet_try(rd_read *r)
 
 static void cell_fetches_done(rd_cell *cl);
 static void xf_pump(rd_ctx *c);
+static void net_prio(rd_ctx *c);
+static bool xf_fill_only(const rd_xf *xf);
 
 static const rd_file *xf_file(const rd_xf *xf)
 {
@@ -1177,6 +1187,7 @@ static void xf_finish(rd_xf *xf, int err)
     if (!xf->nops)
         xf_free(xf);
     xf_pump(c);
+    net_prio(c);
 }
 
 static int check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uint32_t *lens)
@@ -1510,6 +1521,10 @@ static void xf_cdn(rd_xf *xf)
     }
     if (!xf->pop)
         xf->src = ZF_SRC_CDN;
+    xf_debug(xf, xf_fill_only(xf) ? "from the CDN (a fill's)"
+                 : xf_has_fg(xf) ? "from the CDN (a read waits)"
+                                 : "from the CDN (ahead of a reader)");
+    net_prio(c);
     if (c->fs->p2p && !xf->pend_on) { /* peers about to fetch this range wait for ours */
         const rd_file *f = xf_file(xf);
         xf->pend_on = true;
@@ -1524,10 +1539,13 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     rd_xf *xf = ud;
     rd_ctx *c = xf->c;
     uint8_t *buf = xf->cbuf;
+    bool was_held = xf->held || xf->held_ms;
     xf->cbuf = NULL;
     xf->creq = NULL;
+    xf->held = false;
     xf->nops--;
     xf_drop_extra(xf);
+    net_prio(c); /* a transfer ended: the held ones may go on */
     if (xf->finished || xf->decoding) { /* we lost the race (or no one waits) */
         zf_buf_free(buf);
         xf_release(xf);
@@ -1545,7 +1563,8 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     }
     double ms = (double)(uv_hrtime() - xf->ct0) / 1e6;
     double bpms = (double)xf->bytes / (ms > 1 ? ms : 1);
-    c->cdn_bpms = c->cdn_bpms > 0 ? 0.7 * c->cdn_bpms + 0.3 * bpms : bpms;
+    if (!was_held) /* a held transfer's time says nothing of the CDN */
+        c->cdn_bpms = c->cdn_bpms > 0 ? 0.7 * c->cdn_bpms + 0.3 * bpms : bpms;
     if (xf->pop) { /* the CDN won the race: the peer fetch is cancelled (callback later) */
         xf->cdn_won = true;
         c->m.races_cdn_won++;
@@ -1680,6 +1699,54 @@ static bool xf_has_fg(const rd_xf *xf)
         if (cell_has_fg(xf->w[i]))
             return true;
     return false;
+}
+
+/* Every read waiting on xf is a fill (pull, prefetch at open). */
+static bool xf_fill_only(const rd_xf *xf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < xf->nw; i++)
+        for (size_t k = 0; k < xf->w[i]->nw; k++, n++)
+            if (!xf->w[i]->w[k]->fill)
+                return false;
+    return n > 0;
+}
+
+/* Foreground first on the network.  While a CDN transfer that is not only
+ * for fills is in flight (a read waits for it, or it runs ahead of a
+ * sequential reader), the transfers only fills wait for are held
+ * (zn_req_pause: TCP flow control stops their senders once the socket
+ * buffers fill), so a read's bytes do not share the link with a prefetch
+ * of the whole file; they resume when no such transfer is left.  A
+ * transfer is held HOLD_MAX_MS at most in all, so a long foreground stream
+ * cannot starve a pull (or leave a CDN connection idle past its timeout).
+ * Called whenever a transfer starts or ends or a read joins one. */
+static void net_prio(rd_ctx *c)
+{
+    bool fg = false;
+    for (rd_xf *x = c->xfs; x && !fg; x = x->next)
+        fg = x->creq && !x->held && !x->finished && !xf_fill_only(x);
+    uint64_t now = now_ms();
+    if (fg || c->fg_on)
+        c->fg_last = now;
+    c->fg_on = fg;
+    for (rd_xf *x = c->xfs; x; x = x->next) {
+        if (!x->creq || x->finished)
+            continue;
+        uint64_t used = x->held_ms + (x->held ? now - x->held_t0 : 0);
+        bool want = fg && used < HOLD_MAX_MS && xf_fill_only(x);
+        if (want == x->held)
+            continue;
+        if (want) {
+            x->held_t0 = now;
+            c->m.fetches_held++;
+        } else {
+            x->held_ms = used;
+        }
+        x->held = want;
+        zn_req_pause(x->creq, want);
+        xf_debug(x, want ? "held" : "resumed");
+    }
 }
 
 /* Peers that hold the whole range first (raced against the CDN when slow);
@@ -1854,15 +1921,51 @@ static void p2p_timer_arm(rd_ctx *c)
     }
 }
 
+/* While reads use the CDN (now, or within FG_RECENT_MS), fills start at
+ * most FILL_XF_FG fetches at once: what each one has in flight (socket
+ * buffers, queues along the path) still arrives after it is held, ahead of
+ * a read's bytes. */
+static bool fill_gated(rd_ctx *c, const rd_xf *xf, uint64_t now)
+{
+    if ((!c->fg_on && now >= c->fg_last + FG_RECENT_MS) || !xf_fill_only(xf))
+        return false;
+    int n = 0;
+    for (const rd_xf *x = c->xfs; x && n < FILL_XF_FG; x = x->next)
+        n += x->started && !x->finished && xf_fill_only(x);
+    return n >= FILL_XF_FG;
+}
+
+static void prio_tick(uv_timer_t *t)
+{
+    xf_pump(t->data);
+}
+
+/* Start queued fetches, in order, while the budget allows (a fill held
+ * back by fill_gated keeps its place; the timer looks again). */
 static void xf_pump(rd_ctx *c)
 {
-    while (c->xq && !c->stopping && (c->xf_bytes == 0 || c->xf_bytes + c->xq->bytes <= XF_BUDGET)) {
-        rd_xf *xf = c->xq;
-        c->xq = xf->qnext;
-        if (!c->xq)
-            c->xqtail = &c->xq;
-        xf_start(xf);
+    uint64_t now = now_ms();
+    bool gated = false;
+    rd_xf **pp = &c->xq;
+    while (*pp && !c->stopping) {
+        rd_xf *xf = *pp;
+        if (c->xf_bytes && c->xf_bytes + xf->bytes > XF_BUDGET)
+            break;
+        if (fill_gated(c, xf, now)) {
+            gated = true;
+            pp = &xf->qnext;
+            continue;
+        }
+        *pp = xf->qnext;
+        if (c->xqtail == &xf->qnext)
+            c->xqtail = pp;
+        xf->qnext = NULL;
+        xf_start(xf); /* may finish fetches and change the queue: look again from its head */
+        pp = &c->xq;
     }
+    if (gated && !c->stopping)
+        uv_timer_start(&c->prio_timer, prio_tick,
+                       c->fg_on ? FG_RECENT_MS : c->fg_last + FG_RECENT_MS - now + 1, 0);
 }
 
 static int push_ptr(void ***v, size_t *n, size_t *cap, void *p)
@@ -1923,6 +2026,7 @@ static int xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
         if (!xf->decoding)
             add_checks(xf, rc, d);
         cl->pending++;
+        net_prio(c); /* a read may wait for it now */
         if (!xf->started && c->xq != xf && cell_has_fg(cl)) { /* a read waits now: to the front */
             for (rd_xf **pp = &c->xq; *pp; pp = &(*pp)->qnext)
                 if (*pp == xf) {
@@ -2097,6 +2201,8 @@ static void on_recon(void *ud, int err, xet_recon *rc)
         cell_attempt_failed(cl, err);
         return;
     }
+    zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction in %" PRIu64 " ms\n", f->id,
+             cl->start, cl->end, now_ms() - cl->t0);
     /* terms -> extents; they must cover the cell */
     uint64_t pos = rc->base;
     bool changed = false;
@@ -2375,10 +2481,13 @@ static void fetch_cells(rd_read *r, uint64_t from)
         if (fresh)
             cell_start(cl);
     }
-    if (--r->waits == 0)
+    if (--r->waits == 0) {
         waits_over(r);
-    else
+    } else {
         deadline_arm(r);
+        if (!r->fill)
+            net_prio(c); /* it may have joined a held transfer */
+    }
 }
 
 /* ---- non-Xet files ----------------------------------------------------------------------- */
@@ -4003,6 +4112,8 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     c->fill_timer.data = c;
     uv_timer_init(fs->loop, &c->p2p_timer);
     c->p2p_timer.data = c;
+    uv_timer_init(fs->loop, &c->prio_timer);
+    c->prio_timer.data = c;
     c->fill_timer_cb = fill_timer_cb;
     if (c->hub) { /* the first fetch's body and run land in memory already faulted in */
         c->warm.data = c;
@@ -4025,6 +4136,7 @@ void zf_read_stop(zf_fs *fs)
     c->stopping = true;
     uv_close((uv_handle_t *)&c->fill_timer, NULL);
     uv_close((uv_handle_t *)&c->p2p_timer, NULL);
+    uv_close((uv_handle_t *)&c->prio_timer, NULL);
     c->p2p_timer_on = false;
     for (zf_fill *fl = c->fills; fl; fl = fl->next)
         fl->cancelled = true;
