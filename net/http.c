@@ -53,6 +53,7 @@ struct zn_req {
     bool in_sched, canceled, is_defer, cdn;
     bool pausable;         /* the deadline bounds retries only, not a running attempt */
     bool paused;           /* zn_req_pause: receiving is held */
+    bool curl_paused;      /* ... and libcurl was told so (HTTP/1.x only) */
     bool deferred;         /* an attempt came due while paused: started on resume */
     uint64_t pause_t0;     /* uv_now when paused */
     int state;
@@ -413,14 +414,28 @@ static int body_check(zn_req *q)
     return 0;
 }
 
+/* May libcurl hold this transfer?  1: HTTP/1.x; 0: HTTP/2, whose streams
+ * are left running (libcurl 7.88, Debian 12's, can stall a whole connection
+ * once streams on it are paused and resumed: curl issue 10988, fixed in
+ * 8.1); -1: no answer yet. */
+static int hold_ok(zn_req *q)
+{
+    long v = 0;
+    if (!q->easy || curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v) != CURLE_OK || v == 0)
+        return -1;
+    return v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1;
+}
+
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
     zn_req *q = ud;
     size_t len = size * n;
     if (q->canceled)
         return 0;
-    if (q->paused) /* curl keeps these bytes and stops reading until resumed */
+    if (q->paused && !q->curl_paused && hold_ok(q) > 0) {
+        q->curl_paused = true; /* curl keeps these bytes and stops reading until resumed */
         return CURL_WRITEFUNC_PAUSE;
+    }
     int rc = body_check(q);
     if (rc) {
         q->werr = rc;
@@ -696,6 +711,7 @@ static int attempt_start(zn_req *q)
             tmo = (long)left;
     }
     q->body_checked = q->body_ok = false;
+    q->curl_paused = false; /* a new transfer: write_cb holds it if need be */
     q->werr = 0;
     q->got = 0;
     q->elen = 0;
@@ -1146,9 +1162,14 @@ void zn_req_pause(zn_req *q, bool pause)
     else if (q->deadline)
         q->deadline += now - q->pause_t0; /* time held does not count */
     if (q->easy) {
-        /* before the transfer has a connection this is refused: then
-         * write_cb pauses it at its first bytes */
-        curl_easy_pause(q->easy, pause ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+        /* no answer yet (or no connection, when curl refuses): write_cb
+         * holds it at its first bytes */
+        if (pause && hold_ok(q) > 0 && curl_easy_pause(q->easy, CURLPAUSE_RECV) == CURLE_OK)
+            q->curl_paused = true;
+        else if (!pause && q->curl_paused) {
+            q->curl_paused = false;
+            curl_easy_pause(q->easy, CURLPAUSE_CONT);
+        }
     } else if (!pause && q->deferred) {
         q->deferred = false;
         sched_at(q, now);

@@ -141,7 +141,10 @@ int zn_http_request(zn_http *c, const zn_http_req *r, zn_req **out /* opt */);
 void zn_req_cancel(zn_req *q);
 /* Hold (pause) or resume receiving a pausable request's answer: the
  * sender is stopped by TCP flow control once buffers fill.  An attempt due
- * while held starts on resume.  Other requests: no-op. */
+ * while held starts on resume.  Only an HTTP/1.x answer is held; an HTTP/2
+ * stream goes on (libcurl 7.88 can stall a connection whose streams are
+ * paused), though its held time still does not count against its
+ * deadline.  Other requests: no-op. */
 void zn_req_pause(zn_req *q, bool pause);
 
 /* Connections the client opened so far (for tests and stats). */
