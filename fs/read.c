@@ -207,6 +207,7 @@ struct rd_cell {
     uint64_t t0;
     uv_timer_t timer;
     rd_pins pins;
+    bool ahead;                /* a sequential reader's prefetch wants it (not only fills) */
 };
 
 /* A FUSE read answered from a fetched run in memory, before the run is
@@ -1701,14 +1702,18 @@ static bool xf_has_fg(const rd_xf *xf)
     return false;
 }
 
-/* Every read waiting on xf is a fill (pull, prefetch at open). */
+/* Every read waiting on xf is a fill (pull, prefetch at open), and no
+ * sequential reader's prefetch wants its windows. */
 static bool xf_fill_only(const rd_xf *xf)
 {
     size_t n = 0;
-    for (size_t i = 0; i < xf->nw; i++)
+    for (size_t i = 0; i < xf->nw; i++) {
+        if (xf->w[i]->ahead)
+            return false;
         for (size_t k = 0; k < xf->w[i]->nw; k++, n++)
             if (!xf->w[i]->w[k]->fill)
                 return false;
+    }
     return n > 0;
 }
 
@@ -2361,13 +2366,24 @@ static void prefetch(rd_file *f, uint64_t off, uint64_t len)
     if (ahead > zs.cap / CELL_SIZE / 4) /* a small store would evict them before they are read */
         ahead = zs.cap / CELL_SIZE / 4 ? zs.cap / CELL_SIZE / 4 : 1;
     uint64_t k0 = (st->next - 1) / CELL_SIZE;
+    bool joined = false;
     for (uint64_t k = k0 + 1; k <= k0 + ahead && k < ncells; k++) {
-        if (cell_find(f, k) || cell_stored(f, k))
+        rd_cell *cl = cell_find(f, k);
+        if (cl) { /* a fill's window the reader will need: no longer held for reads */
+            joined |= !cl->ahead;
+            cl->ahead = true;
             continue;
-        rd_cell *cl = cell_new(f, k);
-        if (!cl)
-            return;
+        }
+        if (cell_stored(f, k))
+            continue;
+        if (!(cl = cell_new(f, k)))
+            break;
+        cl->ahead = true;
         cell_start(cl);
+    }
+    if (joined) {
+        net_prio(c);
+        xf_pump(c);
     }
 }
 
