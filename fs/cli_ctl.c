@@ -175,10 +175,10 @@ static void print_status(const cJSON *s)
            num(r, "count"), num(r, "from_store"), num(r, "waited"), num(r, "http"), num(r, "errors"),
            num(lat, "p50_ms"), num(lat, "p99_ms"));
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(s, "fetch_latency");
-    printf("fetches in flight: %.0f; CDN fetch p50 <= %g ms; verification failures: %.0f; "
-           "peer bans: %.0f\n",
+    printf("fetches in flight: %.0f; CDN fetch p50 <= %g ms; background fetches held for "
+           "reads: %.0f; verification failures: %.0f; peer bans: %.0f\n",
            num(s, "fetches_in_flight"), num(cJSON_GetObjectItemCaseSensitive(fl, "cdn"), "p50_ms"),
-           num(s, "verify_failures"), num(s, "peer_bans"));
+           num(s, "fetches_held"), num(s, "verify_failures"), num(s, "peer_bans"));
     const cJSON *po = cJSON_GetObjectItemCaseSensitive(s, "peers");
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(po, "enabled"))) {
         human(num(po, "data_up"), a, sizeof a);
