@@ -42,12 +42,7 @@ def main():
     os.mkdir(src)
     body = fsutil.safetensors_like(random.Random(7), 96_000_000)
     open(os.path.join(src, "model.safetensors"), "wb").write(body)
-    r = subprocess.run([origin_exe, "ingest", data, "org/prio", "-q", src], capture_output=True,
-                       text=True, timeout=300)
-    if r.returncode != 0:
-        print("ingest failed:", r.stderr)
-        return 1
-    commit = r.stdout.strip().split()[-1]
+    commit = fsutil.ingest(origin_exe, data, "org/prio", src)
     origin = Origin(origin_exe, data, tmp)
     proc = None
 
