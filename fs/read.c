@@ -1077,6 +1077,7 @@ static void cell_fetches_done(rd_cell *cl);
 static void xf_pump(rd_ctx *c);
 static void net_prio(rd_ctx *c);
 static bool xf_fill_only(const rd_xf *xf);
+static bool xf_fills_only(const rd_xf *xf, bool pull);
 
 static const rd_file *xf_file(const rd_xf *xf)
 {
@@ -1490,7 +1491,6 @@ static void p2p_timer_arm(rd_ctx *c);
 static bool cell_has_fg(const rd_cell *cl);
 static void xf_debug(const rd_xf *xf, const char *what);
 static bool xf_has_fg(const rd_xf *xf);
-static bool xf_pull_only(const rd_xf *xf);
 
 /* The CDN request of a fetch: alone, or racing its peer fetch (xf->pop set;
  * a failure to start then just leaves the peers to it). */
@@ -1522,9 +1522,10 @@ static void xf_cdn(rd_xf *xf)
     }
     if (!xf->pop)
         xf->src = ZF_SRC_CDN;
-    xf_debug(xf, xf_fill_only(xf) ? "from the CDN (a fill's)"
-                 : xf_has_fg(xf) ? "from the CDN (a read waits)"
-                                 : "from the CDN (ahead of a reader)");
+    if (zf_log_level >= ZF_LOG_DEBUG) /* the walks only for the log */
+        xf_debug(xf, xf_fill_only(xf) ? "from the CDN (a fill's)"
+                     : xf_has_fg(xf) ? "from the CDN (a read waits)"
+                                     : "from the CDN (ahead of a reader)");
     net_prio(c);
     if (c->fs->p2p && !xf->pend_on) { /* peers about to fetch this range wait for ours */
         const rd_file *f = xf_file(xf);
@@ -1576,7 +1577,7 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     zf_buf_free(xf->buf);
     xf->buf = buf;
     xf->decoding = true;
-    xf->nocache = xf_pull_only(xf);
+    xf->nocache = xf_fills_only(xf, true);
     xf_decode_start(xf);
 }
 
@@ -1659,7 +1660,7 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     xf->buf = NULL;
     xf->src = ZF_SRC_PEER;
     xf->decoding = true;
-    xf->nocache = xf_pull_only(xf);
+    xf->nocache = xf_fills_only(xf, true);
     int ck = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (ck) {
         xf_finish(xf, ck);
@@ -1700,21 +1701,6 @@ static bool xf_has_fg(const rd_xf *xf)
         if (cell_has_fg(xf->w[i]))
             return true;
     return false;
-}
-
-/* Every read waiting on xf is a fill (pull, prefetch at open), and no
- * sequential reader's prefetch wants its windows. */
-static bool xf_fill_only(const rd_xf *xf)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < xf->nw; i++) {
-        if (xf->w[i]->ahead)
-            return false;
-        for (size_t k = 0; k < xf->w[i]->nw; k++, n++)
-            if (!xf->w[i]->w[k]->fill)
-                return false;
-    }
-    return n > 0;
 }
 
 /* Foreground first on the network.  While a CDN transfer that is not only
@@ -3603,16 +3589,29 @@ void zf_fill_nocache(zf_fill *fl)
     fl->nocache = true;
 }
 
-/* Every read waiting on xf is a fill of a pull: nobody will read the run
- * soon, so it is stored around the page cache (ZC_PUT_NOCACHE). */
-static bool xf_pull_only(const rd_xf *xf)
+/* Every read waiting on xf is a fill (pull, prefetch at open) and no
+ * sequential reader's prefetch wants its windows: its transfer gives way to
+ * reads (net_prio).  With pull: every fill is a pull's too, so nobody will
+ * read the run soon and it is stored around the page cache
+ * (ZC_PUT_NOCACHE). */
+static bool xf_fills_only(const rd_xf *xf, bool pull)
 {
     size_t n = 0;
-    for (size_t i = 0; i < xf->nw; i++)
-        for (size_t k = 0; k < xf->w[i]->nw; k++, n++)
-            if (!xf->w[i]->w[k]->fill || !xf->w[i]->w[k]->fill->nocache)
+    for (size_t i = 0; i < xf->nw; i++) {
+        if (xf->w[i]->ahead)
+            return false;
+        for (size_t k = 0; k < xf->w[i]->nw; k++, n++) {
+            const zf_fill *fl = xf->w[i]->w[k]->fill;
+            if (!fl || (pull && !fl->nocache))
                 return false;
+        }
+    }
     return n > 0;
+}
+
+static bool xf_fill_only(const rd_xf *xf)
+{
+    return xf_fills_only(xf, false);
 }
 
 #define FILL_STALL 6

@@ -414,16 +414,16 @@ static int body_check(zn_req *q)
     return 0;
 }
 
-/* May libcurl hold this transfer?  1: HTTP/1.x; 0: HTTP/2, whose streams
+/* May libcurl hold this transfer?  Only an HTTP/1.x answer: HTTP/2 streams
  * are left running (libcurl 7.88, Debian 12's, can stall a whole connection
  * once streams on it are paused and resumed: curl issue 10988, fixed in
- * 8.1); -1: no answer yet. */
-static int hold_ok(zn_req *q)
+ * 8.1), and before its answer the version is not known (write_cb asks
+ * again at the first bytes). */
+static bool hold_ok(zn_req *q)
 {
     long v = 0;
-    if (!q->easy || curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v) != CURLE_OK || v == 0)
-        return -1;
-    return v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1;
+    return q->easy && curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
+           (v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1);
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
@@ -432,7 +432,7 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (q->canceled)
         return 0;
-    if (q->paused && !q->curl_paused && hold_ok(q) > 0) {
+    if (q->paused && !q->curl_paused && hold_ok(q)) {
         q->curl_paused = true; /* curl keeps these bytes and stops reading until resumed */
         return CURL_WRITEFUNC_PAUSE;
     }
@@ -1164,7 +1164,7 @@ void zn_req_pause(zn_req *q, bool pause)
     if (q->easy) {
         /* no answer yet (or no connection, when curl refuses): write_cb
          * holds it at its first bytes */
-        if (pause && hold_ok(q) > 0 && curl_easy_pause(q->easy, CURLPAUSE_RECV) == CURLE_OK)
+        if (pause && hold_ok(q) && curl_easy_pause(q->easy, CURLPAUSE_RECV) == CURLE_OK)
             q->curl_paused = true;
         else if (!pause && q->curl_paused) {
             q->curl_paused = false;

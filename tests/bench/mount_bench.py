@@ -143,30 +143,18 @@ class LinkOrigin(Origin):
         self._teardown()
 
 
-def reconstruction(origin, repo, commit, xet_hash, version="v1", headers=None):
-    """The CAS reconstruction of the file, with a read token from the origin."""
-    with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
-        tok = json.load(r)
-    req = urllib.request.Request(f"{tok['casUrl']}/{version}/reconstructions/{xet_hash}",
-                                 headers={"Authorization": "Bearer " + tok["accessToken"], **(headers or {})})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
-
-
 def median(v):
     return sorted(v)[len(v) // 2]
 
 
 def curl_xorbs(origin, repo, commit, xet_hash):
     """Seconds for curl to fetch every xorb range of the file (the bytes zestfs needs)."""
-    rec = reconstruction(origin, repo, commit, xet_hash)
     args, n = [], 0
-    for xorb, fis in rec["fetch_info"].items():
-        for fi in fis:
-            if args:
-                args.append("--next")
-            args += ["-s", "-o", "/dev/null", "-r", f"{fi['url_range']['start']}-{fi['url_range']['end']}", fi["url"]]
-            n += fi["url_range"]["end"] - fi["url_range"]["start"] + 1
+    for url, start, end in fsutil.xorb_ranges(origin, repo, commit, xet_hash):
+        if args:
+            args.append("--next")
+        args += ["-s", "-o", "/dev/null", "-r", f"{start}-{end}", url]
+        n += end - start + 1
     return timed(["curl", *args]), n
 
 
@@ -174,7 +162,7 @@ def curl_first_range(origin, repo, commit, xet_hash):
     """curl's own transfer time (-w time_total: no process start) of the
     signed range zestfs fetches for the first tensor (the v2 reconstruction
     of the first 8 MiB window, as zestfs asks for it), and its size."""
-    rec = reconstruction(origin, repo, commit, xet_hash, "v2", {"Range": "bytes=0-8388607"})
+    rec = fsutil.reconstruction(origin, repo, commit, xet_hash, "v2", {"Range": "bytes=0-8388607"})
     t0 = rec["terms"][0]
     url, rg = [(x["url"], g["bytes"]) for x in rec["xorbs"][t0["hash"]] for g in x["ranges"]
                if g["chunks"]["start"] <= t0["range"]["start"] < g["chunks"]["end"]][0]

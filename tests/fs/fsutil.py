@@ -108,6 +108,23 @@ def ingest(origin_exe, data, repo, src, *extra):
     return r.stdout.strip().split()[-1]
 
 
+def reconstruction(origin, repo, commit, xet_hash, version="v1", headers=None):
+    """The CAS reconstruction of a file, with a read token from the origin."""
+    with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
+        tok = json.load(r)
+    req = urllib.request.Request(f"{tok['casUrl']}/{version}/reconstructions/{xet_hash}",
+                                 headers={"Authorization": "Bearer " + tok["accessToken"], **(headers or {})})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+
+def xorb_ranges(origin, repo, commit, xet_hash):
+    """(url, first byte, last byte) of every xorb range of the file: what fetching it all costs."""
+    rec = reconstruction(origin, repo, commit, xet_hash)
+    return [(fi["url"], fi["url_range"]["start"], fi["url_range"]["end"])
+            for fis in rec["fetch_info"].values() for fi in fis]
+
+
 def rss(pid):
     """(VmRSS, VmHWM) of a process in bytes, (0, 0) once it is gone."""
     v = {}

@@ -20,18 +20,6 @@ import fsutil
 from fsutil import MiB, Origin, knobs, mount, sha
 
 
-def xorb_bytes(origin, repo, commit, xet_hash):
-    """Bytes of every xorb range of the file (what a full fetch costs)."""
-    with urllib.request.urlopen(f"{origin.url}/api/models/{repo}/xet-read-token/{commit}") as r:
-        tok = json.load(r)
-    req = urllib.request.Request(f"{tok['casUrl']}/v1/reconstructions/{xet_hash}",
-                                 headers={"Authorization": "Bearer " + tok["accessToken"]})
-    with urllib.request.urlopen(req) as r:
-        rec = json.load(r)
-    return sum(fi["url_range"]["end"] - fi["url_range"]["start"] + 1
-               for fis in rec["fetch_info"].values() for fi in fis)
-
-
 def main():
     run = fsutil.start("zestfs-prio-")
     if run is None:
@@ -55,7 +43,7 @@ def main():
         with urllib.request.urlopen(f"{origin.url}/api/models/org/prio/tree/{commit}") as r:
             entry = [e for e in json.load(r) if e["path"] == "model.safetensors"][0]
         xet_hash = entry.get("xetHash") or entry.get("xet_hash")
-        total = xorb_bytes(origin, "org/prio", commit, xet_hash)
+        total = sum(e - s + 1 for _, s, e in fsutil.xorb_ranges(origin, "org/prio", commit, xet_hash))
         knobs(origin, total_bps=24_000_000)
         origin.reset()
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/prio", "--store", store,
