@@ -281,13 +281,34 @@ static int ensure_real_dir(zf_fs *fs, const char *dir)
 
 /* ---- handles ----------------------------------------------------------- */
 
+typedef struct zf_dirent {
+    char *name;
+    uint64_t ino;
+    mode_t type;
+} zf_dirent;
+
+typedef struct zf_dir {
+    zf_dirent *e;
+    size_t n, cap;
+} zf_dir;
+
+static void dir_free(zf_dir *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->e[i].name);
+    free(d->e);
+    free(d);
+}
+
 typedef struct zf_handle {
     int fd;          /* real file, or -1 */
+    zf_dir *dir;     /* a directory's listing (opendir) */
     zv_ent ent;      /* virtual file */
     char *content;   /* generated content of small virtual files */
     size_t len;
     void *pf;        /* fs->blob_opened's token */
     bool pt;         /* opened with passthrough (flat.c) */
+    struct zf_handle *prev, *next; /* fs->handles */
 } zf_handle;
 
 #define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
@@ -644,12 +665,35 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
     free(path);
 }
 
-static zf_handle *new_handle(int fd)
+static zf_handle *new_handle(zf_fs *fs, int fd)
 {
     zf_handle *h = calloc(1, sizeof *h);
-    if (h)
-        h->fd = fd;
+    if (!h)
+        return NULL;
+    h->fd = fd;
+    h->next = fs->handles;
+    if (h->next)
+        h->next->prev = h;
+    fs->handles = h;
     return h;
+}
+
+/* Unlinks and frees h (its fd closed, what the read path and flat.c hold
+ * for it already given back). */
+static void free_handle(zf_fs *fs, zf_handle *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        fs->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->dir)
+        dir_free(h->dir);
+    free(h->content);
+    free(h);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -658,7 +702,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     WITH_PATH(fs, ino, path);
     int fd = openat(fs->rootfd, rel(path), (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
     if (fd >= 0) {
-        zf_handle *h = new_handle(fd);
+        zf_handle *h = new_handle(fs, fd);
         free(path);
         if (!h) {
             close(fd);
@@ -666,10 +710,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             return;
         }
         fi->fh = (uintptr_t)h;
-        if (fuse_reply_open(req, fi) == -ENOENT) {
-            close(fd);
-            free(h);
-        }
+        if (fuse_reply_open(req, fi) == -ENOENT)
+            free_handle(fs, h);
         return;
     }
     if (errno != ENOENT && errno != ENOTDIR) {
@@ -689,7 +731,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    zf_handle *h = new_handle(-1);
+    zf_handle *h = new_handle(fs, -1);
     if (!h) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -703,7 +745,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             fi->fh = (uintptr_t)h;
             if (zf_flat_reply_open(fs, req, fi, backing) != 0) {
                 zf_flat_release(fs->flats, &e, true);
-                free(h);
+                free_handle(fs, h);
             }
             return;
         }
@@ -720,8 +762,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             zf_flat_release(fs->flats, &e, false);
         if (h->pf && fs->blob_released)
             fs->blob_released(fs, h->pf);
-        free(h->content);
-        free(h);
+        free_handle(fs, h);
     }
 }
 
@@ -740,10 +781,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     struct fuse_entry_param ep;
     memset(&ep, 0, sizeof ep);
-    zf_handle *h = new_handle(fd);
+    zf_handle *h = new_handle(fs, fd);
     if (!h || fstat(fd, &ep.attr) != 0 || !node_ref(fs, ep.attr.st_ino, parent, name)) {
-        close(fd);
-        free(h);
+        if (h)
+            free_handle(fs, h);
+        else
+            close(fd);
         free(path);
         fuse_reply_err(req, ENOMEM);
         return;
@@ -752,10 +795,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     ep.ino = ep.attr.st_ino;
     ep.attr_timeout = ep.entry_timeout = REAL_TIMEOUT;
     fi->fh = (uintptr_t)h;
-    if (fuse_reply_create(req, &ep, fi) == -ENOENT) {
-        close(fd);
-        free(h);
-    }
+    if (fuse_reply_create(req, &ep, fi) == -ENOENT)
+        free_handle(fs, h);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -825,10 +866,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         zf_flat_release(fs->flats, &h->ent, h->pt);
     if (h->pf && fs->blob_released)
         fs->blob_released(fs, h->pf);
-    if (h->fd >= 0)
-        close(h->fd);
-    free(h->content);
-    free(h);
+    free_handle(fs, h);
     fuse_reply_err(req, 0);
 }
 
@@ -851,17 +889,6 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 }
 
 /* ---- directories -------------------------------------------------------- */
-
-typedef struct zf_dirent {
-    char *name;
-    uint64_t ino;
-    mode_t type;
-} zf_dirent;
-
-typedef struct zf_dir {
-    zf_dirent *e;
-    size_t n, cap;
-} zf_dir;
 
 static bool dir_has(const zf_dir *d, const char *name)
 {
@@ -910,11 +937,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
     zf_dir *d = calloc(1, sizeof *d);
-    if (!d) {
+    zf_handle *h = d ? new_handle(fs, -1) : NULL;
+    if (!h) {
+        free(d);
         free(path);
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    h->dir = d;
     dir_add(d, ".", ino, S_IFDIR);
     dir_add(d, "..", 0, S_IFDIR);
     bool any = false;
@@ -941,22 +971,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
     free(path);
     if (!any) {
-        for (size_t i = 0; i < d->n; i++)
-            free(d->e[i].name);
-        free(d->e);
-        free(d);
+        free_handle(fs, h);
         fuse_reply_err(req, ENOENT);
         return;
     }
-    fi->fh = (uintptr_t)d;
+    fi->fh = (uintptr_t)h;
     fi->cache_readdir = 0;
-    fuse_reply_open(req, fi);
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        free_handle(fs, h);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    zf_dir *d = (zf_dir *)(uintptr_t)fi->fh;
+    zf_dir *d = H(fi)->dir;
     char *buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -979,11 +1007,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    zf_dir *d = (zf_dir *)(uintptr_t)fi->fh;
-    for (size_t i = 0; i < d->n; i++)
-        free(d->e[i].name);
-    free(d->e);
-    free(d);
+    free_handle(FS(req), H(fi));
     fuse_reply_err(req, 0);
 }
 
@@ -1038,6 +1062,10 @@ int zf_fs_init(zf_fs *fs, int rootfd)
 
 void zf_fs_destroy(zf_fs *fs)
 {
+    /* RELEASEs the kernel never sent: what read.c and flat.c held for these
+     * handles went with them (zf_read_free, zf_flat_free) */
+    while (fs->handles)
+        free_handle(fs, fs->handles);
     for (size_t i = 0; i < fs->nbuckets; i++)
         for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
             nx = n->next;

@@ -44,6 +44,9 @@ typedef struct zf_fs {
     unsigned max_read;          /* largest read request (0: the kernel's, 1 MiB) */
     struct zf_flats *flats;     /* whole copies for passthrough (flat.c); NULL: none */
     uint64_t cur_unique;        /* the FUSE request being dispatched (flat.c) */
+    /* open file handles (ops.c): the kernel drops RELEASEs still queued
+     * when the mount goes away, so zf_fs_destroy frees what is left */
+    struct zf_handle *handles;
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */

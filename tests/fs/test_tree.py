@@ -7,7 +7,8 @@ on (spec/hf-cache.md §4.1, §4.2): refs content, snapshot symlinks listed by
 readdir, blob sizes and stable inodes without any content fetch, trees JSON,
 positive .no_exist answers, .locks dirs; real entries stay visible and win;
 clients can create lock files (flock + fchmod), temp blobs renamed into
-blobs/, symlinks and ref updates; SIGTERM and fusermount3 -u unmount.
+blobs/, symlinks and ref updates; SIGTERM (with files still open) and
+fusermount3 -u unmount.
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse)."""
 import fcntl, json, os, signal, subprocess, sys, tempfile, time
 
@@ -101,10 +102,23 @@ def main():
             open(os.path.join(R, "blobs", sha), "r+b"); check(False, "virtual blob writable")
         except OSError as e:
             check(e.errno == 30, f"write open of virtual blob errno {e.errno}")
-        # unmount by SIGTERM
+        # unmount by SIGTERM while files and directories are open: their
+        # RELEASEs never come, and the daemon still exits clean (no leak
+        # report under the sanitizers)
+        held = [os.open(os.path.join(R, "blobs", sha), os.O_RDONLY),
+                os.open(os.path.join(R, "refs/refs/pr/1"), os.O_RDONLY),
+                os.open(os.path.join(mnt, "CACHEDIR.TAG"), os.O_RDONLY),
+                os.open(snap, os.O_RDONLY | os.O_DIRECTORY),
+                os.open(R, os.O_RDONLY | os.O_DIRECTORY)]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
         check(not os.path.ismount(mnt), "SIGTERM unmounts")
+        check(proc.returncode == 0, f"exit status {proc.returncode} with {len(held)} files open")
+        for fd in held:
+            try:
+                os.close(fd)
+            except OSError:  # ENOTCONN: its flush found no daemon
+                pass
         # the client's writes landed in the real directory
         check(open(os.path.join(mnt, "models--org--tiny/refs/main")).read() == c2, "writes persisted on disk")
         # fusermount3 -u
