@@ -678,8 +678,8 @@ static zf_handle *new_handle(zf_fs *fs, int fd)
     return h;
 }
 
-/* Unlinks and frees h (its fd closed, what the read path and flat.c hold
- * for it already given back). */
+/* Unlinks and frees h, closing its fd; what the read path and flat.c hold
+ * for it is theirs to free (release_handle gives it back first). */
 static void free_handle(zf_fs *fs, zf_handle *h)
 {
     if (h->prev)
@@ -694,6 +694,17 @@ static void free_handle(zf_fs *fs, zf_handle *h)
         dir_free(h->dir);
     free(h->content);
     free(h);
+}
+
+/* A handle closed (RELEASE, or an open the kernel refused): gives back
+ * what flat.c and the read path hold for it, then frees it. */
+static void release_handle(zf_fs *fs, zf_handle *h)
+{
+    if (h->fd < 0 && h->ent.kind == ZV_BLOB && fs->flats)
+        zf_flat_release(fs->flats, &h->ent, h->pt);
+    if (h->pf && fs->blob_released)
+        fs->blob_released(fs, h->pf);
+    free_handle(fs, h);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -743,10 +754,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (backing > 0) { /* the kernel reads the blob's whole copy itself */
             h->pt = true;
             fi->fh = (uintptr_t)h;
-            if (zf_flat_reply_open(fs, req, fi, backing) != 0) {
-                zf_flat_release(fs->flats, &e, true);
-                free_handle(fs, h);
-            }
+            if (zf_flat_reply_open(fs, req, fi, backing) != 0)
+                release_handle(fs, h);
             return;
         }
         if (fs->blob_opened)
@@ -757,13 +766,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fi->keep_cache = 1;
     }
     fi->fh = (uintptr_t)h;
-    if (fuse_reply_open(req, fi) == -ENOENT) {
-        if (e.kind == ZV_BLOB && fs->flats)
-            zf_flat_release(fs->flats, &e, false);
-        if (h->pf && fs->blob_released)
-            fs->blob_released(fs, h->pf);
-        free_handle(fs, h);
-    }
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        release_handle(fs, h);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -860,13 +864,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    zf_handle *h = H(fi);
-    zf_fs *fs = FS(req);
-    if (h->fd < 0 && h->ent.kind == ZV_BLOB && fs->flats)
-        zf_flat_release(fs->flats, &h->ent, h->pt);
-    if (h->pf && fs->blob_released)
-        fs->blob_released(fs, h->pf);
-    free_handle(fs, h);
+    release_handle(FS(req), H(fi));
     fuse_reply_err(req, 0);
 }
 
