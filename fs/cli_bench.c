@@ -11,10 +11,12 @@
  *
  * Each figure is the median of --runs passes (default 5) after a warm-up,
  * one thread, data in memory (the file is in the page cache). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,8 +179,25 @@ static int make_records(const uint8_t *data, size_t len, int scheme, struct reco
     return 0;
 }
 
+/* --json: the rows are collected here and printed as one object at the end */
+static cJSON *json_rows;
+
 static void report(const char *what, double ours, const char *base_name, double base)
 {
+    if (json_rows) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "what", what);
+        cJSON_AddNumberToObject(o, "gb_per_s", ours / 1e9);
+        cJSON_AddStringToObject(o, "baseline", base_name);
+        if (base > 0) {
+            cJSON_AddNumberToObject(o, "baseline_gb_per_s", base / 1e9);
+            cJSON_AddNumberToObject(o, "ratio", ours / base);
+        } else {
+            cJSON_AddNullToObject(o, "baseline_gb_per_s");
+        }
+        cJSON_AddItemToArray(json_rows, o);
+        return;
+    }
     if (base > 0)
         printf("%-34s %8.2f GB/s   %-28s %8.2f GB/s   ratio %.2f\n", what, ours / 1e9, base_name,
                base / 1e9, ours / base);
@@ -260,13 +279,16 @@ int zestfs_cmd_bench(int argc, char **argv)
     size_t mib = 512;
     int runs = 5;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    bool json = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
             mib = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--json") == 0)
+            json = true;
         else {
-            fprintf(stderr, "usage: zestfs xet bench [--size MiB] [--runs N]\n");
+            fprintf(stderr, "usage: zestfs xet bench [--size MiB] [--runs N] [--json]\n");
             return 2;
         }
     }
@@ -296,7 +318,10 @@ int zestfs_cmd_bench(int argc, char **argv)
     fill_weights(data, len, 1);
     msync(data, len, MS_SYNC);
 
-    printf("zestfs xet bench: %zu MiB, one thread, median of %d runs\n\n", mib, runs);
+    if (json)
+        json_rows = cJSON_CreateArray();
+    else
+        printf("zestfs xet bench: %zu MiB, one thread, median of %d runs\n\n", mib, runs);
 
     /* 1. BLAKE3 chunk hashing vs b3sum */
     double tb[64], to[64];
@@ -383,6 +408,18 @@ int zestfs_cmd_bench(int argc, char **argv)
     report(what, (double)xorb_bytes / median(to, runs), "(decode+hash+merkle)", 0);
     xet_xorb_writer_free(&w);
 
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "size_mib", (double)mib);
+        cJSON_AddNumberToObject(o, "runs", runs);
+        cJSON_AddNumberToObject(o, "threads", 1);
+        cJSON_AddItemToObject(o, "results", json_rows);
+        char *text_out = cJSON_PrintUnformatted(o);
+        puts(text_out);
+        cJSON_free(text_out);
+        cJSON_Delete(o);
+        json_rows = NULL;
+    }
     free(mixed);
     free(text);
     munmap(data, len);

@@ -17,12 +17,13 @@ static void usage(FILE *f)
             "       zestfs verify REPO[@REV]           re-hash a repo's stored bytes\n"
             "       zestfs pin REPO[@REV] | unpin REPO keep a repo stored (never evicted)\n"
             "       zestfs evict REPO[@REV]            drop a repo's stored data (not shared, not pinned)\n"
+            "       zestfs version [--json]            version, libraries, features (also --version)\n"
             "       zestfs xet hash FILE...            print each file's Xet file id\n"
             "       zestfs xet chunks FILE             chunk boundaries and hashes\n"
             "       zestfs xet xorb-decode XORB OUT    decode a xorb, print chunk hashes\n"
             "       zestfs xet xorb-encode FILE OUT    chunk FILE and write it as one xorb\n"
             "       zestfs xet shard-dump SHARD        print a shard's files and xorbs\n"
-            "       zestfs xet bench [--size MiB]      hashing / LZ4 / chunker throughput\n");
+            "       zestfs xet bench [--size MiB] [--json]  hashing / LZ4 / chunker throughput\n");
 }
 
 int main(int argc, char **argv)
@@ -42,6 +43,9 @@ int main(int argc, char **argv)
                       !strcmp(argv[1], "pin") || !strcmp(argv[1], "unpin") ||
                       !strcmp(argv[1], "evict")))
         return zestfs_cmd_ctl(argc - 1, argv + 1);
+    if (argc >= 2 && (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version") ||
+                      !strcmp(argv[1], "-V")))
+        return zestfs_cmd_version(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "xet") == 0)
         return zestfs_cli_xet(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
