@@ -8,7 +8,8 @@
 #                                3 GB to download, 5.3 GB installed), for the
 #                                from_pretrained checks of transformers_check.py
 # Idempotent: each part is skipped when a stamp shows the lock file it was
-# installed from has not changed.  Needs python3-venv, node and npm.
+# installed from has not changed.  Needs python3-venv, node and npm
+# (ZESTFS_SETUP_ONLY=python: only the .venv, no node).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
@@ -33,6 +34,9 @@ else
         --require-hashes -r requirements.txt
     echo "$want" > "$stamp"
 fi
+
+# ZESTFS_SETUP_ONLY=python (tests/demo.sh): the Python venv alone
+[ "${ZESTFS_SETUP_ONLY:-}" = python ] && exit 0
 
 # ---- JavaScript ---------------------------------------------------------------
 want=$(sha package-lock.json)
