@@ -5,6 +5,10 @@
  *   zn_hub_revision(rev) -> commit sha + lastModified,
  *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
  *                           sha256, Xet hash),
+ *   zn_hub_repo_info_anon -> the repo info asked WITHOUT the token: the
+ *                           visibility verdict (public only for private and
+ *                           gated false; see verdict()), kept in the model as
+ *                           "visibility" and deciding what peers get (p2p.c),
  * merged into the persisted model of that repo (refs[rev] = sha unless rev
  * is the sha itself; commits[sha] replaced; older commits kept, so a
  * remount still presents every snapshot it presented before), validated by
