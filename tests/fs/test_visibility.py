@@ -11,6 +11,10 @@ origin with --token (private repos answer anonymous callers 401):
     repo byte-exact with every Xet byte from A; B opts in to the private and
     gated swarms (--seed-private) and asks A: A answers nothing of them, B's
     reads of them fail (read deadline) and B's peer bytes do not grow;
+  - the verdict follows the Hub when the repo is resolved again: org/pub made
+    private on the origin, `zestfs pull` through A re-checks it, A stops
+    serving it (node B2, opted in, is refused: its read fails); made public
+    again and pulled, A serves it to B2 again, byte-exact;
   - A's store served by `zestfs seed` with no token: its log names the private
     and gated repos as not served, node C (CDN refused, opted in to all) reads
     the public repo byte-exact from the seed and nothing of the others;
@@ -72,6 +76,18 @@ def try_read(path, timeout):
     return ("error", out["e"]) if "e" in out else ("hung", None)
 
 
+def peer_cdn(zestfs, store, want):
+    """(peer, CDN) bytes of a mount once its peer bytes reach `want` (the
+    counters are updated as the fetched runs are stored, just after the read
+    returned), or as they are after 15 s."""
+    end = time.time() + 15
+    while True:
+        peer, cdn = src_bytes(status(zestfs, store))
+        if peer >= want or time.time() > end:
+            return peer, cdn
+        time.sleep(0.2)
+
+
 def repos_by_id(st):
     return {r.get("id"): r for r in st.get("repos") or []}
 
@@ -84,9 +100,9 @@ def main():
     data = os.path.join(tmp, "data")
     rng = random.Random(18)
     repos = {"org/pub": [], "org/priv": ["--private"], "org/gated": ["--gated"]}
-    files, commits = {}, {}
+    files, commits, srcs = {}, {}, {}
     for repo, extra in repos.items():  # distinct bytes: no xorb is shared between them
-        src = os.path.join(tmp, "src-" + repo.split("/")[1])
+        src = srcs[repo] = os.path.join(tmp, "src-" + repo.split("/")[1])
         os.makedirs(src)
         files[repo] = {"model.safetensors": fsutil.safetensors_like(rng, 6_000_000),
                        "weights.bin": rng.randbytes(1_500_000),
@@ -181,7 +197,7 @@ def main():
         check(wait_log(lb, r"peers: [1-9]\d* connected", 30) is not None, "B: connected to A")
         time.sleep(0.5)  # A's HAVEs follow the handshake
         check(reads_ok(mb, "org/pub"), "B: org/pub byte-exact with the CDN refused")
-        peer, cdn = src_bytes(status(zestfs, sb))
+        peer, cdn = peer_cdn(zestfs, sb, xet_bytes["org/pub"])
         check(peer >= xet_bytes["org/pub"] and cdn == 0,
               f"B: org/pub all from A: peer bytes {peer} >= {xet_bytes['org/pub']}, CDN {cdn}")
         for r in ("org/priv", "org/gated"):
@@ -194,6 +210,37 @@ def main():
         up = (sta.get("peers") or {}).get("data_up", -1)
         check(up == peer, f"A sent exactly the public repo's bytes ({up} == {peer})")
         check(origin.stats().get("xorb_bytes_total", -1) == 0, "origin sent B no xorb bytes")
+        unmount(pb, mb)
+        knobs(origin, refuse_xorbs=0)
+
+        # ---- re-resolved: org/pub turns private on the Hub, then public again ----
+        def repull(private):
+            fsutil.ingest(run.origin_exe, data, "org/pub", srcs["org/pub"],
+                          *(["--private"] if private else []))
+            r = subprocess.run([zestfs, "pull", "-q", "--store", sa, "org/pub"], capture_output=True,
+                               text=True, timeout=120)
+            got = repos_by_id(status(zestfs, sa)).get("org/pub") or {}
+            want = "private" if private else "public"
+            check(r.returncode == 0 and got.get("visibility") == want and
+                  got.get("seeded") is (not private),
+                  f"A: after a pull, org/pub is {want} and {'not ' if private else ''}seeded "
+                  f"({r.returncode}, {got.get('visibility')}, {got.get('seeded')})")
+        repull(True)
+        check(wait_log(la, r"models/org/pub is private now: no longer shared", 5) is not None,
+              "A: its log says org/pub is no longer shared")
+        knobs(origin, refuse_xorbs=1)
+        pb, mb, sb2, lb, _ = node("b2", "--token", TOKEN, "--listen", "127.0.0.1:0", "--repo",
+                                  "org/pub", "--seed-private", "org/pub", "--peer",
+                                  f"127.0.0.1:{porta}", env=short_deadline)
+        time.sleep(1.5)
+        res, _ = try_read(os.path.join(snap(mb, "org/pub"), "weights.bin"), 60)
+        check(res == "error", f"B2: org/pub, private now, is not served by A ({res})")
+        check(src_bytes(status(zestfs, sb2))[0] == 0, "B2: no peer bytes while org/pub is private")
+        repull(False)
+        time.sleep(1.5)  # A announces it again
+        check(reads_ok(mb, "org/pub"), "B2: org/pub byte-exact from A once public again")
+        peer, cdn = peer_cdn(zestfs, sb2, xet_bytes["org/pub"])
+        check(peer >= xet_bytes["org/pub"] and cdn == 0, f"B2: peer bytes {peer}, CDN {cdn}")
         unmount(pb, mb)
         knobs(origin, refuse_xorbs=0)
 
@@ -216,7 +263,7 @@ def main():
         check(wait_log(lc, r"peers: [1-9]\d* connected", 30) is not None, "C: connected to the seed")
         time.sleep(0.5)
         check(reads_ok(mc, "org/pub"), "C: org/pub byte-exact from the seed, CDN refused")
-        peer, cdn = src_bytes(status(zestfs, sc))
+        peer, cdn = peer_cdn(zestfs, sc, xet_bytes["org/pub"])
         check(peer >= xet_bytes["org/pub"] and cdn == 0, f"C: peer bytes {peer}, CDN bytes {cdn}")
         for r in ("org/priv", "org/gated"):
             res, _ = try_read(os.path.join(snap(mc, r), "weights.bin"), 60)
@@ -248,7 +295,7 @@ def main():
         if seed and seed.poll() is None:
             seed.kill()
             seed.wait()
-        for n in ("a", "b", "c", "seed"):
+        for n in ("a", "b", "b2", "c", "seed"):
             lp = os.path.join(tmp, n + ".log")
             if os.path.exists(lp):
                 out = open(lp, errors="replace").read()
