@@ -601,6 +601,15 @@ static char *metrics_text(zf_http *h)
     one(&b, "zestfs_store_corrupt_segments_total", "counter",
         "Stored segments that failed verification.", st.corrupt);
     one(&b, "zestfs_repos_presented", "gauge", "Repos presented.", h->fs->tree.nrepos);
+    metric(&b, "zestfs_repo_seeded", "gauge",
+           "Per repo: 1 when its swarm is served to peers; visibility is the Hub's verdict kept "
+           "with it (public, private, gated, unknown).");
+    for (size_t i = 0; i < h->fs->tree.nrepos; i++) {
+        const zf_repo *r = h->fs->tree.repos[i];
+        const char *t = zf_p2p_type_name(r->type);
+        sb_printf(&b, "zestfs_repo_seeded{type=\"%s\",repo=\"%s\",visibility=\"%s\"} %d\n", t,
+                  r->id, zf_vis_name(r->vis), zf_p2p_repo_served(h->fs->p2p, t, r->id) ? 1 : 0);
+    }
     one(&b, "zestfs_http_requests_total", "counter", "HTTP requests answered.", g_requests);
     one(&b, "zestfs_http_sent_bytes_total", "counter", "HTTP body bytes sent.", g_bytes_sent);
     one(&b, "zestfs_http_read_errors_total", "counter",

@@ -5,6 +5,10 @@
  *   zn_hub_revision(rev) -> commit sha + lastModified,
  *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
  *                           sha256, Xet hash),
+ *   zn_hub_repo_info_anon -> the repo info asked WITHOUT the token: the
+ *                           visibility verdict (public only for private and
+ *                           gated false; see verdict()), kept in the model as
+ *                           "visibility" and deciding what peers get (p2p.c),
  * merged into the persisted model of that repo (refs[rev] = sha unless rev
  * is the sha itself; commits[sha] replaced; older commits kept, so a
  * remount still presents every snapshot it presented before), validated by
@@ -76,6 +80,8 @@ struct job {
     char rev[256];
     char key[300];
     zn_revision revision;
+    zn_tree *tree;         /* the commit's listing, while the visibility is asked */
+    enum zf_visibility vis; /* the Hub's answer to the anonymous repo info */
     zf_repo *repo;         /* the merged model, when err == 0 */
     char *json;            /* its JSON */
     int err;
@@ -169,6 +175,10 @@ static char *merged_json(job *j, const zn_tree *t)
             cJSON_AddStringToObject(f, "xet_hash", e->xet_hash);
         cJSON_AddItemToArray(files, f);
     }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "visibility");
+    cJSON *v = cJSON_AddObjectToObject(root, "visibility");
+    cJSON_AddStringToObject(v, "verdict", zf_vis_name(j->vis));
+    cJSON_AddNumberToObject(v, "checked", (double)time(NULL));
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
@@ -181,13 +191,46 @@ static void finish(job *j, int err)
     j->on_done(j);
 }
 
-static void on_tree(void *ud, int err, zn_tree *t)
+/* The anonymous repo info's answer as a verdict: public only for a 200 that
+ * says "private": false and "gated": false (a gated repo answers anyone 200
+ * with "gated": "auto"/"manual"); a refusal (401/403/404) is private; no
+ * answer at all (network, 5xx, a body without the fields) is unknown.  Only
+ * public is served. */
+static enum zf_visibility verdict(int err, const zn_repo_info *in)
+{
+    if (err == -ENOENT || err == -EACCES || err == -EPERM)
+        return ZF_VIS_PRIVATE;
+    if (err || !in)
+        return ZF_VIS_UNKNOWN;
+    if (in->has_gated && in->gated)
+        return ZF_VIS_GATED;
+    if (in->has_private && in->private_)
+        return ZF_VIS_PRIVATE;
+    return in->has_private && in->has_gated ? ZF_VIS_PUBLIC : ZF_VIS_UNKNOWN;
+}
+
+static void on_info(void *ud, int err, const zn_repo_info *in)
 {
     job *j = ud;
-    if (err) {
+    zn_tree *t = j->tree;
+    j->tree = NULL;
+    if (err == -ECANCELED) {
+        zn_tree_free(t);
         finish(j, err);
         return;
     }
+    j->vis = verdict(err, in);
+    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    if (old && old->vis == j->vis)
+        ; /* said before */
+    else if (j->vis == ZF_VIS_UNKNOWN)
+        zf_log(ZF_LOG_WARN, "zestfs: %s/%s: no answer to the anonymous repo info (%s): "
+               "visibility unknown, not shared with peers\n", zf_type_plural(j->type), j->id,
+               err ? zf_strerror(-err) : "no private/gated fields");
+    else
+        zf_log(ZF_LOG_INFO, "zestfs: %s/%s: %s on the Hub: %s\n", zf_type_plural(j->type), j->id,
+               zf_vis_name(j->vis), j->vis == ZF_VIS_PUBLIC ? "shared with peers"
+               : "not shared with peers (unless --seed-private)");
     char *json = merged_json(j, t);
     zn_tree_free(t);
     zf_repo *r = NULL;
@@ -205,6 +248,21 @@ static void on_tree(void *ud, int err, zn_tree *t)
     }
     j->repo = r;
     finish(j, 0);
+}
+
+/* The listing is in: ask the Hub, without the token, whether anyone may read
+ * the repo (the verdict is kept with the model and decides seeding). */
+static void on_tree(void *ud, int err, zn_tree *t)
+{
+    job *j = ud;
+    if (err) {
+        finish(j, err);
+        return;
+    }
+    j->tree = t;
+    err = zn_hub_repo_info_anon(j->hub, (zn_repo_type)j->type, j->id, on_info, j, NULL);
+    if (err) /* the hub is closing: cancelled; else: not checked, unknown */
+        on_info(j, err == -ESHUTDOWN ? -ECANCELED : err, NULL);
 }
 
 /* Startup: persist (nothing else runs yet) and present. */

@@ -317,7 +317,7 @@ static void usage(FILE *f)
                "      --log-level LEVEL   err, warn, info (default) or debug; to stderr, or the\n"
                "                          journal with levels when run by systemd\n"
                "  -d, --debug             FUSE debug output\n"
-               "peer swarm (on by default; repos read with a token are never served):\n"
+               "peer swarm (on by default; only repos the Hub says are public are served):\n"
                "%s", zf_p2p_usage);
 }
 
@@ -554,7 +554,6 @@ int zestfs_cmd_mount(int argc, char **argv)
     o.token = token;
     o.store_dir = store_dir;
     po.state_dir = store_dir;
-    po.token = token != NULL;
     if (o.offline)
         po.disabled = true;
     /* libuv's pool does store reads, decoding and hashing: one thread per core */

@@ -16,6 +16,23 @@ const char *zf_type_plural(enum zf_repo_type t)
     return PLURALS[t];
 }
 
+static const char *VIS[] = {"unknown", "public", "private", "gated"};
+
+const char *zf_vis_name(enum zf_visibility v)
+{
+    return (unsigned)v < 4 ? VIS[v] : VIS[0];
+}
+
+int zf_vis_parse(const char *s, enum zf_visibility *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (s && !strcmp(s, VIS[i])) {
+            *out = (enum zf_visibility)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 static bool name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -275,6 +292,15 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
             }
         err = -EBADMSG;
     }
+    /* no verdict, or one this version does not know: unknown (never served) */
+    const cJSON *vis = cJSON_GetObjectItemCaseSensitive(j, "visibility");
+    const cJSON *verdict = cJSON_GetObjectItemCaseSensitive(vis, "verdict");
+    const cJSON *checked = cJSON_GetObjectItemCaseSensitive(vis, "checked");
+    if (cJSON_IsString(verdict) && zf_vis_parse(verdict->valuestring, &r->vis) == 0 &&
+        cJSON_IsNumber(checked) && checked->valuedouble > 0 && checked->valuedouble < 9.2e18)
+        r->vis_checked = (int64_t)checked->valuedouble;
+    else
+        r->vis = ZF_VIS_UNKNOWN;
     cJSON_Delete(j);
     *out = r;
     return 0;
@@ -314,6 +340,11 @@ char *zf_repo_to_json(const zf_repo *r)
             }
             cJSON_AddItemToArray(files, fj);
         }
+    }
+    if (r->vis_checked) {
+        cJSON *v = cJSON_AddObjectToObject(j, "visibility");
+        cJSON_AddStringToObject(v, "verdict", zf_vis_name(r->vis));
+        cJSON_AddNumberToObject(v, "checked", (double)r->vis_checked);
     }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);

@@ -9,7 +9,8 @@
  *    "refs": {"main": "<40 hex>"},
  *    "commits": {"<40 hex>": {"date": <unix s>, "files": [
  *        {"path": "config.json", "size": 123, "oid": "<git blob sha1>",
- *         "lfs_sha256": "<64 hex>"?, "xet_hash": "<64 hex>"?}, ...]}}}
+ *         "lfs_sha256": "<64 hex>"?, "xet_hash": "<64 hex>"?}, ...]}},
+ *    "visibility": {"verdict": "public|private|gated|unknown", "checked": <unix s>}?}
  *
  * Names coming from the network are validated here (repo ids, revision
  * names, repo paths): no "..", no absolute paths, no NUL, no empty
@@ -47,6 +48,13 @@ typedef struct zf_ref {
     char sha[41];
 } zf_ref;
 
+/* Whether the repo may be seeded: the Hub's repo info asked without a token
+ * (zn_hub_repo_info_anon) when the repo was last resolved.  Public only for
+ * a 200 with "private": false and "gated": false; UNKNOWN: never checked, or
+ * the check got no answer.  Only PUBLIC repos are served to peers (plus
+ * --seed-private ones). */
+enum zf_visibility { ZF_VIS_UNKNOWN, ZF_VIS_PUBLIC, ZF_VIS_PRIVATE, ZF_VIS_GATED };
+
 typedef struct zf_repo {
     enum zf_repo_type type;
     char *id;           /* "org/name" */
@@ -55,6 +63,8 @@ typedef struct zf_repo {
     zf_ref *refs;
     size_t ncommits;
     zf_commit *commits;
+    enum zf_visibility vis;   /* persisted as "visibility": {"verdict", "checked"} */
+    int64_t vis_checked;      /* Unix s of the check; 0: never */
 } zf_repo;
 
 /* "models--org--name" for (ZF_MODEL, "org/name"); NULL if the id is invalid. */
@@ -65,6 +75,9 @@ bool zf_valid_repo_id(const char *id);
 bool zf_valid_rev(const char *rev);
 bool zf_valid_path(const char *path);
 const char *zf_type_plural(enum zf_repo_type t); /* "models", "datasets", "spaces" */
+/* "unknown", "public", "private", "gated"; parse: -EINVAL if none of them. */
+const char *zf_vis_name(enum zf_visibility v);
+int zf_vis_parse(const char *s, enum zf_visibility *out);
 
 int zf_repo_from_json(const char *json, size_t len, zf_repo **out);
 char *zf_repo_to_json(const zf_repo *r);  /* malloc'd */

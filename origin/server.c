@@ -946,7 +946,10 @@ static cJSON *repo_info_json(const o_repo *r, const o_commit *c, bool blobs)
     cJSON_AddStringToObject(j, "createdAt", date);
     cJSON_AddBoolToObject(j, "private", r->private_);
     cJSON_AddBoolToObject(j, "disabled", false);
-    cJSON_AddBoolToObject(j, "gated", false);
+    if (r->gated[0]) /* the Hub: false, or the mode ("auto", "manual") */
+        cJSON_AddStringToObject(j, "gated", r->gated);
+    else
+        cJSON_AddBoolToObject(j, "gated", false);
     cJSON_AddNumberToObject(j, "downloads", 0);
     cJSON_AddNumberToObject(j, "likes", 0);
     cJSON_AddArrayToObject(j, "tags");

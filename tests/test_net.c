@@ -300,6 +300,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         const char *h[] = {"X-Error-Code", "RepoNotFound", NULL};
         return reply_str(c, 401, "{\"error\":\"Repository not found\"}", h);
     }
+    /* repo info (visibility): private answers anonymous callers 401 */
+    if (!strncmp(url, "/api/models/org/vis-", 20)) {
+        const char *h[] = {"Content-Type", "application/json", NULL};
+        const char *eh[] = {"X-Error-Code", "RepoNotFound", NULL};
+        if (!strcmp(url + 20, "pub"))
+            return reply_str(c, 200, "{\"id\":\"org/vis-pub\",\"private\":false,\"gated\":false}", h);
+        if (!strcmp(url + 20, "gated"))
+            return reply_str(c, 200, "{\"private\":false,\"gated\":\"manual\"}", h);
+        if (!strcmp(url + 20, "priv"))
+            return hub_auth ? reply_str(c, 200, "{\"private\":true,\"gated\":false}", h)
+                            : reply_str(c, 401, "{\"error\":\"Repository not found\"}", eh);
+        if (!strcmp(url + 20, "nofields"))
+            return reply_str(c, 200, "{\"id\":\"org/vis-nofields\"}", h);
+    }
     if (!strcmp(url, "/api/models/org/repo/tree/main"))
         return tree_page(s, c,
                          MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"));
@@ -989,6 +1003,7 @@ typedef struct hub_res {
     char token[64];
     char cas[96];
     xet_recon *recon;
+    zn_repo_info vis;
 } hub_res;
 
 static void rev_cb(void *ud, int err, const zn_revision *rv)
@@ -998,6 +1013,15 @@ static void rev_cb(void *ud, int err, const zn_revision *rv)
     h->err = err;
     if (rv)
         h->rev = *rv;
+}
+
+static void info_cb(void *ud, int err, const zn_repo_info *in)
+{
+    hub_res *h = ud;
+    h->done = true;
+    h->err = err;
+    if (in)
+        h->vis = *in;
 }
 
 static void tree_cb(void *ud, int err, zn_tree *t)
@@ -1073,6 +1097,39 @@ static void test_hub_revision(void)
     T_EQ_INT(zn_hub_revision(h, ZN_MODEL, "../etc", "main", rev_cb, &r, NULL), -EINVAL);
     T_EQ_INT(zn_hub_revision(h, ZN_MODEL, "a/b/c", "main", rev_cb, &r, NULL), -EINVAL);
     T_TRUE(srv_count(A, "/api/models/org/repo/revision/main", "Bearer " HUB_TOKEN) >= 1);
+    close_hub(h, c);
+}
+
+/* The repo info for the visibility verdict goes without the Hub token even
+ * when the hub has one: a private repo is refused (as to anyone), the
+ * fields of public and gated repos come through as sent. */
+static void test_hub_repo_info_anon(void)
+{
+    zn_http *c = zn_http_new(L, NULL);
+    zn_hub *h = new_hub(c);
+    hub_res r = {0};
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-pub", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.vis.has_private && !r.vis.private_ && r.vis.has_gated && !r.vis.gated);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-gated", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.vis.has_gated && r.vis.gated);
+    T_EQ_STR(r.vis.gated_mode, "manual");
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-priv", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, -ENOENT); /* the token would have made it 200 */
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-nofields", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(!r.vis.has_private && !r.vis.has_gated);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "a/b/c", info_cb, &r, NULL), -EINVAL);
+    T_EQ_INT(srv_count(A, "/api/models/org/vis-", NULL), 4);
+    T_EQ_INT(srv_count(A, "/api/models/org/vis-", ""), 0); /* no Authorization at all */
     close_hub(h, c);
 }
 
@@ -1642,6 +1699,7 @@ int main(int argc, char **argv)
     T_RUN(test_limits_and_errors);
     T_RUN(test_streaming);
     T_RUN(test_hub_revision);
+    T_RUN(test_hub_repo_info_anon);
     T_RUN(test_hub_tree);
     T_RUN(test_hub_resolve);
     T_RUN(test_xet_token_cache);
