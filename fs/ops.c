@@ -38,6 +38,9 @@ typedef struct zf_node {
     uint64_t parent;
     char *name;
     uint64_t nlookup;
+    int held;        /* fd + 1 of a real file renamed onto a ref and removed
+                      * (rename_onto_ref): keeps its inode number from reuse
+                      * while the kernel may still use it; 0: none */
     struct zf_node *next;
 } zf_node;
 
@@ -109,6 +112,8 @@ static void node_forget(zf_fs *fs, uint64_t ino, uint64_t nlookup)
             n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
             if (n->nlookup == 0) {
                 *pp = n->next;
+                if (n->held)
+                    close(n->held - 1);
                 free(n->name);
                 free(n);
                 fs->nnodes--;
@@ -524,9 +529,11 @@ static int ref_commit(zf_fs *fs, zf_handle *h)
 
 /* rename(src, dst) where dst is refs/<rev> of a presented repo and src a
  * real file holding a commit: the model takes it.  1: not such a rename
- * (an ordinary one follows), else 0 or -errno. */
-static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags)
+ * (an ordinary one follows), else 0 or -errno.  On 0, *held is an O_PATH
+ * descriptor of the removed source (or -1): see zf_node.held. */
+static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags, int *held)
 {
+    *held = -1;
     const char *rev;
     const zf_repo *r = ref_target(fs, dst, &rev);
     if (!r || (flags & RENAME_EXCHANGE))
@@ -547,11 +554,56 @@ static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned
     int err = set_ref(fs, r, rev, sha, (int64_t)time(NULL));
     if (err)
         return err;
-    if (unlinkat(fs->rootfd, src, 0) != 0)
-        return -errno;
+    *held = openat(fs->rootfd, src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (unlinkat(fs->rootfd, src, 0) != 0) {
+        err = -errno;
+        if (*held >= 0)
+            close(*held);
+        *held = -1;
+        return err;
+    }
     if (real_dst) /* a copy left in the overlay from before: the model has it now */
         unlinkat(fs->rootfd, dst, 0);
     return 0;
+}
+
+/* After a rename onto a ref the kernel has dst at the source's inode, whose
+ * real file is gone (its number may be reused by the next file created):
+ * make it look dst up again, which finds the virtual ref.  From a pool
+ * thread: the notification waits for the directory's lock, which a
+ * request this loop has yet to answer may hold. */
+typedef struct inval_entry {
+    uv_work_t work;
+    zf_fs *fs;
+    fuse_ino_t parent;
+    char name[];
+} inval_entry;
+
+static void inval_work(uv_work_t *w)
+{
+    inval_entry *e = w->data;
+    fuse_lowlevel_notify_inval_entry(e->fs->se, e->parent, e->name, strlen(e->name));
+}
+
+static void inval_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+}
+
+static void inval_entry_later(zf_fs *fs, fuse_ino_t parent, const char *name)
+{
+    if (!fs->se || !fs->loop)
+        return;
+    inval_entry *e = calloc(1, sizeof *e + strlen(name) + 1);
+    if (!e)
+        return;
+    e->fs = fs;
+    e->parent = parent;
+    strcpy(e->name, name);
+    e->work.data = e;
+    if (uv_queue_work(fs->loop, &e->work, inval_work, inval_after) != 0)
+        free(e);
 }
 
 static bool scratch_name(const char *name)
@@ -968,7 +1020,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     int err = ensure_real_dir(fs, d2);
     struct stat st;
     if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        int r = rename_onto_ref(fs, src, dst, flags); /* a ref: the model takes it */
+        int held;
+        int r = rename_onto_ref(fs, src, dst, flags, &held); /* a ref: the model takes it */
         if (r <= 0) {
             zf_node *n = r == 0 ? node_get(fs, st.st_ino) : NULL;
             char *nm = n ? strdup(newname) : NULL;
@@ -977,11 +1030,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
                 n->name = nm;
                 n->parent = newparent;
             }
+            if (n && held >= 0 && !n->held)
+                n->held = held + 1;
+            else if (held >= 0)
+                close(held);
             free(d1);
             free(d2);
             free(src);
             free(dst);
             fuse_reply_err(req, -r);
+            if (r == 0)
+                inval_entry_later(fs, newparent, newname);
             return;
         }
     }
@@ -1482,6 +1541,8 @@ void zf_fs_destroy(zf_fs *fs)
     for (size_t i = 0; i < fs->nbuckets; i++)
         for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
             nx = n->next;
+            if (n->held)
+                close(n->held - 1);
             free(n->name);
             free(n);
         }
