@@ -21,7 +21,7 @@ zestfs-origin on loopback:
     below the 12 x 32 MiB that buffering each response whole would take);
     one of them then reads on to the end, byte-exact.
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin)."""
-import hashlib, json, os, random, re, socket, sys, time
+import hashlib, os, random, re, socket, sys, time
 import urllib.error, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
