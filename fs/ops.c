@@ -340,7 +340,9 @@ typedef struct zf_handle {
  *    EINVAL and changes nothing;
  *  - a rename of a real file holding a commit onto refs/<rev> of a
  *    presented repo (presented ref or not) sets the ref to it and removes
- *    the source (and a real refs/<rev> file left over from before);
+ *    the source (and a real refs/<rev> file left over from before); the
+ *    kernel then has dst at the source's inode, so that inode number is
+ *    held (zf_node.held) and the kernel told to look dst up again;
  *  - refs/<rev> files found in the real directory at startup are absorbed
  *    the same way (zf_absorb_overlay_refs).
  * The value is stamped with when the client wrote it (zf_ref.written, the
