@@ -151,6 +151,9 @@ static char *merged_json(job *j, const zn_tree *t)
     if (strcmp(j->rev, sha) != 0) {
         cJSON_DeleteItemFromObjectCaseSensitive(refs, j->rev);
         cJSON_AddStringToObject(refs, j->rev, sha);
+        /* the Hub's answer is newer than any value a client wrote (ops.c) */
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "ref_written"),
+                                                j->rev);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(commits, sha);
     cJSON *c = cJSON_AddObjectToObject(commits, sha);
@@ -353,7 +356,9 @@ static bool has_rev(const zf_repo *r, const char *rev)
 
 int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
 {
+    fs->store = store;
     load_persisted(fs, store);
+    zf_absorb_overlay_refs(fs); /* before the Hub refresh, which wins over them */
     if (o->nrepos == 0)
         return 0;
     job *jobs = calloc(o->nrepos, sizeof *jobs);

@@ -8,7 +8,8 @@
  *    directory chain, so clients can write lock files, temp blobs, refs,
  *    symlinks and markers anywhere they expect to;
  *  - virtual entries are immutable: writes to them fail with EROFS,
- *    renames from them with EXDEV.
+ *    renames from them with EXDEV — except refs/<rev>, which clients write
+ *    (see "refs written by clients" below).
  * Inode numbers: FUSE_ROOT_ID for the root, the real st_ino for real
  * entries, zv_ino(path) (high bit set) for virtual ones.  The node table
  * maps an inode back to (parent, name), so a path can be rebuilt for *at()
@@ -24,7 +25,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 #define REAL_TIMEOUT 1.0
 #define VIRT_TIMEOUT 60.0
@@ -34,6 +38,9 @@ typedef struct zf_node {
     uint64_t parent;
     char *name;
     uint64_t nlookup;
+    int held;        /* fd + 1 of a real file renamed onto a ref and removed
+                      * (rename_onto_ref): keeps its inode number from reuse
+                      * while the kernel may still use it; 0: none */
     struct zf_node *next;
 } zf_node;
 
@@ -105,6 +112,8 @@ static void node_forget(zf_fs *fs, uint64_t ino, uint64_t nlookup)
             n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
             if (n->nlookup == 0) {
                 *pp = n->next;
+                if (n->held)
+                    close(n->held - 1);
                 free(n->name);
                 free(n);
                 fs->nnodes--;
@@ -181,6 +190,9 @@ static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat 
         break;
     case ZV_LINK:
         st->st_mode = S_IFLNK | 0777;
+        break;
+    case ZV_REF: /* clients write refs (see "refs written by clients") */
+        st->st_mode = S_IFREG | 0644;
         break;
     default:
         st->st_mode = S_IFREG | 0444;
@@ -302,6 +314,9 @@ static void dir_free(zf_dir *d)
 
 typedef struct zf_handle {
     int fd;          /* real file, or -1 */
+    bool ref_write;  /* a presented refs/<rev> opened for writing: content holds
+                      * what is written (REF_WMAX bytes at most) */
+    bool dirty;      /* ... changed since the last commit to the model */
     zf_dir *dir;     /* a directory's listing (opendir) */
     zv_ent ent;      /* virtual file */
     char *content;   /* generated content of small virtual files */
@@ -312,6 +327,360 @@ typedef struct zf_handle {
 } zf_handle;
 
 #define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
+
+/* ---- refs written by clients --------------------------------------------
+ *
+ * HF clients record which commit a revision resolved to by writing
+ * refs/<rev>: @huggingface/hub in place (open O_WRONLY|O_TRUNC, write),
+ * huggingface_hub as a temp file renamed over it.  Both land in the model,
+ * not in the overlay, so the ref never shadows the mount's own view:
+ *  - an in-place write of a presented ref fills a buffer (ref_write
+ *    handle); at flush/release a content of 40 hex (trailing whitespace
+ *    allowed) becomes the ref's value, anything else fails the flush with
+ *    EINVAL and changes nothing;
+ *  - a rename of a real file holding a commit onto refs/<rev> of a
+ *    presented repo (presented ref or not) sets the ref to it and removes
+ *    the source (and a real refs/<rev> file left over from before); the
+ *    kernel then has dst at the source's inode, so that inode number is
+ *    held (zf_node.held) and the kernel told to look dst up again;
+ *  - refs/<rev> files found in the real directory at startup are absorbed
+ *    the same way (zf_absorb_overlay_refs).
+ * The value is stamped with when the client wrote it (zf_ref.written, the
+ * ref's mtime) and persisted with the model.  Reconciliation with the Hub:
+ * the last writer wins, and a refresh of the ref from the Hub (--repo at
+ * startup, a pull, pin or verify that resolves it) counts as a write at the
+ * time of the refresh, so it replaces the client's value and clears the
+ * stamp (hubload.c merged_json): the Hub is the source of truth, and a
+ * client only writes what it has just read from the Hub.  Offline, or
+ * until the next refresh, the client's value is the ref.  A written commit
+ * the mount does not present is kept as the ref's value; its snapshot is
+ * then whatever the client creates in the overlay. */
+
+#define REF_WMAX 256
+
+static const char *REF_TYPE[] = {"model", "dataset", "space"};
+
+typedef struct zf_refq {
+    struct zf_refq *next;
+    zf_fs *fs;
+    uv_work_t work;
+    char key[300];
+    char *json;
+    int err;
+    bool running;
+} zf_refq;
+
+static void refq_start(zf_fs *fs);
+
+static void refq_work(uv_work_t *w)
+{
+    zf_refq *q = w->data;
+    q->err = zc_meta_put(q->fs->store, q->key, q->json, strlen(q->json), 0);
+}
+
+static void refq_after(uv_work_t *w, int status)
+{
+    (void)status;
+    zf_refq *q = w->data;
+    zf_fs *fs = q->fs;
+    if (q->err)
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", q->key,
+               zf_strerror(-q->err));
+    fs->refq = q->next;
+    free(q->json);
+    free(q);
+    refq_start(fs);
+}
+
+/* One persist at a time, in order: the last model written is the one kept. */
+static void refq_start(zf_fs *fs)
+{
+    zf_refq *q = fs->refq;
+    if (!q || q->running)
+        return;
+    q->running = true;
+    q->work.data = q;
+    if (uv_queue_work(fs->loop, &q->work, refq_work, refq_after) != 0) {
+        refq_work(&q->work);
+        refq_after(&q->work, 0);
+    }
+}
+
+static void persist_repo(zf_fs *fs, const zf_repo *r)
+{
+    if (!fs->store)
+        return;
+    char key[300];
+    snprintf(key, sizeof key, "repo/%s/%s", REF_TYPE[r->type], r->id);
+    char *json = zf_repo_to_json(r);
+    if (!json)
+        return;
+    if (!fs->loop) { /* startup: nothing else runs yet */
+        int err = zc_meta_put(fs->store, key, json, strlen(json), ZC_PUT_FSYNC);
+        if (err)
+            zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", key, zf_strerror(-err));
+        free(json);
+        return;
+    }
+    zf_refq **pp = &fs->refq;
+    for (; *pp; pp = &(*pp)->next)
+        if (!(*pp)->running && strcmp((*pp)->key, key) == 0) { /* not started: newer JSON */
+            free((*pp)->json);
+            (*pp)->json = json;
+            return;
+        }
+    zf_refq *q = calloc(1, sizeof *q);
+    if (!q) {
+        free(json);
+        return;
+    }
+    q->fs = fs;
+    snprintf(q->key, sizeof q->key, "%s", key);
+    q->json = json;
+    *pp = q;
+    refq_start(fs);
+}
+
+/* 40 hex (any case) and optional trailing whitespace -> lowercase sha. */
+static bool parse_ref(const char *b, size_t n, char sha[41])
+{
+    while (n > 40 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ' || b[n - 1] == '\t'))
+        n--;
+    if (n != 40)
+        return false;
+    for (size_t i = 0; i < 40; i++) {
+        char c = b[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        sha[i] = c;
+    }
+    sha[40] = 0;
+    return true;
+}
+
+/* The presented repo whose refs/<rev> `path` names (*rev set), or NULL. */
+static const zf_repo *ref_target(zf_fs *fs, const char *path, const char **rev)
+{
+    const char *sl = strchr(path, '/');
+    if (!sl || strncmp(sl, "/refs/", 6) != 0 || !zf_valid_rev(sl + 6))
+        return NULL;
+    for (size_t i = 0; i < fs->tree.nrepos; i++) {
+        const zf_repo *r = fs->tree.repos[i];
+        if (strlen(r->folder) == (size_t)(sl - path) && strncmp(r->folder, path, (size_t)(sl - path)) == 0) {
+            *rev = sl + 6;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Set ref `name` of the presented model of `seen`'s repo (seen may have
+ * been replaced since) to sha, stamped `written`, and persist it. */
+static int set_ref(zf_fs *fs, const zf_repo *seen, const char *name, const char *sha, int64_t written)
+{
+    zf_repo *r = NULL;
+    for (size_t i = 0; i < fs->tree.nrepos && !r; i++)
+        if (fs->tree.repos[i]->type == seen->type && strcmp(fs->tree.repos[i]->id, seen->id) == 0)
+            r = fs->tree.repos[i];
+    if (!r)
+        return -ENOENT;
+    for (size_t k = 0; k < r->nrefs; k++)
+        if (strcmp(r->refs[k].name, name) == 0) { /* in place: handles keep pointing at it */
+            memcpy(r->refs[k].sha, sha, 41);
+            r->refs[k].written = written;
+            persist_repo(fs, r);
+            return 0;
+        }
+    zf_repo *nr = zf_repo_with_ref(r, name, sha, written); /* a new ref: a new model */
+    if (!nr)
+        return -EINVAL;
+    int err = zf_fs_add_repo(fs, nr);
+    if (err) {
+        zf_repo_free(nr);
+        return err;
+    }
+    persist_repo(fs, nr);
+    return 0;
+}
+
+/* The commit a small real regular file holds; -EINVAL when it holds none. */
+static int read_ref_file(zf_fs *fs, const char *path, char sha[41], struct stat *st)
+{
+    int fd = openat(fs->rootfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char buf[REF_WMAX];
+    ssize_t n = -1;
+    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_size <= REF_WMAX)
+        n = pread(fd, buf, sizeof buf, 0);
+    close(fd);
+    return n >= 0 && parse_ref(buf, (size_t)n, sha) ? 0 : -EINVAL;
+}
+
+/* A ref_write handle's content becomes the ref's value. */
+static int ref_commit(zf_fs *fs, zf_handle *h)
+{
+    h->dirty = false;
+    char sha[41];
+    if (!parse_ref(h->content, h->len, sha))
+        return -EINVAL;
+    return set_ref(fs, h->ent.repo, h->ent.ref->name, sha, (int64_t)time(NULL));
+}
+
+/* rename(src, dst) where dst is refs/<rev> of a presented repo and src a
+ * real file holding a commit: the model takes it.  1: not such a rename
+ * (an ordinary one follows), else 0 or -errno.  On 0, *held is an O_PATH
+ * descriptor of the removed source (or -1): see zf_node.held. */
+static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags, int *held)
+{
+    *held = -1;
+    const char *rev;
+    const zf_repo *r = ref_target(fs, dst, &rev);
+    if (!r || (flags & RENAME_EXCHANGE))
+        return 1;
+    zv_ent e;
+    bool virt = zv_resolve(&fs->tree, dst, &e);
+    if (virt && e.kind != ZV_REF)
+        return 1;
+    struct stat st;
+    bool real_dst = fstatat(fs->rootfd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (real_dst && !S_ISREG(st.st_mode))
+        return 1;
+    char sha[41];
+    if (read_ref_file(fs, src, sha, &st) != 0)
+        return 1;
+    if ((flags & RENAME_NOREPLACE) && (virt || real_dst))
+        return -EEXIST;
+    int err = set_ref(fs, r, rev, sha, (int64_t)time(NULL));
+    if (err)
+        return err;
+    *held = openat(fs->rootfd, src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (unlinkat(fs->rootfd, src, 0) != 0) {
+        err = -errno;
+        if (*held >= 0)
+            close(*held);
+        *held = -1;
+        return err;
+    }
+    if (real_dst) /* a copy left in the overlay from before: the model has it now */
+        unlinkat(fs->rootfd, dst, 0);
+    return 0;
+}
+
+/* After a rename onto a ref the kernel has dst at the source's inode, whose
+ * real file is gone (its number may be reused by the next file created):
+ * make it look dst up again, which finds the virtual ref.  From a pool
+ * thread: the notification waits for the directory's lock, which a
+ * request this loop has yet to answer may hold. */
+typedef struct inval_entry {
+    uv_work_t work;
+    zf_fs *fs;
+    fuse_ino_t parent;
+    char name[];
+} inval_entry;
+
+static void inval_work(uv_work_t *w)
+{
+    inval_entry *e = w->data;
+    fuse_lowlevel_notify_inval_entry(e->fs->se, e->parent, e->name, strlen(e->name));
+}
+
+static void inval_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+}
+
+static void inval_entry_later(zf_fs *fs, fuse_ino_t parent, const char *name)
+{
+    if (!fs->se || !fs->loop)
+        return;
+    inval_entry *e = calloc(1, sizeof *e + strlen(name) + 1);
+    if (!e)
+        return;
+    e->fs = fs;
+    e->parent = parent;
+    strcpy(e->name, name);
+    e->work.data = e;
+    if (uv_queue_work(fs->loop, &e->work, inval_work, inval_after) != 0)
+        free(e);
+}
+
+static bool scratch_name(const char *name)
+{
+    size_t n = strlen(name);
+    static const char *const sfx[] = {".tmp", ".lock", ".incomplete"};
+    if (name[0] == '.')
+        return true;
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        size_t l = strlen(sfx[i]);
+        if (n >= l && strcmp(name + n - l, sfx[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* refs/<rel>/ of repo index i in the real directory, depth-bounded. */
+static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
+{
+    const zf_repo *r = fs->tree.repos[i];
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/refs%s%s", r->folder, rel[0] ? "/" : "", rel);
+    int fd = openat(fs->rootfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dp) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL && n < 4096) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char **nv = realloc(names, (n + 1) * sizeof *nv);
+        if (!nv || !(nv[n] = strdup(de->d_name))) {
+            names = nv ? nv : names;
+            break;
+        }
+        names = nv;
+        n++;
+    }
+    closedir(dp);
+    for (size_t k = 0; k < n; k++) {
+        char sub[4400], path[4800];
+        struct stat st;
+        char sha[41];
+        bool fits = (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[k]) < sizeof sub &&
+                    (size_t)snprintf(path, sizeof path, "%s/%s", dir, names[k]) < sizeof path;
+        bool isdir = fits && fstatat(fs->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISDIR(st.st_mode);
+        if (isdir && depth < 8)
+            absorb_dir(fs, i, sub, depth + 1);
+        else if (fits && !isdir && !scratch_name(names[k]) && zf_valid_rev(sub) &&
+                   read_ref_file(fs, path, sha, &st) == 0) {
+            zv_ent e;
+            bool virt = zv_resolve(&fs->tree, path, &e);
+            if ((!virt || e.kind == ZV_REF) &&
+                set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
+                zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (was a file in the overlay)\n",
+                       fs->tree.repos[i]->id, sub, sha);
+                unlinkat(fs->rootfd, path, 0);
+            }
+        }
+        free(names[k]);
+    }
+    free(names);
+}
+
+void zf_absorb_overlay_refs(zf_fs *fs)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        absorb_dir(fs, i, "", 0);
+}
 
 /* ---- operations -------------------------------------------------------- */
 
@@ -412,6 +781,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     bool real;
     int err = path_attr(fs, path, &st, &real, NULL);
     free(path);
+    if (!err && !real && fi && H(fi)->ref_write) { /* what is written so far */
+        st.st_size = (off_t)H(fi)->len;
+        st.st_blocks = (blkcnt_t)((H(fi)->len + 511) / 512);
+    }
     if (err)
         fuse_reply_err(req, -err);
     else
@@ -425,7 +798,33 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     WITH_PATH(fs, ino, path);
     struct stat st;
     bool real;
-    int err = path_attr(fs, path, &st, &real, NULL);
+    zv_ent ent;
+    int err = path_attr(fs, path, &st, &real, &ent);
+    if (!err && !real && ent.kind == ZV_REF) {
+        /* a ref: its size through a handle writing it (O_TRUNC, ftruncate);
+         * times are accepted and not kept (the ref's mtime is its write) */
+        zf_handle *h = fi ? H(fi) : NULL;
+        bool size = to_set & FUSE_SET_ATTR_SIZE;
+        free(path);
+        if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ||
+            (size && (!h || !h->ref_write))) {
+            fuse_reply_err(req, EROFS);
+            return;
+        }
+        if (size && (attr->st_size < 0 || attr->st_size > REF_WMAX)) {
+            fuse_reply_err(req, EFBIG);
+            return;
+        }
+        if (size) {
+            size_t n = (size_t)attr->st_size;
+            if (n > h->len)
+                memset(h->content + h->len, 0, n - h->len);
+            h->len = n;
+            h->dirty = true;
+        }
+        op_getattr(req, ino, fi);
+        return;
+    }
     if (err || !real) {
         free(path);
         fuse_reply_err(req, err ? -err : EROFS);
@@ -622,6 +1021,31 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     char *src = join(d1, name), *dst = join(d2, newname);
     int err = ensure_real_dir(fs, d2);
     struct stat st;
+    if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        int held;
+        int r = rename_onto_ref(fs, src, dst, flags, &held); /* a ref: the model takes it */
+        if (r <= 0) {
+            zf_node *n = r == 0 ? node_get(fs, st.st_ino) : NULL;
+            char *nm = n ? strdup(newname) : NULL;
+            if (nm) { /* the kernel now has that inode at dst: the ref */
+                free(n->name);
+                n->name = nm;
+                n->parent = newparent;
+            }
+            if (n && held >= 0 && !n->held)
+                n->held = held + 1;
+            else if (held >= 0)
+                close(held);
+            free(d1);
+            free(d2);
+            free(src);
+            free(dst);
+            fuse_reply_err(req, -r);
+            if (r == 0)
+                inval_entry_later(fs, newparent, newname);
+            return;
+        }
+    }
     if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         zv_ent e;
         err = (errno == ENOENT && zv_resolve(&fs->tree, src, &e)) ? -EXDEV : -errno;
@@ -738,7 +1162,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+    if (writing && e.kind != ZV_REF) {
         fuse_reply_err(req, EROFS);
         return;
     }
@@ -760,10 +1185,23 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         if (fs->blob_opened)
             h->pf = fs->blob_opened(fs, &e);
+    } else if (writing) { /* a ref written in place (see "refs written by clients") */
+        h->ref_write = true;
+        h->content = calloc(1, REF_WMAX);
+        if (!h->content) {
+            release_handle(fs, h);
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        h->dirty = (fi->flags & O_TRUNC) != 0;
+        h->len = h->dirty ? 0 : 40;
+        memcpy(h->content, e.ref->sha, h->len);
+        fi->direct_io = 1; /* reads and writes see the buffer, not the page cache */
+        fi->keep_cache = 0;
     } else {
         h->content = zv_content(&e, &h->len);
         fi->direct_io = 0;
-        fi->keep_cache = 1;
+        fi->keep_cache = e.kind != ZV_REF; /* a ref changes when a client writes it */
     }
     fi->fh = (uintptr_t)h;
     if (fuse_reply_open(req, fi) == -ENOENT)
@@ -834,6 +1272,27 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
                          struct fuse_file_info *fi)
 {
     zf_handle *h = H(fi);
+    if (h->ref_write) {
+        size_t n = fuse_buf_size(in);
+        if (off < 0 || (uint64_t)off + n > REF_WMAX) {
+            fuse_reply_err(req, EFBIG);
+            return;
+        }
+        if ((size_t)off > h->len)
+            memset(h->content + h->len, 0, (size_t)off - h->len);
+        struct fuse_bufvec mem = FUSE_BUFVEC_INIT(n);
+        mem.buf[0].mem = h->content + off;
+        ssize_t got = fuse_buf_copy(&mem, in, 0);
+        if (got < 0) {
+            fuse_reply_err(req, (int)-got);
+            return;
+        }
+        if ((size_t)off + (size_t)got > h->len)
+            h->len = (size_t)off + (size_t)got;
+        h->dirty = true;
+        fuse_reply_write(req, (size_t)got);
+        return;
+    }
     if (h->fd < 0) {
         fuse_reply_err(req, EBADF);
         return;
@@ -852,6 +1311,10 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     zf_handle *h = H(fi);
+    if (h->ref_write && h->dirty) { /* close(): the ref takes the value, or EINVAL */
+        fuse_reply_err(req, -ref_commit(FS(req), h));
+        return;
+    }
     if (h->fd >= 0) {
         int d = dup(h->fd);
         if (d < 0 || close(d) != 0) {
@@ -864,7 +1327,14 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    release_handle(FS(req), H(fi));
+    zf_handle *h = H(fi);
+    if (h->ref_write && h->dirty) { /* written after the last flush */
+        int err = ref_commit(FS(req), h);
+        if (err)
+            zf_log(ZF_LOG_WARN, "zestfs: refs/%s: not a commit written, ref unchanged: %s\n",
+                   h->ent.ref->name, zf_strerror(-err));
+    }
+    release_handle(FS(req), h);
     fuse_reply_err(req, 0);
 }
 
@@ -1064,9 +1534,17 @@ void zf_fs_destroy(zf_fs *fs)
      * handles went with them (zf_read_free, zf_flat_free) */
     while (fs->handles)
         free_handle(fs, fs->handles);
+    while (fs->refq) { /* none once the loop ran empty */
+        zf_refq *q = fs->refq;
+        fs->refq = q->next;
+        free(q->json);
+        free(q);
+    }
     for (size_t i = 0; i < fs->nbuckets; i++)
         for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
             nx = n->next;
+            if (n->held)
+                close(n->held - 1);
             free(n->name);
             free(n);
         }

@@ -259,6 +259,10 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
         zf_ref *ref = &r->refs[r->nrefs++];
         ref->name = strdup(it->string);
         memcpy(ref->sha, it->valuestring, 41);
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(j, "ref_written"), it->string);
+        if (cJSON_IsNumber(w) && w->valuedouble > 0 && w->valuedouble < 9.2e18)
+            ref->written = (int64_t)w->valuedouble;
     }
     n = (size_t)cJSON_GetArraySize(commits);
     r->commits = calloc(n ? n : 1, sizeof *r->commits);
@@ -317,8 +321,15 @@ char *zf_repo_to_json(const zf_repo *r)
     cJSON_AddStringToObject(j, "type", TYPES[r->type]);
     cJSON_AddStringToObject(j, "id", r->id);
     cJSON *refs = cJSON_AddObjectToObject(j, "refs");
-    for (size_t i = 0; i < r->nrefs; i++)
+    cJSON *written = NULL;
+    for (size_t i = 0; i < r->nrefs; i++) {
         cJSON_AddStringToObject(refs, r->refs[i].name, r->refs[i].sha);
+        if (r->refs[i].written) {
+            if (!written)
+                written = cJSON_AddObjectToObject(j, "ref_written");
+            cJSON_AddNumberToObject(written, r->refs[i].name, (double)r->refs[i].written);
+        }
+    }
     cJSON *commits = cJSON_AddObjectToObject(j, "commits");
     for (size_t i = 0; i < r->ncommits; i++) {
         const zf_commit *c = &r->commits[i];
@@ -412,6 +423,35 @@ const zf_file *zf_repo_blob(const zf_repo *r, const char *etag, const zf_commit 
                 return &r->commits[i].files[k];
             }
     return NULL;
+}
+
+zf_repo *zf_repo_with_ref(const zf_repo *r, const char *name, const char *sha, int64_t written)
+{
+    if (!zf_valid_rev(name) || !is_hex(sha, 40))
+        return NULL;
+    char *s = zf_repo_to_json(r);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    cJSON *refs = cJSON_GetObjectItemCaseSensitive(j, "refs");
+    if (!refs) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(refs, name);
+    cJSON_AddStringToObject(refs, name, sha);
+    cJSON *wr = cJSON_GetObjectItemCaseSensitive(j, "ref_written");
+    if (!wr)
+        wr = cJSON_AddObjectToObject(j, "ref_written");
+    cJSON_DeleteItemFromObjectCaseSensitive(wr, name);
+    if (written)
+        cJSON_AddNumberToObject(wr, name, (double)written);
+    s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    zf_repo *out = NULL;
+    if (s && zf_repo_from_json(s, strlen(s), &out) != 0)
+        out = NULL;
+    free(s);
+    return out;
 }
 
 char *zf_commit_tree_json(const zf_commit *c)

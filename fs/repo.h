@@ -7,6 +7,7 @@
  *
  *   {"format": 1, "type": "model", "id": "org/name",
  *    "refs": {"main": "<40 hex>"},
+ *    "ref_written": {"main": <unix s>}?,   (refs a client wrote; ops.c)
  *    "commits": {"<40 hex>": {"date": <unix s>, "files": [
  *        {"path": "config.json", "size": 123, "oid": "<git blob sha1>",
  *         "lfs_sha256": "<64 hex>"?, "xet_hash": "<64 hex>"?}, ...]}},
@@ -46,6 +47,8 @@ typedef struct zf_commit {
 typedef struct zf_ref {
     char *name;         /* "main", "v1.0", "refs/pr/1" */
     char sha[41];
+    int64_t written;    /* unix s a client wrote this value through the mount
+                         * (ops.c); 0: the value is the Hub's */
 } zf_ref;
 
 /* Whether the repo may be seeded: the Hub's repo info asked without a token
@@ -89,6 +92,10 @@ const zf_file *zf_commit_file(const zf_commit *c, const char *path);
 bool zf_commit_is_dir(const zf_commit *c, const char *dir);
 /* The file whose etag is `etag` in any commit (blobs/<etag>); NULL if none. */
 const zf_file *zf_repo_blob(const zf_repo *r, const char *etag, const zf_commit **commit);
+
+/* A copy of r with ref `name` set to `sha` (added when absent), stamped
+ * `written` (0: the Hub's value); NULL on a bad name or sha, or no memory. */
+zf_repo *zf_repo_with_ref(const zf_repo *r, const char *name, const char *sha, int64_t written);
 
 /* trees/<commit>.json as huggingface_hub >= 1.22 writes it (format_version 1). */
 char *zf_commit_tree_json(const zf_commit *c); /* malloc'd */

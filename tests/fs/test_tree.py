@@ -97,7 +97,7 @@ def main():
         reftmp = os.path.join(R, "refs", "main.deadbeef.tmp")
         open(reftmp, "w").write(c2)
         os.replace(reftmp, os.path.join(R, "refs", "main"))
-        check(open(os.path.join(R, "refs/main")).read() == c2, "real ref wins over virtual")
+        check(open(os.path.join(R, "refs/main")).read() == c2, "a ref renamed over reads the new value")
         try:
             open(os.path.join(R, "blobs", sha), "r+b"); check(False, "virtual blob writable")
         except OSError as e:
@@ -120,7 +120,10 @@ def main():
             except OSError:  # ENOTCONN: its flush found no daemon
                 pass
         # the client's writes landed in the real directory
-        check(open(os.path.join(mnt, "models--org--tiny/refs/main")).read() == c2, "writes persisted on disk")
+        check(open(os.path.join(mnt, "models--org--tiny/blobs", "e" * 64), "rb").read() == b"hello world",
+              "writes persisted on disk")
+        check(not os.path.exists(os.path.join(mnt, "models--org--tiny/refs/main")),
+              "the ref renamed over went into the model, not the real directory (fs/ops.c)")
         # fusermount3 -u
         proc = subprocess.Popen([zestfs, "-f", "--store", store, "--repo-json", mj, mnt])
         for _ in range(100):
