@@ -123,6 +123,7 @@ struct zf_http {
     uv_timer_t watch;       /* drops connections past their deadline */
     uint64_t slow_drops;    /* under mu */
     bool watching;          /* watch initialized */
+    unsigned hdr_ms;        /* a request must be in within this (HDR_MS) */
 };
 
 struct hreq {
@@ -827,7 +828,7 @@ static void on_conn(void *cls, struct MHD_Connection *con, void **ctx,
         if (!c)
             return;
         c->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
-        c->deadline = mono_ms() + HDR_MS;
+        c->deadline = mono_ms() + h->hdr_ms;
         pthread_mutex_lock(&h->mu);
         c->next = h->conns;
         if (c->next)
@@ -873,7 +874,7 @@ static void on_watch(uv_timer_t *t)
     pthread_mutex_unlock(&h->mu);
     if (n)
         zf_log(ZF_LOG_INFO, "zestfs: %s: dropped %u connection%s that did not send a request "
-               "within %d s\n", h->addr, n, n == 1 ? "" : "s", HDR_MS / 1000);
+               "within %.1f s\n", h->addr, n, n == 1 ? "" : "s", h->hdr_ms / 1000.0);
 }
 
 /* host part of a Host value (brackets removed) and its port (0: none);
@@ -959,6 +960,16 @@ static bool host_ok(zf_http *h, struct MHD_Connection *con)
                inet_pton(AF_INET6, ab, &b) == 1 && !memcmp(&a, &b, sizeof a);
     }
     return !strcmp(host, ab);
+}
+
+void zf_http_set_request_timeout(zf_http *h, unsigned ms)
+{
+    h->hdr_ms = ms ? ms : 1;
+}
+
+const char *zf_http_addr(const zf_http *h)
+{
+    return h->addr;
 }
 
 int zf_http_allow_host(zf_http *h, const char *name)
@@ -1091,7 +1102,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     zf_http *h = cls;
     /* the next request on this connection has HDR_MS from now */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        set_deadline(h, con, HDR_MS);
+        set_deadline(h, con, h->hdr_ms);
     hreq *r = *con_cls;
     if (!r)
         return;
@@ -1177,6 +1188,7 @@ int zf_http_bind(const char *spec, const char *what, bool metrics_only, const ch
         return -ENOMEM;
     }
     h->lfd = fd;
+    h->hdr_ms = HDR_MS;
     h->metrics_only = metrics_only;
     snprintf(h->addr, sizeof h->addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ab, bport);
     zf_log(ZF_LOG_INFO, "zestfs: %s on %s\n", what, h->addr);
@@ -1208,7 +1220,8 @@ int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store)
     }
     uv_timer_init(fs->loop, &h->watch);
     h->watch.data = h;
-    uv_timer_start(&h->watch, on_watch, 1000, 1000);
+    unsigned tick = h->hdr_ms < 2000 ? (h->hdr_ms + 1) / 2 : 1000;
+    uv_timer_start(&h->watch, on_watch, tick, tick);
     uv_unref((uv_handle_t *)&h->watch);
     h->watching = true;
     return 0;

@@ -338,5 +338,9 @@ void zf_http_free(zf_http *h);
 /* Also accept `Host: NAME` (any port) besides the listener's address and
  * port (--http-host; before zf_http_start).  0, -EINVAL, -E2BIG (16). */
 int zf_http_allow_host(zf_http *h, const char *name);
+const char *zf_http_addr(const zf_http *h); /* "ADDR:PORT" bound */
+/* The time a client has to send a whole request, from its connect or the
+ * end of its previous answer (default 10 s; before zf_http_start). */
+void zf_http_set_request_timeout(zf_http *h, unsigned ms);
 
 #endif
