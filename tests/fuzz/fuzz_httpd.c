@@ -274,6 +274,21 @@ static void check_answer(const char *got, size_t n, bool host_named, bool head_r
     free(head);
 }
 
+/* whether needle occurs in p[0..n) ignoring case (NUL bytes included) */
+static bool has_ci(const uint8_t *p, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (!strncasecmp((const char *)p + i, needle, m)) {
+            bool nul = false;
+            for (size_t k = 0; k < m; k++)
+                nul |= p[i + k] == 0;
+            if (!nul)
+                return true;
+        }
+    return false;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -301,12 +316,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     /* whether something like a Host of the listener is there (what may get
      * a 2xx), and whether the first request is a HEAD (no body follows) */
-    char *req = fz_strndup(data, size);
-    bool host_named = strcasestr(req, "127.0.0.1:") || strcasestr(req, "fuzz.example") ||
-                      strcasestr(req, "localhost:");
-    size_t lead = strspn(req, "\r\n");
-    bool head_req = !strncmp(req + lead, "HEAD", 4);
-    free(req);
+    bool host_named = has_ci(data, size, "127.0.0.1:") || has_ci(data, size, "fuzz.example") ||
+                      has_ci(data, size, "localhost:");
+    size_t lead = 0;
+    while (lead < size && (data[lead] == '\r' || data[lead] == '\n'))
+        lead++;
+    bool head_req = size - lead >= 4 && !memcmp(data + lead, "HEAD", 4);
     size_t sent = 0, cap = 1 << 16, n = 0;
     char *got = malloc(cap);
     if (!got)
