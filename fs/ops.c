@@ -13,7 +13,19 @@
  * Inode numbers: FUSE_ROOT_ID for the root, the real st_ino for real
  * entries, zv_ino(path) (high bit set) for virtual ones.  The node table
  * maps an inode back to (parent, name), so a path can be rebuilt for *at()
- * calls and for vtree lookups. */
+ * calls and for vtree lookups.
+ *
+ * Resolution below the mount never follows a symlink (with --allow-other
+ * other users write here, and the daemon may be root): a path is opened
+ * with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) — or, where the
+ * kernel lacks openat2, one O_NOFOLLOW component at a time — and every
+ * *at() call works on its last component in the directory so opened, with
+ * AT_SYMLINK_NOFOLLOW where the call has it; chmod goes through an O_PATH
+ * descriptor of the entry itself (/proc/self/fd), never through a link.
+ * A name the kernel resolved to a file that was swapped for a symlink
+ * behind its back answers ELOOP, never the link's target.  Symlinks
+ * themselves stay what they are (readlink, lookup, unlink, rename): the
+ * kernel follows the ones users and HF clients make, as the caller. */
 #include "zfs.h"
 
 #include <dirent.h>
@@ -25,6 +37,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -172,6 +185,155 @@ static const char *rel(const char *path)
     return path[0] ? path : ".";
 }
 
+/* ---- resolution below the mount: never through a symlink -------------- */
+
+/* linux/openat2.h (Linux 5.6) */
+struct ovl_how {
+    uint64_t flags, mode, resolve;
+};
+#define OVL_NO_MAGICLINKS 0x02
+#define OVL_NO_SYMLINKS 0x04
+#define OVL_BENEATH 0x08
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+static bool g_no_openat2; /* ENOSYS once: walk per component */
+
+/* The flags openat2 accepts (it refuses unknown bits, which a FUSE open's
+ * flags may carry). */
+#define OVL_FLAGS                                                                          \
+    (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |  \
+     O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |    \
+     O_PATH | O_TMPFILE)
+
+/* Open mount-relative `path` ("" the root) below fs->rootfd: no component
+ * may be a symlink or "..", the last one included (with O_PATH|O_NOFOLLOW
+ * a symlink itself is opened).  fd, or -1 with errno. */
+static int ovl_open(zf_fs *fs, const char *path, int flags, mode_t mode)
+{
+    flags = (flags & OVL_FLAGS) | O_CLOEXEC | O_NOFOLLOW;
+    bool mk = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    if (!g_no_openat2) {
+        struct ovl_how how = {.flags = (uint64_t)flags, .mode = mk ? (mode & 07777) : 0,
+                              .resolve = OVL_BENEATH | OVL_NO_SYMLINKS | OVL_NO_MAGICLINKS};
+        long fd = syscall(SYS_openat2, fs->rootfd, rel(path), &how, sizeof how);
+        if (fd >= 0 || errno != ENOSYS)
+            return (int)fd;
+        g_no_openat2 = true;
+    }
+    /* one component at a time, each O_NOFOLLOW */
+    if (!path[0])
+        return openat(fs->rootfd, ".", flags, mode);
+    int dfd = fs->rootfd;
+    const char *c = path;
+    for (;;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        char comp[256];
+        if (n == 0 || n >= sizeof comp || (n == 1 && c[0] == '.') ||
+            (n == 2 && c[0] == '.' && c[1] == '.')) {
+            if (dfd != fs->rootfd)
+                close(dfd);
+            errno = n >= sizeof comp ? ENAMETOOLONG : EINVAL;
+            return -1;
+        }
+        memcpy(comp, c, n);
+        comp[n] = 0;
+        int fd = e ? openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                   : openat(dfd, comp, flags, mode);
+        int err = errno;
+        if (dfd != fs->rootfd)
+            close(dfd);
+        if (fd < 0 || !e) {
+            errno = err;
+            return fd;
+        }
+        dfd = fd;
+        c = e + 1;
+    }
+}
+
+/* The directory that holds `path`'s last component, opened O_PATH below
+ * the root without symlinks, and that component (*name; "." for the root).
+ * fs->rootfd itself for a top-level name: release with ovl_done.  fd, or
+ * -1 with errno. */
+static int ovl_parent(zf_fs *fs, const char *path, const char **name)
+{
+    const char *sl = strrchr(path, '/');
+    if (!sl) {
+        *name = rel(path);
+        return fs->rootfd;
+    }
+    *name = sl + 1;
+    char *dir = strndup(path, (size_t)(sl - path));
+    if (!dir) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
+    free(dir);
+    return fd;
+}
+
+static void ovl_done(zf_fs *fs, int fd)
+{
+    if (fd >= 0 && fd != fs->rootfd) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+}
+
+/* fstatat(path, AT_SYMLINK_NOFOLLOW) below the root: 0 or -1 with errno */
+static int ovl_stat(zf_fs *fs, const char *path, struct stat *st)
+{
+    const char *name;
+    int dfd = ovl_parent(fs, path, &name);
+    if (dfd < 0)
+        return -1;
+    int r = fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW);
+    ovl_done(fs, dfd);
+    return r;
+}
+
+/* unlinkat(path, flags) below the root: 0 or -1 with errno */
+static int ovl_unlink(zf_fs *fs, const char *path, int flags)
+{
+    const char *name;
+    int dfd = ovl_parent(fs, path, &name);
+    if (dfd < 0)
+        return -1;
+    int r = unlinkat(dfd, name, flags);
+    ovl_done(fs, dfd);
+    return r;
+}
+
+/* chmod of the entry at path itself, never a link's target: an O_PATH
+ * descriptor of it, then chmod through /proc/self/fd (fchmod cannot take
+ * an O_PATH fd; a symlink's mode cannot be changed on Linux: EOPNOTSUPP,
+ * as fchmodat(AT_SYMLINK_NOFOLLOW) says).  0 or -1 with errno. */
+static int ovl_chmod(zf_fs *fs, const char *path, mode_t mode)
+{
+    int fd = ovl_open(fs, path, O_PATH | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int r = fstat(fd, &st);
+    if (r == 0 && S_ISLNK(st.st_mode)) {
+        errno = EOPNOTSUPP;
+        r = -1;
+    } else if (r == 0) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        r = chmod(p, mode); /* no /proc: ENOENT, nothing changed */
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
 /* ---- attributes -------------------------------------------------------- */
 
 static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat *st)
@@ -205,7 +367,7 @@ static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat 
 /* Attributes of a path: real first, then virtual.  0 or -errno. */
 static int path_attr(zf_fs *fs, const char *path, struct stat *st, bool *is_real, zv_ent *ent)
 {
-    if (fstatat(fs->rootfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (ovl_stat(fs, path, st) == 0) {
         if (!path[0])
             st->st_ino = FUSE_ROOT_ID;
         if (is_real)
@@ -264,31 +426,39 @@ static int ensure_real_dir(zf_fs *fs, const char *dir)
 {
     if (!dir[0])
         return 0;
-    struct stat st;
-    if (fstatat(fs->rootfd, dir, &st, 0) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return -errno; /* ENOTDIR, ELOOP: a file or a symlink is in the way */
     zv_ent e;
     if (!zv_resolve(&fs->tree, dir, &e) || e.kind != ZV_DIR)
         return -ENOENT;
     char *tmp = strdup(dir);
     if (!tmp)
         return -ENOMEM;
-    for (char *p = tmp;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdirat(fs->rootfd, tmp, 0755) != 0 && errno != EEXIST) {
-                int err = -errno;
-                free(tmp);
-                return err;
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
+    /* one component at a time, each made (or found) and then opened
+     * O_NOFOLLOW in its parent: a symlink swapped in is never gone through */
+    int dfd = fs->rootfd, err = 0;
+    for (char *c = tmp, *e2; c && !err; c = e2) {
+        e2 = strchr(c, '/');
+        if (e2)
+            *e2++ = 0;
+        if (mkdirat(dfd, c, 0755) != 0 && errno != EEXIST)
+            err = -errno;
+        int nfd = err ? -1 : openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (!err && nfd < 0)
+            err = -errno;
+        if (dfd != fs->rootfd)
+            close(dfd);
+        dfd = nfd;
     }
+    if (dfd >= 0 && dfd != fs->rootfd)
+        close(dfd);
     free(tmp);
-    return 0;
+    return err;
 }
 
 /* ---- handles ----------------------------------------------------------- */
@@ -508,7 +678,7 @@ static int set_ref(zf_fs *fs, const zf_repo *seen, const char *name, const char 
 /* The commit a small real regular file holds; -EINVAL when it holds none. */
 static int read_ref_file(zf_fs *fs, const char *path, char sha[41], struct stat *st)
 {
-    int fd = openat(fs->rootfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = ovl_open(fs, path, O_RDONLY | O_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
     char buf[REF_WMAX];
@@ -545,7 +715,7 @@ static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned
     if (virt && e.kind != ZV_REF)
         return 1;
     struct stat st;
-    bool real_dst = fstatat(fs->rootfd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    bool real_dst = ovl_stat(fs, dst, &st) == 0;
     if (real_dst && !S_ISREG(st.st_mode))
         return 1;
     char sha[41];
@@ -556,8 +726,8 @@ static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned
     int err = set_ref(fs, r, rev, sha, (int64_t)time(NULL));
     if (err)
         return err;
-    *held = openat(fs->rootfd, src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (unlinkat(fs->rootfd, src, 0) != 0) {
+    *held = ovl_open(fs, src, O_PATH, 0);
+    if (ovl_unlink(fs, src, 0) != 0) {
         err = -errno;
         if (*held >= 0)
             close(*held);
@@ -565,7 +735,7 @@ static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned
         return err;
     }
     if (real_dst) /* a copy left in the overlay from before: the model has it now */
-        unlinkat(fs->rootfd, dst, 0);
+        ovl_unlink(fs, dst, 0);
     return 0;
 }
 
@@ -628,7 +798,7 @@ static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
     const zf_repo *r = fs->tree.repos[i];
     char dir[4400];
     snprintf(dir, sizeof dir, "%s/refs%s%s", r->folder, rel[0] ? "/" : "", rel);
-    int fd = openat(fs->rootfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = ovl_open(fs, dir, O_RDONLY | O_DIRECTORY, 0);
     DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
     if (!dp) {
         if (fd >= 0)
@@ -656,7 +826,7 @@ static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
         char sha[41];
         bool fits = (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[k]) < sizeof sub &&
                     (size_t)snprintf(path, sizeof path, "%s/%s", dir, names[k]) < sizeof path;
-        bool isdir = fits && fstatat(fs->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        bool isdir = fits && ovl_stat(fs, path, &st) == 0 &&
                      S_ISDIR(st.st_mode);
         if (isdir && depth < 8)
             absorb_dir(fs, i, sub, depth + 1);
@@ -668,7 +838,7 @@ static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
                 set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
                 zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (was a file in the overlay)\n",
                        fs->tree.repos[i]->id, sub, sha);
-                unlinkat(fs->rootfd, path, 0);
+                ovl_unlink(fs, path, 0);
             }
         }
         free(names[k]);
@@ -831,15 +1001,18 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         return;
     }
     int fd = fi ? H(fi)->fd : -1;
-    const char *p = rel(path);
     if (to_set & FUSE_SET_ATTR_MODE) {
-        if ((fd >= 0 ? fchmod(fd, attr->st_mode) : fchmodat(fs->rootfd, p, attr->st_mode, 0)) != 0)
+        if ((fd >= 0 ? fchmod(fd, attr->st_mode) : ovl_chmod(fs, path, attr->st_mode)) != 0)
             goto fail;
     }
     if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
         uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
         gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-        if (fchownat(fs->rootfd, p, u, g, AT_SYMLINK_NOFOLLOW) != 0)
+        const char *nm;
+        int dfd = ovl_parent(fs, path, &nm);
+        int r = dfd < 0 ? -1 : fchownat(dfd, nm, u, g, AT_SYMLINK_NOFOLLOW);
+        ovl_done(fs, dfd);
+        if (r != 0)
             goto fail;
     }
     if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -847,7 +1020,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         if (fd >= 0)
             r = ftruncate(fd, attr->st_size);
         else {
-            int tfd = openat(fs->rootfd, p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            int tfd = ovl_open(fs, path, O_WRONLY, 0);
             r = tfd < 0 ? -1 : ftruncate(tfd, attr->st_size);
             if (tfd >= 0) {
                 int e = errno;
@@ -868,7 +1041,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             ts[1].tv_nsec = UTIME_NOW;
         else if (to_set & FUSE_SET_ATTR_MTIME)
             ts[1] = attr->st_mtim;
-        if (utimensat(fs->rootfd, p, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        const char *nm;
+        int dfd = ovl_parent(fs, path, &nm);
+        int r = dfd < 0 ? -1 : utimensat(dfd, nm, ts, AT_SYMLINK_NOFOLLOW);
+        ovl_done(fs, dfd);
+        if (r != 0)
             goto fail;
     }
     free(path);
@@ -885,7 +1062,10 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
     char buf[4096];
-    ssize_t n = readlinkat(fs->rootfd, rel(path), buf, sizeof buf - 1);
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    ssize_t n = dfd < 0 ? -1 : readlinkat(dfd, nm, buf, sizeof buf - 1);
+    ovl_done(fs, dfd);
     if (n >= 0) {
         buf[n] = 0;
         fuse_reply_readlink(req, buf);
@@ -928,8 +1108,7 @@ static char *prepare_create(fuse_req_t req, fuse_ino_t parent, const char *name)
     /* a virtual entry of that name already exists */
     zv_ent e;
     struct stat st;
-    if (fstatat(fs->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 && zv_resolve(&fs->tree, path, &e) &&
-        e.kind != ZV_EMPTY) {
+    if (ovl_stat(fs, path, &st) != 0 && zv_resolve(&fs->tree, path, &e) && e.kind != ZV_EMPTY) {
         free(path);
         fuse_reply_err(req, EEXIST);
         return NULL;
@@ -943,7 +1122,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (mkdirat(fs->rootfd, path, mode) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : mkdirat(dfd, nm, mode);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -956,7 +1139,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (mknodat(fs->rootfd, path, mode, rdev) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : mknodat(dfd, nm, mode, rdev);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -969,7 +1156,11 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (symlinkat(link, fs->rootfd, path) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : symlinkat(link, dfd, nm);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -987,7 +1178,11 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
         return;
     }
     int err = 0;
-    if (unlinkat(fs->rootfd, path, flags) != 0) {
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : unlinkat(dfd, nm, flags);
+    ovl_done(fs, dfd);
+    if (r != 0) {
         err = errno;
         zv_ent e;
         if (err == ENOENT && zv_resolve(&fs->tree, path, &e))
@@ -1021,7 +1216,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     char *src = join(d1, name), *dst = join(d2, newname);
     int err = ensure_real_dir(fs, d2);
     struct stat st;
-    if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!err && ovl_stat(fs, src, &st) == 0) {
         int held;
         int r = rename_onto_ref(fs, src, dst, flags, &held); /* a ref: the model takes it */
         if (r <= 0) {
@@ -1046,12 +1241,18 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
             return;
         }
     }
-    if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (!err && ovl_stat(fs, src, &st) != 0) {
         zv_ent e;
         err = (errno == ENOENT && zv_resolve(&fs->tree, src, &e)) ? -EXDEV : -errno;
     }
-    if (!err && renameat2(fs->rootfd, src, fs->rootfd, dst, flags) != 0)
-        err = -errno;
+    if (!err) {
+        const char *n1, *n2;
+        int f1 = ovl_parent(fs, src, &n1), f2 = f1 < 0 ? -1 : ovl_parent(fs, dst, &n2);
+        if (f1 < 0 || f2 < 0 || renameat2(f1, n1, f2, n2, flags) != 0)
+            err = -errno;
+        ovl_done(fs, f1);
+        ovl_done(fs, f2);
+    }
     if (!err) {
         zf_node *n = node_get(fs, st.st_ino);
         if (n) {
@@ -1080,7 +1281,12 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         return;
     }
     if (path) {
-        if (linkat(fs->rootfd, src, fs->rootfd, path, 0) != 0)
+        const char *n1, *n2;
+        int f1 = ovl_parent(fs, src, &n1), f2 = f1 < 0 ? -1 : ovl_parent(fs, path, &n2);
+        int r = f1 < 0 || f2 < 0 ? -1 : linkat(f1, n1, f2, n2, 0);
+        ovl_done(fs, f1);
+        ovl_done(fs, f2);
+        if (r != 0)
             fuse_reply_err(req, errno == ENOENT ? EXDEV : errno);
         else
             reply_entry(fs, req, newparent, newname, path);
@@ -1135,7 +1341,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
-    int fd = openat(fs->rootfd, rel(path), (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+    int fd = ovl_open(fs, path, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY), 0);
     if (fd >= 0) {
         zf_handle *h = new_handle(fs, fd);
         free(path);
@@ -1215,7 +1421,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    int fd = openat(fs->rootfd, path, fi->flags | O_CREAT | O_CLOEXEC, mode);
+    int fd = ovl_open(fs, path, fi->flags | O_CREAT, mode);
     if (fd < 0) {
         fuse_reply_err(req, errno);
         free(path);
@@ -1416,7 +1622,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     dir_add(d, ".", ino, S_IFDIR);
     dir_add(d, "..", 0, S_IFDIR);
     bool any = false;
-    int fd = openat(fs->rootfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = ovl_open(fs, path, O_RDONLY | O_DIRECTORY, 0);
     if (fd >= 0) {
         any = true;
         DIR *dp = fdopendir(fd);

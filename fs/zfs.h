@@ -344,5 +344,12 @@ int zf_http_bind(const char *spec, const char *what, bool metrics_only, const ch
 int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store);
 void zf_http_stop(zf_http *h);
 void zf_http_free(zf_http *h);
+/* Also accept `Host: NAME` (any port) besides the listener's address and
+ * port (--http-host; before zf_http_start).  0, -EINVAL, -E2BIG (16). */
+int zf_http_allow_host(zf_http *h, const char *name);
+const char *zf_http_addr(const zf_http *h); /* "ADDR:PORT" bound */
+/* The time a client has to send a whole request, from its connect or the
+ * end of its previous answer (default 10 s; before zf_http_start). */
+void zf_http_set_request_timeout(zf_http *h, unsigned ms);
 
 #endif
