@@ -134,7 +134,7 @@ extern "C" {
 #define ZP_CAP_PENDING 1u      /* "zfs_caps" bit: understands PENDING */
 #define ZP_CAP_MPART 2u        /* "zfs_caps" bit: understands MPART */
 #define ZP_MAX_PEX_ADDED 50u   /* peers per ut_pex message, both ways */
-#define ZP_CTRL_FRAME_MAX (1u << 20)
+#define ZP_CTRL_FRAME_MAX (64u << 10)
 #define ZP_DATA_FRAME_MAX ((64u << 20) + 1024u)
 #define ZP_MAX_REQ_CHUNKS 1024u
 #define ZP_MAX_HAVE_RUNS 4096u
@@ -287,6 +287,9 @@ typedef struct zn_peer_opts {
     uint64_t min_rate;         /* B/s: a peer slower than this while busy is dropped; 0: 256 KiB/s */
     unsigned slow_window_ms;   /* busy time before the rate is judged; 0: 4000 */
     unsigned slow_ban_ms;      /* a dropped slow peer is not dialled again for; 0: 600000 */
+    unsigned ban_ms;           /* how long a ban holds; 0: 1 h */
+    uint64_t upload_mem_max;   /* bytes queued for writing to all peers; 0: 64 MiB */
+    unsigned write_stall_ms;   /* a peer reading nothing we queued for this long goes; 0: 20000 */
 } zn_peer_opts;
 
 typedef struct zn_peer_stats {
@@ -305,6 +308,7 @@ typedef struct zn_peer_stats {
     uint64_t mparts_in, mparts_out;  /* MPART answers received / sent */
     uint64_t manifests_joined;       /* manifests put together from parts and verified */
     uint64_t pending_in;             /* PENDING messages received */
+    uint64_t stall_drops;            /* peers dropped for reading nothing we sent */
 } zn_peer_stats;
 
 int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provider *p,
