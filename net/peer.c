@@ -45,8 +45,8 @@
 #define WRITE_STALL_MS 20000u            /* a peer that reads nothing for this long goes */
 #define SMALL_FRAME_MAX (64u << 10)      /* frames nobody asked for (HAVE ≤ 32 KiB) */
 #define MANIFEST_FRAME_MAX (2u + 9u + 40u * XET_XORB_MAX_CHUNKS) /* MANIFEST / MPART */
-#define TURN_MSGS 32u                    /* messages of one peer handled per loop turn */
-#define TURN_BYTES (256u << 10)          /* frame bytes of one peer handled per loop turn */
+#define TURN_MSGS 16u                    /* messages of one peer handled per loop turn */
+#define TURN_BYTES (64u << 10)           /* frame bytes of one peer handled per loop turn */
 #define MAX_HAVE_RUNS_PEER 65536u        /* announced runs remembered per peer */
 #define MAX_BANS 1024u
 #define BAN_MS (3600u * 1000u)
@@ -2706,6 +2706,43 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
         c->state = C_HS; /* so conn_close does the normal teardown */
         conn_close(c);
         return r;
+    }
+    return 0;
+}
+
+int zn_peer_adopt(zn_peer_node *n, int fd, const uint8_t info_hash[20])
+{
+    if (n->closing)
+        return -ESHUTDOWN;
+    if (n->nconns >= n->o.max_conns)
+        return -EMFILE;
+    if (info_hash) {
+        int r = zn_peer_swarm_join(n, info_hash);
+        if (r)
+            return r;
+    }
+    zp_conn *c = conn_new(n, info_hash != NULL);
+    if (!c)
+        return -ENOMEM;
+    c->state = C_HS;
+    if (info_hash)
+        memcpy(c->ih, info_hash, 20);
+    int r = uv_tcp_open(&c->tcp, fd);
+    if (!r)
+        r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r) {
+        conn_close(c);
+        return r;
+    }
+    c->reading = true;
+    if (info_hash) {
+        uint8_t *hs = malloc(68);
+        if (!hs) {
+            conn_close(c);
+            return -ENOMEM;
+        }
+        zp_handshake(hs, c->ih, n->id);
+        conn_write(c, hs, 68);
     }
     return 0;
 }
