@@ -715,7 +715,8 @@ static void have_merge(zp_conn *c, zp_have *h, const uint8_t *body, uint32_t cnt
     }
     if (!na)
         return;
-    memcpy(add + na, h->runs, h->n * sizeof *add);
+    if (h->n)
+        memcpy(add + na, h->runs, h->n * sizeof *add);
     uint32_t tot = na + h->n, m = 0;
     qsort(add, tot, sizeof *add, run_cmp);
     for (uint32_t k = 0; k < tot; k++) {

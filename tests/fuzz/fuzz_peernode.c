@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -172,6 +173,7 @@ static void init(void)
     make(&X, 1);
     make(&Y, 2);
     uv_loop_init(&loop);
+    signal(SIGPIPE, SIG_IGN); /* as zestfs does: a closed peer is an error, not a signal */
     const char *dir = getenv("ZESTFS_PEERNODE_SEEDS");
     if (dir) /* write the seeds instead */
         exit(fz_peernode_seeds(dir));
