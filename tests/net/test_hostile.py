@@ -338,13 +338,12 @@ def main():
         except OSError:
             ok = False
         took = time.time() - t0
-        dr_end = dr.closed_at - t0 if dr.closed_at else None
-        FIG.update(dribble_read_s=round(took, 1), dribble_sent=dr.sent,
-                   dribble_drop_s=round(dr_end, 1) if dr_end is not None else None)
         check(ok and took < 120, f"dribble: B's read byte-exact in {took:.1f} s (< 120)")
         end = time.time() + 60
         while dr.closed_at is None and time.time() < end:
             time.sleep(0.2)
+        FIG.update(dribble_read_s=round(took, 1), dribble_sent=dr.sent,
+                   dribble_drop_s=round(dr.closed_at - t0, 1) if dr.closed_at else None)
         check(dr.closed_at is not None, f"dribble: B dropped the dribbler (after "
               f"{None if dr.closed_at is None else round(dr.closed_at - t0, 1)} s; it sent "
               f"{dr.sent} bytes of DATA)")
