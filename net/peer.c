@@ -1804,6 +1804,17 @@ static int frame_check(zp_conn *c, const uint8_t *p, uint32_t L)
     return -1;
 }
 
+/* Whether we answer the frame at p (7 bytes): requests, and the extension
+ * handshake (our HAVEs follow it).  Only these wait while the queue is full;
+ * answers to our own requests and announcements go on being handled. */
+static bool frame_answered(const uint8_t *p)
+{
+    if (p[4] != 20)
+        return false;
+    return p[5] == 0 || (p[5] == ZP_EXT_ZFS_XET && (p[6] == ZP_REQUEST || p[6] == ZP_MREQ)) ||
+           (p[5] == ZP_EXT_UT_XET && p[6] == ZP_UT_REQUEST);
+}
+
 static bool frame_is_data(const uint8_t *p)
 {
     return p[4] == 20 && ((p[5] == ZP_EXT_ZFS_XET && p[6] == ZP_DATA) ||
@@ -1855,8 +1866,8 @@ static void process(zp_conn *c)
             yield_start(n);
             break;
         }
-        if (out_full(c)) {
-            c->blocked = true; /* until what we owe it drains (out_sub) */
+        if (out_full(c) && L >= 3 && (avail < 7 || frame_answered(p))) {
+            c->blocked = true; /* its requests wait until what we owe it drains (out_sub) */
             break;
         }
         if (L > n->o.ctrl_frame_max && !hok) {
