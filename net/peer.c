@@ -1756,7 +1756,8 @@ static bool handle_handshake(zp_conn *c, const uint8_t *p)
         conn_close(c);
         return false;
     }
-    if (!memcmp(pid, n->id, 20) || banned_ip(n, &c->addr) || !ext) {
+    bool banned = c->outgoing ? banned_addr(n, &c->addr) : banned_ip(n, &c->addr);
+    if (!memcmp(pid, n->id, 20) || banned || !ext) {
         conn_close(c);
         return false;
     }
