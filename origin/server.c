@@ -22,6 +22,13 @@
  *   GET  /_origin/stats, /_origin/knobs; POST /_origin/knobs,
  *        /_origin/stats/reset (POST: loopback clients only)
  *
+ * Request bodies (issue #19): the first call of the access handler (headers
+ * only) routes the request, checks its authorization (CAS write token, Hub
+ * token, loopback) and its Content-Length against the route's cap; a
+ * refusal (401/403/404, 413) is queued then, so MHD never reads the body.
+ * Only POST routes that take a body have a cap above 0; a chunked body that
+ * runs past its cap closes the connection.
+ *
  * Bytes of xorbs and regular files are served with
  * MHD_create_response_from_fd_at_offset64 (sendfile on plain HTTP) unless a
  * fault knob that touches bodies is on; then a pread-based callback
@@ -48,7 +55,14 @@
 #include <microhttpd.h>
 
 #define JSON_CT "application/json; charset=utf-8"
-#define MAX_BODY (XET_XORB_MAX_BYTES + (16u << 20))
+/* Request body caps per route (issue #19): a body past its route's cap is
+ * answered 413 from its Content-Length before a byte of it is read (or the
+ * connection is closed when a chunked body runs past it). */
+#define CAP_XORB (XET_XORB_MAX_BYTES + (1u << 20))   /* records + footer (8192 chunks) */
+#define CAP_SHARD (XET_XORB_MAX_BYTES + (16u << 20)) /* xet-core targets 64 MiB shards */
+#define CAP_COMMIT (64u << 20)                       /* NDJSON, small files inline */
+#define CAP_JSON (8u << 20)                          /* paths-info, preupload */
+#define CAP_SMALL (64u << 10)                        /* repo create, knobs, stats reset */
 
 /* ---- server state ------------------------------------------------------- */
 
@@ -86,7 +100,8 @@ static srv *g_srv;
 typedef struct req {
     uint8_t *body;
     size_t len, cap;
-    bool too_big;
+    size_t max;    /* this route's body cap */
+    bool answered; /* refused before its body was read */
     /* accounting of a fd (sendfile) body */
     uint64_t planned;
     bool is_xorb;
@@ -1694,8 +1709,6 @@ static enum MHD_Result h_xorb_post(ctx *x, const char *hash)
     xet_hash h;
     if (strlen(hash) != 64 || xet_hash_from_string(hash, &h) != 0)
         return send_err(x->c, 400, NULL, "invalid xorb hash");
-    if (x->rq->too_big)
-        return send_err(x->c, 400, NULL, "xorb larger than 64 MiB");
     if (o_xorb_exists(x->S->s, &h, NULL)) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "was_inserted", false);
@@ -2267,45 +2280,137 @@ static enum MHD_Result route(ctx *x)
     return send_err(c, 404, NULL, "not found");
 }
 
+/* Before the body (issue #19): which routes take a body, how much, and
+ * whether this request may send it.  Called with the headers only; returns
+ * true to go on reading, false with an answer queued in *ret (401/403/404 as
+ * the route would give after the body, 413 past the cap), so an
+ * unauthorized or oversized upload costs no memory and no read. */
+static bool pre_body(ctx *x, enum MHD_Result *ret)
+{
+    srv *S = x->S;
+    segs *g = &x->sg;
+    struct MHD_Connection *c = x->c;
+    size_t max = 0;
+    int need = 0; /* 1 CAS write token, 2 Hub repo access, 3 Hub write, 4 loopback */
+    const char *type = NULL;
+    if (x->post) {
+        if (g->n == 4 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorbs"))
+            max = CAP_XORB, need = 1;
+        else if (g->n == 2 && !strcmp(g->v[1], "shards") &&
+                 (!strcmp(g->v[0], "v1") || !strcmp(g->v[0], "v2")))
+            max = CAP_SHARD, need = 1;
+        else if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") &&
+                 !strcmp(g->v[2], "create"))
+            max = CAP_SMALL, need = 3;
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+                 (!strcmp(g->v[4], "paths-info") || !strcmp(g->v[4], "preupload")))
+            max = CAP_JSON, need = 2;
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+                 !strcmp(g->v[4], "commit"))
+            max = CAP_COMMIT, need = 2;
+        else if (g->n >= 2 && !strcmp(g->v[0], "_origin"))
+            max = CAP_SMALL, need = 4;
+    }
+    x->rq->max = max;
+    if (need == 1) {
+        int e = check_cas_token(S, c, true);
+        if (e) {
+            *ret = cas_denied(c, e);
+            return false;
+        }
+    } else if (need == 2) {
+        char id[260];
+        snprintf(id, sizeof id, "%s/%s", g->v[2], g->v[3]);
+        o_repo r;
+        if (!visible_repo(S, c, type, id, &r, ret))
+            return false;
+        if (!strcmp(g->v[4], "commit") && !may_write(S, c)) {
+            *ret = send_err(c, 401, NULL, "committing requires a valid token");
+            return false;
+        }
+    } else if (need == 3) {
+        if (hub_auth(S, c) == AUTH_INVALID || !may_write(S, c)) {
+            *ret = send_err(c, 401, NULL, "creating a repo requires a valid token");
+            return false;
+        }
+    } else if (need == 4 && !is_loopback(c)) {
+        *ret = send_err(c, 403, NULL, "control endpoint: loopback only");
+        return false;
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end == cl || *end || errno || n > max) {
+            *ret = send_err(c, 413, NULL, max ? "request body larger than this route takes"
+                                              : "this route takes no request body");
+            return false;
+        }
+        if (n) { /* one allocation of the announced size */
+            x->rq->body = malloc((size_t)n);
+            if (!x->rq->body) {
+                *ret = MHD_NO;
+                return false;
+            }
+            x->rq->cap = (size_t)n;
+        }
+    }
+    return true;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
     srv *S = cls;
     req *rq = *con_cls;
-    if (!rq) {
+    ctx x = {.S = S, .c = c, .rq = rq, .method = method};
+    x.head = !strcmp(method, "HEAD");
+    x.get = !strcmp(method, "GET");
+    x.post = !strcmp(method, "POST") || !strcmp(method, "PUT");
+    if (!rq) { /* headers only: authorize and size the body before reading it */
         rq = calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
         client_str(c, rq->client, sizeof rq->client);
         *con_cls = rq;
+        x.rq = rq;
+        if (split_path(url, &x.sg) != 0) {
+            rq->answered = true;
+            return send_err(c, 400, NULL, "bad path");
+        }
+        enum MHD_Result ret = MHD_YES;
+        if (!pre_body(&x, &ret))
+            rq->answered = true;
+        segs_free(&x.sg);
+        return ret;
+    }
+    if (rq->answered) { /* answered before the body; MHD discards the rest */
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
-        if (rq->len + n > MAX_BODY) {
-            rq->too_big = true;
-        } else {
-            if (rq->len + n > rq->cap) {
-                size_t nc = rq->cap ? rq->cap : 65536;
-                while (nc < rq->len + n)
-                    nc *= 2;
-                uint8_t *nb = realloc(rq->body, nc);
-                if (!nb)
-                    return MHD_NO;
-                rq->body = nb;
-                rq->cap = nc;
-            }
-            memcpy(rq->body + rq->len, upload_data, n);
-            rq->len += n;
+        if (n > rq->max - rq->len)
+            return MHD_NO; /* a chunked body past its cap: close */
+        if (rq->len + n > rq->cap) {
+            size_t nc = rq->cap ? rq->cap : 65536;
+            while (nc < rq->len + n)
+                nc *= 2;
+            if (nc > rq->max)
+                nc = rq->max;
+            uint8_t *nb = realloc(rq->body, nc);
+            if (!nb)
+                return MHD_NO;
+            rq->body = nb;
+            rq->cap = nc;
         }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
         *upload_data_size = 0;
         return MHD_YES;
     }
-    ctx x = {.S = S, .c = c, .rq = rq, .method = method};
-    x.head = !strcmp(method, "HEAD");
-    x.get = !strcmp(method, "GET");
-    x.post = !strcmp(method, "POST") || !strcmp(method, "PUT");
     if (split_path(url, &x.sg) != 0)
         return send_err(c, 400, NULL, "bad path");
     enum MHD_Result r = route(&x);
