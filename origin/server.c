@@ -71,7 +71,7 @@ typedef struct counter {
     uint64_t bytes;
 } counter;
 
-typedef struct srv {
+typedef struct o_server {
     o_store *s;
     const o_serve_opts *o;
     o_cindex ci;
@@ -93,6 +93,7 @@ typedef struct srv {
     counter *per_xorb, *per_client;
     size_t nper_xorb, nper_client, cap_xorb, cap_client;
     pthread_mutex_t upmu; /* serialises shard acceptance */
+    char *cert, *key;     /* TLS, PEM */
 } srv;
 
 static srv *g_srv;
@@ -2485,7 +2486,7 @@ static int parse_listen(const char *l, struct sockaddr_storage *ss, socklen_t *s
     return AF_INET;
 }
 
-int o_serve(o_store *st, const o_serve_opts *o)
+int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server **out)
 {
     srv *S = calloc(1, sizeof *S);
     if (!S)
@@ -2508,26 +2509,35 @@ int o_serve(o_store *st, const o_serve_opts *o)
     int e = o_cindex_init(&S->ci);
     if (!e)
         e = o_cindex_load(&S->ci, st);
-    if (e)
+    if (e) {
+        free(S);
         return e;
+    }
     struct sockaddr_storage ss;
     socklen_t sl;
     int fam = parse_listen(o->listen ? o->listen : "127.0.0.1:8080", &ss, &sl);
     if (fam < 0) {
         fprintf(stderr, "zestfs-origin: bad --listen address\n");
+        o_cindex_free(&S->ci);
+        free(S);
         return -EINVAL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG;
     if (fam == AF_INET6)
         flags |= MHD_USE_IPv6;
-    char *cert = NULL, *key = NULL;
+    if (no_listen)
+        flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     if (o->tls_cert || o->tls_key) {
         size_t n;
         if (!o->tls_cert || !o->tls_key ||
-            o_read_file(o->tls_cert, (uint8_t **)&cert, &n, 1 << 20) != 0 ||
-            o_read_file(o->tls_key, (uint8_t **)&key, &n, 1 << 20) != 0) {
+            o_read_file(o->tls_cert, (uint8_t **)&S->cert, &n, 1 << 20) != 0 ||
+            o_read_file(o->tls_key, (uint8_t **)&S->key, &n, 1 << 20) != 0) {
             fprintf(stderr, "zestfs-origin: cannot read --tls-cert/--tls-key\n");
+            free(S->cert);
+            free(S->key);
+            o_cindex_free(&S->ci);
+            free(S);
             return -EINVAL;
         }
         flags |= MHD_USE_TLS;
@@ -2542,7 +2552,7 @@ int o_serve(o_store *st, const o_serve_opts *o)
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, S->key, MHD_OPTION_HTTPS_MEM_CERT, S->cert,
                                 MHD_OPTION_END);
     else
         S->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, S, MHD_OPTION_SOCK_ADDR, &ss,
@@ -2554,10 +2564,52 @@ int o_serve(o_store *st, const o_serve_opts *o)
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!S->d) {
         fprintf(stderr, "zestfs-origin: cannot start the HTTP server on %s\n", o->listen);
+        free(S->cert);
+        free(S->key);
+        o_cindex_free(&S->ci);
+        free(S);
         return -EADDRINUSE;
     }
+    *out = S;
+    return 0;
+}
+
+unsigned o_server_port(o_server *S)
+{
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = di ? di->port : 0;
+    return di ? di->port : 0;
+}
+
+int o_server_add(o_server *S, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return MHD_add_connection(S->d, fd, addr, len) == MHD_YES ? 0 : -EIO;
+}
+
+void o_server_stop(o_server *S)
+{
+    if (!S)
+        return;
+    MHD_stop_daemon(S->d);
+    free(S->cert);
+    free(S->key);
+    o_cindex_free(&S->ci);
+    free(S->per_xorb);
+    free(S->per_client);
+    pthread_mutex_destroy(&S->stmu);
+    pthread_mutex_destroy(&S->bwmu);
+    pthread_mutex_destroy(&S->upmu);
+    if (g_srv == S)
+        g_srv = NULL;
+    free(S);
+}
+
+int o_serve(o_store *st, const o_serve_opts *o)
+{
+    srv *S;
+    int e = o_server_start(st, o, false, &S);
+    if (e)
+        return e;
+    unsigned port = o_server_port(S);
     if (!o->quiet)
         fprintf(stderr, "zestfs-origin: serving %s on %s://%s (port %u)\n", st->dir,
                 S->tls ? "https" : "http", o->listen, port);
@@ -2578,12 +2630,6 @@ int o_serve(o_store *st, const o_serve_opts *o)
     sigaction(SIGTERM, &sa, NULL);
     while (!g_stop)
         pause();
-    MHD_stop_daemon(S->d);
-    free(cert);
-    free(key);
-    o_cindex_free(&S->ci);
-    free(S->per_xorb);
-    free(S->per_client);
-    free(S);
+    o_server_stop(S);
     return 0;
 }
