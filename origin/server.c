@@ -2067,7 +2067,8 @@ static enum MHD_Result h_create_repo(ctx *x)
         snprintf(id, sizeof id, "%s/%s", org->valuestring, name->valuestring);
     else if (cJSON_IsString(name))
         snprintf(id, sizeof id, "%s", name->valuestring);
-    const char *t = cJSON_IsString(type) ? type->valuestring : "model";
+    char t[16]; /* copied: j is freed before the answer is made */
+    snprintf(t, sizeof t, "%s", cJSON_IsString(type) ? type->valuestring : "model");
     char err[256] = "";
     pthread_mutex_lock(&S->upmu);
     int e = id[0] ? o_hub_create_repo(S->s, t, id, cJSON_IsTrue(priv), err, sizeof err) : -EINVAL;
