@@ -1000,6 +1000,12 @@ typedef struct ctx {
     segs sg;
 } ctx;
 
+/* The request body; "" (never NULL) when none came. */
+static const char *body_of(const ctx *x)
+{
+    return x->rq->body ? (const char *)x->rq->body : "";
+}
+
 static enum MHD_Result rev_error(struct MHD_Connection *c, int e)
 {
     if (e == -ENOENT)
@@ -1168,7 +1174,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
     bool expand = false;
     const char *ct = MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, "Content-Type");
     if (ct && strstr(ct, "json")) {
-        cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+        cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
         cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "paths");
         int n = cJSON_GetArraySize(ps);
         paths = calloc(n > 0 ? (size_t)n : 1, sizeof *paths);
@@ -1177,7 +1183,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
         expand = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "expand"));
         cJSON_Delete(j);
     } else if (x->rq->len) {
-        char *body = strndup((const char *)x->rq->body, x->rq->len);
+        char *body = strndup(body_of(x), x->rq->len);
         size_t cap = 0;
         char *save = NULL;
         for (char *kv = body ? strtok_r(body, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
@@ -2004,7 +2010,7 @@ static enum MHD_Result h_control(ctx *x)
         return send_json(x->c, 200, stats_json(S), NULL);
     }
     if (g->n == 2 && !strcmp(g->v[1], "knobs") && x->post) {
-        cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+        cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
         if (!cJSON_IsObject(j)) {
             cJSON_Delete(j);
             return send_err(x->c, 400, NULL, "JSON object expected");
@@ -2057,7 +2063,7 @@ static enum MHD_Result h_create_repo(ctx *x)
     srv *S = x->S;
     if (hub_auth(S, x->c) == AUTH_INVALID || !may_write(S, x->c))
         return send_err(x->c, 401, NULL, "creating a repo requires a valid token");
-    cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+    cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
     const cJSON *org = cJSON_GetObjectItemCaseSensitive(j, "organization");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
@@ -2104,7 +2110,7 @@ static enum MHD_Result h_commit(ctx *x, const o_repo *r, const char *rev)
         return send_err(x->c, 401, NULL, "committing requires a valid token");
     char id[41] = "", err[512] = "";
     pthread_mutex_lock(&S->upmu);
-    int e = o_hub_commit(S->s, r, rev, (const char *)x->rq->body, x->rq->len, id, err, sizeof err);
+    int e = o_hub_commit(S->s, r, rev, body_of(x), x->rq->len, id, err, sizeof err);
     pthread_mutex_unlock(&S->upmu);
     if (e == -EAGAIN)
         return send_err(x->c, 412, NULL, err);
@@ -2177,6 +2183,8 @@ static enum MHD_Result route(ctx *x)
             return ret;
         if (g->n == 4 && (x->get || x->head))
             return h_repo_info(x, &r, "main");
+        if (g->n == 4) /* another method on the repo itself (there is no g->v[4]) */
+            return send_err(c, 404, NULL, "not found");
         const char *op = g->v[4];
         if (!strcmp(op, "revision") && g->n == 6 && (x->get || x->head))
             return h_repo_info(x, &r, g->v[5]);
@@ -2191,7 +2199,7 @@ static enum MHD_Result route(ctx *x)
         if (!strcmp(op, "paths-info") && g->n == 6 && x->post)
             return h_paths_info(x, &r, g->v[5]);
         if (!strcmp(op, "preupload") && g->n == 6 && x->post) {
-            cJSON *j = o_hub_preupload(S->s, &r, g->v[5], (const char *)x->rq->body, x->rq->len);
+            cJSON *j = o_hub_preupload(S->s, &r, g->v[5], body_of(x), x->rq->len);
             return j ? send_json(c, 200, j, NULL) : send_err(c, 400, NULL, "invalid preupload body");
         }
         if (!strcmp(op, "commit") && g->n == 6 && x->post)
