@@ -2535,8 +2535,8 @@ int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server 
                      MHD_USE_ERROR_LOG;
     if (fam == AF_INET6)
         flags |= MHD_USE_IPv6;
-    if (no_listen)
-        flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    if (no_listen) /* fuzzing: quiet (MHD logs every malformed request) */
+        flags = (flags & ~(unsigned)MHD_USE_ERROR_LOG) | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     if (o->tls_cert || o->tls_key) {
         size_t n;
         if (!o->tls_cert || !o->tls_key ||

@@ -2,9 +2,9 @@
  * libmicrohttpd's parser, the pre-body authorization and body caps, the
  * router and every handler, over a real server with no listening socket.
  * Each input is what one client sends on one connection (one request or
- * several pipelined, bodies included); it goes in through a loopback TCP
- * connection whose server end is handed to the server (o_server_add, as
- * MHD_add_connection), the client side is then shut for writing once all
+ * several pipelined, bodies included); it goes in through a socketpair
+ * whose one end is handed to the server (o_server_add, as
+ * MHD_add_connection, with a TCP client address), the client side is then shut for writing once all
  * was sent (or the server stopped taking it) and the answer read to the end.
  * The store is made once: org/tiny (public: config.json, README.md, a Xet
  * model.safetensors) and org/private (a Xet secret.bin), a fixed secret
@@ -35,7 +35,6 @@ static o_store store;
 static o_server *srv;
 static o_serve_opts opts;
 static const char *tokens[] = {"hf_fuzz"};
-static int lfd = -1; /* the harness's own listener: accept() gives the server's end */
 
 static void put(const char *path, const void *p, size_t n)
 {
@@ -65,8 +64,6 @@ static void teardown(void)
 {
     o_server_stop(srv);
     srv = NULL;
-    if (lfd >= 0)
-        close(lfd);
     o_store_close(&store);
     if (dir[0])
         nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -118,10 +115,6 @@ static void setup(void)
     opts = (o_serve_opts){.listen = "127.0.0.1:0", .tokens = tokens, .ntokens = 1, .quiet = true};
     if (o_server_start(&store, &opts, true, &srv) != 0)
         abort();
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 16))
-        abort();
     atexit(teardown);
 }
 
@@ -135,11 +128,8 @@ static uint64_t now_ms(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
-    struct sockaddr_in la;
-    socklen_t ll = sizeof la;
     int sv[2];
-    if (getsockname(lfd, (struct sockaddr *)&la, &ll) || (sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        connect(sv[1], (struct sockaddr *)&la, ll) || (sv[0] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000),
                                .sin_addr.s_addr = htonl(0xc0000207)}; /* 192.0.2.7 */
