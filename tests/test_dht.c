@@ -592,6 +592,74 @@ static void test_endless(void)
     uv_run(loop, UV_RUN_DEFAULT);
 }
 
+/* ---- tool mode ---------------------------------------------------------------------- */
+
+static int tool(int argc, char **argv)
+{
+    if (argc != 5 || strcmp(argv[1], "node"))
+        return 2;
+    const char *bl[17] = {0};
+    char *boots = strdup(argv[2]);
+    int nb = 0;
+    for (char *tok = strtok(boots, ","); tok && nb < 16; tok = strtok(NULL, ","))
+        bl[nb++] = tok;
+    zn_dht *d;
+    zn_dht_opts o = {.bind_ip = "127.0.0.1", .bootstrap = bl, .query_timeout_ms = 1500};
+    if (zn_dht_new(loop, &o, &d))
+        return 1;
+    printf("port %d\n", zn_dht_port(d));
+    fflush(stdout);
+    res r = {0};
+    zn_dht_bootstrap(d, done_cb, &r);
+    run_until(&r.calls, 1);
+    printf("bootstrap good=%u\n", r.n);
+    fflush(stdout);
+    uint8_t ih[20];
+    hex20(argv[3], ih);
+    memset(&r, 0, sizeof r);
+    zn_dht_announce(d, ih, (uint16_t)atoi(argv[4]), done_cb, &r);
+    run_until(&r.calls, 1);
+    printf("announced err=%d acks=%u\n", r.err, r.n);
+    fflush(stdout);
+    /* commands on stdin, while the loop keeps serving queries */
+    char line[256];
+    for (;;) {
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(0, &fds);
+        struct timeval tv = {0, 20000};
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (select(1, &fds, NULL, NULL, &tv) <= 0)
+            continue;
+        if (!fgets(line, sizeof line, stdin) || !strncmp(line, "quit", 4))
+            break;
+        if (!strncmp(line, "getpeers ", 9) && strlen(line) >= 49) {
+            hex20(line + 9, ih);
+            memset(&r, 0, sizeof r);
+            zn_dht_get_peers(d, ih, peers_cb, &r);
+            run_until(&r.calls, 1);
+            printf("peers %s err=%d\n", r.peers, r.err);
+        } else if (!strncmp(line, "ping ", 5)) {
+            struct sockaddr_in a;
+            uv_ip4_addr("127.0.0.1", atoi(line + 5), &a);
+            memset(&r, 0, sizeof r);
+            zn_dht_ping(d, (struct sockaddr *)&a, done_cb, &r);
+            run_until(&r.calls, 1);
+            printf("ping err=%d n=%u\n", r.err, r.n);
+        } else if (!strncmp(line, "stats", 5)) {
+            zn_dht_stats st = zn_dht_get_stats(d);
+            printf("stats queries_in=%llu responses_in=%llu stored_peers=%zu good=%zu\n",
+                   (unsigned long long)st.queries_in, (unsigned long long)st.responses_in,
+                   st.stored_peers, st.good_nodes);
+        }
+        fflush(stdout);
+    }
+    zn_dht_free(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+    free(boots);
+    return 0;
+}
+
 /* ---- hostile sources (issue #19): crafted UDP datagrams on loopback ---------- */
 
 #include <poll.h>
@@ -965,74 +1033,6 @@ static void test_rate_limit(void)
     close(fg);
     zn_dht_free(d);
     uv_run(loop, UV_RUN_DEFAULT);
-}
-
-/* ---- tool mode ---------------------------------------------------------------------- */
-
-static int tool(int argc, char **argv)
-{
-    if (argc != 5 || strcmp(argv[1], "node"))
-        return 2;
-    const char *bl[17] = {0};
-    char *boots = strdup(argv[2]);
-    int nb = 0;
-    for (char *tok = strtok(boots, ","); tok && nb < 16; tok = strtok(NULL, ","))
-        bl[nb++] = tok;
-    zn_dht *d;
-    zn_dht_opts o = {.bind_ip = "127.0.0.1", .bootstrap = bl, .query_timeout_ms = 1500};
-    if (zn_dht_new(loop, &o, &d))
-        return 1;
-    printf("port %d\n", zn_dht_port(d));
-    fflush(stdout);
-    res r = {0};
-    zn_dht_bootstrap(d, done_cb, &r);
-    run_until(&r.calls, 1);
-    printf("bootstrap good=%u\n", r.n);
-    fflush(stdout);
-    uint8_t ih[20];
-    hex20(argv[3], ih);
-    memset(&r, 0, sizeof r);
-    zn_dht_announce(d, ih, (uint16_t)atoi(argv[4]), done_cb, &r);
-    run_until(&r.calls, 1);
-    printf("announced err=%d acks=%u\n", r.err, r.n);
-    fflush(stdout);
-    /* commands on stdin, while the loop keeps serving queries */
-    char line[256];
-    for (;;) {
-        fd_set fds;
-        FD_ZERO(&fds);
-        FD_SET(0, &fds);
-        struct timeval tv = {0, 20000};
-        uv_run(loop, UV_RUN_NOWAIT);
-        if (select(1, &fds, NULL, NULL, &tv) <= 0)
-            continue;
-        if (!fgets(line, sizeof line, stdin) || !strncmp(line, "quit", 4))
-            break;
-        if (!strncmp(line, "getpeers ", 9) && strlen(line) >= 49) {
-            hex20(line + 9, ih);
-            memset(&r, 0, sizeof r);
-            zn_dht_get_peers(d, ih, peers_cb, &r);
-            run_until(&r.calls, 1);
-            printf("peers %s err=%d\n", r.peers, r.err);
-        } else if (!strncmp(line, "ping ", 5)) {
-            struct sockaddr_in a;
-            uv_ip4_addr("127.0.0.1", atoi(line + 5), &a);
-            memset(&r, 0, sizeof r);
-            zn_dht_ping(d, (struct sockaddr *)&a, done_cb, &r);
-            run_until(&r.calls, 1);
-            printf("ping err=%d n=%u\n", r.err, r.n);
-        } else if (!strncmp(line, "stats", 5)) {
-            zn_dht_stats st = zn_dht_get_stats(d);
-            printf("stats queries_in=%llu responses_in=%llu stored_peers=%zu good=%zu\n",
-                   (unsigned long long)st.queries_in, (unsigned long long)st.responses_in,
-                   st.stored_peers, st.good_nodes);
-        }
-        fflush(stdout);
-    }
-    zn_dht_free(d);
-    uv_run(loop, UV_RUN_DEFAULT);
-    free(boots);
-    return 0;
 }
 
 int main(int argc, char **argv)
