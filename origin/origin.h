@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 
@@ -205,5 +206,13 @@ typedef struct o_serve_opts {
     bool quiet;
 } o_serve_opts;
 int o_serve(o_store *s, const o_serve_opts *o);
+/* The server without o_serve's wait: started on o->listen, or with no
+ * listening socket (no_listen; fuzzing) and connections handed in by
+ * o_server_add (MHD_add_connection: the server owns fd from then on). */
+typedef struct o_server o_server;
+int o_server_start(o_store *s, const o_serve_opts *o, bool no_listen, o_server **out);
+unsigned o_server_port(o_server *srv);
+int o_server_add(o_server *srv, int fd, const struct sockaddr *addr, socklen_t len);
+void o_server_stop(o_server *srv);
 
 #endif
