@@ -123,9 +123,14 @@ def guard_args(args, what="zestfs"):
 
 
 def guard_env(env=None):
-    """The environment for a zestfs child: no public DHT routers, no HF_ENDPOINT."""
+    """The environment for a zestfs child: no public DHT routers (unset means
+    the public ones: "none"; anything else must be loopback), no HF_ENDPOINT."""
     e = dict(os.environ if env is None else env)
-    e.setdefault("ZESTFS_DHT_BOOTSTRAP", "none")
+    if "ZESTFS_DHT_BOOTSTRAP" not in e:
+        e["ZESTFS_DHT_BOOTSTRAP"] = "none"
+    for b in e["ZESTFS_DHT_BOOTSTRAP"].replace(",", " ").split():
+        if b != "none" and not is_loopback_host(_hostport_host(b)):
+            raise ValueError(f"ZESTFS_DHT_BOOTSTRAP {b} is not loopback (tests reach loopback only)")
     e.pop("HF_ENDPOINT", None)
     return e
 
