@@ -17,6 +17,7 @@ fails = []
 tmp = tempfile.mkdtemp(prefix="zestfs-wheel-")
 mnts = []
 skipped = []  # parts that could not run here: exit 77 naming them
+san_dir = os.path.join(tmp, "sanitizer-reports")
 
 
 def check(cond, what):
@@ -71,6 +72,11 @@ try:
              "-q", whl[0]])
     check(r.returncode == 0, "pip install --no-index the wheel" + (": " + r.stderr[-500:] if r.returncode else ""))
     env = dict(os.environ, HOME=tmp, XDG_CONFIG_HOME=os.path.join(tmp, "xdg"))
+    # zestfs.mount() daemonizes: the daemon's stderr is gone, so sanitizer
+    # reports go to files here (checked at the end; sanitizer builds only)
+    os.makedirs(san_dir, exist_ok=True)
+    for k, pre in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
+        env[k] = (env[k] + ":" if env.get(k) else "") + "log_path=" + os.path.join(san_dir, pre)
     env.pop("ZESTFS", None)
     env.pop("ZESTFS_CONFIG", None)
     r = run([py, "-c", "import zestfs, os; print(zestfs.__version__); print(zestfs.binary())"], env=env)
@@ -183,6 +189,9 @@ finally:
     if origin:
         origin.stop()
     fails += fsutil.problems()  # the origin's exit status and log
+    for f in sorted(os.listdir(san_dir)) if os.path.isdir(san_dir) else []:
+        print(f"---- {f} ----\n" + open(os.path.join(san_dir, f), errors="replace").read()[-4000:])
+        check(False, f"sanitizer report from a process the wheel started: {f}")
     if not fails:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
