@@ -14,7 +14,7 @@ Guards (issue 23), here once so every fs test has them:
   Origin.stop() records an origin that does not exit 0; every log given to
   mount()/watch_log() and every origin log is scanned for sanitizer reports.
   Whatever was recorded fails the test in Run.finish() (or problems())."""
-import hashlib, ipaddress, json, os, random, re, shutil, signal, socket, struct, subprocess, sys
+import hashlib, ipaddress, json, os, random, re, shutil, signal, struct, subprocess, sys
 import tempfile, time, urllib.parse, urllib.request
 
 MiB = 1 << 20

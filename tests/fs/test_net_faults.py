@@ -17,7 +17,7 @@ mount (issue #7 part 3), asserting exact outcomes and printing the bounds:
     with EIO (no hang, nothing served) and the log names the certificate
     problem.
 Exit 0 pass, 1 fail, 77 skip."""
-import os, shutil, subprocess, sys, time
+import os, shutil, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -11,7 +11,7 @@ blobs/, symlinks and ref updates; SIGTERM (with files still open) and
 fusermount3 -u unmount.  The daemon reaches loopback only (fsutil.mount: a
 dead loopback --endpoint, no swarm, no DHT), exits 0 and logs no sanitizer report.
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse)."""
-import fcntl, json, os, signal, subprocess, sys, tempfile, time
+import fcntl, json, os, signal, subprocess, sys, tempfile
 import fsutil
 
 def main():
