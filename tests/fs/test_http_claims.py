@@ -29,8 +29,14 @@ import fsutil  # noqa: E402
 from fsutil import MiB, Origin, ingest, mount, rss, unmount  # noqa: E402
 
 
+# --http-token: repos not presented are resolved over HTTP only for requests
+# that carry it (issue 19)
+TOKEN = "claims-secret-token"
+AUTH = {"Authorization": "Bearer " + TOKEN}
+
+
 def get(base, path, headers=None):
-    rq = urllib.request.Request(base + path, headers=headers or {})
+    rq = urllib.request.Request(base + path, headers={**AUTH, **(headers or {})})
     try:
         with urllib.request.urlopen(rq, timeout=120) as r:
             return r.status, dict(r.headers), r.read()
@@ -44,7 +50,8 @@ def stalled_get(port, path):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(60)
     s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+              f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         d = s.recv(1024)
@@ -88,7 +95,7 @@ def main():
     try:
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--store", store, "--no-p2p", "--no-dht",
                                    "--repo", "org/tiny", "--repo", "spaces/org/app",
-                                   "--http", "127.0.0.1:0"], log)
+                                   "--http", "127.0.0.1:0", "--http-token", TOKEN], log)
         if not check(os.path.ismount(mnt), "mounted with --http"):
             raise RuntimeError("no mount")
         log.flush()

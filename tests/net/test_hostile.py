@@ -290,9 +290,14 @@ def main():
               f"{p99 * 1000:.1f} ms (without the flood {q99 * 1000:.1f} ms), max "
               f"{FIG['have_max_ms']} ms; handshakes max {FIG['hs_max_s']} s")
         check(sum(sent) >= 20, f"have: the flooders sent {sum(sent)} HAVEs")
-        check(len(lats) >= 20 and p99 <= p99_max,
+        # The bound is the 20 ms, or 3x what the same reads took without
+        # the flood in this run where that is more (a machine busy with other
+        # work: the flood must not be what slows reads; before the per-turn
+        # budget one read took 15 s)
+        bound = max(p99_max, 3 * q99)
+        check(len(lats) >= 20 and p99 <= bound,
               f"have: {len(lats)} random 4 KiB reads, p99 {p99 * 1000:.1f} ms <= "
-              f"{p99_max * 1000:.0f} ms")
+              f"{bound * 1000:.0f} ms (max of {p99_max * 1000:.0f} ms and 3x the quiet p99)")
         check(hss and max(hss) <= hs_max, f"have: {len(hss)} new peers, every handshake within "
               f"{hs_max:.0f} s (max {FIG['hs_max_s']} s)")
         check(alive(pa, ma, fa), "A still mounted after the HAVE flood")
