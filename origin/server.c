@@ -29,6 +29,7 @@
  */
 #include "origin.h"
 #include "hubapi.h"
+#include "hubreal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,6 +80,7 @@ typedef struct srv {
     counter *per_xorb, *per_client;
     size_t nper_xorb, nper_client, cap_xorb, cap_client;
     pthread_mutex_t upmu; /* serialises shard acceptance */
+    o_hr *hr;             /* the real Hub's answers (hubreal.c) */
 } srv;
 
 static srv *g_srv;
@@ -999,6 +1001,7 @@ static enum MHD_Result h_repo_info(ctx *x, const o_repo *r, const char *rev)
         return rev_error(x->c, e);
     cJSON *j = repo_info_json(r, &c, query_true(x->c, "blobs"));
     o_commit_free(&c);
+    o_hr_repo_info(x->S->hr, r->type, r->id, j);
     return send_json(x->c, 200, j, NULL);
 }
 
@@ -1107,6 +1110,7 @@ static enum MHD_Result h_tree(ctx *x, const o_repo *r, const char *rev, const ch
     for (size_t k = 0; k < nseen; k++)
         free(seen[k]);
     free(seen);
+    o_hr_redact(x->S->hr, x->c, r->type, r->id, all);
     /* page */
     size_t total = (size_t)cJSON_GetArraySize(all);
     cJSON *page = cJSON_CreateArray();
@@ -1207,6 +1211,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
     }
     free(paths);
     o_commit_free(&c);
+    o_hr_redact(x->S->hr, x->c, r->type, r->id, arr);
     return send_json(x->c, 200, arr, NULL);
 }
 
@@ -1950,6 +1955,7 @@ static cJSON *knobs_json(srv *S)
     cJSON_AddNumberToObject(j, "stall_ms", S->stall_ms);
     cJSON_AddNumberToObject(j, "token_ttl", S->token_ttl);
     cJSON_AddNumberToObject(j, "url_ttl", S->url_ttl);
+    o_hr_knobs_json(S->hr, j);
     return j;
 }
 
@@ -1998,6 +2004,8 @@ static enum MHD_Result h_control(ctx *x)
         const cJSON *it;
         cJSON_ArrayForEach(it, j)
         {
+            if (o_hr_knob(S->hr, it))
+                continue;
             if (!cJSON_IsNumber(it) || it->valuedouble < 0)
                 continue;
             double v = it->valuedouble;
@@ -2123,6 +2131,15 @@ static const char *type_from_plural(const char *p)
     return NULL;
 }
 
+/* A gated repo refuses this caller (hubreal.c): the answer is queued. */
+static bool gate_denies(ctx *x, const o_repo *r, enum MHD_Result *ret)
+{
+    char *base = base_url(x->S, x->c);
+    bool d = o_hr_gate_denies(x->S->hr, x->c, r->type, r->id, base, ret);
+    free(base);
+    return d;
+}
+
 static enum MHD_Result route(ctx *x)
 {
     srv *S = x->S;
@@ -2148,6 +2165,8 @@ static enum MHD_Result route(ctx *x)
         }
     }
 
+    if (o_hr_pre(S->hr, c, g->v, g->n, &ret))
+        return ret;
     /* Hub write API */
     if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") && !strcmp(g->v[2], "create") &&
         x->post)
@@ -2182,7 +2201,7 @@ static enum MHD_Result route(ctx *x)
         if (!strcmp(op, "commit") && g->n == 6 && x->post)
             return h_commit(x, &r, g->v[5]);
         if (!strcmp(op, "xet-read-token") && g->n == 6 && (x->get || x->head))
-            return h_token(x, &r, g->v[5], false);
+            return gate_denies(x, &r, &ret) ? ret : h_token(x, &r, g->v[5], false);
         if (!strcmp(op, "xet-write-token") && g->n == 6 && (x->get || x->head))
             return h_token(x, &r, g->v[5], true);
         return send_err(c, 404, NULL, "not found");
@@ -2192,7 +2211,7 @@ static enum MHD_Result route(ctx *x)
         char id[260];
         snprintf(id, sizeof id, "%s/%s", g->v[2], g->v[3]);
         o_repo r;
-        if (!visible_repo(S, c, g->v[1], id, &r, &ret))
+        if (!visible_repo(S, c, g->v[1], id, &r, &ret) || gate_denies(x, &r, &ret))
             return ret;
         char *path = join_segs(g, 5);
         ret = path ? h_resolve(x, &r, g->v[4], path, true) : MHD_NO;
@@ -2256,7 +2275,7 @@ static enum MHD_Result route(ctx *x)
             char id[260];
             snprintf(id, sizeof id, "%s/%s", g->v[o], g->v[o + 1]);
             o_repo r;
-            if (!visible_repo(S, c, type, id, &r, &ret))
+            if (!visible_repo(S, c, type, id, &r, &ret) || gate_denies(x, &r, &ret))
                 return ret;
             char *path = join_segs(g, o + 4);
             ret = path ? h_resolve(x, &r, g->v[o + 3], path, false) : MHD_NO;
@@ -2400,6 +2419,14 @@ int o_serve(o_store *st, const o_serve_opts *o)
     pthread_mutex_init(&S->stmu, NULL);
     pthread_mutex_init(&S->bwmu, NULL);
     pthread_mutex_init(&S->upmu, NULL);
+    S->hr = o_hr_new();
+    if (!S->hr)
+        return -ENOMEM;
+    for (size_t i = 0; i + 1 < o->nhr_flags; i += 2)
+        if (o_hr_flag(S->hr, o->hr_flags[i], o->hr_flags[i + 1]) != 0) {
+            fprintf(stderr, "zestfs-origin: bad %s %s\n", o->hr_flags[i], o->hr_flags[i + 1]);
+            return -EINVAL;
+        }
     int e = o_cindex_init(&S->ci);
     if (!e)
         e = o_cindex_load(&S->ci, st);
@@ -2479,6 +2506,7 @@ int o_serve(o_store *st, const o_serve_opts *o)
     o_cindex_free(&S->ci);
     free(S->per_xorb);
     free(S->per_client);
+    o_hr_free(S->hr);
     free(S);
     return 0;
 }
