@@ -959,7 +959,7 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
         }
         p->nsw++;
         snprintf(s->type, sizeof s->type, "%s", type);
-        zn_swarm_repo_id(type, r->id, s->ih);
+        zn_swarm_repo_id(type, r->canonical ? r->canonical : r->id, s->ih); /* renamed: one swarm */
         s->served = !p->o.token || repo_opted_in(p, type, r->id);
         if (!s->served)
             return 0;
