@@ -497,7 +497,10 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         if (!known) {
             if (o->offline || !absent)
                 zf_log(ZF_LOG_WARN, "zestfs: %s: not in the store (%s)\n", j->spec,
-                        o->offline ? "offline" : "the Hub could not be reached");
+                        o->offline                    ? "offline"
+                        : j->err == -EKEYREVOKED      ? "the Hub refused the token"
+                        : j->err == -EUSERS           ? "the Hub rate-limited us"
+                                                      : "the Hub could not be reached");
             rc = absent ? -ENOENT : -EHOSTUNREACH;
         }
     }
