@@ -26,6 +26,9 @@
 #define TREE_TIMEOUT_MS 120000
 #define TREE_ATTEMPTS 6
 #define TREE_DEADLINE_MS 600000u
+/* Listing a repo (revision, tree) is background work (startup, repos on
+ * demand, pull): a 429 is waited out for up to this long. */
+#define LISTING_RATELIMIT_WAIT_MS 3600000u
 
 enum op_kind { OP_REVISION, OP_TREE, OP_RESOLVE, OP_TOKEN, OP_RECON };
 
@@ -348,7 +351,7 @@ static int op_http(zn_op *op, const char *method, const char *url, const char *a
         .follow_redirects = follow,
         .timeout_ms = op->kind == OP_TREE && h->timeout_ms < TREE_TIMEOUT_MS ? TREE_TIMEOUT_MS
                                                                              : h->timeout_ms,
-        .retry = op->kind == OP_TREE ? &op->retry : &h->retry,
+        .retry = op->kind == OP_TREE || op->kind == OP_REVISION ? &op->retry : &h->retry,
         .done = done,
         .ud = op,
     };
@@ -760,6 +763,9 @@ int zn_hub_revision(zn_hub *h, zn_repo_type type, const char *repo, const char *
     if (!op)
         return -ENOMEM;
     op->cb.rev = cb;
+    op->retry = h->retry;
+    if (op->retry.ratelimit_wait_ms < LISTING_RATELIMIT_WAIT_MS)
+        op->retry.ratelimit_wait_ms = LISTING_RATELIMIT_WAIT_MS;
     char *url = api_url(h, op, "revision", NULL);
     rc = url ? op_http(op, "GET", url, NULL, true, NULL, true, revision_done) : -ENOMEM;
     free(url);
@@ -929,6 +935,8 @@ int zn_hub_tree(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
         op->retry.max_attempts = TREE_ATTEMPTS;
     if (op->retry.deadline_ms < TREE_DEADLINE_MS)
         op->retry.deadline_ms = TREE_DEADLINE_MS;
+    if (op->retry.ratelimit_wait_ms < LISTING_RATELIMIT_WAIT_MS)
+        op->retry.ratelimit_wait_ms = LISTING_RATELIMIT_WAIT_MS;
     op->tree = calloc(1, sizeof *op->tree);
     op->page_url = api_url(h, op, "tree", "?recursive=true&expand=false");
     rc = op->tree && op->page_url

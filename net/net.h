@@ -203,7 +203,10 @@ const char *zn_hub_endpoint(const zn_hub *h);
 bool zn_hub_has_token(const zn_hub *h); /* a Hub token is sent */
 void zn_op_cancel(zn_op *op);
 
-/* GET /api/{type}s/{repo}/revision/{rev}: the commit and lastModified. */
+/* GET /api/{type}s/{repo}/revision/{rev}: the commit and lastModified.
+ * Listing calls (revision, tree) are background work: a 429 is waited out
+ * for up to an hour whatever the hub's retry policy; tree pages also get 6
+ * attempts and 120 s each (very large repos, 504s). */
 typedef struct zn_revision {
     char sha[41];
     int64_t last_modified;         /* Unix seconds; 0 if absent */

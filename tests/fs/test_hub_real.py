@@ -14,7 +14,9 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
                       byte-exact; hf_hub_download of the old name through the
                       mount (HF_HUB_CACHE = mount) downloads nothing
   429                 the tree answers 429 + RateLimit t= for 10 s: the mount
-                      waits, the repo appears afterwards, byte-exact
+                      waits, the repo appears afterwards, byte-exact; a read
+                      while every API call answers 429 fails and the log says
+                      the Hub rate-limited us
   bad token           401 "Invalid credentials in Authorization header": the
                       log says the Hub token is invalid or expired
   tree 504            one tree page answers 504: retried, listed, byte-exact
@@ -207,6 +209,26 @@ def main():
         stop(proc, "429")
         proc = None
         knobs(origin, rate_limit_tree_s=0)
+
+        # ---- a read while the Hub rate-limits every API call: fails, the log says why ----
+        knobs(origin, token_ttl=31)  # the Xet token the mount holds is stale after 1 s
+        proc, at = fresh_mount("--repo", "org/plain")
+        if check(os.path.ismount(mnt), "read under 429: mounted"):
+            time.sleep(2)
+            knobs(origin, rate_limit_s=600, token_ttl=0)
+            t0 = time.monotonic()
+            try:
+                open(os.path.join(mnt, "models--org--plain", "snapshots", commits["org/plain"],
+                                  "extra.bin"), "rb").read()
+                e = 0
+            except OSError as x:
+                e = x.errno
+            dt = time.monotonic() - t0
+            knobs(origin, rate_limit_s=0)
+            check(e != 0 and dt < 120, f"read under 429: fails ({errno.errorcode.get(e, e)}) in {dt:.1f} s")
+            check("rate-limited us" in log_since(at), "read under 429: the log says the Hub rate-limited us")
+        stop(proc, "read under 429")
+        proc = None
 
         # ---- a tree page answering 504 once ----
         knobs(origin, tree_fail_next=1, tree_fail_status=504)
