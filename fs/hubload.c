@@ -492,7 +492,9 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
         if (!o->offline && !token_log_once(j->err))
             zf_log(ZF_LOG_WARN, "zestfs: %s: %s%s\n", j->spec,
-                    absent ? "not found on the Hub" : zf_strerror(-j->err),
+                    j->err == -EACCES ? "refused by the Hub (gated or private: no access with this token)"
+                    : absent          ? "not found on the Hub"
+                                      : zf_strerror(-j->err),
                     known ? "; presenting the stored copy" : "");
         if (!known) {
             if (o->offline || !absent)

@@ -12,7 +12,9 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
   renamed             an old name (307 to the canonical one) mounted with
                       --repo and on demand (a one-segment legacy name):
                       byte-exact; hf_hub_download of the old name through the
-                      mount (HF_HUB_CACHE = mount) downloads nothing
+                      mount (HF_HUB_CACHE = mount) downloads nothing; a
+                      node mounting the new name reads everything from a
+                      node that mounted the old one (one swarm), CDN refused
   429                 the tree answers 429 + RateLimit t= for 10 s: the mount
                       waits, the repo appears afterwards, byte-exact; a read
                       while every API call answers 429 fails and the log says
@@ -23,7 +25,7 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
 
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin; without the Python
 clients only the hf_hub_download check is left out, and never when CI=true)."""
-import errno, json, os, subprocess, sys, textwrap, time, urllib.request
+import errno, json, os, re, subprocess, sys, textwrap, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsutil  # noqa: E402
@@ -193,6 +195,50 @@ def main():
             byte_exact("models--old-org--old-name", canon, "renamed on demand (old-org/old-name)")
         stop(proc, "renamed on demand")
         proc = None
+
+        # ---- renamed: old-name and new-name users share one swarm ----
+        def node(name, repo, *extra):
+            m, st, lp = (os.path.join(tmp, name + x) for x in ("-mnt", "-store", ".log"))
+            os.mkdir(m)
+            lg = open(lp, "w")
+            p = mount(zestfs, m, ["--endpoint", origin.url, "--repo", repo, "--store", st, "--token", "",
+                                  "--listen", "127.0.0.1:0", *extra], lg)
+            nodes.append((p, m, lg))
+            port = None
+            for _ in range(100):
+                g = re.search(r"peers on 127\.0\.0\.1:(\d+)", open(lp).read())
+                if g:
+                    port = int(g.group(1))
+                    break
+                time.sleep(0.1)
+            return m, lp, port
+
+        nodes = []
+        try:
+            ma, la, porta = node("a", "old-org/old-name")
+            check(os.path.ismount(ma) and porta, "swarm: node A (old name) mounted, listening")
+            snapa = os.path.join(ma, "models--old-org--old-name", "snapshots", canon)
+            check(all(open(os.path.join(snapa, p), "rb").read() == b for p, b in files.items()),
+                  "swarm: A read the old name from the origin")
+            knobs(origin, refuse_xorbs=1)
+            origin.reset()
+            mb, lb, _ = node("b", "new-org/renamed", "--peer", f"127.0.0.1:{porta}")
+            for _ in range(300):
+                if re.search(r"peers: [1-9]\d* connected", open(lb).read()):
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)  # A's HAVEs follow the handshake
+            snapb = os.path.join(mb, "models--new-org--renamed", "snapshots", canon)
+            ok = all(open(os.path.join(snapb, p), "rb").read() == b for p, b in files.items())
+            st = origin.stats()
+            check(ok and st["xorb_bytes_total"] == 0,
+                  f"swarm: B (new name) read byte-exact from A with the CDN refused "
+                  f"(origin xorb bytes {st['xorb_bytes_total']})")
+        finally:
+            knobs(origin, refuse_xorbs=0)
+            for p, m, lg in nodes:
+                unmount(p, m)
+                lg.close()
 
         # ---- 429 on the tree for 10 s ----
         knobs(origin, rate_limit_tree_s=10)
