@@ -6,7 +6,8 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
   gated, no access    the repo is listed (names, sizes, snapshot), opening a
                       Xet file and a regular file fails with EACCES within a
                       second, the log names the repo, says gated and gives the
-                      page where access is asked for
+                      page where access is asked for; the mount's --http
+                      resolve answers 403 GatedRepo
   gated, access       with a token on the access list: byte-exact, also when
                       the tree redacts every xetHash (HEAD resolve fallback)
   renamed             an old name (307 to the canonical one) mounted with
@@ -25,7 +26,7 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
 
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin; without the Python
 clients only the hf_hub_download check is left out, and never when CI=true)."""
-import errno, json, os, re, subprocess, sys, textwrap, time, urllib.request
+import errno, json, os, re, subprocess, sys, textwrap, time, urllib.error, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsutil  # noqa: E402
@@ -119,7 +120,7 @@ def main():
 
     try:
         # ---- gated, no access ----
-        proc, at = fresh_mount("--repo", "org/gated")
+        proc, at = fresh_mount("--repo", "org/gated", "--http", "127.0.0.1:0")
         if not check(os.path.ismount(mnt), "gated without access: mounted (the tree is not refused)"):
             raise RuntimeError("no mount: " + log_since(at)[-2000:])
         snap = os.path.join(mnt, "models--org--gated", "snapshots", commits["org/gated"])
@@ -140,6 +141,15 @@ def main():
         line = [ln for ln in out.splitlines() if "is gated" in ln]
         check(line and "org/gated" in line[0] and f"{origin.url}/org/gated" in line[0],
               f"gated: the log names the repo, says gated and the access page {line[:1]}")
+        hp = re.search(r"zestfs: http on 127\.0\.0\.1:(\d+)", out)
+        if check(hp, "gated: --http listening"):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{hp.group(1)}/org/gated/resolve/main/config.json",
+                                       timeout=10)
+                st, code = 200, None
+            except urllib.error.HTTPError as x:
+                st, code = x.code, x.headers.get("X-Error-Code")
+            check((st, code) == (403, "GatedRepo"), f"gated: --http resolve answers {st} {code}")
         stop(proc, "gated without access")
         proc = None
 
