@@ -311,8 +311,13 @@ bool o_hr_knob(o_hr *h, const cJSON *it)
         {
             hr_gate *ng = gate_add(h, cJSON_IsString(g) ? g->valuestring : g->string ? g->string : "");
             const cJSON *t;
-            if (ng && cJSON_IsArray(g))
-                cJSON_ArrayForEach(t, g) if (cJSON_IsString(t)) gate_tok(ng, t->valuestring, strlen(t->valuestring));
+            if (!ng || !cJSON_IsArray(g))
+                continue;
+            cJSON_ArrayForEach(t, g)
+            {
+                if (cJSON_IsString(t))
+                    gate_tok(ng, t->valuestring, strlen(t->valuestring));
+            }
         }
     } else if (!strcmp(k, "aliases")) {
         /* {"old": "ns/new"}: replaces the set */
@@ -320,11 +325,19 @@ bool o_hr_knob(o_hr *h, const cJSON *it)
         h->aliases = NULL;
         h->naliases = 0;
         const cJSON *a;
-        cJSON_ArrayForEach(a, it) if (a->string && cJSON_IsString(a)) alias_add(h, a->string, a->valuestring);
+        cJSON_ArrayForEach(a, it)
+        {
+            if (a->string && cJSON_IsString(a))
+                alias_add(h, a->string, a->valuestring);
+        }
     } else if (!strcmp(k, "revoked_tokens")) {
         revoked_clear(h);
         const cJSON *t;
-        cJSON_ArrayForEach(t, it) if (cJSON_IsString(t)) revoked_add(h, t->valuestring);
+        cJSON_ArrayForEach(t, it)
+        {
+            if (cJSON_IsString(t))
+                revoked_add(h, t->valuestring);
+        }
     } else if (cJSON_IsNumber(it) || cJSON_IsBool(it)) {
         double v = cJSON_IsBool(it) ? (cJSON_IsTrue(it) ? 1 : 0) : it->valuedouble;
         ours = set_num(h, k, v) != -ENOENT;
