@@ -9,7 +9,10 @@ zestfs-origin's knobs (origin/README.md "The real Hub"):
                       page where access is asked for; the mount's --http
                       resolve answers 403 GatedRepo
   gated, access       with a token on the access list: byte-exact, also when
-                      the tree redacts every xetHash (HEAD resolve fallback)
+                      the tree redacts every xetHash (HEAD resolve fallback);
+                      huggingface_hub itself sees gated "manual", raises
+                      GatedRepoError (401 anonymous, 403 logged in) and
+                      downloads with the access token
   renamed             an old name (307 to the canonical one) mounted with
                       --repo and on demand (a one-segment legacy name):
                       byte-exact; hf_hub_download of the old name through the
@@ -168,6 +171,32 @@ def main():
             stop(proc, what)
             proc = None
         knobs(origin, gated_redact_all=0)
+
+        # ---- the real client reads the origin's gated answers as the Hub's ----
+        if py:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+            env.update(HF_ENDPOINT=origin.url, HF_HOME=os.path.join(tmp, "hf-client"),
+                       HF_HUB_CACHE=os.path.join(tmp, "hf-client", "hub"), HF_HUB_DISABLE_TELEMETRY="1")
+            code = textwrap.dedent(f'''
+                import json
+                from huggingface_hub import hf_hub_download, model_info
+                from huggingface_hub.errors import GatedRepoError
+                out = {{"gated": model_info("org/gated").gated}}
+                for who in (None, "{BAD}x"):
+                    try:
+                        hf_hub_download("org/gated", "config.json", token=who or False)
+                        out[str(who)] = "downloaded"
+                    except GatedRepoError as e:
+                        out[str(who)] = "GatedRepoError " + str(e.response.status_code)
+                p = hf_hub_download("org/gated", "model.safetensors", token="{ACCESS}")
+                out["access"] = open(p, "rb").read(64).hex()
+                print(json.dumps(out))''')
+            r = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env, timeout=240)
+            res = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"err": r.stderr[-1500:]}
+            check(res.get("gated") == "manual" and res.get("None") == "GatedRepoError 401"
+                  and res.get(BAD + "x") == "GatedRepoError 403"
+                  and res.get("access") == files["model.safetensors"][:64].hex(),
+                  f"huggingface_hub: gated manual, GatedRepoError 401/403, downloads with access {res}")
 
         # ---- renamed: --repo with the old name ----
         canon = commits["new-org/renamed"]
