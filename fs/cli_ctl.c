@@ -143,7 +143,8 @@ static void print_status(const cJSON *s)
            a, b, num(st, "cap") ? 100 * num(st, "used") / num(st, "cap") : 0, c,
            num(st, "segments"), num(st, "xorbs"), num(st, "evictions"), num(st, "corrupt"));
     const cJSON *pins = cJSON_GetObjectItemCaseSensitive(s, "pins"), *it;
-    printf("\n%-10s %-40s %-14s %7s %10s %s\n", "TYPE", "REPO", "REF", "FILES", "SIZE", "PINNED");
+    printf("\n%-10s %-40s %-14s %7s %10s %-6s %s\n", "TYPE", "REPO", "REF", "FILES", "SIZE",
+           "PINNED", "VISIBILITY");
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "repos"))
     {
         const cJSON *refs = cJSON_GetObjectItemCaseSensitive(it, "refs");
@@ -160,8 +161,11 @@ static void print_status(const cJSON *s)
         cJSON_ArrayForEach(p, pins) if (cJSON_IsString(p) && !strncmp(p->valuestring, pre, strlen(pre)))
             pinned = true;
         human(num(it, "bytes"), a, sizeof a);
-        printf("%-10s %-40s %-14s %7.0f %10s %s\n", type, str(it, "id"), ref, num(it, "files"), a,
-               pinned ? "yes" : "");
+        const char *vis = *str(it, "visibility") ? str(it, "visibility") : "unknown";
+        bool seeded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "seeded"));
+        printf("%-10s %-40s %-14s %7.0f %10s %-6s %s%s\n", type, str(it, "id"), ref,
+               num(it, "files"), a, pinned ? "yes" : "no", vis,
+               seeded ? ", seeded" : !strcmp(vis, "public") ? "" : ", not seeded");
     }
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "reads");
     const cJSON *lat = cJSON_GetObjectItemCaseSensitive(r, "latency");

@@ -273,6 +273,11 @@ static cJSON *status_json(zf_ctl *ctl)
             bytes += c->files[k].size;
         cJSON_AddNumberToObject(ro, "files", c ? (double)c->nfiles : 0);
         cJSON_AddNumberToObject(ro, "bytes", (double)bytes);
+        /* the Hub's verdict kept with the model, and whether peers get it */
+        cJSON_AddStringToObject(ro, "visibility", zf_vis_name(r->vis));
+        cJSON_AddNumberToObject(ro, "visibility_checked", (double)r->vis_checked);
+        cJSON_AddBoolToObject(ro, "seeded",
+                              zf_p2p_repo_served(fs->p2p, zf_p2p_type_name(r->type), r->id));
         cJSON_AddItemToArray(ra, ro);
     }
     cJSON *po = cJSON_AddObjectToObject(o, "peers");

@@ -283,6 +283,36 @@ static void tmp_name(const fl_ent *e, char *out, size_t n)
     snprintf(out, n, ".tmp-%s", e->etag);
 }
 
+/* The xorbs of a blob whose whole copy did not match its sha256: the
+ * stored segments it was built from hold a wrong byte that their own check
+ * did not see (segments this process wrote are trusted), so every segment
+ * of those xorbs is dropped — labelled ones too (the label is lifted for
+ * the drop and put back) — and the next read fetches and verifies them
+ * again.  On the loop. */
+static void drop_xorbs_cb(void *ud, int err, const xet_hash *v, size_t n)
+{
+    zc_store *store = ud;
+    if (err) {
+        zf_log(ZF_LOG_WARN, "zestfs: the segments of a blob that failed its sha256 could not "
+               "be listed (%s): they stay\n", strerror(-err));
+        return;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t freed = 0;
+        int rc = zc_drop_xorb(store, &v[i], &freed);
+        if (rc == -EBUSY) { /* labelled (pinned): the label comes back, the bytes do not */
+            zc_label_pin(store, &v[i], false);
+            rc = zc_drop_xorb(store, &v[i], &freed);
+            zc_label_pin(store, &v[i], true);
+        }
+        total += rc == 0 ? freed : 0;
+    }
+    zf_log(ZF_LOG_WARN, "zestfs: dropped the stored segments of %zu xorb%s (%" PRIu64
+           " bytes) that built it: they are fetched and verified again\n", n, n == 1 ? "" : "s",
+           total);
+}
+
 static void job_end(fl_job *j, int err)
 {
     zf_flats *F = j->F;
@@ -321,6 +351,11 @@ static void job_end(fl_job *j, int err)
             zf_log(err == -EBADMSG ? ZF_LOG_WARN : ZF_LOG_INFO, "zestfs: flat of %s: %s\n",
                    e->etag,
                    err == -EBADMSG ? "stored bytes do not match the blob's sha256" : strerror(-err));
+            if (err == -EBADMSG) {
+                if (zf_read_file_xorbs(F->fs, &e->ent, drop_xorbs_cb, F->store) != 0)
+                    zf_log(ZF_LOG_WARN, "zestfs: flat of %s: its segments could not be dropped\n",
+                           e->etag);
+            }
         }
     }
     if (j->md)

@@ -40,9 +40,23 @@
  *
  * Security: no authentication unless a token is set (`Authorization:
  * Bearer TOKEN`, compared in constant time); whoever reaches the port reads
- * every presented repo, so the default address is 127.0.0.1. */
+ * every presented repo, so the default address is 127.0.0.1.  Against web
+ * pages (DNS rebinding: a name of the attacker's that resolves to this
+ * address) the `Host` header must name the listener: the connection's
+ * local address with the port, `localhost:PORT` on loopback, or a name
+ * given with --http-host; anything else is 421 before the token is looked
+ * at.  Repos that are not presented are resolved on the Hub (with the
+ * user's Hub token) and added only when --http-token is set, i.e. only for
+ * requests that passed it.  Slow clients: every connection has HDR_MS to
+ * deliver its whole request (headers and any body) from its accept or the
+ * end of its previous answer, whatever it dribbles; a loop timer shuts
+ * down the socket of one that does not (through a dup of its fd, so never
+ * someone else's descriptor).  A client that stops reading an answer is
+ * dropped after IDLE_S without progress (MHD's timeout); at most
+ * PER_IP_CONNS connections per client address, MAX_CONNS in all. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -64,6 +78,17 @@
 #define PIECE (2u << 20)  /* bytes per zf_read_async */
 #define NSLOTS 2          /* pieces per connection */
 #define MAX_CONNS 512
+#define PER_IP_CONNS 64   /* connections per client address */
+#define HDR_MS 10000      /* a request (headers and body) must be in within this */
+#define IDLE_S 60         /* an answer that makes no progress for this is dropped */
+#define MAX_HOSTS 16      /* --http-host names */
+
+/* one accepted connection (MHD's socket context) */
+typedef struct hconn {
+    struct hconn *prev, *next;
+    int fd;             /* dup of its socket: shutdown() drops the connection */
+    uint64_t deadline;  /* ms (uv_hrtime) by which the request must be in; 0 none */
+} hconn;
 
 typedef struct hreq hreq;
 
@@ -92,6 +117,13 @@ struct zf_http {
     hreq *live;             /* every request not yet freed */
     bool stopping;
     bool started;
+    char *hosts[MAX_HOSTS]; /* --http-host names */
+    int nhosts;
+    hconn *conns;           /* every open connection (under mu) */
+    uv_timer_t watch;       /* drops connections past their deadline */
+    uint64_t slow_drops;    /* under mu */
+    bool watching;          /* watch initialized */
+    unsigned hdr_ms;        /* a request must be in within this (HDR_MS) */
 };
 
 struct hreq {
@@ -428,6 +460,16 @@ static void answer_resolve(hreq *r, const char *url)
         free(u);
         return;
     }
+    if (!h->token) {
+        /* resolving goes to the Hub with the user's token and adds the
+         * repo: only for requests that showed --http-token */
+        free(u);
+        set_text(r, 404, repo ? "RevisionNotFound" : "RepoNotFound",
+                 repo ? "revision not presented (resolving a new one needs --http-token)"
+                      : "repository not presented (adding one on demand needs --http-token)");
+        finish(r);
+        return;
+    }
     char spec[600];
     snprintf(spec, sizeof spec, "%s/%s@%s", zf_type_plural(type), id, rev);
     u->r = r;
@@ -607,6 +649,15 @@ static char *metrics_text(zf_http *h)
     one(&b, "zestfs_store_corrupt_segments_total", "counter",
         "Stored segments that failed verification.", st.corrupt);
     one(&b, "zestfs_repos_presented", "gauge", "Repos presented.", h->fs->tree.nrepos);
+    metric(&b, "zestfs_repo_seeded", "gauge",
+           "Per repo: 1 when its swarm is served to peers; visibility is the Hub's verdict kept "
+           "with it (public, private, gated, unknown).");
+    for (size_t i = 0; i < h->fs->tree.nrepos; i++) {
+        const zf_repo *r = h->fs->tree.repos[i];
+        const char *t = zf_p2p_type_name(r->type);
+        sb_printf(&b, "zestfs_repo_seeded{type=\"%s\",repo=\"%s\",visibility=\"%s\"} %d\n", t,
+                  r->id, zf_vis_name(r->vis), zf_p2p_repo_served(h->fs->p2p, t, r->id) ? 1 : 0);
+    }
     one(&b, "zestfs_http_requests_total", "counter", "HTTP requests answered.", g_requests);
     one(&b, "zestfs_http_sent_bytes_total", "counter", "HTTP body bytes sent.", g_bytes_sent);
     one(&b, "zestfs_http_read_errors_total", "counter",
@@ -757,6 +808,201 @@ static bool token_ok(zf_http *h, struct MHD_Connection *con)
     return d == 0;
 }
 
+static uint64_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+static hconn *conn_of(struct MHD_Connection *con)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* the connection's request deadline: now + ms, or none (ms 0) */
+static void set_deadline(zf_http *h, struct MHD_Connection *con, uint64_t ms)
+{
+    hconn *c = conn_of(con);
+    if (!c)
+        return;
+    pthread_mutex_lock(&h->mu);
+    c->deadline = ms ? mono_ms() + ms : 0;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* MHD thread: a connection accepted or closed */
+static void on_conn(void *cls, struct MHD_Connection *con, void **ctx,
+                    enum MHD_ConnectionNotificationCode code)
+{
+    zf_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hconn *c = calloc(1, sizeof *c);
+        if (!c)
+            return;
+        c->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        c->deadline = mono_ms() + h->hdr_ms;
+        pthread_mutex_lock(&h->mu);
+        c->next = h->conns;
+        if (c->next)
+            c->next->prev = c;
+        h->conns = c;
+        pthread_mutex_unlock(&h->mu);
+        *ctx = c;
+        return;
+    }
+    hconn *c = *ctx;
+    if (!c)
+        return;
+    *ctx = NULL;
+    pthread_mutex_lock(&h->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->mu);
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
+/* loop timer: shut down the sockets of connections past their deadline
+ * (MHD then sees the socket end and closes the connection itself) */
+static void on_watch(uv_timer_t *t)
+{
+    zf_http *h = t->data;
+    uint64_t now = mono_ms();
+    unsigned n = 0;
+    pthread_mutex_lock(&h->mu);
+    for (hconn *c = h->conns; c; c = c->next)
+        if (c->deadline && now > c->deadline) {
+            c->deadline = 0;
+            if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+            n++;
+        }
+    h->slow_drops += n;
+    pthread_mutex_unlock(&h->mu);
+    if (n)
+        zf_log(ZF_LOG_INFO, "zestfs: %s: dropped %u connection%s that did not send a request "
+               "within %.1f s\n", h->addr, n, n == 1 ? "" : "s", h->hdr_ms / 1000.0);
+}
+
+/* host part of a Host value (brackets removed) and its port (0: none);
+ * false when malformed */
+static bool split_host(const char *v, char *host, size_t cap, unsigned *port)
+{
+    const char *end, *p;
+    if (v[0] == '[') {
+        end = strchr(v, ']');
+        if (!end)
+            return false;
+        v++;
+        p = end + 1;
+    } else {
+        end = strchr(v, ':');
+        if (end && strchr(end + 1, ':'))
+            return false;
+        if (!end)
+            end = v + strlen(v);
+        p = end;
+    }
+    size_t n = (size_t)(end - v);
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(host, v, n);
+    host[n] = 0;
+    *port = 0;
+    if (*p == 0)
+        return true;
+    if (*p != ':' || !p[1] || strlen(p + 1) > 5)
+        return false;
+    unsigned long pn = 0;
+    for (const char *q = p + 1; *q; q++) {
+        if (*q < '0' || *q > '9')
+            return false;
+        pn = pn * 10 + (unsigned long)(*q - '0');
+    }
+    if (pn == 0 || pn > 65535)
+        return false;
+    *port = (unsigned)pn;
+    return true;
+}
+
+/* Whether the Host header names this listener (see the design note) */
+static bool host_ok(zf_http *h, struct MHD_Connection *con)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Host");
+    char host[256];
+    unsigned port;
+    if (!v || !split_host(v, host, sizeof host, &port))
+        return false;
+    for (int i = 0; i < h->nhosts; i++)
+        if (!strcasecmp(host, h->hosts[i]))
+            return true; /* a name the user gave: whatever port a proxy in front uses */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    char ab[INET6_ADDRSTRLEN] = "";
+    unsigned lport;
+    bool loop;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ab, sizeof ab);
+        lport = ntohs(s4->sin_port);
+        loop = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ab, sizeof ab);
+        lport = ntohs(s6->sin6_port);
+        loop = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+    } else
+        return false;
+    if (port ? port != lport : lport != 80)
+        return false;
+    if (!strcasecmp(host, "localhost") && loop)
+        return true;
+    if (ss.ss_family == AF_INET6) { /* compare as addresses: :: forms vary */
+        struct in6_addr a, b;
+        return inet_pton(AF_INET6, host, &a) == 1 &&
+               inet_pton(AF_INET6, ab, &b) == 1 && !memcmp(&a, &b, sizeof a);
+    }
+    return !strcmp(host, ab);
+}
+
+void zf_http_set_request_timeout(zf_http *h, unsigned ms)
+{
+    h->hdr_ms = ms ? ms : 1;
+}
+
+const char *zf_http_addr(const zf_http *h)
+{
+    return h->addr;
+}
+
+int zf_http_allow_host(zf_http *h, const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 253)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:", name[i]))
+            return -EINVAL;
+    if (h->nhosts == MAX_HOSTS)
+        return -E2BIG;
+    if (!(h->hosts[h->nhosts] = strdup(name)))
+        return -ENOMEM;
+    h->nhosts++;
+    return 0;
+}
+
 static enum MHD_Result respond(hreq *r)
 {
     struct MHD_Response *resp;
@@ -804,6 +1050,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     hreq *r = *con_cls;
     if (!r) {
         bool get = !strcmp(method, MHD_HTTP_METHOD_GET), head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
+        if (!host_ok(h, con))
+            return send_simple(con, 421,
+                               "zestfs: the Host header does not name this server (its address "
+                               "and port, or a name given with --http-host)\n",
+                               "X-Error-Code", "MisdirectedRequest");
         if (!get && !head)
             return send_simple(con, 405, "method not allowed\n", "Allow", "GET, HEAD");
         if (!token_ok(h, con))
@@ -834,11 +1085,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return MHD_YES;
     }
     if (*upload_data_size) {
-        *upload_data_size = 0; /* a GET body: ignored */
+        *upload_data_size = 0; /* a GET body: ignored (within the deadline) */
         return MHD_YES;
     }
     pthread_mutex_lock(&h->mu);
     int phase = r->phase;
+    if (phase == PH_NEW) { /* the whole request is in: no deadline while answering */
+        hconn *hc = conn_of(con);
+        if (hc)
+            hc->deadline = 0;
+    }
     if (h->stopping) {
         pthread_mutex_unlock(&h->mu);
         return MHD_NO;
@@ -858,9 +1114,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)con;
-    (void)toe;
+    zf_http *h = cls;
+    /* the next request on this connection has HDR_MS from now */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        set_deadline(h, con, h->hdr_ms);
     hreq *r = *con_cls;
     if (!r)
         return;
@@ -946,6 +1203,7 @@ int zf_http_bind(const char *spec, const char *what, bool metrics_only, const ch
         return -ENOMEM;
     }
     h->lfd = fd;
+    h->hdr_ms = HDR_MS;
     h->metrics_only = metrics_only;
     snprintf(h->addr, sizeof h->addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ab, bport);
     zf_log(ZF_LOG_INFO, "zestfs: %s on %s\n", what, h->addr);
@@ -966,13 +1224,21 @@ int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store)
                             MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512u << 10),
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNS,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_conn, h,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S, MHD_OPTION_END);
     h->started = true;
     if (!h->d) {
         h->stopping = true;
         uv_close((uv_handle_t *)&h->async, NULL);
         return -EIO;
     }
+    uv_timer_init(fs->loop, &h->watch);
+    h->watch.data = h;
+    unsigned tick = h->hdr_ms < 2000 ? (h->hdr_ms + 1) / 2 : 1000;
+    uv_timer_start(&h->watch, on_watch, tick, tick);
+    uv_unref((uv_handle_t *)&h->watch);
+    h->watching = true;
     return 0;
 }
 
@@ -1008,6 +1274,8 @@ void zf_http_stop(zf_http *h)
         unref(r);
     }
     uv_close((uv_handle_t *)&h->async, NULL);
+    if (h->watching)
+        uv_close((uv_handle_t *)&h->watch, NULL);
 }
 
 void zf_http_free(zf_http *h)
@@ -1024,5 +1292,7 @@ void zf_http_free(zf_http *h)
         memset(h->token, 0, strlen(h->token));
         free(h->token);
     }
+    for (int i = 0; i < h->nhosts; i++)
+        free(h->hosts[i]);
     free(h);
 }

@@ -5,6 +5,10 @@
  *   zn_hub_revision(rev) -> commit sha + lastModified,
  *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
  *                           sha256, Xet hash),
+ *   zn_hub_repo_info_anon -> the repo info asked WITHOUT the token: the
+ *                           visibility verdict (public only for private and
+ *                           gated false; see verdict()), kept in the model as
+ *                           "visibility" and deciding what peers get (p2p.c),
  * merged into the persisted model of that repo (refs[rev] = sha unless rev
  * is the sha itself; commits[sha] replaced; older commits kept, so a
  * remount still presents every snapshot it presented before), validated by
@@ -76,13 +80,15 @@ struct job {
     char rev[256];
     char key[300];
     zn_revision revision;
+    zn_tree *tree;         /* the commit's listing, while hidden hashes and the
+                            * visibility are asked for */
+    enum zf_visibility vis; /* the Hub's answer to the anonymous repo info */
     zf_repo *repo;         /* the merged model, when err == 0 */
     char *json;            /* its JSON */
     int err;
     bool done;
     void (*on_done)(job *j);
     /* a gated repo (issue 18): redacted Xet hashes asked for per file */
-    zn_tree *tree;
     size_t next;           /* next tree entry to look at */
     int inflight, perr;
     bool probed, no_access;
@@ -173,6 +179,9 @@ static char *merged_json(job *j, const zn_tree *t)
     if (strcmp(j->rev, sha) != 0) {
         cJSON_DeleteItemFromObjectCaseSensitive(refs, j->rev);
         cJSON_AddStringToObject(refs, j->rev, sha);
+        /* the Hub's answer is newer than any value a client wrote (ops.c) */
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "ref_written"),
+                                                j->rev);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(commits, sha);
     cJSON *c = cJSON_AddObjectToObject(commits, sha);
@@ -197,6 +206,10 @@ static char *merged_json(job *j, const zn_tree *t)
             cJSON_AddStringToObject(f, "xet_hash", e->xet_hash);
         cJSON_AddItemToArray(files, f);
     }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "visibility");
+    cJSON *v = cJSON_AddObjectToObject(root, "visibility");
+    cJSON_AddStringToObject(v, "verdict", zf_vis_name(j->vis));
+    cJSON_AddNumberToObject(v, "checked", (double)time(NULL));
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
@@ -207,6 +220,24 @@ static void finish(job *j, int err)
     j->err = err;
     j->done = true;
     j->on_done(j);
+}
+
+/* The anonymous repo info's answer as a verdict: public only for a 200 that
+ * says "private": false and "gated": false (a gated repo answers anyone 200
+ * with "gated": "auto"/"manual"); a refusal (401/403/404) is private; no
+ * answer at all (network, 5xx, a body without the fields) is unknown.  Only
+ * public is served. */
+static enum zf_visibility verdict(int err, const zn_repo_info *in)
+{
+    if (err == -ENOENT || err == -EACCES || err == -EPERM)
+        return ZF_VIS_PRIVATE;
+    if (err || !in)
+        return ZF_VIS_UNKNOWN;
+    if (in->has_gated && in->gated)
+        return ZF_VIS_GATED;
+    if (in->has_private && in->private_)
+        return ZF_VIS_PRIVATE;
+    return in->has_private && in->has_gated ? ZF_VIS_PUBLIC : ZF_VIS_UNKNOWN;
 }
 
 static void tree_merge(job *j, zn_tree *t)
@@ -238,6 +269,41 @@ static void tree_merge(job *j, zn_tree *t)
     }
     j->repo = r;
     finish(j, 0);
+}
+
+static void on_info(void *ud, int err, const zn_repo_info *in)
+{
+    job *j = ud;
+    zn_tree *t = j->tree;
+    j->tree = NULL;
+    if (err == -ECANCELED) {
+        zn_tree_free(t);
+        finish(j, err);
+        return;
+    }
+    j->vis = verdict(err, in);
+    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    if (old && old->vis == j->vis)
+        ; /* said before */
+    else if (j->vis == ZF_VIS_UNKNOWN)
+        zf_log(ZF_LOG_WARN, "zestfs: %s/%s: no answer to the anonymous repo info (%s): "
+               "visibility unknown, not shared with peers\n", zf_type_plural(j->type), j->id,
+               err ? zf_strerror(-err) : "no private/gated fields");
+    else
+        zf_log(ZF_LOG_INFO, "zestfs: %s/%s: %s on the Hub: %s\n", zf_type_plural(j->type), j->id,
+               zf_vis_name(j->vis), j->vis == ZF_VIS_PUBLIC ? "shared with peers"
+               : "not shared with peers (unless --seed-private)");
+    tree_merge(j, t);
+}
+
+/* The listing is in (hashes a gated tree hid asked for): ask the Hub, without
+ * the token, whether anyone may read the repo (the verdict is kept with the
+ * model and decides seeding). */
+static void ask_info(job *j)
+{
+    int err = zn_hub_repo_info_anon(j->hub, (zn_repo_type)j->type, j->id, on_info, j, NULL);
+    if (err) /* the hub is closing: cancelled; else: not checked, unknown */
+        on_info(j, err == -ESHUTDOWN ? -ECANCELED : err, NULL);
 }
 
 /* A gated repo: huggingface_hub treats a redacted xetHash as absent and asks
@@ -299,13 +365,13 @@ static void probe_pump(job *j)
     }
     if (j->inflight > 0 || (j->next < t->n && !j->no_access && !j->perr))
         return;
-    j->tree = NULL;
     if (j->perr) {
+        j->tree = NULL;
         zn_tree_free(t);
         finish(j, j->perr);
         return;
     }
-    tree_merge(j, t);
+    ask_info(j);
 }
 
 static void on_tree(void *ud, int err, zn_tree *t)
@@ -315,13 +381,13 @@ static void on_tree(void *ud, int err, zn_tree *t)
         finish(j, err);
         return;
     }
+    j->tree = t;
     if (t->redacted || j->revision.gated) {
-        j->tree = t;
         j->next = 0;
         probe_pump(j);
         return;
     }
-    tree_merge(j, t);
+    ask_info(j);
 }
 
 /* Startup: persist (nothing else runs yet) and present. */
@@ -425,7 +491,9 @@ static bool token_log_once(int err)
 
 int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
 {
+    fs->store = store;
     load_persisted(fs, store);
+    zf_absorb_overlay_refs(fs); /* before the Hub refresh, which wins over them */
     if (o->nrepos == 0)
         return 0;
     job *jobs = calloc(o->nrepos, sizeof *jobs);

@@ -310,14 +310,21 @@ static void usage(FILE *f)
                "                          (with Range) and /metrics over HTTP; ADDR defaults\n"
                "                          to 127.0.0.1; no auth: anyone who can connect reads\n"
                "                          every presented repo; port 0 picks one (printed)\n"
-               "      --http-token TOKEN  require Authorization: Bearer TOKEN (--http, --metrics)\n"
+               "      --http-token TOKEN  require Authorization: Bearer TOKEN (--http and\n"
+               "                          --metrics); also $ZESTFS_HTTP_TOKEN or\n"
+               "      --http-token-file FILE  (the token from FILE). Without a token, repos\n"
+               "                          not presented are never added on demand (404)\n"
+               "      --http-host NAME    also accept requests whose Host header is NAME\n"
+               "                          (repeatable); by default only the listener's ADDR:PORT\n"
+               "                          (and localhost:PORT on loopback): else 421, which\n"
+               "                          keeps web pages out (DNS rebinding)\n"
                "      --metrics [ADDR:]PORT  serve only /metrics (Prometheus text format)\n"
                "  -v, --verbose           debug log lines too (each fetch, each read that waits)\n"
                "  -q, --quiet             warnings and errors only\n"
                "      --log-level LEVEL   err, warn, info (default) or debug; to stderr, or the\n"
                "                          journal with levels when run by systemd\n"
                "  -d, --debug             FUSE debug output\n"
-               "peer swarm (on by default; repos read with a token are never served):\n"
+               "peer swarm (on by default; only repos the Hub says are public are served):\n"
                "%s", zf_p2p_usage);
 }
 
@@ -429,7 +436,8 @@ static void set_readahead(const char *mnt, unsigned kb)
 int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
-           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL, O_NO_PT };
+           O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL, O_NO_PT,
+           O_HTTP_HOST, O_HTTP_TOKEN_FILE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -445,6 +453,8 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"read-ahead", required_argument, NULL, O_READAHEAD},
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
+        {"http-token-file", required_argument, NULL, O_HTTP_TOKEN_FILE},
+        {"http-host", required_argument, NULL, O_HTTP_HOST},
         {"metrics", required_argument, NULL, O_METRICS},
         ZF_P2P_LONGOPTS(O_P2P),
         {"verbose", no_argument, NULL, 'v'},
@@ -462,6 +472,9 @@ int zestfs_cmd_mount(int argc, char **argv)
     const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
     static char *token_copy; /* reachable for the process's life */
     const char *http_opt = NULL, *http_token = NULL, *metrics_opt = NULL;
+    static char *http_token_copy; /* reachable for the process's life */
+    const char *http_hosts[16];
+    int nhttp_hosts = 0;
     zf_opts o = {.repos = repos};
     bool size_set = false;
     zf_p2p_opts po = {.reserve_fd = -1};
@@ -523,7 +536,26 @@ int zestfs_cmd_mount(int argc, char **argv)
             break;
         }
         case O_HTTP: http_opt = optarg; break;
-        case O_HTTP_TOKEN: http_token = optarg; break;
+        case O_HTTP_TOKEN:
+        case O_HTTP_TOKEN_FILE:
+            /* as --token: a copy, the argument blanked (ps, /proc/PID/cmdline) */
+            free(http_token_copy);
+            http_token_copy = c == O_HTTP_TOKEN ? strdup(optarg) : read_token_file(optarg);
+            if (c == O_HTTP_TOKEN)
+                memset(optarg, '*', strlen(optarg));
+            if (!http_token_copy || !http_token_copy[0]) {
+                fprintf(stderr, "zestfs: --%s: no token\n", opts[li].name);
+                return 2;
+            }
+            http_token = http_token_copy;
+            break;
+        case O_HTTP_HOST:
+            if (nhttp_hosts == 16) {
+                fprintf(stderr, "zestfs: at most 16 --http-host\n");
+                return 2;
+            }
+            http_hosts[nhttp_hosts++] = optarg;
+            break;
         case O_METRICS: metrics_opt = optarg; break;
         case O_P2P:
             if (zf_p2p_opt(&po, opts[li].name, optarg) < 0)
@@ -544,6 +576,9 @@ int zestfs_cmd_mount(int argc, char **argv)
     zf_log_init();
     char *token = zf_find_token(token_opt);
     zf_log_secret(token);
+    const char *ht_env = getenv("ZESTFS_HTTP_TOKEN");
+    if (!http_token && ht_env && ht_env[0])
+        http_token = http_token_copy = strdup(ht_env);
     zf_log_secret(http_token);
     char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
     if (!store_dir) {
@@ -554,7 +589,6 @@ int zestfs_cmd_mount(int argc, char **argv)
     o.token = token;
     o.store_dir = store_dir;
     po.state_dir = store_dir;
-    po.token = token != NULL;
     if (o.offline)
         po.disabled = true;
     /* libuv's pool does store reads, decoding and hashing: one thread per core */
@@ -608,6 +642,11 @@ int zestfs_cmd_mount(int argc, char **argv)
                     err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
             return 1;
         }
+        for (int k = 0; k < nhttp_hosts; k++)
+            if (zf_http_allow_host(*lh[i], http_hosts[k]) != 0) {
+                fprintf(stderr, "zestfs: --http-host %s: not a host name\n", http_hosts[k]);
+                return 1;
+            }
     }
 
     if (zf_p2p_reserve(&po) != 0)

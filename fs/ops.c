@@ -8,12 +8,24 @@
  *    directory chain, so clients can write lock files, temp blobs, refs,
  *    symlinks and markers anywhere they expect to;
  *  - virtual entries are immutable: writes to them fail with EROFS,
- *    renames from them with EXDEV.
+ *    renames from them with EXDEV — except refs/<rev>, which clients write
+ *    (see "refs written by clients" below).
  * Inode numbers: FUSE_ROOT_ID for the root, the real st_ino for real
  * entries, zv_ino(path) (high bit set) for virtual ones.  The node table
  * maps an inode back to (parent, name), so a path can be rebuilt for *at()
- * calls and for vtree lookups. */
-#include "log.h"
+ * calls and for vtree lookups.
+ *
+ * Resolution below the mount never follows a symlink (with --allow-other
+ * other users write here, and the daemon may be root): a path is opened
+ * with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) — or, where the
+ * kernel lacks openat2, one O_NOFOLLOW component at a time — and every
+ * *at() call works on its last component in the directory so opened, with
+ * AT_SYMLINK_NOFOLLOW where the call has it; chmod goes through an O_PATH
+ * descriptor of the entry itself (/proc/self/fd), never through a link.
+ * A name the kernel resolved to a file that was swapped for a symlink
+ * behind its back answers ELOOP, never the link's target.  Symlinks
+ * themselves stay what they are (readlink, lookup, unlink, rename): the
+ * kernel follows the ones users and HF clients make, as the caller. */
 #include "zfs.h"
 
 #include <dirent.h>
@@ -25,7 +37,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 #define REAL_TIMEOUT 1.0
 #define VIRT_TIMEOUT 60.0
@@ -35,6 +51,9 @@ typedef struct zf_node {
     uint64_t parent;
     char *name;
     uint64_t nlookup;
+    int held;        /* fd + 1 of a real file renamed onto a ref and removed
+                      * (rename_onto_ref): keeps its inode number from reuse
+                      * while the kernel may still use it; 0: none */
     struct zf_node *next;
 } zf_node;
 
@@ -106,6 +125,8 @@ static void node_forget(zf_fs *fs, uint64_t ino, uint64_t nlookup)
             n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
             if (n->nlookup == 0) {
                 *pp = n->next;
+                if (n->held)
+                    close(n->held - 1);
                 free(n->name);
                 free(n);
                 fs->nnodes--;
@@ -164,6 +185,155 @@ static const char *rel(const char *path)
     return path[0] ? path : ".";
 }
 
+/* ---- resolution below the mount: never through a symlink -------------- */
+
+/* linux/openat2.h (Linux 5.6) */
+struct ovl_how {
+    uint64_t flags, mode, resolve;
+};
+#define OVL_NO_MAGICLINKS 0x02
+#define OVL_NO_SYMLINKS 0x04
+#define OVL_BENEATH 0x08
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+static bool g_no_openat2; /* ENOSYS once: walk per component */
+
+/* The flags openat2 accepts (it refuses unknown bits, which a FUSE open's
+ * flags may carry). */
+#define OVL_FLAGS                                                                          \
+    (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |  \
+     O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |    \
+     O_PATH | O_TMPFILE)
+
+/* Open mount-relative `path` ("" the root) below fs->rootfd: no component
+ * may be a symlink or "..", the last one included (with O_PATH|O_NOFOLLOW
+ * a symlink itself is opened).  fd, or -1 with errno. */
+static int ovl_open(zf_fs *fs, const char *path, int flags, mode_t mode)
+{
+    flags = (flags & OVL_FLAGS) | O_CLOEXEC | O_NOFOLLOW;
+    bool mk = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    if (!g_no_openat2) {
+        struct ovl_how how = {.flags = (uint64_t)flags, .mode = mk ? (mode & 07777) : 0,
+                              .resolve = OVL_BENEATH | OVL_NO_SYMLINKS | OVL_NO_MAGICLINKS};
+        long fd = syscall(SYS_openat2, fs->rootfd, rel(path), &how, sizeof how);
+        if (fd >= 0 || errno != ENOSYS)
+            return (int)fd;
+        g_no_openat2 = true;
+    }
+    /* one component at a time, each O_NOFOLLOW */
+    if (!path[0])
+        return openat(fs->rootfd, ".", flags, mode);
+    int dfd = fs->rootfd;
+    const char *c = path;
+    for (;;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        char comp[256];
+        if (n == 0 || n >= sizeof comp || (n == 1 && c[0] == '.') ||
+            (n == 2 && c[0] == '.' && c[1] == '.')) {
+            if (dfd != fs->rootfd)
+                close(dfd);
+            errno = n >= sizeof comp ? ENAMETOOLONG : EINVAL;
+            return -1;
+        }
+        memcpy(comp, c, n);
+        comp[n] = 0;
+        int fd = e ? openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                   : openat(dfd, comp, flags, mode);
+        int err = errno;
+        if (dfd != fs->rootfd)
+            close(dfd);
+        if (fd < 0 || !e) {
+            errno = err;
+            return fd;
+        }
+        dfd = fd;
+        c = e + 1;
+    }
+}
+
+/* The directory that holds `path`'s last component, opened O_PATH below
+ * the root without symlinks, and that component (*name; "." for the root).
+ * fs->rootfd itself for a top-level name: release with ovl_done.  fd, or
+ * -1 with errno. */
+static int ovl_parent(zf_fs *fs, const char *path, const char **name)
+{
+    const char *sl = strrchr(path, '/');
+    if (!sl) {
+        *name = rel(path);
+        return fs->rootfd;
+    }
+    *name = sl + 1;
+    char *dir = strndup(path, (size_t)(sl - path));
+    if (!dir) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
+    free(dir);
+    return fd;
+}
+
+static void ovl_done(zf_fs *fs, int fd)
+{
+    if (fd >= 0 && fd != fs->rootfd) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+}
+
+/* fstatat(path, AT_SYMLINK_NOFOLLOW) below the root: 0 or -1 with errno */
+static int ovl_stat(zf_fs *fs, const char *path, struct stat *st)
+{
+    const char *name;
+    int dfd = ovl_parent(fs, path, &name);
+    if (dfd < 0)
+        return -1;
+    int r = fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW);
+    ovl_done(fs, dfd);
+    return r;
+}
+
+/* unlinkat(path, flags) below the root: 0 or -1 with errno */
+static int ovl_unlink(zf_fs *fs, const char *path, int flags)
+{
+    const char *name;
+    int dfd = ovl_parent(fs, path, &name);
+    if (dfd < 0)
+        return -1;
+    int r = unlinkat(dfd, name, flags);
+    ovl_done(fs, dfd);
+    return r;
+}
+
+/* chmod of the entry at path itself, never a link's target: an O_PATH
+ * descriptor of it, then chmod through /proc/self/fd (fchmod cannot take
+ * an O_PATH fd; a symlink's mode cannot be changed on Linux: EOPNOTSUPP,
+ * as fchmodat(AT_SYMLINK_NOFOLLOW) says).  0 or -1 with errno. */
+static int ovl_chmod(zf_fs *fs, const char *path, mode_t mode)
+{
+    int fd = ovl_open(fs, path, O_PATH | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int r = fstat(fd, &st);
+    if (r == 0 && S_ISLNK(st.st_mode)) {
+        errno = EOPNOTSUPP;
+        r = -1;
+    } else if (r == 0) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        r = chmod(p, mode); /* no /proc: ENOENT, nothing changed */
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
 /* ---- attributes -------------------------------------------------------- */
 
 static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat *st)
@@ -183,6 +353,9 @@ static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat 
     case ZV_LINK:
         st->st_mode = S_IFLNK | 0777;
         break;
+    case ZV_REF: /* clients write refs (see "refs written by clients") */
+        st->st_mode = S_IFREG | 0644;
+        break;
     default:
         st->st_mode = S_IFREG | 0444;
         break;
@@ -194,7 +367,7 @@ static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat 
 /* Attributes of a path: real first, then virtual.  0 or -errno. */
 static int path_attr(zf_fs *fs, const char *path, struct stat *st, bool *is_real, zv_ent *ent)
 {
-    if (fstatat(fs->rootfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (ovl_stat(fs, path, st) == 0) {
         if (!path[0])
             st->st_ino = FUSE_ROOT_ID;
         if (is_real)
@@ -253,31 +426,39 @@ static int ensure_real_dir(zf_fs *fs, const char *dir)
 {
     if (!dir[0])
         return 0;
-    struct stat st;
-    if (fstatat(fs->rootfd, dir, &st, 0) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return -errno; /* ENOTDIR, ELOOP: a file or a symlink is in the way */
     zv_ent e;
     if (!zv_resolve(&fs->tree, dir, &e) || e.kind != ZV_DIR)
         return -ENOENT;
     char *tmp = strdup(dir);
     if (!tmp)
         return -ENOMEM;
-    for (char *p = tmp;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdirat(fs->rootfd, tmp, 0755) != 0 && errno != EEXIST) {
-                int err = -errno;
-                free(tmp);
-                return err;
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
+    /* one component at a time, each made (or found) and then opened
+     * O_NOFOLLOW in its parent: a symlink swapped in is never gone through */
+    int dfd = fs->rootfd, err = 0;
+    for (char *c = tmp, *e2; c && !err; c = e2) {
+        e2 = strchr(c, '/');
+        if (e2)
+            *e2++ = 0;
+        if (mkdirat(dfd, c, 0755) != 0 && errno != EEXIST)
+            err = -errno;
+        int nfd = err ? -1 : openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (!err && nfd < 0)
+            err = -errno;
+        if (dfd != fs->rootfd)
+            close(dfd);
+        dfd = nfd;
     }
+    if (dfd >= 0 && dfd != fs->rootfd)
+        close(dfd);
     free(tmp);
-    return 0;
+    return err;
 }
 
 /* ---- handles ----------------------------------------------------------- */
@@ -303,6 +484,9 @@ static void dir_free(zf_dir *d)
 
 typedef struct zf_handle {
     int fd;          /* real file, or -1 */
+    bool ref_write;  /* a presented refs/<rev> opened for writing: content holds
+                      * what is written (REF_WMAX bytes at most) */
+    bool dirty;      /* ... changed since the last commit to the model */
     zf_dir *dir;     /* a directory's listing (opendir) */
     zv_ent ent;      /* virtual file */
     char *content;   /* generated content of small virtual files */
@@ -313,6 +497,360 @@ typedef struct zf_handle {
 } zf_handle;
 
 #define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
+
+/* ---- refs written by clients --------------------------------------------
+ *
+ * HF clients record which commit a revision resolved to by writing
+ * refs/<rev>: @huggingface/hub in place (open O_WRONLY|O_TRUNC, write),
+ * huggingface_hub as a temp file renamed over it.  Both land in the model,
+ * not in the overlay, so the ref never shadows the mount's own view:
+ *  - an in-place write of a presented ref fills a buffer (ref_write
+ *    handle); at flush/release a content of 40 hex (trailing whitespace
+ *    allowed) becomes the ref's value, anything else fails the flush with
+ *    EINVAL and changes nothing;
+ *  - a rename of a real file holding a commit onto refs/<rev> of a
+ *    presented repo (presented ref or not) sets the ref to it and removes
+ *    the source (and a real refs/<rev> file left over from before); the
+ *    kernel then has dst at the source's inode, so that inode number is
+ *    held (zf_node.held) and the kernel told to look dst up again;
+ *  - refs/<rev> files found in the real directory at startup are absorbed
+ *    the same way (zf_absorb_overlay_refs).
+ * The value is stamped with when the client wrote it (zf_ref.written, the
+ * ref's mtime) and persisted with the model.  Reconciliation with the Hub:
+ * the last writer wins, and a refresh of the ref from the Hub (--repo at
+ * startup, a pull, pin or verify that resolves it) counts as a write at the
+ * time of the refresh, so it replaces the client's value and clears the
+ * stamp (hubload.c merged_json): the Hub is the source of truth, and a
+ * client only writes what it has just read from the Hub.  Offline, or
+ * until the next refresh, the client's value is the ref.  A written commit
+ * the mount does not present is kept as the ref's value; its snapshot is
+ * then whatever the client creates in the overlay. */
+
+#define REF_WMAX 256
+
+static const char *REF_TYPE[] = {"model", "dataset", "space"};
+
+typedef struct zf_refq {
+    struct zf_refq *next;
+    zf_fs *fs;
+    uv_work_t work;
+    char key[300];
+    char *json;
+    int err;
+    bool running;
+} zf_refq;
+
+static void refq_start(zf_fs *fs);
+
+static void refq_work(uv_work_t *w)
+{
+    zf_refq *q = w->data;
+    q->err = zc_meta_put(q->fs->store, q->key, q->json, strlen(q->json), 0);
+}
+
+static void refq_after(uv_work_t *w, int status)
+{
+    (void)status;
+    zf_refq *q = w->data;
+    zf_fs *fs = q->fs;
+    if (q->err)
+        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", q->key,
+               zf_strerror(-q->err));
+    fs->refq = q->next;
+    free(q->json);
+    free(q);
+    refq_start(fs);
+}
+
+/* One persist at a time, in order: the last model written is the one kept. */
+static void refq_start(zf_fs *fs)
+{
+    zf_refq *q = fs->refq;
+    if (!q || q->running)
+        return;
+    q->running = true;
+    q->work.data = q;
+    if (uv_queue_work(fs->loop, &q->work, refq_work, refq_after) != 0) {
+        refq_work(&q->work);
+        refq_after(&q->work, 0);
+    }
+}
+
+static void persist_repo(zf_fs *fs, const zf_repo *r)
+{
+    if (!fs->store)
+        return;
+    char key[300];
+    snprintf(key, sizeof key, "repo/%s/%s", REF_TYPE[r->type], r->id);
+    char *json = zf_repo_to_json(r);
+    if (!json)
+        return;
+    if (!fs->loop) { /* startup: nothing else runs yet */
+        int err = zc_meta_put(fs->store, key, json, strlen(json), ZC_PUT_FSYNC);
+        if (err)
+            zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", key, zf_strerror(-err));
+        free(json);
+        return;
+    }
+    zf_refq **pp = &fs->refq;
+    for (; *pp; pp = &(*pp)->next)
+        if (!(*pp)->running && strcmp((*pp)->key, key) == 0) { /* not started: newer JSON */
+            free((*pp)->json);
+            (*pp)->json = json;
+            return;
+        }
+    zf_refq *q = calloc(1, sizeof *q);
+    if (!q) {
+        free(json);
+        return;
+    }
+    q->fs = fs;
+    snprintf(q->key, sizeof q->key, "%s", key);
+    q->json = json;
+    *pp = q;
+    refq_start(fs);
+}
+
+/* 40 hex (any case) and optional trailing whitespace -> lowercase sha. */
+static bool parse_ref(const char *b, size_t n, char sha[41])
+{
+    while (n > 40 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ' || b[n - 1] == '\t'))
+        n--;
+    if (n != 40)
+        return false;
+    for (size_t i = 0; i < 40; i++) {
+        char c = b[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        sha[i] = c;
+    }
+    sha[40] = 0;
+    return true;
+}
+
+/* The presented repo whose refs/<rev> `path` names (*rev set), or NULL. */
+static const zf_repo *ref_target(zf_fs *fs, const char *path, const char **rev)
+{
+    const char *sl = strchr(path, '/');
+    if (!sl || strncmp(sl, "/refs/", 6) != 0 || !zf_valid_rev(sl + 6))
+        return NULL;
+    for (size_t i = 0; i < fs->tree.nrepos; i++) {
+        const zf_repo *r = fs->tree.repos[i];
+        if (strlen(r->folder) == (size_t)(sl - path) && strncmp(r->folder, path, (size_t)(sl - path)) == 0) {
+            *rev = sl + 6;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Set ref `name` of the presented model of `seen`'s repo (seen may have
+ * been replaced since) to sha, stamped `written`, and persist it. */
+static int set_ref(zf_fs *fs, const zf_repo *seen, const char *name, const char *sha, int64_t written)
+{
+    zf_repo *r = NULL;
+    for (size_t i = 0; i < fs->tree.nrepos && !r; i++)
+        if (fs->tree.repos[i]->type == seen->type && strcmp(fs->tree.repos[i]->id, seen->id) == 0)
+            r = fs->tree.repos[i];
+    if (!r)
+        return -ENOENT;
+    for (size_t k = 0; k < r->nrefs; k++)
+        if (strcmp(r->refs[k].name, name) == 0) { /* in place: handles keep pointing at it */
+            memcpy(r->refs[k].sha, sha, 41);
+            r->refs[k].written = written;
+            persist_repo(fs, r);
+            return 0;
+        }
+    zf_repo *nr = zf_repo_with_ref(r, name, sha, written); /* a new ref: a new model */
+    if (!nr)
+        return -EINVAL;
+    int err = zf_fs_add_repo(fs, nr);
+    if (err) {
+        zf_repo_free(nr);
+        return err;
+    }
+    persist_repo(fs, nr);
+    return 0;
+}
+
+/* The commit a small real regular file holds; -EINVAL when it holds none. */
+static int read_ref_file(zf_fs *fs, const char *path, char sha[41], struct stat *st)
+{
+    int fd = ovl_open(fs, path, O_RDONLY | O_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    char buf[REF_WMAX];
+    ssize_t n = -1;
+    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_size <= REF_WMAX)
+        n = pread(fd, buf, sizeof buf, 0);
+    close(fd);
+    return n >= 0 && parse_ref(buf, (size_t)n, sha) ? 0 : -EINVAL;
+}
+
+/* A ref_write handle's content becomes the ref's value. */
+static int ref_commit(zf_fs *fs, zf_handle *h)
+{
+    h->dirty = false;
+    char sha[41];
+    if (!parse_ref(h->content, h->len, sha))
+        return -EINVAL;
+    return set_ref(fs, h->ent.repo, h->ent.ref->name, sha, (int64_t)time(NULL));
+}
+
+/* rename(src, dst) where dst is refs/<rev> of a presented repo and src a
+ * real file holding a commit: the model takes it.  1: not such a rename
+ * (an ordinary one follows), else 0 or -errno.  On 0, *held is an O_PATH
+ * descriptor of the removed source (or -1): see zf_node.held. */
+static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags, int *held)
+{
+    *held = -1;
+    const char *rev;
+    const zf_repo *r = ref_target(fs, dst, &rev);
+    if (!r || (flags & RENAME_EXCHANGE))
+        return 1;
+    zv_ent e;
+    bool virt = zv_resolve(&fs->tree, dst, &e);
+    if (virt && e.kind != ZV_REF)
+        return 1;
+    struct stat st;
+    bool real_dst = ovl_stat(fs, dst, &st) == 0;
+    if (real_dst && !S_ISREG(st.st_mode))
+        return 1;
+    char sha[41];
+    if (read_ref_file(fs, src, sha, &st) != 0)
+        return 1;
+    if ((flags & RENAME_NOREPLACE) && (virt || real_dst))
+        return -EEXIST;
+    int err = set_ref(fs, r, rev, sha, (int64_t)time(NULL));
+    if (err)
+        return err;
+    *held = ovl_open(fs, src, O_PATH, 0);
+    if (ovl_unlink(fs, src, 0) != 0) {
+        err = -errno;
+        if (*held >= 0)
+            close(*held);
+        *held = -1;
+        return err;
+    }
+    if (real_dst) /* a copy left in the overlay from before: the model has it now */
+        ovl_unlink(fs, dst, 0);
+    return 0;
+}
+
+/* After a rename onto a ref the kernel has dst at the source's inode, whose
+ * real file is gone (its number may be reused by the next file created):
+ * make it look dst up again, which finds the virtual ref.  From a pool
+ * thread: the notification waits for the directory's lock, which a
+ * request this loop has yet to answer may hold. */
+typedef struct inval_entry {
+    uv_work_t work;
+    zf_fs *fs;
+    fuse_ino_t parent;
+    char name[];
+} inval_entry;
+
+static void inval_work(uv_work_t *w)
+{
+    inval_entry *e = w->data;
+    fuse_lowlevel_notify_inval_entry(e->fs->se, e->parent, e->name, strlen(e->name));
+}
+
+static void inval_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+}
+
+static void inval_entry_later(zf_fs *fs, fuse_ino_t parent, const char *name)
+{
+    if (!fs->se || !fs->loop)
+        return;
+    inval_entry *e = calloc(1, sizeof *e + strlen(name) + 1);
+    if (!e)
+        return;
+    e->fs = fs;
+    e->parent = parent;
+    strcpy(e->name, name);
+    e->work.data = e;
+    if (uv_queue_work(fs->loop, &e->work, inval_work, inval_after) != 0)
+        free(e);
+}
+
+static bool scratch_name(const char *name)
+{
+    size_t n = strlen(name);
+    static const char *const sfx[] = {".tmp", ".lock", ".incomplete"};
+    if (name[0] == '.')
+        return true;
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        size_t l = strlen(sfx[i]);
+        if (n >= l && strcmp(name + n - l, sfx[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* refs/<rel>/ of repo index i in the real directory, depth-bounded. */
+static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
+{
+    const zf_repo *r = fs->tree.repos[i];
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/refs%s%s", r->folder, rel[0] ? "/" : "", rel);
+    int fd = ovl_open(fs, dir, O_RDONLY | O_DIRECTORY, 0);
+    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dp) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL && n < 4096) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char **nv = realloc(names, (n + 1) * sizeof *nv);
+        if (!nv || !(nv[n] = strdup(de->d_name))) {
+            names = nv ? nv : names;
+            break;
+        }
+        names = nv;
+        n++;
+    }
+    closedir(dp);
+    for (size_t k = 0; k < n; k++) {
+        char sub[4400], path[4800];
+        struct stat st;
+        char sha[41];
+        bool fits = (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[k]) < sizeof sub &&
+                    (size_t)snprintf(path, sizeof path, "%s/%s", dir, names[k]) < sizeof path;
+        bool isdir = fits && ovl_stat(fs, path, &st) == 0 &&
+                     S_ISDIR(st.st_mode);
+        if (isdir && depth < 8)
+            absorb_dir(fs, i, sub, depth + 1);
+        else if (fits && !isdir && !scratch_name(names[k]) && zf_valid_rev(sub) &&
+                   read_ref_file(fs, path, sha, &st) == 0) {
+            zv_ent e;
+            bool virt = zv_resolve(&fs->tree, path, &e);
+            if ((!virt || e.kind == ZV_REF) &&
+                set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
+                zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (was a file in the overlay)\n",
+                       fs->tree.repos[i]->id, sub, sha);
+                ovl_unlink(fs, path, 0);
+            }
+        }
+        free(names[k]);
+    }
+    free(names);
+}
+
+void zf_absorb_overlay_refs(zf_fs *fs)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        absorb_dir(fs, i, "", 0);
+}
 
 /* ---- operations -------------------------------------------------------- */
 
@@ -413,6 +951,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     bool real;
     int err = path_attr(fs, path, &st, &real, NULL);
     free(path);
+    if (!err && !real && fi && H(fi)->ref_write) { /* what is written so far */
+        st.st_size = (off_t)H(fi)->len;
+        st.st_blocks = (blkcnt_t)((H(fi)->len + 511) / 512);
+    }
     if (err)
         fuse_reply_err(req, -err);
     else
@@ -426,22 +968,51 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     WITH_PATH(fs, ino, path);
     struct stat st;
     bool real;
-    int err = path_attr(fs, path, &st, &real, NULL);
+    zv_ent ent;
+    int err = path_attr(fs, path, &st, &real, &ent);
+    if (!err && !real && ent.kind == ZV_REF) {
+        /* a ref: its size through a handle writing it (O_TRUNC, ftruncate);
+         * times are accepted and not kept (the ref's mtime is its write) */
+        zf_handle *h = fi ? H(fi) : NULL;
+        bool size = to_set & FUSE_SET_ATTR_SIZE;
+        free(path);
+        if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ||
+            (size && (!h || !h->ref_write))) {
+            fuse_reply_err(req, EROFS);
+            return;
+        }
+        if (size && (attr->st_size < 0 || attr->st_size > REF_WMAX)) {
+            fuse_reply_err(req, EFBIG);
+            return;
+        }
+        if (size) {
+            size_t n = (size_t)attr->st_size;
+            if (n > h->len)
+                memset(h->content + h->len, 0, n - h->len);
+            h->len = n;
+            h->dirty = true;
+        }
+        op_getattr(req, ino, fi);
+        return;
+    }
     if (err || !real) {
         free(path);
         fuse_reply_err(req, err ? -err : EROFS);
         return;
     }
     int fd = fi ? H(fi)->fd : -1;
-    const char *p = rel(path);
     if (to_set & FUSE_SET_ATTR_MODE) {
-        if ((fd >= 0 ? fchmod(fd, attr->st_mode) : fchmodat(fs->rootfd, p, attr->st_mode, 0)) != 0)
+        if ((fd >= 0 ? fchmod(fd, attr->st_mode) : ovl_chmod(fs, path, attr->st_mode)) != 0)
             goto fail;
     }
     if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
         uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
         gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-        if (fchownat(fs->rootfd, p, u, g, AT_SYMLINK_NOFOLLOW) != 0)
+        const char *nm;
+        int dfd = ovl_parent(fs, path, &nm);
+        int r = dfd < 0 ? -1 : fchownat(dfd, nm, u, g, AT_SYMLINK_NOFOLLOW);
+        ovl_done(fs, dfd);
+        if (r != 0)
             goto fail;
     }
     if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -449,7 +1020,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         if (fd >= 0)
             r = ftruncate(fd, attr->st_size);
         else {
-            int tfd = openat(fs->rootfd, p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            int tfd = ovl_open(fs, path, O_WRONLY, 0);
             r = tfd < 0 ? -1 : ftruncate(tfd, attr->st_size);
             if (tfd >= 0) {
                 int e = errno;
@@ -470,7 +1041,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             ts[1].tv_nsec = UTIME_NOW;
         else if (to_set & FUSE_SET_ATTR_MTIME)
             ts[1] = attr->st_mtim;
-        if (utimensat(fs->rootfd, p, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        const char *nm;
+        int dfd = ovl_parent(fs, path, &nm);
+        int r = dfd < 0 ? -1 : utimensat(dfd, nm, ts, AT_SYMLINK_NOFOLLOW);
+        ovl_done(fs, dfd);
+        if (r != 0)
             goto fail;
     }
     free(path);
@@ -487,7 +1062,10 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
     char buf[4096];
-    ssize_t n = readlinkat(fs->rootfd, rel(path), buf, sizeof buf - 1);
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    ssize_t n = dfd < 0 ? -1 : readlinkat(dfd, nm, buf, sizeof buf - 1);
+    ovl_done(fs, dfd);
     if (n >= 0) {
         buf[n] = 0;
         fuse_reply_readlink(req, buf);
@@ -530,8 +1108,7 @@ static char *prepare_create(fuse_req_t req, fuse_ino_t parent, const char *name)
     /* a virtual entry of that name already exists */
     zv_ent e;
     struct stat st;
-    if (fstatat(fs->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 && zv_resolve(&fs->tree, path, &e) &&
-        e.kind != ZV_EMPTY) {
+    if (ovl_stat(fs, path, &st) != 0 && zv_resolve(&fs->tree, path, &e) && e.kind != ZV_EMPTY) {
         free(path);
         fuse_reply_err(req, EEXIST);
         return NULL;
@@ -545,7 +1122,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (mkdirat(fs->rootfd, path, mode) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : mkdirat(dfd, nm, mode);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -558,7 +1139,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (mknodat(fs->rootfd, path, mode, rdev) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : mknodat(dfd, nm, mode, rdev);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -571,7 +1156,11 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    if (symlinkat(link, fs->rootfd, path) != 0)
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : symlinkat(link, dfd, nm);
+    ovl_done(fs, dfd);
+    if (r != 0)
         fuse_reply_err(req, errno);
     else
         reply_entry(fs, req, parent, name, path);
@@ -589,7 +1178,11 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
         return;
     }
     int err = 0;
-    if (unlinkat(fs->rootfd, path, flags) != 0) {
+    const char *nm;
+    int dfd = ovl_parent(fs, path, &nm);
+    int r = dfd < 0 ? -1 : unlinkat(dfd, nm, flags);
+    ovl_done(fs, dfd);
+    if (r != 0) {
         err = errno;
         zv_ent e;
         if (err == ENOENT && zv_resolve(&fs->tree, path, &e))
@@ -623,12 +1216,43 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     char *src = join(d1, name), *dst = join(d2, newname);
     int err = ensure_real_dir(fs, d2);
     struct stat st;
-    if (!err && fstatat(fs->rootfd, src, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (!err && ovl_stat(fs, src, &st) == 0) {
+        int held;
+        int r = rename_onto_ref(fs, src, dst, flags, &held); /* a ref: the model takes it */
+        if (r <= 0) {
+            zf_node *n = r == 0 ? node_get(fs, st.st_ino) : NULL;
+            char *nm = n ? strdup(newname) : NULL;
+            if (nm) { /* the kernel now has that inode at dst: the ref */
+                free(n->name);
+                n->name = nm;
+                n->parent = newparent;
+            }
+            if (n && held >= 0 && !n->held)
+                n->held = held + 1;
+            else if (held >= 0)
+                close(held);
+            free(d1);
+            free(d2);
+            free(src);
+            free(dst);
+            fuse_reply_err(req, -r);
+            if (r == 0)
+                inval_entry_later(fs, newparent, newname);
+            return;
+        }
+    }
+    if (!err && ovl_stat(fs, src, &st) != 0) {
         zv_ent e;
         err = (errno == ENOENT && zv_resolve(&fs->tree, src, &e)) ? -EXDEV : -errno;
     }
-    if (!err && renameat2(fs->rootfd, src, fs->rootfd, dst, flags) != 0)
-        err = -errno;
+    if (!err) {
+        const char *n1, *n2;
+        int f1 = ovl_parent(fs, src, &n1), f2 = f1 < 0 ? -1 : ovl_parent(fs, dst, &n2);
+        if (f1 < 0 || f2 < 0 || renameat2(f1, n1, f2, n2, flags) != 0)
+            err = -errno;
+        ovl_done(fs, f1);
+        ovl_done(fs, f2);
+    }
     if (!err) {
         zf_node *n = node_get(fs, st.st_ino);
         if (n) {
@@ -657,7 +1281,12 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         return;
     }
     if (path) {
-        if (linkat(fs->rootfd, src, fs->rootfd, path, 0) != 0)
+        const char *n1, *n2;
+        int f1 = ovl_parent(fs, src, &n1), f2 = f1 < 0 ? -1 : ovl_parent(fs, path, &n2);
+        int r = f1 < 0 || f2 < 0 ? -1 : linkat(f1, n1, f2, n2, 0);
+        ovl_done(fs, f1);
+        ovl_done(fs, f2);
+        if (r != 0)
             fuse_reply_err(req, errno == ENOENT ? EXDEV : errno);
         else
             reply_entry(fs, req, newparent, newname, path);
@@ -712,7 +1341,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
-    int fd = openat(fs->rootfd, rel(path), (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+    int fd = ovl_open(fs, path, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY), 0);
     if (fd >= 0) {
         zf_handle *h = new_handle(fs, fd);
         free(path);
@@ -739,7 +1368,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+    if (writing && e.kind != ZV_REF) {
         fuse_reply_err(req, EROFS);
         return;
     }
@@ -773,10 +1403,23 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         if (fs->blob_opened)
             h->pf = fs->blob_opened(fs, &e);
+    } else if (writing) { /* a ref written in place (see "refs written by clients") */
+        h->ref_write = true;
+        h->content = calloc(1, REF_WMAX);
+        if (!h->content) {
+            release_handle(fs, h);
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        h->dirty = (fi->flags & O_TRUNC) != 0;
+        h->len = h->dirty ? 0 : 40;
+        memcpy(h->content, e.ref->sha, h->len);
+        fi->direct_io = 1; /* reads and writes see the buffer, not the page cache */
+        fi->keep_cache = 0;
     } else {
         h->content = zv_content(&e, &h->len);
         fi->direct_io = 0;
-        fi->keep_cache = 1;
+        fi->keep_cache = e.kind != ZV_REF; /* a ref changes when a client writes it */
     }
     fi->fh = (uintptr_t)h;
     if (fuse_reply_open(req, fi) == -ENOENT)
@@ -790,7 +1433,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     char *path = prepare_create(req, parent, name);
     if (!path)
         return;
-    int fd = openat(fs->rootfd, path, fi->flags | O_CREAT | O_CLOEXEC, mode);
+    int fd = ovl_open(fs, path, fi->flags | O_CREAT, mode);
     if (fd < 0) {
         fuse_reply_err(req, errno);
         free(path);
@@ -847,6 +1490,27 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
                          struct fuse_file_info *fi)
 {
     zf_handle *h = H(fi);
+    if (h->ref_write) {
+        size_t n = fuse_buf_size(in);
+        if (off < 0 || (uint64_t)off + n > REF_WMAX) {
+            fuse_reply_err(req, EFBIG);
+            return;
+        }
+        if ((size_t)off > h->len)
+            memset(h->content + h->len, 0, (size_t)off - h->len);
+        struct fuse_bufvec mem = FUSE_BUFVEC_INIT(n);
+        mem.buf[0].mem = h->content + off;
+        ssize_t got = fuse_buf_copy(&mem, in, 0);
+        if (got < 0) {
+            fuse_reply_err(req, (int)-got);
+            return;
+        }
+        if ((size_t)off + (size_t)got > h->len)
+            h->len = (size_t)off + (size_t)got;
+        h->dirty = true;
+        fuse_reply_write(req, (size_t)got);
+        return;
+    }
     if (h->fd < 0) {
         fuse_reply_err(req, EBADF);
         return;
@@ -865,6 +1529,10 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     zf_handle *h = H(fi);
+    if (h->ref_write && h->dirty) { /* close(): the ref takes the value, or EINVAL */
+        fuse_reply_err(req, -ref_commit(FS(req), h));
+        return;
+    }
     if (h->fd >= 0) {
         int d = dup(h->fd);
         if (d < 0 || close(d) != 0) {
@@ -877,7 +1545,14 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    release_handle(FS(req), H(fi));
+    zf_handle *h = H(fi);
+    if (h->ref_write && h->dirty) { /* written after the last flush */
+        int err = ref_commit(FS(req), h);
+        if (err)
+            zf_log(ZF_LOG_WARN, "zestfs: refs/%s: not a commit written, ref unchanged: %s\n",
+                   h->ent.ref->name, zf_strerror(-err));
+    }
+    release_handle(FS(req), h);
     fuse_reply_err(req, 0);
 }
 
@@ -959,7 +1634,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     dir_add(d, ".", ino, S_IFDIR);
     dir_add(d, "..", 0, S_IFDIR);
     bool any = false;
-    int fd = openat(fs->rootfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = ovl_open(fs, path, O_RDONLY | O_DIRECTORY, 0);
     if (fd >= 0) {
         any = true;
         DIR *dp = fdopendir(fd);
@@ -1077,9 +1752,17 @@ void zf_fs_destroy(zf_fs *fs)
      * handles went with them (zf_read_free, zf_flat_free) */
     while (fs->handles)
         free_handle(fs, fs->handles);
+    while (fs->refq) { /* none once the loop ran empty */
+        zf_refq *q = fs->refq;
+        fs->refq = q->next;
+        free(q->json);
+        free(q);
+    }
     for (size_t i = 0; i < fs->nbuckets; i++)
         for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
             nx = n->next;
+            if (n->held)
+                close(n->held - 1);
             free(n->name);
             free(n);
         }

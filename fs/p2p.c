@@ -10,14 +10,16 @@
  *   manifest     store metadata "manifest/<xorb>" (read on the loop: a
  *                manifest is at most 8192 × 36 bytes, read once per MREQ),
  *   may_serve    the swarm of a repository we present and that is public.
- * Privacy.  The Hub's answers do not say whether a repo is private or gated,
- * so the rule is the conservative one: repos read WITH a token are private
- * (never joined, announced or served) unless `--seed-private REPO` opts one
- * in; without a token everything presented was readable anonymously, hence
- * public.  A request is also refused unless the swarm it arrives on is
- * served.  (Gap: a peer in a public swarm may ask for any xorb hash we hold;
- * xorb hashes are content hashes and unguessable, but a private repo's xorb
- * shared with a public one is served through the public swarm.)
+ * Privacy.  By stored fact, never by whether a token was used: each repo
+ * model carries the verdict of the Hub's repo info asked without a token
+ * (zf_repo.vis, fs/hubload.c), persisted with it in the store, so a mount
+ * with or without a token and `zestfs seed` on the same store agree.  Only
+ * a repo whose verdict is public, or one named by `--seed-private REPO`, has
+ * its swarm joined, announced (trackers, DHT) and served; private, gated and
+ * unknown (never checked) repos are not.  A verdict that changes when the
+ * repo is resolved again (zf_p2p_add_repo with the new model) joins the
+ * swarm or stops serving it at once.  A request is refused unless the swarm
+ * it arrives on is served and its repo's file maps name the xorb (below).
  * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h).
  * Manifests.  After a zc_put (pool), if the store holds [0, n) of the xorb
  * and the (hash, len) list of those chunks, read from the segment headers,
@@ -181,8 +183,8 @@ const char zf_p2p_usage[] =
     "      --peer HOST:PORT    a peer to use and serve (repeatable)\n"
     "      --upload-rate BYTES upload cap per second, suffixes K/M/G (default none)\n"
     "      --max-peers N       connections at most (default 64)\n"
-    "      --seed-private REPO serve REPO's swarm although it was read with a token\n"
-    "                          (repos read with a token count as private; repeatable)\n"
+    "      --seed-private REPO serve REPO's swarm although the Hub does not say it is\n"
+    "                          public (private, gated or unchecked; repeatable)\n"
     "      --tracker URL       announce the repos' swarms to a BitTorrent tracker\n"
     "                          (http://, https:// or udp://; repeatable)\n"
     "      --no-dht            do not use the Mainline DHT to find peers\n"
@@ -919,6 +921,8 @@ static void ann_after(uv_work_t *w, int status)
     ann_job *j = w->data;
     zf_p2p *p = j->p;
     p->works--;
+    if (!p->stopped && !p->sw[j->sw].served)
+        status = -ECANCELED; /* no longer served (its verdict changed meanwhile) */
     for (size_t i = 0; !status && !p->stopped && i < j->nx; i++)
         xset_add(&p->sw[j->sw].xorbs, &j->xorbs[i]);
     for (size_t i = 0; !status && !p->stopped && i < j->nx; i++) {
@@ -960,18 +964,29 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
         p->nsw++;
         snprintf(s->type, sizeof s->type, "%s", type);
         zn_swarm_repo_id(type, r->canonical ? r->canonical : r->id, s->ih); /* renamed: one swarm */
-        s->served = !p->o.token || repo_opted_in(p, type, r->id);
-        if (!s->served)
-            return 0;
+    }
+    /* the gate: the stored verdict (or --seed-private), again at every call,
+     * since a repo resolved again brings the Hub's verdict of now */
+    bool serve = r->vis == ZF_VIS_PUBLIC || repo_opted_in(p, type, r->id);
+    if (!serve) {
+        if (s->served) {
+            zf_log(ZF_LOG_INFO, "zestfs: %ss/%s is %s now: no longer shared with peers\n", type,
+                   r->id, zf_vis_name(r->vis));
+            free(s->xorbs.v); /* nothing of it is announced or served from now on */
+            s->xorbs = (xset){0};
+        }
+        s->served = false;
+        return 0;
+    }
+    if (!s->served) {
         int rc = zn_peer_swarm_join(p->node, s->ih);
         if (rc)
             return rc;
+        s->served = true;
         for (size_t i = 0; i < p->npeers; i++)
             zn_peer_add(p->node, s->ih, (const struct sockaddr *)&p->peers[i]);
         s->dht_next = 0; /* looked up (and announced) at the next tick */
     }
-    if (!s->served)
-        return 0;
     ann_job *j = calloc(1, sizeof *j);
     if (!j)
         return -ENOMEM;
@@ -1318,10 +1333,9 @@ void zf_p2p_stored(zf_p2p *p, const char *type, const char *id, const xet_hash *
         return;
     if (type && id) {
         p2p_swarm *s = swarm_find(p, type, id);
-        if (s ? !s->served : (p->o.token && !repo_opted_in(p, type, id)))
+        if (!s || !s->served) /* no verdict known here: not served */
             return;
-        if (s)
-            xset_add(&s->xorbs, xorb);
+        xset_add(&s->xorbs, xorb);
     }
     zn_peer_announce_have(p->node, xorb, cs, ce);
 }
@@ -1335,6 +1349,12 @@ void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_has
         xset_add(&s->xorbs, xorb);
         zn_peer_announce_have(p->node, xorb, 0, 1); /* HAVE goes out if we hold any of it */
     }
+}
+
+bool zf_p2p_repo_served(zf_p2p *p, const char *type, const char *id)
+{
+    p2p_swarm *s = p && type && id ? swarm_find(p, type, id) : NULL;
+    return s && s->served;
 }
 
 unsigned zf_p2p_pending(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)

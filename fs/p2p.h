@@ -39,7 +39,6 @@ typedef struct zf_p2p_opts {
     bool dht_port_set;                     /* else: the peer port's number */
     bool no_pex;                           /* --no-pex */
     const char *state_dir;                 /* where dht.state lives (the store) */
-    bool token;                            /* repos were fetched with a token: private */
     /* set by zf_p2p_reserve */
     int reserve_fd;
     uint16_t port;
@@ -71,10 +70,14 @@ int zf_p2p_reserve(zf_p2p_opts *o);
 
 typedef struct zf_p2p zf_p2p;
 int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p **out);
-/* Join a repository's swarm (when it may be served: public, or opted in with
- * --seed-private), dial the static peers for it and announce, off the loop,
- * what the store holds of the xorbs its file maps name. */
+/* Join a repository's swarm (when it may be served: its stored verdict
+ * r->vis is public, or it is opted in with --seed-private), dial the static
+ * peers for it and announce, off the loop, what the store holds of the xorbs
+ * its file maps name.  Called again with the model of a repo resolved anew:
+ * a verdict no longer public stops serving the swarm, one now public joins. */
 int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r);
+/* Whether the swarm of repo (type "model"/"dataset"/"space", id) is served. */
+bool zf_p2p_repo_served(zf_p2p *p, const char *type, const char *id);
 void zf_p2p_stop(zf_p2p *p);
 void zf_p2p_free(zf_p2p *p);
 int zf_p2p_port(zf_p2p *p);

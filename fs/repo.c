@@ -16,6 +16,23 @@ const char *zf_type_plural(enum zf_repo_type t)
     return PLURALS[t];
 }
 
+static const char *VIS[] = {"unknown", "public", "private", "gated"};
+
+const char *zf_vis_name(enum zf_visibility v)
+{
+    return (unsigned)v < 4 ? VIS[v] : VIS[0];
+}
+
+int zf_vis_parse(const char *s, enum zf_visibility *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (s && !strcmp(s, VIS[i])) {
+            *out = (enum zf_visibility)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 static bool name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -252,6 +269,10 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
         zf_ref *ref = &r->refs[r->nrefs++];
         ref->name = strdup(it->string);
         memcpy(ref->sha, it->valuestring, 41);
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(j, "ref_written"), it->string);
+        if (cJSON_IsNumber(w) && w->valuedouble > 0 && w->valuedouble < 9.2e18)
+            ref->written = (int64_t)w->valuedouble;
     }
     n = (size_t)cJSON_GetArraySize(commits);
     r->commits = calloc(n ? n : 1, sizeof *r->commits);
@@ -285,6 +306,15 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
             }
         err = -EBADMSG;
     }
+    /* no verdict, or one this version does not know: unknown (never served) */
+    const cJSON *vis = cJSON_GetObjectItemCaseSensitive(j, "visibility");
+    const cJSON *verdict = cJSON_GetObjectItemCaseSensitive(vis, "verdict");
+    const cJSON *checked = cJSON_GetObjectItemCaseSensitive(vis, "checked");
+    if (cJSON_IsString(verdict) && zf_vis_parse(verdict->valuestring, &r->vis) == 0 &&
+        cJSON_IsNumber(checked) && checked->valuedouble > 0 && checked->valuedouble < 9.2e18)
+        r->vis_checked = (int64_t)checked->valuedouble;
+    else
+        r->vis = ZF_VIS_UNKNOWN;
     cJSON_Delete(j);
     *out = r;
     return 0;
@@ -305,8 +335,15 @@ char *zf_repo_to_json(const zf_repo *r)
     if (r->gated_url)
         cJSON_AddStringToObject(j, "gated_url", r->gated_url);
     cJSON *refs = cJSON_AddObjectToObject(j, "refs");
-    for (size_t i = 0; i < r->nrefs; i++)
+    cJSON *written = NULL;
+    for (size_t i = 0; i < r->nrefs; i++) {
         cJSON_AddStringToObject(refs, r->refs[i].name, r->refs[i].sha);
+        if (r->refs[i].written) {
+            if (!written)
+                written = cJSON_AddObjectToObject(j, "ref_written");
+            cJSON_AddNumberToObject(written, r->refs[i].name, (double)r->refs[i].written);
+        }
+    }
     cJSON *commits = cJSON_AddObjectToObject(j, "commits");
     for (size_t i = 0; i < r->ncommits; i++) {
         const zf_commit *c = &r->commits[i];
@@ -328,6 +365,11 @@ char *zf_repo_to_json(const zf_repo *r)
             }
             cJSON_AddItemToArray(files, fj);
         }
+    }
+    if (r->vis_checked) {
+        cJSON *v = cJSON_AddObjectToObject(j, "visibility");
+        cJSON_AddStringToObject(v, "verdict", zf_vis_name(r->vis));
+        cJSON_AddNumberToObject(v, "checked", (double)r->vis_checked);
     }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -395,6 +437,35 @@ const zf_file *zf_repo_blob(const zf_repo *r, const char *etag, const zf_commit 
                 return &r->commits[i].files[k];
             }
     return NULL;
+}
+
+zf_repo *zf_repo_with_ref(const zf_repo *r, const char *name, const char *sha, int64_t written)
+{
+    if (!zf_valid_rev(name) || !is_hex(sha, 40))
+        return NULL;
+    char *s = zf_repo_to_json(r);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    cJSON *refs = cJSON_GetObjectItemCaseSensitive(j, "refs");
+    if (!refs) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(refs, name);
+    cJSON_AddStringToObject(refs, name, sha);
+    cJSON *wr = cJSON_GetObjectItemCaseSensitive(j, "ref_written");
+    if (!wr)
+        wr = cJSON_AddObjectToObject(j, "ref_written");
+    cJSON_DeleteItemFromObjectCaseSensitive(wr, name);
+    if (written)
+        cJSON_AddNumberToObject(wr, name, (double)written);
+    s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    zf_repo *out = NULL;
+    if (s && zf_repo_from_json(s, strlen(s), &out) != 0)
+        out = NULL;
+    free(s);
+    return out;
 }
 
 char *zf_commit_tree_json(const zf_commit *c)

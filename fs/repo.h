@@ -7,9 +7,11 @@
  *
  *   {"format": 1, "type": "model", "id": "org/name",
  *    "refs": {"main": "<40 hex>"},
+ *    "ref_written": {"main": <unix s>}?,   (refs a client wrote; ops.c)
  *    "commits": {"<40 hex>": {"date": <unix s>, "files": [
  *        {"path": "config.json", "size": 123, "oid": "<git blob sha1>",
- *         "lfs_sha256": "<64 hex>"?, "xet_hash": "<64 hex>"?}, ...]}}}
+ *         "lfs_sha256": "<64 hex>"?, "xet_hash": "<64 hex>"?}, ...]}},
+ *    "visibility": {"verdict": "public|private|gated|unknown", "checked": <unix s>}?}
  *
  * Names coming from the network are validated here (repo ids, revision
  * names, repo paths): no "..", no absolute paths, no NUL, no empty
@@ -45,7 +47,16 @@ typedef struct zf_commit {
 typedef struct zf_ref {
     char *name;         /* "main", "v1.0", "refs/pr/1" */
     char sha[41];
+    int64_t written;    /* unix s a client wrote this value through the mount
+                         * (ops.c); 0: the value is the Hub's */
 } zf_ref;
+
+/* Whether the repo may be seeded: the Hub's repo info asked without a token
+ * (zn_hub_repo_info_anon) when the repo was last resolved.  Public only for
+ * a 200 with "private": false and "gated": false; UNKNOWN: never checked, or
+ * the check got no answer.  Only PUBLIC repos are served to peers (plus
+ * --seed-private ones). */
+enum zf_visibility { ZF_VIS_UNKNOWN, ZF_VIS_PUBLIC, ZF_VIS_PRIVATE, ZF_VIS_GATED };
 
 typedef struct zf_repo {
     enum zf_repo_type type;
@@ -64,6 +75,8 @@ typedef struct zf_repo {
     char *canonical;
     char *gated_url;
     uint64_t gated_logged_ms;  /* last refused-open log line (not persisted) */
+    enum zf_visibility vis;   /* persisted as "visibility": {"verdict", "checked"} */
+    int64_t vis_checked;      /* Unix s of the check; 0: never */
 } zf_repo;
 
 /* "models--org--name" for (ZF_MODEL, "org/name"); NULL if the id is invalid. */
@@ -74,6 +87,9 @@ bool zf_valid_repo_id(const char *id);
 bool zf_valid_rev(const char *rev);
 bool zf_valid_path(const char *path);
 const char *zf_type_plural(enum zf_repo_type t); /* "models", "datasets", "spaces" */
+/* "unknown", "public", "private", "gated"; parse: -EINVAL if none of them. */
+const char *zf_vis_name(enum zf_visibility v);
+int zf_vis_parse(const char *s, enum zf_visibility *out);
 
 int zf_repo_from_json(const char *json, size_t len, zf_repo **out);
 char *zf_repo_to_json(const zf_repo *r);  /* malloc'd */
@@ -85,6 +101,10 @@ const zf_file *zf_commit_file(const zf_commit *c, const char *path);
 bool zf_commit_is_dir(const zf_commit *c, const char *dir);
 /* The file whose etag is `etag` in any commit (blobs/<etag>); NULL if none. */
 const zf_file *zf_repo_blob(const zf_repo *r, const char *etag, const zf_commit **commit);
+
+/* A copy of r with ref `name` set to `sha` (added when absent), stamped
+ * `written` (0: the Hub's value); NULL on a bad name or sha, or no memory. */
+zf_repo *zf_repo_with_ref(const zf_repo *r, const char *name, const char *sha, int64_t written);
 
 /* trees/<commit>.json as huggingface_hub >= 1.22 writes it (format_version 1). */
 char *zf_commit_tree_json(const zf_commit *c); /* malloc'd */

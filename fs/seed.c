@@ -2,8 +2,9 @@
  * peer swarm without mounting (a cluster's seed box).
  *
  * The repo models persisted in the store ("repo/<type>/<id>", written by
- * mounts and pulls) say which swarms to join; nothing is fetched (the Hub is
- * not asked: offline load).  The peer node (fs/p2p.c) serves what the store
+ * mounts and pulls) say which swarms to join: those whose stored visibility
+ * verdict is public, plus --seed-private ones (fs/p2p.c); nothing is fetched
+ * (the Hub is not asked: offline load).  The peer node (fs/p2p.c) serves what the store
  * holds, announces it, and builds missing manifests at start.  SIGINT or
  * SIGTERM: close the node, print what was served, exit 0. */
 #include <errno.h>
@@ -41,8 +42,10 @@ static void seed_usage(FILE *f)
             "  serve a store's xorbs to the peer swarm without mounting; joins the swarms of\n"
             "  the repos persisted in the store (by mounts and pulls)\n"
             "      --store DIR         the chunk store (default ~/.cache/zestfs); not in use\n"
-            "      --token TOKEN       when a token is found (default $HF_TOKEN, else the HF\n"
-            "                          token file) repos count as private: see --seed-private\n"
+            "      --token TOKEN       ignored: a token changes nothing; only repos whose\n"
+            "                          stored verdict is public (the Hub's repo info, asked\n"
+            "                          without a token when a mount or pull resolved them)\n"
+            "                          are served, plus --seed-private ones\n"
             "%s",
             zf_p2p_usage);
 }
@@ -77,12 +80,7 @@ int zestfs_cmd_seed(int argc, char **argv)
         seed_usage(stderr);
         return 2;
     }
-    char *token = zf_find_token(token_opt);
-    po.token = token != NULL;
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
-    }
+    (void)token_opt; /* accepted as before; what is served is each repo's stored verdict */
     char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
     if (!store_dir) {
         fprintf(stderr, "zestfs seed: no --store and no $HOME\n");
@@ -122,9 +120,19 @@ int zestfs_cmd_seed(int argc, char **argv)
         free(store_dir);
         return 1;
     }
-    for (size_t i = 0; i < fs.tree.nrepos; i++)
-        zf_p2p_add_repo(sd.p2p, fs.tree.repos[i]);
-    fprintf(stderr, "zestfs seed: %zu repos from %s\n", fs.tree.nrepos, store_dir);
+    size_t nserved = 0;
+    for (size_t i = 0; i < fs.tree.nrepos; i++) {
+        const zf_repo *r = fs.tree.repos[i];
+        zf_p2p_add_repo(sd.p2p, r);
+        bool served = zf_p2p_repo_served(sd.p2p, zf_p2p_type_name(r->type), r->id);
+        nserved += served;
+        if (!served)
+            fprintf(stderr, "zestfs seed: %s/%s: %s: not served%s\n", zf_type_plural(r->type), r->id,
+                    zf_vis_name(r->vis),
+                    r->vis == ZF_VIS_UNKNOWN ? " (resolve it once online: zestfs pull)" : "");
+    }
+    fprintf(stderr, "zestfs seed: %zu repos from %s, %zu served\n", fs.tree.nrepos, store_dir,
+            nserved);
     uv_signal_init(&sd.loop, &sd.sigint);
     uv_signal_init(&sd.loop, &sd.sigterm);
     sd.sigint.data = sd.sigterm.data = &sd;

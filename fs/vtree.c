@@ -87,7 +87,8 @@ bool zv_resolve(const zv_tree *t, const char *path, zv_ent *out)
                 out->ref = &r->refs[i];
                 out->commit = zf_repo_commit(r, r->refs[i].sha);
                 out->size = 40;
-                out->mtime = mt;
+                /* a value a client wrote: when it wrote it (ops.c) */
+                out->mtime = r->refs[i].written ? r->refs[i].written : mt;
                 return true;
             }
         return ref_dir(r, rest) ? dir(out, r, mt) : false;

@@ -47,6 +47,8 @@ typedef struct zf_fs {
     /* open file handles (ops.c): the kernel drops RELEASEs still queued
      * when the mount goes away, so zf_fs_destroy frees what is left */
     struct zf_handle *handles;
+    zc_store *store;            /* where ref writes are persisted (set by zf_load_repos) */
+    struct zf_refq *refq;       /* ref models being persisted (ops.c), oldest first */
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
@@ -68,6 +70,13 @@ void zf_fs_destroy(zf_fs *fs);
 
 /* Answer a lookup as op_lookup would (after the tree changed). */
 void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
+
+/* refs/<rev> files a client left in the real directory of a presented repo
+ * (a rename over a ref before zestfs took those, a ref it created): each
+ * holding a commit becomes that ref's value in the model, stamped with the
+ * file's mtime, is persisted, and the file is removed (ops.c).  At startup,
+ * before the Hub refresh. */
+void zf_absorb_overlay_refs(zf_fs *fs);
 
 /* Present a repo model (takes it; replaces one of the same type and id). */
 int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
@@ -335,5 +344,12 @@ int zf_http_bind(const char *spec, const char *what, bool metrics_only, const ch
 int zf_http_start(zf_http *h, zf_fs *fs, zc_store *store);
 void zf_http_stop(zf_http *h);
 void zf_http_free(zf_http *h);
+/* Also accept `Host: NAME` (any port) besides the listener's address and
+ * port (--http-host; before zf_http_start).  0, -EINVAL, -E2BIG (16). */
+int zf_http_allow_host(zf_http *h, const char *name);
+const char *zf_http_addr(const zf_http *h); /* "ADDR:PORT" bound */
+/* The time a client has to send a whole request, from its connect or the
+ * end of its previous answer (default 10 s; before zf_http_start). */
+void zf_http_set_request_timeout(zf_http *h, unsigned ms);
 
 #endif

@@ -5,7 +5,10 @@
  * counts the values; the second fills one array of that many zb_val, the
  * root first, each container's items as one contiguous block placed right
  * after it is known how many there are (a cheap skip over already validated
- * bytes).  So the tree is one allocation and the second pass cannot fail. */
+ * bytes).  So the tree is one allocation.  The second pass fails only in
+ * lenient mode, for a duplicate key found once a dictionary is sorted; that
+ * result is passed up from every depth (a nested duplicate fails the whole
+ * value, issue #19). */
 #include "bencode.h"
 
 #include <errno.h>
@@ -181,8 +184,11 @@ static int build(builder *bd, size_t *pos, zb_val *v, unsigned flags)
     v->items = n ? bd->pool + bd->used : NULL;
     bd->used += n;
     (*pos)++;
-    for (size_t k = 0; k < n; k++)
-        build(bd, pos, &v->items[k], flags);
+    for (size_t k = 0; k < n; k++) {
+        int r = build(bd, pos, &v->items[k], flags);
+        if (r)
+            return r; /* a duplicate key at any depth fails the whole value */
+    }
     (*pos)++;
     if (c == 'd' && (flags & ZB_LENIENT_ORDER) && v->len > 1) {
         qsort(v->items, v->len, 2 * sizeof(zb_val), pair_cmp);

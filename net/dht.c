@@ -36,6 +36,10 @@
 #define MAX_BOOT 16
 #define KRPC_MAX 2048
 #define TOKEN_LEN 8
+#define AMP 3          /* an answer to an unverified source: at most AMP × its query */
+#define RL_SLOTS 1024  /* per-source rate limit table (bounded) */
+#define RL_WAYS 8      /* slots probed per source; the least recently used is reused */
+#define VER_SLOTS 1024 /* addresses that proved themselves (answered us / our token) */
 
 enum { Q_PING = 1, Q_FIND, Q_GETPEERS, Q_ANNOUNCE };
 enum { SK_PING = 1, SK_FIND, SK_PEERS, SK_ANNOUNCE };
@@ -107,6 +111,20 @@ typedef struct ann {
     uint64_t next_at;
 } ann;
 
+/* Token bucket of one source IPv4 address (issue #19). */
+typedef struct rlimit {
+    uint32_t ip;      /* network order; 0 = free */
+    uint32_t tokens;  /* in 1/1000 of a query */
+    uint64_t at;      /* uv_now of the last refill */
+} rlimit;
+
+/* An address that answered one of our queries or presented a valid token of
+ * ours: it is not spoofed, so it may get answers larger than its query. */
+typedef struct vaddr {
+    struct sockaddr_in a;
+    uint64_t at;
+} vaddr;
+
 typedef struct gai_req {
     uv_getaddrinfo_t g;
     zn_dht *d;
@@ -130,6 +148,10 @@ struct zn_dht {
     char *state_path;
     uint32_t qtimeout, rotate_ms, announce_ms;
     size_t max_hashes, max_peers;
+    uint32_t rl_rate, rl_burst;
+    uint8_t hkey[16]; /* keys the two tables' hashes (no crafted collisions) */
+    rlimit rl[RL_SLOTS];
+    vaddr ver[VER_SLOTS];
     zn_dht_stats st;
     int busy, open_handles, pending_gai;
     bool free_pending, closing;
@@ -237,26 +259,32 @@ static bool node_good(const dnode *n, uint64_t now)
 static int send_query(zn_dht *d, const struct sockaddr_in *to, int type, const uint8_t *target,
                       search *s, const uint8_t *token, size_t toklen, uint16_t port);
 
-/* Insert or refresh: replied = it answered one of our queries. */
-static void table_seen(zn_dht *d, const uint8_t id[20], const struct sockaddr_in *a, bool replied)
+/* Insert or refresh: replied = it answered one of our queries (sent to that
+ * address, matched by transaction id).  Only such an answer may set the
+ * address of a known id: a query claiming a known id from another address
+ * (spoofable) changes nothing (issue #19).  Returns true when a node was
+ * newly inserted without having answered (the caller may ping it). */
+static bool table_seen(zn_dht *d, const uint8_t id[20], const struct sockaddr_in *a, bool replied)
 {
     if (!memcmp(id, d->id, 20) || a->sin_port == 0)
-        return;
+        return false;
     uint64_t now = uv_now(d->loop);
     int pl = prefix_len(id, d->id);
     bucket *b = &d->b[pl >= NBUCKETS ? NBUCKETS - 1 : pl];
     for (int i = 0; i < b->cnt; i++) {
         dnode *n = &b->n[i];
         if (!memcmp(n->id, id, 20)) {
-            n->addr = *a;
             if (replied) {
+                n->addr = *a;
                 n->replied = true;
                 n->last_reply = now;
                 n->fails = 0;
-            } else {
+            } else if (addr_eq(&n->addr, a)) {
                 n->last_query = now;
+            } else {
+                d->st.addr_kept++;
             }
-            return;
+            return false;
         }
     }
     dnode *slot = NULL;
@@ -265,7 +293,8 @@ static void table_seen(zn_dht *d, const uint8_t id[20], const struct sockaddr_in
     } else {
         dnode *stale = NULL;
         for (int i = 0; i < b->cnt; i++) {
-            if (b->n[i].fails >= 3) {
+            /* bad, or never answered and missed its ping */
+            if (b->n[i].fails >= 3 || (!b->n[i].replied && b->n[i].fails >= 1)) {
                 slot = &b->n[i];
                 break;
             }
@@ -273,12 +302,17 @@ static void table_seen(zn_dht *d, const uint8_t id[20], const struct sockaddr_in
                 (!stale || b->n[i].last_reply < stale->last_reply))
                 stale = &b->n[i];
         }
+        /* a node that answered us takes the place of one that never did
+         * (queries, spoofed or not, cannot keep answering nodes out) */
+        for (int i = 0; !slot && replied && i < b->cnt; i++)
+            if (!b->n[i].replied)
+                slot = &b->n[i];
         if (!slot) {
             if (stale && now - stale->last_ping > d->qtimeout) {
                 stale->last_ping = now;
                 send_query(d, &stale->addr, Q_PING, NULL, NULL, NULL, 0, 0);
             }
-            return;
+            return false;
         }
     }
     memset(slot, 0, sizeof *slot);
@@ -289,6 +323,7 @@ static void table_seen(zn_dht *d, const uint8_t id[20], const struct sockaddr_in
         slot->last_reply = now;
     else
         slot->last_query = now;
+    return !replied;
 }
 
 static void table_failed(zn_dht *d, const struct sockaddr_in *a)
@@ -310,14 +345,16 @@ static int nref_cmp(const void *a, const void *b)
     return dist_cmp(sort_target, ((const nref *)a)->n->id, ((const nref *)b)->n->id);
 }
 
-/* closest usable nodes (fails < 3) */
-static size_t closest_nodes(const zn_dht *d, const uint8_t t[20], const dnode **out, size_t max)
+/* closest usable nodes (fails < 3); answered: only those that answered one
+ * of our queries (the ones we hand out to others, issue #19) */
+static size_t closest_nodes(const zn_dht *d, const uint8_t t[20], const dnode **out, size_t max,
+                            bool answered)
 {
     static nref all[NBUCKETS * K];
     size_t n = 0;
     for (int i = 0; i < NBUCKETS; i++)
         for (int j = 0; j < d->b[i].cnt; j++)
-            if (d->b[i].n[j].fails < 3)
+            if (d->b[i].n[j].fails < 3 && (!answered || d->b[i].n[j].replied))
                 all[n++] = (nref){&d->b[i].n[j], t};
     sort_target = t;
     qsort(all, n, sizeof *all, nref_cmp);
@@ -332,7 +369,7 @@ size_t zn_dht_closest(const zn_dht *d, const uint8_t target[20], uint8_t (*ids)[
                       struct sockaddr_storage *addrs, size_t max)
 {
     const dnode *ns[NBUCKETS * K];
-    size_t n = closest_nodes(d, target, ns, max < NBUCKETS * K ? max : NBUCKETS * K);
+    size_t n = closest_nodes(d, target, ns, max < NBUCKETS * K ? max : NBUCKETS * K, false);
     for (size_t i = 0; i < n; i++) {
         if (ids)
             memcpy(ids[i], ns[i]->id, 20);
@@ -573,9 +610,130 @@ static void send_error(zn_dht *d, const struct sockaddr_in *to, const zn_krpc *m
     send_buf(d, to, &b);
 }
 
+/* ---- hostile sources (issue #19) ------------------------------------------------- */
+
+static uint32_t hkey(const zn_dht *d, uint32_t ip, uint16_t port)
+{
+    uint8_t in[22], md[32];
+    unsigned int ml = sizeof md;
+    memcpy(in, d->hkey, 16);
+    memcpy(in + 16, &ip, 4);
+    memcpy(in + 20, &port, 2);
+    /* one digest per datagram: cheap next to the bencode parse */
+    EVP_Digest(in, sizeof in, md, &ml, EVP_sha256(), NULL);
+    uint32_t h;
+    memcpy(&h, md, 4);
+    return h;
+}
+
+/* Token bucket per source IPv4 address: rl_burst queries, refilled at
+ * rl_rate per second.  The table is bounded (RL_SLOTS); a source probes
+ * RL_WAYS slots and takes the least recently refilled one when all are
+ * used, so a flood from many addresses costs fixed memory and time. */
+static bool rate_ok(zn_dht *d, const struct sockaddr_in *from)
+{
+    uint32_t ip = from->sin_addr.s_addr ? from->sin_addr.s_addr : 1;
+    uint64_t now = uv_now(d->loop);
+    uint32_t h = hkey(d, ip, 0);
+    rlimit *e = NULL, *old = NULL;
+    for (unsigned i = 0; i < RL_WAYS; i++) {
+        rlimit *r = &d->rl[(h + i) % RL_SLOTS];
+        if (r->ip == ip) {
+            e = r;
+            break;
+        }
+        if (!old || (old->ip && (r->ip == 0 || r->at < old->at)))
+            old = r; /* a free slot, else the least recently used */
+    }
+    uint64_t full = (uint64_t)d->rl_burst * 1000;
+    if (!e) {
+        e = old;
+        e->ip = ip;
+        e->tokens = (uint32_t)full;
+        e->at = now;
+    }
+    uint64_t t = e->tokens + (now - e->at) * d->rl_rate; /* ms × q/s = 1/1000 q */
+    e->tokens = (uint32_t)(t > full ? full : t);
+    e->at = now;
+    if (e->tokens < 1000) {
+        d->st.rate_limited++;
+        return false;
+    }
+    e->tokens -= 1000;
+    return true;
+}
+
+/* It answered one of our queries at this address: not spoofed. */
+static void verified_add(zn_dht *d, const struct sockaddr_in *a)
+{
+    vaddr *v = &d->ver[hkey(d, a->sin_addr.s_addr, a->sin_port) % VER_SLOTS];
+    v->a = *a;
+    v->at = uv_now(d->loop);
+}
+
+static bool verified(const zn_dht *d, const struct sockaddr_in *a)
+{
+    const vaddr *v = &d->ver[hkey(d, a->sin_addr.s_addr, a->sin_port) % VER_SLOTS];
+    return v->at && addr_eq(&v->a, a) && uv_now(d->loop) - v->at < GOOD_MS;
+}
+
+static size_t txn_used(const zn_dht *d)
+{
+    size_t n = 0;
+    for (int i = 0; i < MAXTXN; i++)
+        n += d->tx[i].used;
+    return n;
+}
+
 /* ---- server ---------------------------------------------------------------------- */
 
-static void handle_query(zn_dht *d, const zn_krpc *m, const struct sockaddr_in *from)
+/* The answer to a find_node / get_peers / ping / announce_peer with at most
+ * nn nodes and nv values. */
+static void build_answer(zn_dht *d, zb_buf *b, const zn_krpc *m, int type,
+                         const struct sockaddr_in *from, const dnode *const *ns, size_t nn,
+                         const shash *h, size_t nv)
+{
+    zb_dict(b);
+    zb_cstr(b, "r");
+    zb_dict(b);
+    zb_cstr(b, "id");
+    zb_str(b, d->id, 20);
+    if (type == Q_FIND || type == Q_GETPEERS) {
+        uint8_t nodes[K * 26];
+        for (size_t i = 0; i < nn; i++)
+            compact_node(nodes + 26 * i, ns[i]->id, &ns[i]->addr);
+        zb_cstr(b, "nodes");
+        zb_str(b, nodes, 26 * nn);
+    }
+    if (type == Q_GETPEERS) {
+        uint8_t t[TOKEN_LEN];
+        make_token(d->secret, from, t);
+        zb_cstr(b, "token");
+        zb_str(b, t, TOKEN_LEN);
+        if (nv) {
+            zb_cstr(b, "values");
+            zb_list(b);
+            for (size_t i = 0; i < nv; i++) {
+                uint8_t c[6];
+                memcpy(c, &h->p[i].addr.sin_addr, 4);
+                memcpy(c + 4, &h->p[i].addr.sin_port, 2);
+                zb_str(b, c, 6);
+            }
+            zb_end(b);
+        }
+    }
+    zb_end(b);
+    zb_cstr(b, "t");
+    zb_str(b, m->t, m->tlen);
+    zb_cstr(b, "v");
+    zb_str(b, VERSION, 4);
+    zb_cstr(b, "y");
+    zb_cstr(b, "r");
+    zb_end(b);
+}
+
+static void handle_query(zn_dht *d, const zn_krpc *m, const struct sockaddr_in *from,
+                         size_t qlen)
 {
     d->st.queries_in++;
     const uint8_t *target = NULL, *tok = NULL;
@@ -605,6 +763,7 @@ static void handle_query(zn_dht *d, const zn_krpc *m, const struct sockaddr_in *
             send_error(d, from, m, 203, "invalid token");
             return;
         }
+        verified_add(d, from); /* our token came back to this address */
         struct sockaddr_in pa = *from;
         if (!implied)
             pa.sin_port = htons((uint16_t)port);
@@ -614,48 +773,44 @@ static void handle_query(zn_dht *d, const zn_krpc *m, const struct sockaddr_in *
         table_seen(d, m->id, from, false);
         return;
     }
-    table_seen(d, m->id, from, false);
+    /* a newcomer enters the table unverified (never handed out) and is
+     * pinged; its answer, if any, confirms it.  Pings of newcomers take at
+     * most half the transaction slots, so our own lookups keep theirs. */
+    if (table_seen(d, m->id, from, false) && txn_used(d) < MAXTXN / 2)
+        send_query(d, from, Q_PING, NULL, NULL, NULL, 0, 0);
+    const dnode *ns[K];
+    size_t nn = 0, nv = 0;
+    const shash *h = NULL;
+    if (type == Q_FIND || type == Q_GETPEERS)
+        nn = closest_nodes(d, target, ns, K, true);
+    if (type == Q_GETPEERS && (h = store_find(d, target)) != NULL)
+        nv = h->n < 100 ? h->n : 100; /* keeps the answer < 1024 B */
     zb_buf b = {0};
-    zb_dict(&b);
-    zb_cstr(&b, "r");
-    zb_dict(&b);
-    zb_cstr(&b, "id");
-    zb_str(&b, d->id, 20);
-    if (type == Q_FIND || type == Q_GETPEERS) {
-        const dnode *ns[K];
-        size_t n = closest_nodes(d, target, ns, K);
-        uint8_t nodes[K * 26];
-        for (size_t i = 0; i < n; i++)
-            compact_node(nodes + 26 * i, ns[i]->id, &ns[i]->addr);
-        zb_cstr(&b, "nodes");
-        zb_str(&b, nodes, 26 * n);
-    }
-    if (type == Q_GETPEERS) {
-        uint8_t t[TOKEN_LEN];
-        make_token(d->secret, from, t);
-        zb_cstr(&b, "token");
-        zb_str(&b, t, TOKEN_LEN);
-        const shash *h = store_find(d, target);
-        if (h && h->n) {
-            zb_cstr(&b, "values");
-            zb_list(&b);
-            for (size_t i = 0; i < h->n && i < 100; i++) { /* keeps the answer < 1024 B */
-                uint8_t c[6];
-                memcpy(c, &h->p[i].addr.sin_addr, 4);
-                memcpy(c + 4, &h->p[i].addr.sin_port, 2);
-                zb_str(&b, c, 6);
+    build_answer(d, &b, m, type, from, ns, nn, h, nv);
+    /* An unverified source may be a spoofed victim: its answer is at most
+     * AMP × the query (values dropped first, then nodes; the token stays,
+     * so an honest node can still announce and get the rest once it has
+     * answered us). */
+    if (b.err == 0 && b.len > AMP * qlen && !verified(d, from)) {
+        d->st.trimmed++;
+        while (b.err == 0 && b.len > AMP * qlen && (nv || nn)) {
+            size_t over = b.len - AMP * qlen;
+            if (nv) {
+                size_t drop = (over + 7) / 8; /* "6:" + 6 bytes each */
+                nv = drop >= nv ? 0 : nv - drop;
+            } else {
+                size_t drop = (over + 25) / 26;
+                nn = drop >= nn ? 0 : nn - drop;
             }
-            zb_end(&b);
+            free(b.p);
+            b = (zb_buf){0};
+            build_answer(d, &b, m, type, from, ns, nn, h, nv);
+        }
+        if (b.err == 0 && b.len > AMP * qlen) { /* even the bare answer is too big */
+            free(b.p);
+            return;
         }
     }
-    zb_end(&b);
-    zb_cstr(&b, "t");
-    zb_str(&b, m->t, m->tlen);
-    zb_cstr(&b, "v");
-    zb_str(&b, VERSION, 4);
-    zb_cstr(&b, "y");
-    zb_cstr(&b, "r");
-    zb_end(&b);
     send_buf(d, from, &b);
     return;
 malformed:
@@ -810,7 +965,7 @@ static int search_new(zn_dht *d, int kind, const uint8_t target[20], search **ou
     memcpy(s->target, target, 20);
     if (kind != SK_PING) {
         const dnode *ns[2 * K];
-        size_t n = closest_nodes(d, target, ns, 2 * K);
+        size_t n = closest_nodes(d, target, ns, 2 * K, false);
         for (size_t i = 0; i < n; i++)
             cand_add(s, ns[i]->id, &ns[i]->addr, d);
         if (good_count(d) < K)
@@ -952,7 +1107,8 @@ static void input(zn_dht *d, const uint8_t *buf, size_t len, const struct sockad
         return;
     }
     if (m.y == 'q') {
-        handle_query(d, &m, from);
+        if (rate_ok(d, from))
+            handle_query(d, &m, from, len);
         zb_free(m.root);
         return;
     }
@@ -972,6 +1128,7 @@ static void input(zn_dht *d, const uint8_t *buf, size_t len, const struct sockad
     }
     txn xc = *x; /* the slot may be reused (table_seen can send a ping) */
     x->used = false;
+    verified_add(d, from); /* it received our query at this address */
     if (m.y == 'r') {
         d->st.responses_in++;
         table_seen(d, m.id, from, true);
@@ -1230,6 +1387,8 @@ int zn_dht_new(uv_loop_t *loop, const zn_dht_opts *o, zn_dht **out)
     d->announce_ms = o->announce_interval_ms ? o->announce_interval_ms : 900000;
     d->max_hashes = o->max_hashes ? o->max_hashes : 2000;
     d->max_peers = o->max_peers ? o->max_peers : 500;
+    d->rl_rate = o->rate_per_s ? o->rate_per_s : 50;
+    d->rl_burst = o->rate_burst ? o->rate_burst : 100;
     d->store = calloc(d->max_hashes, sizeof *d->store);
     if (!d->store || (o->state_path && !(d->state_path = strdup(o->state_path)))) {
         free(d->store);
@@ -1239,6 +1398,7 @@ int zn_dht_new(uv_loop_t *loop, const zn_dht_opts *o, zn_dht **out)
     rnd(d->id, 20);
     rnd(d->secret, 16);
     rnd(d->prev_secret, 16);
+    rnd(d->hkey, sizeof d->hkey);
     d->secret_at = d->last_maint = uv_now(loop);
     if (o->node_id)
         memcpy(d->id, o->node_id, 20);

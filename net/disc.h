@@ -63,6 +63,16 @@
  *   (our id and the good nodes) is saved to state_path by zn_dht_save and
  *   zn_dht_free and read back by zn_dht_new (then those nodes are pinged).
  *   Malformed datagrams are dropped (counted in stats.dropped).
+ *   Hostile sources (issue #19): a node's address is set only by an answer
+ *   to our own query sent there; a query naming a known id from another
+ *   address changes nothing.  A querier new to the table enters it
+ *   unverified and is pinged; only nodes that answered us are handed out in
+ *   `nodes`.  A source that has not answered one of our queries (nor
+ *   brought back our token) gets an answer at most 3× its query's size
+ *   (values, then nodes left out; the token always stays).  Queries are
+ *   rate-limited per source IPv4 (token bucket rate_burst, refilled at
+ *   rate_per_s; a bounded table of 1024 sources); excess is dropped
+ *   unanswered (stats.rate_limited).
  */
 #ifndef ZESTFS_DISC_H
 #define ZESTFS_DISC_H
@@ -180,11 +190,16 @@ typedef struct zn_dht_opts {
     uint32_t announce_interval_ms;     /* 0: 900000 */
     size_t max_hashes;                 /* 0: 2000 */
     size_t max_peers;                  /* per hash; 0: 500 */
+    uint32_t rate_per_s;               /* queries answered per source IPv4; 0: 50 */
+    uint32_t rate_burst;               /* bucket size; 0: 100 */
 } zn_dht_opts;
 
 typedef struct zn_dht_stats {
     uint64_t queries_in, queries_out, responses_in, errors_in, timeouts, dropped;
     uint64_t bad_tokens;
+    uint64_t rate_limited; /* queries dropped by the per-source rate limit */
+    uint64_t trimmed;      /* answers cut to AMP × the query (unverified source) */
+    uint64_t addr_kept;    /* queries naming a known id from another address */
     size_t nodes, good_nodes, stored_hashes, stored_peers;
 } zn_dht_stats;
 

@@ -30,7 +30,7 @@
  * demand, pull): a 429 is waited out for up to this long. */
 #define LISTING_RATELIMIT_WAIT_MS 3600000u
 
-enum op_kind { OP_REVISION, OP_TREE, OP_RESOLVE, OP_TOKEN, OP_RECON };
+enum op_kind { OP_REVISION, OP_TREE, OP_RESOLVE, OP_TOKEN, OP_RECON, OP_INFO };
 
 typedef struct tok {
     struct tok *next;
@@ -80,6 +80,7 @@ struct zn_op {
         zn_resolve_cb resolve;
         zn_token_cb token;
         zn_recon_cb recon;
+        zn_repo_info_cb info;
     } cb;
     void *ud;
 };
@@ -320,6 +321,7 @@ static void op_fail(zn_op *op, int err)
     case OP_RESOLVE: op->cb.resolve(op->ud, err, NULL); break;
     case OP_TOKEN: op->cb.token(op->ud, err, NULL); break;
     case OP_RECON: op->cb.recon(op->ud, err, NULL); break;
+    case OP_INFO: op->cb.info(op->ud, err, NULL); break;
     }
     op_end(op);
 }
@@ -1218,6 +1220,66 @@ int zn_cas_reconstruction(zn_hub *h, zn_repo_type type, const char *repo, const 
     if (rc == 1) /* cached token: the CAS request itself makes the answer async */
         rc = recon_request(op);
     if (rc < 0) {
+        op_end(op);
+        return rc;
+    }
+    if (out)
+        *out = op;
+    return 0;
+}
+
+/* ---- repo info, anonymous -------------------------------------------------- */
+
+static void info_done(void *ud, int err, const zn_resp *resp)
+{
+    zn_op *op = ud;
+    if (op_landed(op))
+        return;
+    if (err) {
+        op_fail(op, hub_err(err, resp));
+        return;
+    }
+    cJSON *j = parse_body(resp);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        op_fail(op, -EBADMSG);
+        return;
+    }
+    zn_repo_info in = {0};
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(j, "private");
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gated");
+    if (cJSON_IsBool(pv)) {
+        in.has_private = true;
+        in.private_ = cJSON_IsTrue(pv);
+    }
+    if (cJSON_IsFalse(g)) {
+        in.has_gated = true;
+    } else if (cJSON_IsTrue(g) || cJSON_IsString(g)) {
+        in.has_gated = in.gated = true;
+        snprintf(in.gated_mode, sizeof in.gated_mode, "%s",
+                 cJSON_IsString(g) ? g->valuestring : "true");
+    }
+    cJSON_Delete(j);
+    op->ended = true;
+    op->cb.info(op->ud, 0, &in);
+    op_end(op);
+}
+
+int zn_hub_repo_info_anon(zn_hub *h, zn_repo_type type, const char *repo, zn_repo_info_cb cb,
+                          void *ud, zn_op **out)
+{
+    int rc = check_args(h, type, repo, "-", (void *)cb);
+    if (rc)
+        return rc;
+    zn_op *op = op_new(h, OP_INFO, type, repo, "-", ud);
+    if (!op)
+        return -ENOMEM;
+    op->cb.info = cb;
+    char *url = xasprintf("%s/api/%s/%s", h->endpoint, type_plural(type), repo);
+    /* hub_auth false: never the Hub token, so the answer is what anyone gets */
+    rc = url ? op_http(op, "GET", url, NULL, false, NULL, true, info_done) : -ENOMEM;
+    free(url);
+    if (rc) {
         op_end(op);
         return rc;
     }

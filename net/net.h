@@ -279,6 +279,22 @@ int zn_cas_reconstruction(zn_hub *h, zn_repo_type type, const char *repo, const 
                           zn_op **out);
 void zn_recon_free(xet_recon *r);
 
+/* GET /api/{type}s/{repo} asked WITHOUT the Hub token, whatever token the
+ * hub holds: what the Hub tells anyone about the repo (spec/hub-real.md,
+ * "Repo visibility").  On a 200 with a JSON object: err 0 and the fields as
+ * found; any other answer: its errno (X-Error-Code mapped: RepoNotFound
+ * -ENOENT, GatedRepo -EACCES; 401 -EACCES or -EPERM as zn_http_errno). */
+typedef struct zn_repo_info {
+    bool has_private;              /* "private" was a boolean */
+    bool private_;
+    bool has_gated;                /* "gated" was false or a string */
+    bool gated;                    /* anything but false */
+    char gated_mode[16];           /* "auto", "manual", ... ("" when not gated) */
+} zn_repo_info;
+typedef void (*zn_repo_info_cb)(void *ud, int err, const zn_repo_info *info);
+int zn_hub_repo_info_anon(zn_hub *h, zn_repo_type type, const char *repo, zn_repo_info_cb cb,
+                          void *ud, zn_op **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,8 +37,21 @@
 #define MAX_PEND 256u           /* xorbs with pending runs remembered per peer */
 #define MAX_PEND_RUNS 16u
 #define MAX_MYPEND 1024u        /* our own pending runs */
-#define ASSUMED_RATE 100000u    /* B/ms for a peer not measured yet (100 MB/s) */
 #define SLOW_TIMEOUTS 2u
+/* bounds on what one peer can make us hold or spend (issue #19) */
+#define ANSWER_MAX (15u + MAX_PART_CHUNKS * (XET_CHUNK_HEADER_LEN + XET_CHUNK_MAX))
+#define PEER_OUT_CAP (2u * ANSWER_MAX)   /* queued for writing to one peer: two answers */
+#define UPLOAD_MEM_MAX (64u << 20)       /* queued for writing to all peers */
+#define WRITE_STALL_MS 20000u            /* a peer that reads nothing for this long goes */
+#define SMALL_FRAME_MAX (64u << 10)      /* frames nobody asked for (HAVE ≤ 32 KiB) */
+#define MANIFEST_FRAME_MAX (2u + 9u + 40u * XET_XORB_MAX_CHUNKS) /* MANIFEST / MPART */
+#define TURN_MSGS 16u                    /* messages of one peer handled per loop turn */
+#define TURN_BYTES (64u << 10)           /* frame bytes of one peer handled per loop turn */
+#define MAX_HAVE_RUNS_PEER 65536u        /* announced runs remembered per peer */
+#define MAX_BANS 1024u
+#define BAN_MS (3600u * 1000u)
+#define PARTS_TTL_MS 2000u               /* an MPART answer is reused for this long */
+#define PARTS_CACHE 64u
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
 enum { R_DATA, R_MANIFEST, R_UT };
@@ -47,9 +60,10 @@ enum { P_TODO, P_INFLIGHT, P_VERIFY, P_DONE };
 typedef struct zp_conn zp_conn;
 typedef struct zp_fetch zp_fetch;
 
-typedef struct zp_have {
+typedef struct zp_have { /* what a peer announced: sorted disjoint runs */
     xet_hash xorb;
-    uint8_t bits[XET_XORB_MAX_CHUNKS / 8];
+    zn_chunk_run *runs;
+    uint32_t n;
 } zp_have;
 
 typedef struct zp_part {
@@ -85,6 +99,7 @@ typedef struct zp_req {
     zp_fetch *f;
     size_t part;       /* R_DATA / R_UT */
     uint64_t deadline;
+    uint32_t cap;      /* the largest answer frame it may get */
     struct zp_req *next, *prev;
 } zp_req;
 
@@ -94,6 +109,7 @@ typedef struct zp_serve {
     uint32_t req;
     bool ut, cancelled;
     uint32_t start, end;
+    uint64_t res;      /* upload bytes reserved for the answer */
     struct zp_serve *next, *prev;
 } zp_serve;
 
@@ -101,7 +117,6 @@ typedef struct zp_paced {
     zp_conn *c;
     uint8_t *buf;
     size_t len;
-    zp_serve *s;       /* not owned; used for cancel */
     struct zp_paced *next;
 } zp_paced;
 
@@ -124,9 +139,19 @@ struct zp_conn {
     unsigned nreqs;
     uint32_t next_id;
     uint32_t gone[32];  /* ids of requests recently cancelled or timed out */
+    uint32_t gone_cap[32]; /* and the largest answer each may still get */
     unsigned ngone;
     zp_have *have;
-    size_t nhave;
+    size_t nhave, have_runs;
+    /* bounds (issue #19) */
+    uint64_t out;       /* bytes queued for writing (written, paced, reserved) */
+    uint64_t out_seen;  /* libuv's write queue at the last tick */
+    uint64_t last_drain; /* when writing last made progress */
+    uint64_t skip;      /* bytes of a frame being discarded as they come */
+    uint64_t head_counted; /* bytes of the data frame at rbuf[0] counted as progress */
+    bool head_ok;       /* the frame at rbuf[0] passed its header checks */
+    uint64_t last_active; /* a message other than a keep-alive, either way */
+    bool reading, more, blocked;
     zp_serve *serves;
     unsigned nserves;
     uint64_t t_open, last_rx, last_tx;
@@ -178,12 +203,19 @@ struct zn_peer_op {
     zp_fetch f;
 };
 
-typedef struct zp_ban {
+typedef struct zp_ban { /* an address that lied: no connection from its IP, no dial of it */
     uint8_t ip[16];
-    uint16_t port;
-    uint8_t pid[20];
-    bool has_pid;
+    uint16_t port;     /* its listen port (0: unknown) */
+    uint64_t until;
 } zp_ban;
+
+typedef struct zp_pcache { /* what provider->parts said lately */
+    xet_hash xorb;
+    uint64_t at;
+    uint32_t *idx, *l;
+    xet_hash *h;
+    uint32_t m;        /* 0: none */
+} zp_pcache;
 
 typedef struct zp_mcache {
     xet_hash xorb;
@@ -213,6 +245,11 @@ struct zn_peer_node {
     size_t nadv;
     zp_mcache mc[MANIFEST_CACHE];
     size_t nmc, mc_next;
+    zp_pcache pc[PARTS_CACHE];
+    size_t pc_next;
+    uint64_t out_total;  /* bytes queued for writing to all peers */
+    uv_idle_t yield;     /* handles the rest of what peers sent after a full turn */
+    bool yielding;
     zp_paced *pq, *pq_tail;
     uint64_t pace_next_us;
     zp_slow *slow;
@@ -252,6 +289,8 @@ static void node_unref(zn_peer_node *n)
     if (--n->refs == 0 && n->closing) {
         for (size_t k = 0; k < n->nmc; k++)
             free(n->mc[k].h), free(n->mc[k].l);
+        for (size_t k = 0; k < PARTS_CACHE; k++)
+            free(n->pc[k].idx), free(n->pc[k].h), free(n->pc[k].l);
         free(n->bans);
         free(n->slow);
         free(n->mypend);
@@ -277,27 +316,60 @@ static void ip_key(const struct sockaddr_storage *ss, uint8_t ip[16], uint16_t *
     }
 }
 
+/* Bans.  A liar's IP may not connect to us again (whatever peer id it
+ * uses next) and its listen address is not dialled again, until the ban
+ * expires (BAN_MS); at most MAX_BANS are kept (the one ending first goes). */
 static bool banned_addr(zn_peer_node *n, const struct sockaddr_storage *ss)
 {
     uint8_t ip[16];
     uint16_t port;
     ip_key(ss, ip, &port);
+    uint64_t now = uv_now(n->loop);
     for (size_t k = 0; k < n->nbans; k++)
-        if (!memcmp(n->bans[k].ip, ip, 16) && n->bans[k].port == port)
+        if (n->bans[k].until > now && !memcmp(n->bans[k].ip, ip, 16) && n->bans[k].port == port)
             return true;
     return false;
 }
 
-static bool banned_peer(zn_peer_node *n, const struct sockaddr_storage *ss, const uint8_t pid[20])
+static bool banned_ip(zn_peer_node *n, const struct sockaddr_storage *ss)
 {
     uint8_t ip[16];
     uint16_t port;
     ip_key(ss, ip, &port);
+    uint64_t now = uv_now(n->loop);
     for (size_t k = 0; k < n->nbans; k++)
-        if (!memcmp(n->bans[k].ip, ip, 16) && n->bans[k].has_pid &&
-            !memcmp(n->bans[k].pid, pid, 20))
+        if (n->bans[k].until > now && !memcmp(n->bans[k].ip, ip, 16))
             return true;
     return false;
+}
+
+static void ban_add(zn_peer_node *n, const struct sockaddr_storage *ss, uint16_t listen_port)
+{
+    uint64_t now = uv_now(n->loop);
+    size_t k2 = 0;
+    for (size_t k = 0; k < n->nbans; k++) /* expired entries go */
+        if (n->bans[k].until > now)
+            n->bans[k2++] = n->bans[k];
+    n->nbans = k2;
+    zp_ban *e;
+    if (n->nbans >= MAX_BANS) {
+        size_t o = 0;
+        for (size_t k = 1; k < n->nbans; k++)
+            if (n->bans[k].until < n->bans[o].until)
+                o = k;
+        e = &n->bans[o];
+    } else {
+        zp_ban *b = realloc(n->bans, (n->nbans + 1) * sizeof *b);
+        if (!b)
+            return;
+        n->bans = b;
+        e = &b[n->nbans++];
+    }
+    memset(e, 0, sizeof *e);
+    uint16_t port;
+    ip_key(ss, e->ip, &port);
+    e->port = listen_port;
+    e->until = now + n->o.ban_ms;
 }
 
 static zp_conn *conn_by_serial(zn_peer_node *n, uint64_t serial)
@@ -329,32 +401,89 @@ static void add_tried(uint64_t **t, size_t *nt, uint64_t s)
 
 typedef struct zp_wreq {
     uv_write_t w;
+    zp_conn *c;
     uint8_t *buf;
+    size_t len;
 } zp_wreq;
+
+/* Upload memory.  c->out counts what is queued for writing to c's peer
+ * (libuv's queue, the pacing queue, answers being read from the store);
+ * n->out_total the same over all peers.  Past PEER_OUT_CAP (or the node's
+ * upload_mem_max) nothing more c's peer sent is handled — its requests
+ * included — until the queue drains: reading stops, TCP pushes back. */
+static void out_add(zp_conn *c, uint64_t b)
+{
+    if (c)
+        c->out += b;
+    c->n->out_total += b;
+}
+
+static bool out_full(const zp_conn *c)
+{
+    return c->out >= PEER_OUT_CAP || c->n->out_total >= c->n->o.upload_mem_max;
+}
+
+static void conn_reading(zp_conn *c);
+static void yield_start(zn_peer_node *n);
+
+static void out_sub(zn_peer_node *n, zp_conn *c, uint64_t b)
+{
+    bool was_full = n->out_total >= n->o.upload_mem_max;
+    n->out_total -= b;
+    if (c) {
+        c->out -= b;
+        c->last_drain = uv_now(n->loop);
+        if (c->blocked && !out_full(c) && c->state != C_CLOSING) {
+            c->blocked = false;
+            c->more = true; /* what it sent meanwhile is handled on the next turn */
+            yield_start(n);
+        }
+    }
+    if (was_full && n->out_total < n->o.upload_mem_max)
+        for (zp_conn *o = n->conns; o; o = o->next)
+            if (o->blocked && !out_full(o)) {
+                o->blocked = false;
+                o->more = true;
+                yield_start(n);
+            }
+}
 
 static void on_write(uv_write_t *w, int status)
 {
     zp_wreq *r = (zp_wreq *)w;
+    zp_conn *c = r->c; /* write callbacks come before the close callback */
+    if (status == 0 && r->len > 4)
+        c->last_active = uv_now(c->n->loop);
+    out_sub(c->n, c->state == C_CLOSING ? NULL : c, r->len);
     free(r->buf);
     free(r);
 }
 
-/* Takes ownership of buf (a whole frame). */
-static void conn_write(zp_conn *c, uint8_t *buf, size_t len)
+/* Takes ownership of buf (a whole frame); counted: already in c->out. */
+static void conn_write2(zp_conn *c, uint8_t *buf, size_t len, bool counted)
 {
     if (c->state == C_CLOSING || c->state == C_CONNECTING) {
+        if (counted)
+            out_sub(c->n, c, len);
         free(buf);
         return;
     }
     zp_wreq *r = malloc(sizeof *r);
     if (!r) {
+        if (counted)
+            out_sub(c->n, c, len);
         free(buf);
         conn_close(c);
         return;
     }
     r->buf = buf;
+    r->c = c;
+    r->len = len;
+    if (!counted)
+        out_add(c, len);
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        out_sub(c->n, c, len);
         free(buf);
         free(r);
         conn_close(c);
@@ -362,6 +491,11 @@ static void conn_write(zp_conn *c, uint8_t *buf, size_t len)
     }
     c->n->st.bytes_up += len;
     c->last_tx = uv_now(c->n->loop);
+}
+
+static void conn_write(zp_conn *c, uint8_t *buf, size_t len)
+{
+    conn_write2(c, buf, len, false);
 }
 
 /* An extended message: [len][20][ext id][payload]. */
@@ -438,20 +572,22 @@ static void pace_run(zn_peer_node *n)
         if (n->pace_next_us < now)
             n->pace_next_us = now;
         n->pace_next_us += e->len * 1000000ull / n->o.upload_rate;
-        conn_write(e->c, e->buf, e->len);
+        conn_write2(e->c, e->buf, e->len, true);
         free(e);
     }
 }
 
+/* buf's len is already counted in c->out. */
 static void send_paced(zp_conn *c, uint8_t *buf, size_t len)
 {
     zn_peer_node *n = c->n;
     if (!n->o.upload_rate) {
-        conn_write(c, buf, len);
+        conn_write2(c, buf, len, true);
         return;
     }
     zp_paced *e = calloc(1, sizeof *e);
     if (!e) {
+        out_sub(n, c, len);
         free(buf);
         conn_close(c);
         return;
@@ -473,6 +609,7 @@ static void pace_drop_conn(zn_peer_node *n, zp_conn *c)
         if ((*pp)->c == c) {
             zp_paced *e = *pp;
             *pp = e->next;
+            out_sub(n, NULL, e->len); /* c is closing: its own count goes with it */
             free(e->buf);
             free(e);
         } else {
@@ -526,20 +663,81 @@ static zp_have *have_find(zp_conn *c, const xet_hash *x)
     return NULL;
 }
 
+/* The run of h containing chunk i, or NULL (binary search). */
+static const zn_chunk_run *have_run(const zp_have *h, uint32_t i)
+{
+    uint32_t lo = 0, hi = h->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (h->runs[mid].end <= i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < h->n && h->runs[lo].start <= i ? &h->runs[lo] : NULL;
+}
+
 static bool have_covers(zp_conn *c, const xet_hash *x, uint32_t s, uint32_t e)
 {
     zp_have *h = have_find(c, x);
-    if (!h || e > XET_XORB_MAX_CHUNKS)
+    if (!h || e > XET_XORB_MAX_CHUNKS || s >= e)
         return false;
-    for (uint32_t i = s; i < e; i++)
-        if (!(h->bits[i >> 3] & (1u << (i & 7))))
-            return false;
-    return true;
+    const zn_chunk_run *r = have_run(h, s);
+    return r && r->end >= e;
 }
 
 static bool have_bit(const zp_have *h, uint32_t i)
 {
-    return i < XET_XORB_MAX_CHUNKS && (h->bits[i >> 3] & (1u << (i & 7)));
+    return have_run(h, i) != NULL;
+}
+
+static int run_cmp(const void *a, const void *b)
+{
+    const zn_chunk_run *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Add the runs of a HAVE (8n bytes, checked by the parser) to h: new runs
+ * not already covered are joined with the old ones, sorted and merged.
+ * Cost ~ the message's size (log factors aside), never the chunks named. */
+static void have_merge(zp_conn *c, zp_have *h, const uint8_t *body, uint32_t cnt)
+{
+    zn_chunk_run *add = NULL;
+    uint32_t na = 0;
+    for (uint32_t k = 0; k < cnt; k++) {
+        uint32_t s = get32(body + 8 * k), e = get32(body + 8 * k + 4);
+        const zn_chunk_run *r = have_run(h, s);
+        if (r && r->end >= e)
+            continue; /* known already */
+        if (!add && !(add = malloc((h->n + cnt) * sizeof *add)))
+            return;
+        add[na++] = (zn_chunk_run){s, e};
+    }
+    if (!na)
+        return;
+    if (h->n)
+        memcpy(add + na, h->runs, h->n * sizeof *add);
+    uint32_t tot = na + h->n, m = 0;
+    qsort(add, tot, sizeof *add, run_cmp);
+    for (uint32_t k = 0; k < tot; k++) {
+        if (m && add[k].start <= add[m - 1].end) {
+            if (add[k].end > add[m - 1].end)
+                add[m - 1].end = add[k].end;
+        } else {
+            add[m++] = add[k];
+        }
+    }
+    if (c->have_runs - h->n + m > MAX_HAVE_RUNS_PEER) {
+        free(add); /* more than we keep for one peer: ignored */
+        return;
+    }
+    zn_chunk_run *q = realloc(add, m * sizeof *q);
+    if (q)
+        add = q;
+    c->have_runs = c->have_runs - h->n + m;
+    free(h->runs);
+    h->runs = add;
+    h->n = m;
 }
 
 /* ---- connection teardown ------------------------------------------------------- */
@@ -561,22 +759,12 @@ static void req_unlink(zp_req *r)
 static void req_forget(zp_req *r)
 {
     zp_conn *c = r->c;
+    c->gone_cap[c->ngone % 32] = r->cap;
     c->gone[c->ngone++ % 32] = r->id;
     if (r->kind == R_DATA && c->their_zfs) {
         uint8_t m[5];
         send_ext(c, c->their_zfs, m, zp_zfs_cancel(m, r->id));
     }
-}
-
-static bool req_known(const zp_conn *c, uint32_t id)
-{
-    for (const zp_req *r = c->reqs; r; r = r->next)
-        if (r->id == id)
-            return true;
-    for (unsigned k = 0; k < 32 && k < c->ngone; k++)
-        if (c->gone[k] == id)
-            return true;
-    return false;
 }
 
 /* A request failed on its peer (err: -ETIMEDOUT, -ENOENT, -EBADMSG...):
@@ -607,6 +795,8 @@ static void on_conn_closed(uv_handle_t *h)
     zp_conn *c = h->data;
     zn_peer_node *n = c->n;
     free(c->rbuf);
+    for (size_t k = 0; k < c->nhave; k++)
+        free(c->have[k].runs);
     free(c->have);
     free(c->pex_told);
     free(c->pend);
@@ -650,17 +840,13 @@ static void conn_ban(zp_conn *c)
     zn_peer_node *n = c->n;
     if (c->state == C_CLOSING)
         return;
-    zp_ban *b = realloc(n->bans, (n->nbans + 1) * sizeof *b);
-    if (b) {
-        n->bans = b;
-        zp_ban *e = &b[n->nbans++];
-        memset(e, 0, sizeof *e);
-        ip_key(&c->addr, e->ip, &e->port);
-        if (!c->outgoing)
-            e->port = 0; /* an incoming peer's source port means nothing */
-        e->has_pid = c->has_pid;
-        memcpy(e->pid, c->pid, 20);
+    struct sockaddr_storage a;
+    uint16_t lport = 0; /* an incoming peer's source port means nothing */
+    if (listen_addr(c, &a)) {
+        uint8_t ip[16];
+        ip_key(&a, ip, &lport);
     }
+    ban_add(n, &c->addr, lport);
     n->st.bans++;
     conn_close(c);
 }
@@ -738,6 +924,7 @@ static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_ha
     zn_peer_node *n = s->n;
     zp_conn *c = s->c;
     serve_unlink(s);
+    out_sub(n, c, s->res);
     if (!c || s->cancelled || c->state != C_OPEN)
         goto out;
     uint32_t nch = s->end - s->start;
@@ -780,6 +967,7 @@ static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_ha
     }
     n->st.requests_served++;
     n->st.data_up += len;
+    out_add(c, 6 + hdr + total);
     send_paced(c, b, 6 + hdr + total);
 out:
     free(s);
@@ -810,6 +998,22 @@ static bool held_covers(zn_peer_node *n, const xet_hash *x, uint32_t s, uint32_t
     return s >= e;
 }
 
+static zp_mcache *mcache_find(zn_peer_node *n, const xet_hash *x);
+
+/* The size of the answer to [s,e): exact with the manifest in memory, else
+ * at Xet's target chunk size (the real size replaces it once read). */
+static uint64_t answer_estimate(zn_peer_node *n, const xet_hash *x, uint32_t s, uint32_t e)
+{
+    zp_mcache *m = mcache_find(n, x);
+    uint64_t b = 15u + (uint64_t)(e - s) * XET_CHUNK_HEADER_LEN;
+    if (m && e <= m->n) {
+        for (uint32_t i = s; i < e; i++)
+            b += m->l[i];
+        return b;
+    }
+    return b + (uint64_t)(e - s) * (64u << 10);
+}
+
 static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uint32_t s,
                           uint32_t e)
 {
@@ -818,9 +1022,14 @@ static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, 
         refuse(c, ut, req, ZP_NOT_ALLOWED, x);
         return;
     }
-    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks || !held_covers(n, x, s, e) ||
-        (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x))) {
+    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks ||
+        (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x)) ||
+        !held_covers(n, x, s, e)) {
         refuse(c, ut, req, ZP_NOT_FOUND, x);
+        return;
+    }
+    if (e - s > MAX_PART_CHUNKS) { /* answers are at most ANSWER_MAX */
+        refuse(c, ut, req, ZP_BAD_REQUEST, x);
         return;
     }
     if (c->nserves >= MAX_SERVES) {
@@ -833,6 +1042,8 @@ static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, 
         return;
     }
     sv->n = n, sv->c = c, sv->req = req, sv->ut = ut, sv->start = s, sv->end = e;
+    sv->res = answer_estimate(n, x, s, e);
+    out_add(c, sv->res);
     sv->next = c->serves;
     if (c->serves)
         c->serves->prev = sv;
@@ -843,11 +1054,46 @@ static void serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, 
     if (r) {
         zp_conn *cc = sv->c;
         serve_unlink(sv);
+        out_sub(n, cc, sv->res);
         free(sv);
         node_unref(n);
         if (cc)
             refuse(cc, ut, req, ZP_NOT_FOUND, x);
     }
+}
+
+static zp_mcache *mcache_put(zn_peer_node *n, const xet_hash *x, const xet_hash *h,
+                             const uint32_t *l, uint32_t cnt);
+
+static zp_mcache *mcache_find(zn_peer_node *n, const xet_hash *x)
+{
+    for (size_t k = 0; k < n->nmc; k++)
+        if (n->mc[k].n && xet_hash_eq(&n->mc[k].xorb, x))
+            return &n->mc[k];
+    return NULL;
+}
+
+/* MREQ answers come from memory: the node's manifest cache (filled from
+ * the provider the first time, and by every manifest verified), and for
+ * parts a short-lived cache of provider->parts; the store is read at most
+ * once per xorb (manifest) or per PARTS_TTL_MS (parts), whatever peers ask. */
+static zp_pcache *pcache_get(zn_peer_node *n, const xet_hash *x)
+{
+    uint64_t now = uv_now(n->loop);
+    for (size_t k = 0; k < PARTS_CACHE; k++)
+        if (n->pc[k].at && now - n->pc[k].at < PARTS_TTL_MS && xet_hash_eq(&n->pc[k].xorb, x))
+            return &n->pc[k];
+    zp_pcache *e = &n->pc[n->pc_next++ % PARTS_CACHE];
+    free(e->idx), free(e->h), free(e->l);
+    memset(e, 0, sizeof *e);
+    e->xorb = *x;
+    e->at = now ? now : 1;
+    if (n->p.parts && n->p.parts(n->p.ud, x, &e->idx, &e->h, &e->l, &e->m) == 0 && e->m > 0 &&
+        e->m <= XET_XORB_MAX_CHUNKS)
+        return e;
+    free(e->idx), free(e->h), free(e->l);
+    e->idx = NULL, e->h = NULL, e->l = NULL, e->m = 0;
+    return e;
 }
 
 static void serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
@@ -861,47 +1107,35 @@ static void serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
         refuse(c, false, req, ZP_NOT_FOUND, x); /* as if we had never heard of it */
         return;
     }
-    xet_hash *h = NULL;
-    uint32_t *l = NULL, cnt = 0;
-    bool own = false;
-    if (n->p.manifest && n->p.manifest(n->p.ud, x, &h, &l, &cnt) == 0 && cnt > 0 &&
-        cnt <= XET_XORB_MAX_CHUNKS) {
-        own = true;
-    } else {
-        if (n->p.manifest)
-            free(h), free(l);
-        h = NULL, l = NULL, cnt = 0;
-        for (size_t k = 0; k < n->nmc; k++)
-            if (xet_hash_eq(&n->mc[k].xorb, x))
-                h = n->mc[k].h, l = n->mc[k].l, cnt = n->mc[k].n;
+    zp_mcache *mc = mcache_find(n, x);
+    if (!mc && n->p.manifest) {
+        xet_hash *h = NULL;
+        uint32_t *l = NULL, cnt = 0;
+        if (n->p.manifest(n->p.ud, x, &h, &l, &cnt) == 0 && cnt > 0 && cnt <= XET_XORB_MAX_CHUNKS)
+            mc = mcache_put(n, x, h, l, cnt);
+        free(h), free(l);
     }
-    if (!cnt) {
-        uint32_t *pi = NULL, *pl = NULL, m = 0;
-        xet_hash *ph = NULL;
-        if ((c->caps & ZP_CAP_MPART) && n->p.parts &&
-            n->p.parts(n->p.ud, x, &pi, &ph, &pl, &m) == 0 && m > 0 && m <= XET_XORB_MAX_CHUNKS) {
-            uint8_t *q = malloc(9 + 40 * (size_t)m);
+    if (!mc) {
+        zp_pcache *pe = (c->caps & ZP_CAP_MPART) ? pcache_get(n, x) : NULL;
+        if (pe && pe->m) {
+            uint8_t *q = malloc(9 + 40 * (size_t)pe->m);
             if (q) {
-                size_t len = zp_zfs_mpart(q, req, pi, ph, pl, m);
+                size_t len = zp_zfs_mpart(q, req, pe->idx, pe->h, pe->l, pe->m);
                 send_ext(c, c->their_zfs, q, len);
                 free(q);
                 n->st.mparts_out++;
             }
-            free(pi), free(ph), free(pl);
             return;
         }
-        free(pi), free(ph), free(pl);
         refuse(c, false, req, ZP_NOT_FOUND, x);
         return;
     }
-    uint8_t *p = malloc(9 + 36 * (size_t)cnt);
+    uint8_t *p = malloc(9 + 36 * (size_t)mc->n);
     if (p) {
-        size_t len = zp_zfs_manifest(p, req, h, l, cnt);
+        size_t len = zp_zfs_manifest(p, req, mc->h, mc->l, mc->n);
         send_ext(c, c->their_zfs, p, len);
         free(p);
     }
-    if (own)
-        free(h), free(l);
 }
 
 /* ---- verification work on the pool -------------------------------------------- */
@@ -1061,14 +1295,15 @@ static void on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m)
     manifest_accept(f, h, l, m->n);
 }
 
-/* Accept the manifest h/l of n chunks (verified): cache it, go on. */
-static void manifest_accept(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt)
+/* Copy a verified manifest into the node's cache; the entry, or NULL. */
+static zp_mcache *mcache_put(zn_peer_node *n, const xet_hash *x, const xet_hash *h,
+                             const uint32_t *l, uint32_t cnt)
 {
-    zn_peer_node *n = f->n;
-    f->manifest_pending = false;
-    zp_mcache *e = &n->mc[n->nmc < MANIFEST_CACHE ? n->nmc++ : n->mc_next++ % MANIFEST_CACHE];
+    zp_mcache *e = mcache_find(n, x);
+    if (!e)
+        e = &n->mc[n->nmc < MANIFEST_CACHE ? n->nmc++ : n->mc_next++ % MANIFEST_CACHE];
     free(e->h), free(e->l);
-    e->xorb = f->xorb;
+    e->xorb = *x;
     e->h = malloc(cnt * sizeof *h);
     e->l = malloc(cnt * sizeof *l);
     e->n = cnt;
@@ -1076,10 +1311,19 @@ static void manifest_accept(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt)
         free(e->h), free(e->l);
         e->h = NULL, e->l = NULL, e->n = 0;
         memset(&e->xorb, 0, sizeof e->xorb);
-    } else {
-        memcpy(e->h, h, cnt * sizeof *h);
-        memcpy(e->l, l, cnt * sizeof *l);
+        return NULL;
     }
+    memcpy(e->h, h, cnt * sizeof *h);
+    memcpy(e->l, l, cnt * sizeof *l);
+    return e;
+}
+
+/* Accept the manifest h/l of n chunks (verified): cache it, go on. */
+static void manifest_accept(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt)
+{
+    zn_peer_node *n = f->n;
+    f->manifest_pending = false;
+    mcache_put(n, &f->xorb, h, l, cnt);
     f->mh = h, f->ml = l, f->mn = cnt;
     fetch_schedule(f);
 }
@@ -1194,11 +1438,7 @@ static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
             memset(h, 0, sizeof *h);
             h->xorb = m.xorb;
         }
-        for (uint32_t k = 0; k < m.n; k++) {
-            uint32_t s = get32(m.body + 8 * k), e = get32(m.body + 8 * k + 4);
-            for (uint32_t i = s; i < e; i++)
-                h->bits[i >> 3] |= (uint8_t)(1u << (i & 7));
-        }
+        have_merge(c, h, m.body, m.n);
         return;
     }
     case ZP_PENDING: {
@@ -1516,7 +1756,8 @@ static bool handle_handshake(zp_conn *c, const uint8_t *p)
         conn_close(c);
         return false;
     }
-    if (!memcmp(pid, n->id, 20) || banned_peer(n, &c->addr, pid) || !ext) {
+    bool banned = c->outgoing ? banned_addr(n, &c->addr) : banned_ip(n, &c->addr);
+    if (!memcmp(pid, n->id, 20) || banned || !ext) {
         conn_close(c);
         return false;
     }
@@ -1536,13 +1777,75 @@ static bool handle_handshake(zp_conn *c, const uint8_t *p)
     return c->state == C_OPEN;
 }
 
+/* The header of a frame above ctrl_frame_max (11 bytes at p), before its
+ * body is read: 0 buffer it, 1 discard it as it comes (the answer to a
+ * request we gave up), -1 refuse it (a ban).  Only answers to our own
+ * requests may be large, and none larger than what was asked for. */
+static int frame_check(zp_conn *c, const uint8_t *p, uint32_t L)
+{
+    if (p[4] != 20)
+        return -1;
+    uint8_t ext = p[5], t = p[6];
+    uint32_t id = get32(p + 7);
+    int kind;
+    if (ext == ZP_EXT_ZFS_XET && t == ZP_DATA)
+        kind = R_DATA;
+    else if (ext == ZP_EXT_UT_XET && t == ZP_UT_RESPONSE)
+        kind = R_UT;
+    else if (ext == ZP_EXT_ZFS_XET && (t == ZP_MANIFEST || t == ZP_MPART))
+        kind = R_MANIFEST;
+    else
+        return -1;
+    zp_req *r = req_find(c, id, kind);
+    if (r)
+        return L <= r->cap ? 0 : -1;
+    for (unsigned k = 0; k < 32 && k < c->ngone; k++)
+        if (c->gone[k] == id)
+            return L <= c->gone_cap[k] ? 1 : -1;
+    return -1;
+}
+
+/* Whether we answer the frame at p (7 bytes): requests, and the extension
+ * handshake (our HAVEs follow it).  Only these wait while the queue is full;
+ * answers to our own requests and announcements go on being handled. */
+static bool frame_answered(const uint8_t *p)
+{
+    if (p[4] != 20)
+        return false;
+    return p[5] == 0 || (p[5] == ZP_EXT_ZFS_XET && (p[6] == ZP_REQUEST || p[6] == ZP_MREQ)) ||
+           (p[5] == ZP_EXT_UT_XET && p[6] == ZP_UT_REQUEST);
+}
+
+static bool frame_is_data(const uint8_t *p)
+{
+    return p[4] == 20 && ((p[5] == ZP_EXT_ZFS_XET && p[6] == ZP_DATA) ||
+                          (p[5] == ZP_EXT_UT_XET && p[6] == ZP_UT_RESPONSE));
+}
+
+/* Handle the complete frames in c->rbuf, at most TURN_MSGS / TURN_BYTES of
+ * them (then c->more: the rest on the next loop turn, see on_yield), and
+ * none while c's upload queue is full (c->blocked). */
 static void process(zp_conn *c)
 {
     zn_peer_node *n = c->n;
     size_t off = 0;
+    unsigned msgs = 0;
+    size_t bytes = 0;
+    bool hok = c->head_ok;          /* of the frame at off */
+    uint64_t hcnt = c->head_counted;
     while (c->state != C_CLOSING) {
         uint8_t *p = c->rbuf + off;
         size_t avail = c->rlen - off;
+        if (c->skip) { /* a frame discarded as it comes */
+            size_t k = avail < c->skip ? avail : (size_t)c->skip;
+            c->skip -= k;
+            c->data_bytes += k;
+            off += k;
+            hok = false, hcnt = 0;
+            if (c->skip)
+                break;
+            continue;
+        }
         if (c->state == C_HS) {
             if (avail < 68)
                 break;
@@ -1554,33 +1857,53 @@ static void process(zp_conn *c)
         if (avail < 4)
             break;
         uint32_t L = get32(p);
-        if (L == 0) {
+        if (L == 0) { /* keep-alive: not activity */
             off += 4;
+            hok = false, hcnt = 0;
             continue;
         }
-        if (L > n->o.ctrl_frame_max) {
-            if (L > n->o.data_frame_max) {
-                conn_ban(c);
-                return;
-            }
+        if (avail >= 4 + (size_t)L && (msgs >= TURN_MSGS || bytes >= TURN_BYTES)) {
+            c->more = true; /* the loop is shared: the rest on the next turn */
+            yield_start(n);
+            break;
+        }
+        if (out_full(c) && L >= 3 && (avail < 7 || frame_answered(p))) {
+            c->blocked = true; /* its requests wait until what we owe it drains (out_sub) */
+            break;
+        }
+        if (L > n->o.ctrl_frame_max && !hok) {
             if (avail < 11)
                 break;
-            bool ok = p[4] == 20 && req_known(c, get32(p + 7)) &&
-                      ((p[5] == ZP_EXT_ZFS_XET && p[6] == ZP_DATA) ||
-                       (p[5] == ZP_EXT_UT_XET && p[6] == ZP_UT_RESPONSE));
-            if (!ok) {
+            int v = frame_check(c, p, L);
+            if (v < 0) {
                 conn_ban(c);
                 return;
             }
+            if (v > 0) {
+                c->skip = 4 + (uint64_t)L;
+                continue;
+            }
+            hok = true;
+        }
+        if (avail >= 7 && frame_is_data(p)) { /* progress, counted as it comes */
+            size_t got = avail < 4 + (size_t)L ? avail : 4 + (size_t)L;
+            c->data_bytes += got - hcnt;
+            hcnt = got;
         }
         if (avail < 4 + (size_t)L)
             break;
+        c->last_active = uv_now(n->loop);
         if (!handle_msg(c, p + 4, L))
             return;
         off += 4 + (size_t)L;
+        msgs++;
+        bytes += 4 + (size_t)L;
+        hok = false, hcnt = 0;
     }
     if (c->state == C_CLOSING)
         return;
+    c->head_ok = hok;
+    c->head_counted = hcnt;
     if (off) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
@@ -1597,15 +1920,17 @@ static void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *buf)
 {
     zp_conn *c = h->data;
     size_t need = c->rlen + 65536;
-    if (c->state == C_OPEN && c->rlen >= 4) {
-        size_t fl = 4 + (size_t)get32(c->rbuf);
-        if (fl <= 4 + (size_t)c->n->o.data_frame_max && fl > need)
+    if (c->state == C_OPEN && c->head_ok && !c->skip && c->rlen >= 4) {
+        size_t fl = 4 + (size_t)get32(c->rbuf); /* checked by frame_check */
+        if (fl > need)
             need = fl;
     }
     if (need > c->rcap) {
         size_t cap = c->rcap ? c->rcap : 65536;
         while (cap < need)
             cap *= 2;
+        if (cap > need + 65536)
+            cap = need + 65536; /* never far above the frame */
         uint8_t *q = realloc(c->rbuf, cap);
         if (!q) {
             *buf = uv_buf_init(NULL, 0);
@@ -1619,11 +1944,61 @@ static void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)room);
 }
 
+/* Read while there is room to handle what comes: not while a turn's
+ * budget ran out (c->more) or c's upload queue is full (c->blocked). */
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_reading(zp_conn *c)
+{
+    if (c->state != C_HS && c->state != C_OPEN)
+        return;
+    bool want = !c->more && !c->blocked;
+    if (want == c->reading)
+        return;
+    if (want) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = want;
+}
+
+static void on_yield(uv_idle_t *h)
+{
+    zn_peer_node *n = h->data;
+    for (zp_conn *c = n->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (!c->more)
+            continue;
+        c->more = false;
+        process(c);
+        conn_reading(c);
+    }
+    bool again = false;
+    for (zp_conn *c = n->conns; c && !again; c = c->next)
+        again = c->more;
+    if (!again) {
+        uv_idle_stop(&n->yield);
+        n->yielding = false;
+    }
+}
+
+static void yield_start(zn_peer_node *n)
+{
+    if (n->yielding || n->closing)
+        return;
+    n->yielding = true;
+    uv_idle_start(&n->yield, on_yield);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     zp_conn *c = s->data;
     if (nread < 0 || (nread == 0 && !buf->base)) {
-        if (c->state == C_OPEN && c->rlen > 0 && nread == UV_EOF)
+        if (c->state == C_OPEN && (c->rlen > 0 || c->skip) && nread == UV_EOF)
             conn_ban(c); /* ended inside a frame: a truncated frame */
         else
             conn_close(c);
@@ -1635,6 +2010,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->n->st.bytes_down += (uint64_t)nread;
     c->last_rx = uv_now(c->n->loop);
     process(c);
+    conn_reading(c);
 }
 
 /* ---- connection setup ------------------------------------------------------------ */
@@ -1653,7 +2029,7 @@ static zp_conn *conn_new(zn_peer_node *n, bool outgoing)
     c->serial = ++n->serial;
     c->outgoing = outgoing;
     c->next_id = 1;
-    c->t_open = c->last_rx = c->last_tx = uv_now(n->loop);
+    c->t_open = c->last_rx = c->last_tx = c->last_active = c->last_drain = uv_now(n->loop);
     c->next = n->conns;
     if (n->conns)
         n->conns->prev = c;
@@ -1679,6 +2055,7 @@ static void on_connect(uv_connect_t *req, int status)
         conn_close(c);
         return;
     }
+    c->reading = true;
     zp_handshake(hs, c->ih, c->n->id);
     conn_write(c, hs, 68);
 }
@@ -1698,11 +2075,12 @@ static void on_connection(uv_stream_t *srv, int status)
     }
     int alen = sizeof c->addr;
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &alen);
-    if (n->nconns > n->o.max_conns ||
+    if (n->nconns > n->o.max_conns || banned_ip(n, &c->addr) ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
         return;
     }
+    c->reading = true;
 }
 
 static bool swarm_ok(zn_peer_node *n, const uint8_t ih[20])
@@ -1737,6 +2115,7 @@ static zp_req *req_new(zp_conn *c, zp_fetch *f, int kind, size_t part)
     r->f = f;
     r->part = part;
     r->deadline = uv_now(c->n->loop) + c->n->o.req_timeout_ms;
+    r->cap = kind == R_MANIFEST ? MANIFEST_FRAME_MAX : c->n->o.data_frame_max;
     r->next = c->reqs;
     if (c->reqs)
         c->reqs->prev = r;
@@ -1843,11 +2222,18 @@ static uint64_t part_bytes(const zp_fetch *f, const zp_part *p)
     return b;
 }
 
-/* B/ms a connection delivers while busy (ASSUMED_RATE until measured). */
-static uint64_t conn_rate(const zp_conn *c)
+static bool conn_measured(const zp_conn *c)
 {
-    if (c->busy_ms < 500)
-        return ASSUMED_RATE;
+    return c->busy_ms >= 500;
+}
+
+/* B/ms a connection delivers while busy; an unmeasured one is assumed as
+ * fast as the best measured one (dflt), so it is tried when that one is
+ * busy but never preferred over it. */
+static uint64_t conn_rate(const zp_conn *c, uint64_t dflt)
+{
+    if (!conn_measured(c))
+        return dflt;
     uint64_t r = c->data_bytes / c->busy_ms;
     return r ? r : 1;
 }
@@ -1857,8 +2243,14 @@ static uint64_t conn_rate(const zp_conn *c)
 static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
 {
     zp_conn *best = NULL, *zest = NULL;
-    uint64_t pb = part_bytes(f, p), tb = UINT64_MAX, tz = UINT64_MAX;
+    uint64_t pb = part_bytes(f, p), tb = UINT64_MAX, tz = UINT64_MAX, top = 0;
+    bool mb = false, mz = false;
     *holders = 0;
+    for (zp_conn *c = f->n->conns; c; c = c->next)
+        if (conn_usable(c) && conn_measured(c) && conn_rate(c, 0) > top)
+            top = conn_rate(c, 0);
+    if (!top)
+        top = f->n->o.min_rate / 1000 + 1;
     for (zp_conn *c = f->n->conns; c; c = c->next) {
         if (!conn_usable(c) || tried(p->tried, p->ntried, c->serial))
             continue;
@@ -1868,11 +2260,12 @@ static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
         ++*holders;
         if (c->nreqs >= MAX_OUTSTANDING)
             continue;
-        uint64_t t = (c->qbytes + pb) / conn_rate(c);
-        if (zfs && t < tb)
-            best = c, tb = t;
-        else if (!zfs && t < tz)
-            zest = c, tz = t;
+        uint64_t t = (c->qbytes + pb) / conn_rate(c, top);
+        bool m = conn_measured(c);
+        if (zfs && (t < tb || (t == tb && m && !mb)))
+            best = c, tb = t, mb = m;
+        else if (!zfs && (t < tz || (t == tz && m && !mz)))
+            zest = c, tz = t, mz = m;
     }
     return best ? best : zest;
 }
@@ -1918,6 +2311,13 @@ static void fetch_schedule(zp_fetch *f)
             }
             r->bytes = part_bytes(f, p);
             c->qbytes += r->bytes;
+            if (!ut) { /* DATA: the records of exactly the part (LZ4's worst case allowed) */
+                uint64_t cap = 2 + 9;
+                for (uint32_t i = p->start; i < p->end; i++)
+                    cap += XET_CHUNK_HEADER_LEN + f->ml[i] + f->ml[i] / 64 + 64;
+                if (cap < r->cap)
+                    r->cap = (uint32_t)cap;
+            }
             p->state = P_INFLIGHT;
             uint8_t m[45];
             if (ut)
@@ -2064,6 +2464,16 @@ void zn_peer_op_cancel(zn_peer_op *op)
 
 /* ---- timers ------------------------------------------------------------------------- */
 
+/* Whether c's peer read nothing of what we queued for it for write_stall_ms. */
+static bool conn_stalled(zp_conn *c, uint64_t now)
+{
+    uint64_t q = c->tcp.write_queue_size;
+    if (q == 0 || q < c->out_seen)
+        c->last_drain = now;
+    c->out_seen = q;
+    return now - c->last_drain > c->n->o.write_stall_ms;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     zn_peer_node *n = t->data;
@@ -2075,7 +2485,7 @@ static void on_tick(uv_timer_t *t)
     zp_conn *c = n->conns;
     while (c) {
         zp_conn *nx = c->next;
-        if (c->state == C_OPEN && c->nreqs) { /* speed while busy */
+        if (c->state == C_OPEN && (c->nreqs || c->skip || c->head_counted)) { /* speed while busy */
             c->busy_ms += dt;
             if (c->busy_ms >= n->o.slow_window_ms &&
                 c->data_bytes * 1000 / c->busy_ms < n->o.min_rate) {
@@ -2096,8 +2506,11 @@ static void on_tick(uv_timer_t *t)
         }
         if ((c->state == C_HS || c->state == C_CONNECTING) && now - c->t_open > HS_TIMEOUT_MS) {
             conn_close(c);
-        } else if (c->state == C_OPEN && now - c->last_rx > IDLE_TIMEOUT_MS) {
-            conn_close(c);
+        } else if (c->state == C_OPEN && now - c->last_active > IDLE_TIMEOUT_MS) {
+            conn_close(c); /* keep-alives alone do not hold a connection */
+        } else if (c->state == C_OPEN && conn_stalled(c, now)) {
+            n->st.stall_drops++;
+            conn_slow(c);
         } else if (c->state == C_OPEN) {
             if (now - c->last_tx > KEEPALIVE_MS) {
                 uint8_t *ka = calloc(1, 4);
@@ -2158,6 +2571,12 @@ int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provi
         n->o.slow_window_ms = 4000;
     if (!n->o.slow_ban_ms)
         n->o.slow_ban_ms = 600000;
+    if (!n->o.ban_ms)
+        n->o.ban_ms = BAN_MS;
+    if (!n->o.upload_mem_max)
+        n->o.upload_mem_max = UPLOAD_MEM_MAX;
+    if (!n->o.write_stall_ms)
+        n->o.write_stall_ms = WRITE_STALL_MS;
     memcpy(n->id, ZP_PEER_ID_PREFIX, 8);
     if (uv_random(NULL, NULL, n->id + 8, 12, 0, NULL) != 0) {
         free(n);
@@ -2198,7 +2617,9 @@ int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provi
     uv_unref((uv_handle_t *)&n->tick);
     uv_timer_init(loop, &n->pace);
     n->pace.data = n;
-    n->refs += 2;
+    uv_idle_init(loop, &n->yield);
+    n->yield.data = n;
+    n->refs += 3;
     *out = n;
     return 0;
 }
@@ -2238,6 +2659,7 @@ void zn_peer_node_free(zn_peer_node *n)
         uv_close((uv_handle_t *)&n->listener, on_node_handle_closed);
     uv_close((uv_handle_t *)&n->tick, on_node_handle_closed);
     uv_close((uv_handle_t *)&n->pace, on_node_handle_closed);
+    uv_close((uv_handle_t *)&n->yield, on_node_handle_closed);
     node_unref(n);
 }
 
@@ -2297,6 +2719,43 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
         c->state = C_HS; /* so conn_close does the normal teardown */
         conn_close(c);
         return r;
+    }
+    return 0;
+}
+
+int zn_peer_adopt(zn_peer_node *n, int fd, const uint8_t info_hash[20])
+{
+    if (n->closing)
+        return -ESHUTDOWN;
+    if (n->nconns >= n->o.max_conns)
+        return -EMFILE;
+    if (info_hash) {
+        int r = zn_peer_swarm_join(n, info_hash);
+        if (r)
+            return r;
+    }
+    zp_conn *c = conn_new(n, info_hash != NULL);
+    if (!c)
+        return -ENOMEM;
+    c->state = C_HS;
+    if (info_hash)
+        memcpy(c->ih, info_hash, 20);
+    int r = uv_tcp_open(&c->tcp, fd);
+    if (!r)
+        r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r) {
+        conn_close(c);
+        return r;
+    }
+    c->reading = true;
+    if (info_hash) {
+        uint8_t *hs = malloc(68);
+        if (!hs) {
+            conn_close(c);
+            return -ENOMEM;
+        }
+        zp_handshake(hs, c->ih, n->id);
+        conn_write(c, hs, 68);
     }
     return 0;
 }

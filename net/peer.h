@@ -30,16 +30,33 @@
  *   A peer that sends anything wrong — a chunk or manifest that fails (1)/(2),
  *   a frame above the caps, a malformed or unknown zfs_xet message, bad
  *   bencode in its extension handshake, a bad BT handshake — is disconnected
- *   and banned for the node's lifetime by (IP address, peer id); its address
- *   is also never dialled again.  The fetch then goes on with other peers
+ *   and banned: no connection from its IP address is accepted (whatever peer
+ *   id it uses next) and its listen address is not dialled, for ban_ms (1 h);
+ *   at most 1024 bans are kept.  The fetch then goes on with other peers
  *   that hold the range; when none is left it fails (see zn_peer_fetch) and
  *   the caller uses the CDN.
- * Frames.  BT frames (len u32 BE | id | payload) above ctrl_frame_max (1 MiB)
- *   are accepted only when they are a zfs_xet DATA or ut_xet CHUNK_RESPONSE
- *   on a connection with requests outstanding, up to data_frame_max
- *   (64 MiB + 1 KiB); anything larger is a ban.  Unknown BT message ids are
- *   skipped; keep-alives are sent after 90 s of silence; a connection silent
- *   for 300 s, or without a handshake after 10 s, is closed.
+ * Frames.  BT frames (len u32 BE | id | payload) above ctrl_frame_max
+ *   (64 KiB) are checked at their header: only an answer to one of our
+ *   requests may be that large, and no larger than what it asked for (DATA:
+ *   the records of the part, LZ4's worst case allowed; MANIFEST / MPART: 8192
+ *   entries; ut_xet CHUNK_RESPONSE: data_frame_max, 64 MiB + 1 KiB, as zest
+ *   sends whole entries); anything else is a ban.  An answer to a request
+ *   we gave up is discarded as it arrives.  Unknown BT message ids are
+ *   skipped; keep-alives are sent after 90 s of silence; a connection with
+ *   no message but keep-alives either way for 300 s, or without a handshake
+ *   after 10 s, is closed.
+ * Bounds per peer (issue 19).  Bytes queued for writing to a peer (answers
+ *   being read from the store included) are capped at two answers' worth
+ *   (~17 MiB) and to all peers at upload_mem_max (64 MiB): past either,
+ *   nothing more that peer sent is handled (its requests wait in TCP) until
+ *   the queue drains; a peer that reads nothing of it for write_stall_ms
+ *   (20 s) is dropped.  Requests of more than 64 chunks are refused (REFUSE
+ *   4 / NOT_FOUND).  At most 32 messages or 256 KiB of one peer are handled
+ *   per loop turn (the rest on the next); HAVE runs are kept as ranges, so
+ *   every message costs time in its size, not in the chunks it names; MREQ
+ *   is answered from memory (manifest cache, a 2 s parts cache).  DATA bytes
+ *   count as delivery as they arrive, so a transfer that crawls is dropped
+ *   by the min_rate check (below) whatever else the peer sends.
  * Pipelining.  A fetch is split into requests of at most 64 chunks, spread
  *   over the peers that hold them (rarest-first over peers with the fewest
  *   outstanding requests), all outstanding at once; each carries a request
@@ -104,7 +121,8 @@
  * Speed.  Each connection's rate is the chunk data it delivered per second of
  *   having our requests outstanding.  Parts go to the holder expected to
  *   finish first (its queued bytes / its rate; an unmeasured peer is assumed
- *   fast so it gets tried).  A peer that, after slow_window_ms of busy time,
+ *   as fast as the best measured one: tried when that one is busy, never
+ *   preferred over it).  A peer that, after slow_window_ms of busy time,
  *   delivers less than min_rate, or times out twice, is disconnected (not
  *   banned: it sent nothing wrong) and not dialled again for slow_ban_ms;
  *   its requests go to other holders.
@@ -134,7 +152,7 @@ extern "C" {
 #define ZP_CAP_PENDING 1u      /* "zfs_caps" bit: understands PENDING */
 #define ZP_CAP_MPART 2u        /* "zfs_caps" bit: understands MPART */
 #define ZP_MAX_PEX_ADDED 50u   /* peers per ut_pex message, both ways */
-#define ZP_CTRL_FRAME_MAX (1u << 20)
+#define ZP_CTRL_FRAME_MAX (64u << 10)
 #define ZP_DATA_FRAME_MAX ((64u << 20) + 1024u)
 #define ZP_MAX_REQ_CHUNKS 1024u
 #define ZP_MAX_HAVE_RUNS 4096u
@@ -287,6 +305,9 @@ typedef struct zn_peer_opts {
     uint64_t min_rate;         /* B/s: a peer slower than this while busy is dropped; 0: 256 KiB/s */
     unsigned slow_window_ms;   /* busy time before the rate is judged; 0: 4000 */
     unsigned slow_ban_ms;      /* a dropped slow peer is not dialled again for; 0: 600000 */
+    unsigned ban_ms;           /* how long a ban holds; 0: 1 h */
+    uint64_t upload_mem_max;   /* bytes queued for writing to all peers; 0: 64 MiB */
+    unsigned write_stall_ms;   /* a peer reading nothing we queued for this long goes; 0: 20000 */
 } zn_peer_opts;
 
 typedef struct zn_peer_stats {
@@ -305,6 +326,7 @@ typedef struct zn_peer_stats {
     uint64_t mparts_in, mparts_out;  /* MPART answers received / sent */
     uint64_t manifests_joined;       /* manifests put together from parts and verified */
     uint64_t pending_in;             /* PENDING messages received */
+    uint64_t stall_drops;            /* peers dropped for reading nothing we sent */
 } zn_peer_stats;
 
 int zn_peer_node_new(uv_loop_t *loop, const zn_peer_opts *o, const zn_peer_provider *p,
@@ -320,6 +342,11 @@ int zn_peer_swarm_join(zn_peer_node *n, const uint8_t info_hash[20]);
 /* Dial sa for this swarm (joined implicitly).  -EPERM if banned,
  * -EMFILE at max_conns, -EALREADY if connected or dialling there. */
 int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa);
+/* Take over a connected stream socket (tests, fuzzing: one end of a
+ * socketpair): as an incoming peer (info_hash NULL), or as if we had dialled
+ * it for info_hash (we send our handshake first).  The node closes fd.
+ * 0, or negative errno (fd not taken). */
+int zn_peer_adopt(zn_peer_node *n, int fd, const uint8_t info_hash[20]);
 /* Tell connected zfs_xet peers (and remember for new ones) that we now hold
  * [start,end) of xorb; the runs sent are provider->held's. */
 void zn_peer_announce_have(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end);

@@ -447,6 +447,8 @@ int o_ingest(const o_store *s, const o_ingest_opts *o, const char *dir, char out
     }
     if (!err)
         err = o_repo_create(s, o->type, o->repo, o->private_);
+    if (!err && o->gated)
+        err = o_repo_set_gated(s, o->type, o->repo, "manual");
     o_repo r;
     if (!err)
         err = o_repo_load(s, o->type, o->repo, &r);

@@ -46,7 +46,7 @@ static void usage(void)
 {
     fputs("usage:\n"
           "  zestfs-origin ingest DATA [datasets/|spaces/]ORG/NAME [--type model|dataset|space]\n"
-          "        [--revision BRANCH] [--private] [--message MSG] [--xet-threshold BYTES]\n"
+          "        [--revision BRANCH] [--private] [--gated] [--message MSG] [--xet-threshold BYTES]\n"
           "        [--all-xet] [--scheme auto|none|lz4|bg4] [-q] DIR\n"
           "  zestfs-origin serve DATA [--listen ADDR:PORT] [--tls-cert PEM --tls-key PEM]\n"
           "        [--token T]... [--auth-required] [--public-url URL] [--port-file FILE]\n"
@@ -111,6 +111,8 @@ static int cmd_ingest(int argc, char **argv)
             o.branch = argv[++i];
         else if (!strcmp(a, "--private"))
             o.private_ = true;
+        else if (!strcmp(a, "--gated"))
+            o.gated = true;
         else if (!strcmp(a, "--message") && i + 1 < argc)
             o.message = argv[++i];
         else if (!strcmp(a, "--xet-threshold") && i + 1 < argc)

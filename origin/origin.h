@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 
@@ -119,9 +120,13 @@ typedef struct o_repo {
     char type[16];
     char id[256];
     bool private_;
+    char gated[16];     /* "" (not gated) or the Hub's mode: "manual", "auto" */
 } o_repo;
 int o_repo_load(const o_store *s, const char *type, const char *id, o_repo *r);
 int o_repo_create(const o_store *s, const char *type, const char *id, bool priv);
+/* Record the repo as gated ("manual", "auto") in repo.json: its repo info
+ * says so (nothing else is enforced). */
+int o_repo_set_gated(const o_store *s, const char *type, const char *id, const char *mode);
 int o_ref_read(const o_store *s, const o_repo *r, const char *branch, char out[41]);
 int o_ref_write(const o_store *s, const o_repo *r, const char *branch, const char *commit);
 /* All branch names (malloc'd array of malloc'd strings). */
@@ -167,6 +172,7 @@ typedef struct o_ingest_opts {
     const char *branch;
     const char *message;
     bool private_;
+    bool gated;              /* --gated: repo info "gated": "manual" */
     uint64_t xet_threshold;  /* files >= this are Xet (default 10 MB) */
     bool all_xet;
     int scheme;              /* chunk compression: -1 auto */
@@ -203,5 +209,13 @@ typedef struct o_serve_opts {
     size_t nhr_flags;
 } o_serve_opts;
 int o_serve(o_store *s, const o_serve_opts *o);
+/* The server without o_serve's wait: started on o->listen, or with no
+ * listening socket (no_listen; fuzzing) and connections handed in by
+ * o_server_add (MHD_add_connection: the server owns fd from then on). */
+typedef struct o_server o_server;
+int o_server_start(o_store *s, const o_serve_opts *o, bool no_listen, o_server **out);
+unsigned o_server_port(o_server *srv);
+int o_server_add(o_server *srv, int fd, const struct sockaddr *addr, socklen_t len);
+void o_server_stop(o_server *srv);
 
 #endif

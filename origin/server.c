@@ -22,6 +22,13 @@
  *   GET  /_origin/stats, /_origin/knobs; POST /_origin/knobs,
  *        /_origin/stats/reset (POST: loopback clients only)
  *
+ * Request bodies (issue #19): the first call of the access handler (headers
+ * only) routes the request, checks its authorization (CAS write token, Hub
+ * token, loopback) and its Content-Length against the route's cap; a
+ * refusal (401/403/404, 413) is queued then, so MHD never reads the body.
+ * Only POST routes that take a body have a cap above 0; a chunked body that
+ * runs past its cap closes the connection.
+ *
  * Bytes of xorbs and regular files are served with
  * MHD_create_response_from_fd_at_offset64 (sendfile on plain HTTP) unless a
  * fault knob that touches bodies is on; then a pread-based callback
@@ -49,7 +56,14 @@
 #include <microhttpd.h>
 
 #define JSON_CT "application/json; charset=utf-8"
-#define MAX_BODY (XET_XORB_MAX_BYTES + (16u << 20))
+/* Request body caps per route (issue #19): a body past its route's cap is
+ * answered 413 from its Content-Length before a byte of it is read (or the
+ * connection is closed when a chunked body runs past it). */
+#define CAP_XORB (XET_XORB_MAX_BYTES + (1u << 20))   /* records + footer (8192 chunks) */
+#define CAP_SHARD (XET_XORB_MAX_BYTES + (16u << 20)) /* xet-core targets 64 MiB shards */
+#define CAP_COMMIT (64u << 20)                       /* NDJSON, small files inline */
+#define CAP_JSON (8u << 20)                          /* paths-info, preupload */
+#define CAP_SMALL (64u << 10)                        /* repo create, knobs, stats reset */
 
 /* ---- server state ------------------------------------------------------- */
 
@@ -58,7 +72,7 @@ typedef struct counter {
     uint64_t bytes;
 } counter;
 
-typedef struct srv {
+typedef struct o_server {
     o_store *s;
     const o_serve_opts *o;
     o_cindex ci;
@@ -81,6 +95,7 @@ typedef struct srv {
     size_t nper_xorb, nper_client, cap_xorb, cap_client;
     pthread_mutex_t upmu; /* serialises shard acceptance */
     o_hr *hr;             /* the real Hub's answers (hubreal.c) */
+    char *cert, *key;     /* TLS, PEM */
 } srv;
 
 static srv *g_srv;
@@ -88,7 +103,8 @@ static srv *g_srv;
 typedef struct req {
     uint8_t *body;
     size_t len, cap;
-    bool too_big;
+    size_t max;    /* this route's body cap */
+    bool answered; /* refused before its body was read */
     /* accounting of a fd (sendfile) body */
     uint64_t planned;
     bool is_xorb;
@@ -948,7 +964,10 @@ static cJSON *repo_info_json(const o_repo *r, const o_commit *c, bool blobs)
     cJSON_AddStringToObject(j, "createdAt", date);
     cJSON_AddBoolToObject(j, "private", r->private_);
     cJSON_AddBoolToObject(j, "disabled", false);
-    cJSON_AddBoolToObject(j, "gated", false);
+    if (r->gated[0]) /* the Hub: false, or the mode ("auto", "manual") */
+        cJSON_AddStringToObject(j, "gated", r->gated);
+    else
+        cJSON_AddBoolToObject(j, "gated", false);
     cJSON_AddNumberToObject(j, "downloads", 0);
     cJSON_AddNumberToObject(j, "likes", 0);
     cJSON_AddArrayToObject(j, "tags");
@@ -985,6 +1004,12 @@ typedef struct ctx {
     bool head, get, post;
     segs sg;
 } ctx;
+
+/* The request body; "" (never NULL) when none came. */
+static const char *body_of(const ctx *x)
+{
+    return x->rq->body ? (const char *)x->rq->body : "";
+}
 
 static enum MHD_Result rev_error(struct MHD_Connection *c, int e)
 {
@@ -1156,7 +1181,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
     bool expand = false;
     const char *ct = MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, "Content-Type");
     if (ct && strstr(ct, "json")) {
-        cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+        cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
         cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "paths");
         int n = cJSON_GetArraySize(ps);
         paths = calloc(n > 0 ? (size_t)n : 1, sizeof *paths);
@@ -1165,7 +1190,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
         expand = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "expand"));
         cJSON_Delete(j);
     } else if (x->rq->len) {
-        char *body = strndup((const char *)x->rq->body, x->rq->len);
+        char *body = strndup(body_of(x), x->rq->len);
         size_t cap = 0;
         char *save = NULL;
         for (char *kv = body ? strtok_r(body, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
@@ -1699,8 +1724,6 @@ static enum MHD_Result h_xorb_post(ctx *x, const char *hash)
     xet_hash h;
     if (strlen(hash) != 64 || xet_hash_from_string(hash, &h) != 0)
         return send_err(x->c, 400, NULL, "invalid xorb hash");
-    if (x->rq->too_big)
-        return send_err(x->c, 400, NULL, "xorb larger than 64 MiB");
     if (o_xorb_exists(x->S->s, &h, NULL)) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "was_inserted", false);
@@ -1996,7 +2019,7 @@ static enum MHD_Result h_control(ctx *x)
         return send_json(x->c, 200, stats_json(S), NULL);
     }
     if (g->n == 2 && !strcmp(g->v[1], "knobs") && x->post) {
-        cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+        cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
         if (!cJSON_IsObject(j)) {
             cJSON_Delete(j);
             return send_err(x->c, 400, NULL, "JSON object expected");
@@ -2051,7 +2074,7 @@ static enum MHD_Result h_create_repo(ctx *x)
     srv *S = x->S;
     if (hub_auth(S, x->c) == AUTH_INVALID || !may_write(S, x->c))
         return send_err(x->c, 401, NULL, "creating a repo requires a valid token");
-    cJSON *j = cJSON_ParseWithLength((const char *)x->rq->body, x->rq->len);
+    cJSON *j = cJSON_ParseWithLength(body_of(x), x->rq->len);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
     const cJSON *org = cJSON_GetObjectItemCaseSensitive(j, "organization");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
@@ -2061,7 +2084,8 @@ static enum MHD_Result h_create_repo(ctx *x)
         snprintf(id, sizeof id, "%s/%s", org->valuestring, name->valuestring);
     else if (cJSON_IsString(name))
         snprintf(id, sizeof id, "%s", name->valuestring);
-    const char *t = cJSON_IsString(type) ? type->valuestring : "model";
+    char t[16]; /* copied: j is freed before the answer is made */
+    snprintf(t, sizeof t, "%s", cJSON_IsString(type) ? type->valuestring : "model");
     char err[256] = "";
     pthread_mutex_lock(&S->upmu);
     int e = id[0] ? o_hub_create_repo(S->s, t, id, cJSON_IsTrue(priv), err, sizeof err) : -EINVAL;
@@ -2097,7 +2121,7 @@ static enum MHD_Result h_commit(ctx *x, const o_repo *r, const char *rev)
         return send_err(x->c, 401, NULL, "committing requires a valid token");
     char id[41] = "", err[512] = "";
     pthread_mutex_lock(&S->upmu);
-    int e = o_hub_commit(S->s, r, rev, (const char *)x->rq->body, x->rq->len, id, err, sizeof err);
+    int e = o_hub_commit(S->s, r, rev, body_of(x), x->rq->len, id, err, sizeof err);
     pthread_mutex_unlock(&S->upmu);
     if (e == -EAGAIN)
         return send_err(x->c, 412, NULL, err);
@@ -2181,6 +2205,8 @@ static enum MHD_Result route(ctx *x)
             return ret;
         if (g->n == 4 && (x->get || x->head))
             return h_repo_info(x, &r, "main");
+        if (g->n == 4) /* another method on the repo itself (there is no g->v[4]) */
+            return send_err(c, 404, NULL, "not found");
         const char *op = g->v[4];
         if (!strcmp(op, "revision") && g->n == 6 && (x->get || x->head))
             return h_repo_info(x, &r, g->v[5]);
@@ -2195,7 +2221,7 @@ static enum MHD_Result route(ctx *x)
         if (!strcmp(op, "paths-info") && g->n == 6 && x->post)
             return h_paths_info(x, &r, g->v[5]);
         if (!strcmp(op, "preupload") && g->n == 6 && x->post) {
-            cJSON *j = o_hub_preupload(S->s, &r, g->v[5], (const char *)x->rq->body, x->rq->len);
+            cJSON *j = o_hub_preupload(S->s, &r, g->v[5], body_of(x), x->rq->len);
             return j ? send_json(c, 200, j, NULL) : send_err(c, 400, NULL, "invalid preupload body");
         }
         if (!strcmp(op, "commit") && g->n == 6 && x->post)
@@ -2286,45 +2312,137 @@ static enum MHD_Result route(ctx *x)
     return send_err(c, 404, NULL, "not found");
 }
 
+/* Before the body (issue #19): which routes take a body, how much, and
+ * whether this request may send it.  Called with the headers only; returns
+ * true to go on reading, false with an answer queued in *ret (401/403/404 as
+ * the route would give after the body, 413 past the cap), so an
+ * unauthorized or oversized upload costs no memory and no read. */
+static bool pre_body(ctx *x, enum MHD_Result *ret)
+{
+    srv *S = x->S;
+    segs *g = &x->sg;
+    struct MHD_Connection *c = x->c;
+    size_t max = 0;
+    int need = 0; /* 1 CAS write token, 2 Hub repo access, 3 Hub write, 4 loopback */
+    const char *type = NULL;
+    if (x->post) {
+        if (g->n == 4 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorbs"))
+            max = CAP_XORB, need = 1;
+        else if (g->n == 2 && !strcmp(g->v[1], "shards") &&
+                 (!strcmp(g->v[0], "v1") || !strcmp(g->v[0], "v2")))
+            max = CAP_SHARD, need = 1;
+        else if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") &&
+                 !strcmp(g->v[2], "create"))
+            max = CAP_SMALL, need = 3;
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+                 (!strcmp(g->v[4], "paths-info") || !strcmp(g->v[4], "preupload")))
+            max = CAP_JSON, need = 2;
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+                 !strcmp(g->v[4], "commit"))
+            max = CAP_COMMIT, need = 2;
+        else if (g->n >= 2 && !strcmp(g->v[0], "_origin"))
+            max = CAP_SMALL, need = 4;
+    }
+    x->rq->max = max;
+    if (need == 1) {
+        int e = check_cas_token(S, c, true);
+        if (e) {
+            *ret = cas_denied(c, e);
+            return false;
+        }
+    } else if (need == 2) {
+        char id[260];
+        snprintf(id, sizeof id, "%s/%s", g->v[2], g->v[3]);
+        o_repo r;
+        if (!visible_repo(S, c, type, id, &r, ret))
+            return false;
+        if (!strcmp(g->v[4], "commit") && !may_write(S, c)) {
+            *ret = send_err(c, 401, NULL, "committing requires a valid token");
+            return false;
+        }
+    } else if (need == 3) {
+        if (hub_auth(S, c) == AUTH_INVALID || !may_write(S, c)) {
+            *ret = send_err(c, 401, NULL, "creating a repo requires a valid token");
+            return false;
+        }
+    } else if (need == 4 && !is_loopback(c)) {
+        *ret = send_err(c, 403, NULL, "control endpoint: loopback only");
+        return false;
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end == cl || *end || errno || n > max) {
+            *ret = send_err(c, 413, NULL, max ? "request body larger than this route takes"
+                                              : "this route takes no request body");
+            return false;
+        }
+        if (n) { /* one allocation of the announced size */
+            x->rq->body = malloc((size_t)n);
+            if (!x->rq->body) {
+                *ret = MHD_NO;
+                return false;
+            }
+            x->rq->cap = (size_t)n;
+        }
+    }
+    return true;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
     srv *S = cls;
     req *rq = *con_cls;
-    if (!rq) {
+    ctx x = {.S = S, .c = c, .rq = rq, .method = method};
+    x.head = !strcmp(method, "HEAD");
+    x.get = !strcmp(method, "GET");
+    x.post = !strcmp(method, "POST") || !strcmp(method, "PUT");
+    if (!rq) { /* headers only: authorize and size the body before reading it */
         rq = calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
         client_str(c, rq->client, sizeof rq->client);
         *con_cls = rq;
+        x.rq = rq;
+        if (split_path(url, &x.sg) != 0) {
+            rq->answered = true;
+            return send_err(c, 400, NULL, "bad path");
+        }
+        enum MHD_Result ret = MHD_YES;
+        if (!pre_body(&x, &ret))
+            rq->answered = true;
+        segs_free(&x.sg);
+        return ret;
+    }
+    if (rq->answered) { /* answered before the body; MHD discards the rest */
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
-        if (rq->len + n > MAX_BODY) {
-            rq->too_big = true;
-        } else {
-            if (rq->len + n > rq->cap) {
-                size_t nc = rq->cap ? rq->cap : 65536;
-                while (nc < rq->len + n)
-                    nc *= 2;
-                uint8_t *nb = realloc(rq->body, nc);
-                if (!nb)
-                    return MHD_NO;
-                rq->body = nb;
-                rq->cap = nc;
-            }
-            memcpy(rq->body + rq->len, upload_data, n);
-            rq->len += n;
+        if (n > rq->max - rq->len)
+            return MHD_NO; /* a chunked body past its cap: close */
+        if (rq->len + n > rq->cap) {
+            size_t nc = rq->cap ? rq->cap : 65536;
+            while (nc < rq->len + n)
+                nc *= 2;
+            if (nc > rq->max)
+                nc = rq->max;
+            uint8_t *nb = realloc(rq->body, nc);
+            if (!nb)
+                return MHD_NO;
+            rq->body = nb;
+            rq->cap = nc;
         }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
         *upload_data_size = 0;
         return MHD_YES;
     }
-    ctx x = {.S = S, .c = c, .rq = rq, .method = method};
-    x.head = !strcmp(method, "HEAD");
-    x.get = !strcmp(method, "GET");
-    x.post = !strcmp(method, "POST") || !strcmp(method, "PUT");
     if (split_path(url, &x.sg) != 0)
         return send_err(c, 400, NULL, "bad path");
     enum MHD_Result r = route(&x);
@@ -2399,7 +2517,7 @@ static int parse_listen(const char *l, struct sockaddr_storage *ss, socklen_t *s
     return AF_INET;
 }
 
-int o_serve(o_store *st, const o_serve_opts *o)
+int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server **out)
 {
     srv *S = calloc(1, sizeof *S);
     if (!S)
@@ -2420,36 +2538,51 @@ int o_serve(o_store *st, const o_serve_opts *o)
     pthread_mutex_init(&S->bwmu, NULL);
     pthread_mutex_init(&S->upmu, NULL);
     S->hr = o_hr_new();
-    if (!S->hr)
+    if (!S->hr) {
+        o_server_stop(S);
         return -ENOMEM;
+    }
     for (size_t i = 0; i + 1 < o->nhr_flags; i += 2)
         if (o_hr_flag(S->hr, o->hr_flags[i], o->hr_flags[i + 1]) != 0) {
             fprintf(stderr, "zestfs-origin: bad %s %s\n", o->hr_flags[i], o->hr_flags[i + 1]);
+            o_server_stop(S);
             return -EINVAL;
         }
     int e = o_cindex_init(&S->ci);
     if (!e)
         e = o_cindex_load(&S->ci, st);
-    if (e)
+    if (e) {
+        o_hr_free(S->hr);
+        free(S);
         return e;
+    }
     struct sockaddr_storage ss;
     socklen_t sl;
     int fam = parse_listen(o->listen ? o->listen : "127.0.0.1:8080", &ss, &sl);
     if (fam < 0) {
         fprintf(stderr, "zestfs-origin: bad --listen address\n");
+        o_cindex_free(&S->ci);
+        o_hr_free(S->hr);
+        free(S);
         return -EINVAL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG;
     if (fam == AF_INET6)
         flags |= MHD_USE_IPv6;
-    char *cert = NULL, *key = NULL;
+    if (no_listen) /* fuzzing: quiet (MHD logs every malformed request) */
+        flags = (flags & ~(unsigned)MHD_USE_ERROR_LOG) | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     if (o->tls_cert || o->tls_key) {
         size_t n;
         if (!o->tls_cert || !o->tls_key ||
-            o_read_file(o->tls_cert, (uint8_t **)&cert, &n, 1 << 20) != 0 ||
-            o_read_file(o->tls_key, (uint8_t **)&key, &n, 1 << 20) != 0) {
+            o_read_file(o->tls_cert, (uint8_t **)&S->cert, &n, 1 << 20) != 0 ||
+            o_read_file(o->tls_key, (uint8_t **)&S->key, &n, 1 << 20) != 0) {
             fprintf(stderr, "zestfs-origin: cannot read --tls-cert/--tls-key\n");
+            free(S->cert);
+            free(S->key);
+            o_cindex_free(&S->ci);
+            o_hr_free(S->hr);
+        free(S);
             return -EINVAL;
         }
         flags |= MHD_USE_TLS;
@@ -2464,7 +2597,7 @@ int o_serve(o_store *st, const o_serve_opts *o)
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, S->key, MHD_OPTION_HTTPS_MEM_CERT, S->cert,
                                 MHD_OPTION_END);
     else
         S->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, S, MHD_OPTION_SOCK_ADDR, &ss,
@@ -2476,10 +2609,54 @@ int o_serve(o_store *st, const o_serve_opts *o)
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!S->d) {
         fprintf(stderr, "zestfs-origin: cannot start the HTTP server on %s\n", o->listen);
+        free(S->cert);
+        free(S->key);
+        o_cindex_free(&S->ci);
+        o_hr_free(S->hr);
+        free(S);
         return -EADDRINUSE;
     }
+    *out = S;
+    return 0;
+}
+
+unsigned o_server_port(o_server *S)
+{
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = di ? di->port : 0;
+    return di ? di->port : 0;
+}
+
+int o_server_add(o_server *S, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return MHD_add_connection(S->d, fd, addr, len) == MHD_YES ? 0 : -EIO;
+}
+
+void o_server_stop(o_server *S)
+{
+    if (!S)
+        return;
+    MHD_stop_daemon(S->d);
+    free(S->cert);
+    free(S->key);
+    o_cindex_free(&S->ci);
+    free(S->per_xorb);
+    free(S->per_client);
+    o_hr_free(S->hr);
+    pthread_mutex_destroy(&S->stmu);
+    pthread_mutex_destroy(&S->bwmu);
+    pthread_mutex_destroy(&S->upmu);
+    if (g_srv == S)
+        g_srv = NULL;
+    free(S);
+}
+
+int o_serve(o_store *st, const o_serve_opts *o)
+{
+    srv *S;
+    int e = o_server_start(st, o, false, &S);
+    if (e)
+        return e;
+    unsigned port = o_server_port(S);
     if (!o->quiet)
         fprintf(stderr, "zestfs-origin: serving %s on %s://%s (port %u)\n", st->dir,
                 S->tls ? "https" : "http", o->listen, port);
@@ -2500,13 +2677,6 @@ int o_serve(o_store *st, const o_serve_opts *o)
     sigaction(SIGTERM, &sa, NULL);
     while (!g_stop)
         pause();
-    MHD_stop_daemon(S->d);
-    free(cert);
-    free(key);
-    o_cindex_free(&S->ci);
-    free(S->per_xorb);
-    free(S->per_client);
-    o_hr_free(S->hr);
-    free(S);
+    o_server_stop(S);
     return 0;
 }

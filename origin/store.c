@@ -330,8 +330,30 @@ int o_repo_load(const o_store *s, const char *type, const char *id, o_repo *r)
     snprintf(r->type, sizeof r->type, "%s", type);
     snprintf(r->id, sizeof r->id, "%s", id);
     r->private_ = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "private"));
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gated");
+    if (cJSON_IsString(g) && strlen(g->valuestring) < sizeof r->gated)
+        snprintf(r->gated, sizeof r->gated, "%s", g->valuestring);
     cJSON_Delete(j);
     return 0;
+}
+
+int o_repo_set_gated(const o_store *s, const char *type, const char *id, const char *mode)
+{
+    if (!valid_type(type) || !valid_id(id))
+        return -EINVAL;
+    char *p = o_path(s, "repos/%ss/%s/repo.json", type, id);
+    if (!p)
+        return -ENOMEM;
+    cJSON *j = o_read_json(p);
+    int e = j ? 0 : -ENOENT;
+    if (j) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "gated");
+        cJSON_AddStringToObject(j, "gated", mode);
+        e = o_write_json(s->dir, p, j);
+    }
+    cJSON_Delete(j);
+    free(p);
+    return e;
 }
 
 int o_repo_create(const o_store *s, const char *type, const char *id, bool priv)

@@ -8,7 +8,7 @@ ZESTFS_BUILD_DEPS="meson ninja-build pkg-config gcc libfuse3-dev fuse3
   libmicrohttpd-dev libssl-dev"
 ZESTFS_TEST_DEPS="b3sum python3-venv curl nginx openssl python3-libtorrent
   dpkg-dev lintian systemd man-db python3-yaml clang libclang-rt-14-dev opentracker
-  nghttp2-server"
+  nghttp2-server iproute2"
 
 zestfs_pkg_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

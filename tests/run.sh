@@ -6,6 +6,8 @@
 # and runs the whole suite there too, and runs every fuzz target briefly
 # (tests/fuzz/run.sh, ZESTFS_FUZZ_SECONDS each, default 30); the last line
 # sums all of it, with one line per part above it.
+# Every skip is listed with its reason; with CI=true a skip whose reason is
+# not in tests/skip-reasons.txt (what CI cannot provide) counts as a failure.
 # Exits non-zero on any failure.  Safe to run again.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +31,8 @@ if [ "${CI:-}" = true ] || [ "${ZESTFS_SANITIZE:-0}" = 1 ]; then
 fi
 
 # run_suite BUILD [meson setup options...]: configure, build, meson test;
-# sets suite_rc and suite_counts ("passed failed skipped").
+# sets suite_rc, suite_counts ("passed failed skipped") and suite_skips (one
+# line per skip: "BUILD: NAME: reason", "(not allowed in CI)" where it fails).
 run_suite() {
     local build=$1
     shift
@@ -44,26 +47,51 @@ run_suite() {
     ninja -C "$build" && meson test -C "$build" --print-errorlogs "${test_args[@]}"
     suite_rc=$?
     set -e
-    suite_counts=$(python3 - "$log" <<'PY'
-import json, sys
+    local out
+    out=$(python3 - "$log" tests/skip-reasons.txt "$build" "${CI:-}" <<'PY'
+import json, re, sys
+log, reasons_file, build, ci = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "true"
+reasons = [l.strip().lower() for l in open(reasons_file)
+           if l.strip() and not l.lstrip().startswith("#")]
 passed = failed = skipped = 0
+skips = []
 try:
-    lines = open(sys.argv[1]).read().splitlines()
+    lines = open(log).read().splitlines()
 except OSError:
     lines = []
 for line in lines:
     if not line.strip():
         continue
-    r = json.loads(line).get("result", "")
+    t = json.loads(line)
+    r = t.get("result", "")
     if r in ("OK", "EXPECTEDFAIL"):
         passed += 1
     elif r == "SKIP":
-        skipped += 1
+        out = (t.get("stdout") or "") + (t.get("stderr") or "")
+        said = [l.strip() for l in out.splitlines() if re.search(r"\bskip", l, re.I)]
+        why = said[-1] if said else (out.strip().splitlines() or ["no reason printed"])[-1].strip()
+        allowed = any(any(a in l.lower() for a in reasons) for l in said)
+        name = t.get("name", "?").split(" / ")[-1]
+        if ci and not allowed:
+            failed += 1
+            skips.append(f"{build}: {name}: {why[:160]} (not a reason CI may skip for: FAILED)")
+        else:
+            skipped += 1
+            skips.append(f"{build}: {name}: {why[:160]}" + ("" if allowed else " (not in tests/skip-reasons.txt)"))
     else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
         failed += 1
 print(passed, failed, skipped)
+print("\n".join(skips))
 PY
 )
+    suite_counts=$(echo "$out" | head -n 1)
+    suite_skips=$(echo "$out" | tail -n +2)
+    if [ -n "$suite_skips" ]; then
+        all_skips="$all_skips$suite_skips"$'\n'
+    fi
+    if [ "$(echo "$suite_counts" | cut -d' ' -f2)" != 0 ]; then
+        suite_rc=1 # an unexplained skip under CI=true fails the run
+    fi
     if [ "$suite_rc" -ne 0 ] && [ "$(echo "$suite_counts" | cut -d' ' -f2)" = 0 ]; then
         # meson failed without a failing test (e.g. it could not build)
         suite_counts="$(echo "$suite_counts" | cut -d' ' -f1) 1 $(echo "$suite_counts" | cut -d' ' -f3)"
@@ -78,7 +106,7 @@ fmt() { # "p f s" -> "p passed, f failed[, s skipped]"
 }
 
 test_args=("$@")
-total_p=0 total_f=0 total_s=0 rc=0 lines=""
+total_p=0 total_f=0 total_s=0 rc=0 lines="" all_skips=""
 add() { # NAME "p f s" RC
     set -- "$1" $2 "$3"
     total_p=$((total_p + $2)) total_f=$((total_f + $3)) total_s=$((total_s + $4))
@@ -113,6 +141,10 @@ fi
 
 summary=$(fmt "$total_p $total_f $total_s")
 echo
+if [ -n "$all_skips" ]; then
+    echo "skipped (reasons; allowed in CI: tests/skip-reasons.txt):"
+    printf '%s' "$all_skips" | sed 's/^/  /'
+fi
 if [ "$sanitize" = 1 ]; then
     printf '%s' "$lines"
 fi

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int t_checks, t_fail, t_tests, t_tests_failed;
+static int t_checks, t_fail, t_tests, t_tests_failed, t_skips;
 static const char *t_current __attribute__((unused)) = "";
 
 #define T_FAIL_HDR() fprintf(stderr, "FAIL %s (%s:%d): ", t_current, __FILE__, __LINE__)
@@ -80,11 +80,21 @@ static const char *t_current __attribute__((unused)) = "";
             fprintf(stderr, "ok %s\n", #fn);                                                \
     } while (0)
 
+/* A part of the test could not run here: say why (a line "skip: WHY", see
+ * tests/skip-reasons.txt); the test then exits 77 (SKIP) unless something failed. */
+#define T_SKIP(...)                                                                         \
+    do {                                                                                    \
+        t_skips++;                                                                          \
+        fprintf(stderr, "skip: %s: ", t_current);                                           \
+        fprintf(stderr, __VA_ARGS__);                                                       \
+        fputc('\n', stderr);                                                                \
+    } while (0)
+
 static inline int t_done(void)
 {
-    fprintf(stderr, "%d checks, %d failed; %d tests, %d failed\n", t_checks, t_fail, t_tests,
-            t_tests_failed);
-    return t_fail ? 1 : 0;
+    fprintf(stderr, "%d checks, %d failed; %d tests, %d failed; %d parts skipped\n", t_checks,
+            t_fail, t_tests, t_tests_failed, t_skips);
+    return t_fail ? 1 : t_skips ? 77 : 0;
 }
 
 /* Read a whole file (path relative to the vector directory when not absolute). */

@@ -199,10 +199,45 @@ static void test_encode(void)
     free(c.p);
 }
 
+/* Issue #19: a duplicate key is refused at every depth, in both modes; keys
+ * out of order stay refused in strict mode and accepted (sorted) in lenient
+ * mode, which is what the wire parsers use for libtorrent's sorted dicts. */
+static void test_duplicate_keys_nested(void)
+{
+    static const char *dups[] = {
+        "d1:ad1:xi1e1:xi2eee",              /* dict in dict */
+        "d1:ad1:yi1e1:xi2e1:yi3eee",        /* dict in dict, unsorted */
+        "ld1:ai1e1:ai2eee",                 /* dict in list */
+        "d1:ald1:bld1:ci1e1:ci1eeeeee",     /* four levels down */
+        "d1:bi0e1:ad1:qi0e1:qi0eee",        /* outer unsorted, inner dup */
+        "d1:md6:ut_xeti1e6:ut_xeti2ee1:pi1ee", /* a BEP 10 handshake's m */
+    };
+    for (size_t k = 0; k < sizeof dups / sizeof *dups; k++) {
+        T_EQ_INT(dec_err(dups[k], 0), -EBADMSG);
+        T_EQ_INT(dec_err(dups[k], ZB_LENIENT_ORDER), -EBADMSG);
+    }
+    /* no duplicate: lenient accepts any order at any depth and sorts */
+    zb_val *v;
+    size_t used;
+    const char *ok = "d1:bi0e1:ad1:yi1e1:xi2eee";
+    T_EQ_INT(dec_err(ok, 0), -EBADMSG);
+    T_EQ_INT(dec(ok, ZB_LENIENT_ORDER, &v, &used), 0);
+    const zb_val *a = zb_get(v, "a");
+    int64_t x = 0, y = 0;
+    T_TRUE(a && zb_get_int(a, "x", &x) && zb_get_int(a, "y", &y));
+    T_EQ_INT(x, 2);
+    T_EQ_INT(y, 1);
+    zb_free(v);
+    /* the same key in two different dicts is no duplicate */
+    T_EQ_INT(dec_err("d1:ad1:ai1ee1:bd1:ai2eee", 0), 0);
+    T_EQ_INT(dec_err("ld1:ai1eed1:ai2eee", ZB_LENIENT_ORDER), 0);
+}
+
 int main(void)
 {
     T_RUN(test_bep3_vectors);
     T_RUN(test_malformed);
     T_RUN(test_encode);
+    T_RUN(test_duplicate_keys_nested);
     return t_done();
 }

@@ -300,6 +300,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         const char *h[] = {"X-Error-Code", "RepoNotFound", NULL};
         return reply_str(c, 401, "{\"error\":\"Repository not found\"}", h);
     }
+    /* repo info (visibility): private answers anonymous callers 401 */
+    if (!strncmp(url, "/api/models/org/vis-", 20)) {
+        const char *h[] = {"Content-Type", "application/json", NULL};
+        const char *eh[] = {"X-Error-Code", "RepoNotFound", NULL};
+        if (!strcmp(url + 20, "pub"))
+            return reply_str(c, 200, "{\"id\":\"org/vis-pub\",\"private\":false,\"gated\":false}", h);
+        if (!strcmp(url + 20, "gated"))
+            return reply_str(c, 200, "{\"private\":false,\"gated\":\"manual\"}", h);
+        if (!strcmp(url + 20, "priv"))
+            return hub_auth ? reply_str(c, 200, "{\"private\":true,\"gated\":false}", h)
+                            : reply_str(c, 401, "{\"error\":\"Repository not found\"}", eh);
+        if (!strcmp(url + 20, "nofields"))
+            return reply_str(c, 200, "{\"id\":\"org/vis-nofields\"}", h);
+    }
     if (!strcmp(url, "/api/models/org/repo/tree/main"))
         return tree_page(s, c,
                          MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"));
@@ -691,9 +705,13 @@ static void test_retry_deadline(void)
     T_EQ_INT(r.status, 503);
     T_TRUE(r.attempts >= 3);
     T_EQ_INT(srv_count(A, "/always503", NULL), r.attempts);
-    fprintf(stderr, "  always 503: %d attempts, gave up after %llu ms\n", r.attempts,
-            (unsigned long long)dt);
-    T_TRUE(dt <= 1300);
+    /* the figure (tests/bench/timing_bench.sh prints it beside the deadline); the
+     * test asserts only that the deadline ended it: 100 attempts of up to 200 ms
+     * each would take 20 s */
+    fprintf(stderr, "figure: retry deadline 1000 ms, always 503: %d attempts, gave up after %llu ms\n",
+            r.attempts, (unsigned long long)dt);
+    T_TRUE(r.attempts < 100);
+    T_TRUE(dt < 10000);
     res_clear(&r);
 
     /* attempts cap: 2 attempts, then the error, well before the deadline */
@@ -704,18 +722,22 @@ static void test_retry_deadline(void)
     wait_for(&r.done);
     T_EQ_INT(r.err, -EIO);
     T_EQ_INT(r.attempts, 2);
-    T_TRUE(r.t_ms - t0 < 1000);
+    T_TRUE(r.t_ms - t0 < 15000); /* half the deadline: it did not wait for it */
     res_clear(&r);
 
     /* timeouts are retried too, and the deadline bounds the whole thing */
-    zn_retry rt = {.max_attempts = 5, .base_ms = 10, .deadline_ms = 700};
+    zn_retry rt = {.max_attempts = 100, .base_ms = 10, .deadline_ms = 700};
     zn_http_req s = {.url = url_of(A, "/slow"), .timeout_ms = 250, .retry = &rt,
                      .done = on_done, .ud = &r};
     t0 = uv_hrtime() / 1000000;
     T_EQ_INT(zn_http_request(c, &s, NULL), 0);
     wait_for(&r.done);
     T_EQ_INT(r.err, -ETIMEDOUT);
-    T_TRUE(r.t_ms - t0 < 1200);
+    int tries = srv_count(A, "/slow", NULL);
+    fprintf(stderr, "figure: retry deadline 700 ms, 250 ms timeouts: %d attempts, gave up after %llu ms\n",
+            tries, (unsigned long long)(r.t_ms - t0));
+    T_TRUE(tries >= 2 && tries < 100); /* retried, and the deadline ended it */
+    T_TRUE(r.t_ms - t0 < 10000);                 /* 100 timeouts of 250 ms would take 25 s */
     res_clear(&r);
     close_client(c);
 }
@@ -822,8 +844,9 @@ static void test_timeout_cancel(void)
     uint64_t t0 = uv_hrtime() / 1000000;
     T_EQ_INT(zn_http_request(c, &q, NULL), 0);
     wait_for(&r.done);
-    T_EQ_INT(r.err, -ETIMEDOUT);
-    T_TRUE(r.t_ms - t0 >= 250 && r.t_ms - t0 < 1500);
+    T_EQ_INT(r.err, -ETIMEDOUT); /* /slow answers after 3 s: the timeout ended it */
+    fprintf(stderr, "figure: 300 ms timeout fired after %llu ms\n", (unsigned long long)(r.t_ms - t0));
+    T_TRUE(r.t_ms - t0 >= 250); /* not early */
     res_clear(&r);
 
     /* cancellation: completion comes once, asynchronously, with -ECANCELED */
@@ -989,6 +1012,7 @@ typedef struct hub_res {
     char token[64];
     char cas[96];
     xet_recon *recon;
+    zn_repo_info vis;
 } hub_res;
 
 static void rev_cb(void *ud, int err, const zn_revision *rv)
@@ -998,6 +1022,15 @@ static void rev_cb(void *ud, int err, const zn_revision *rv)
     h->err = err;
     if (rv)
         h->rev = *rv;
+}
+
+static void info_cb(void *ud, int err, const zn_repo_info *in)
+{
+    hub_res *h = ud;
+    h->done = true;
+    h->err = err;
+    if (in)
+        h->vis = *in;
 }
 
 static void tree_cb(void *ud, int err, zn_tree *t)
@@ -1073,6 +1106,39 @@ static void test_hub_revision(void)
     T_EQ_INT(zn_hub_revision(h, ZN_MODEL, "../etc", "main", rev_cb, &r, NULL), -EINVAL);
     T_EQ_INT(zn_hub_revision(h, ZN_MODEL, "a/b/c", "main", rev_cb, &r, NULL), -EINVAL);
     T_TRUE(srv_count(A, "/api/models/org/repo/revision/main", "Bearer " HUB_TOKEN) >= 1);
+    close_hub(h, c);
+}
+
+/* The repo info for the visibility verdict goes without the Hub token even
+ * when the hub has one: a private repo is refused (as to anyone), the
+ * fields of public and gated repos come through as sent. */
+static void test_hub_repo_info_anon(void)
+{
+    zn_http *c = zn_http_new(L, NULL);
+    zn_hub *h = new_hub(c);
+    hub_res r = {0};
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-pub", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.vis.has_private && !r.vis.private_ && r.vis.has_gated && !r.vis.gated);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-gated", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.vis.has_gated && r.vis.gated);
+    T_EQ_STR(r.vis.gated_mode, "manual");
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-priv", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, -ENOENT); /* the token would have made it 200 */
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "org/vis-nofields", info_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(!r.vis.has_private && !r.vis.has_gated);
+    T_EQ_INT(zn_hub_repo_info_anon(h, ZN_MODEL, "a/b/c", info_cb, &r, NULL), -EINVAL);
+    T_EQ_INT(srv_count(A, "/api/models/org/vis-", NULL), 4);
+    T_EQ_INT(srv_count(A, "/api/models/org/vis-", ""), 0); /* no Authorization at all */
     close_hub(h, c);
 }
 
@@ -1495,7 +1561,7 @@ static int free_port(void)
 static void test_h2_not_held(void)
 {
     if (system("command -v nghttpd >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "  SKIP: no nghttpd (Debian nghttp2-server)\n");
+        T_SKIP("no nghttpd (Debian nghttp2-server)");
         return;
     }
     char docs[600], path[700], ports[16], *av[8];
@@ -1564,7 +1630,7 @@ static void test_h2_not_held(void)
 static int run_tls(void)
 {
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        fprintf(stderr, "SKIP: libmicrohttpd without TLS\n");
+        fprintf(stderr, "skip: libmicrohttpd without TLS\n");
         return 77;
     }
     char dir[] = "/tmp/zn-tls-XXXXXX";
@@ -1584,7 +1650,7 @@ static int run_tls(void)
              "-out srv.pem -days 2 -extfile ext.cnf ) >log 2>&1",
              dir);
     if (system(cmd) != 0) {
-        fprintf(stderr, "SKIP: openssl could not make the test CA (see %s/log)\n", dir);
+        fprintf(stderr, "skip: openssl could not make the test CA (see %s/log)\n", dir);
         return 77;
     }
     char path[512];
@@ -1642,6 +1708,7 @@ int main(int argc, char **argv)
     T_RUN(test_limits_and_errors);
     T_RUN(test_streaming);
     T_RUN(test_hub_revision);
+    T_RUN(test_hub_repo_info_anon);
     T_RUN(test_hub_tree);
     T_RUN(test_hub_resolve);
     T_RUN(test_xet_token_cache);

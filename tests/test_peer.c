@@ -754,7 +754,7 @@ static void test_ipv6(void)
     zn_peer_opts oa = {.bind = "::1"}, ob = {.bind = "::1"};
     zn_peer_node *a, *b;
     if (zn_peer_node_new(&loop, &oa, &pa, &a) != 0) {
-        fprintf(stderr, "  no IPv6 loopback: skipped\n");
+        T_SKIP("no IPv6 loopback (::1)");
         return;
     }
     T_EQ_INT(zn_peer_node_new(&loop, &ob, &pb, &b), 0);
@@ -1097,6 +1097,234 @@ static void print_stats(zn_peer_node *n)
     fflush(stdout);
 }
 
+/* ---- hostile peers (issue 19) -------------------------------------------------------- */
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* A raw peer: a non-blocking TCP socket from src to the node (or one end of
+ * a socketpair the node adopted). */
+static int raw_tcp(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &a.sin_addr);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    a.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t o = 0; o < n;) {
+        ssize_t w = write(fd, b + o, n - o);
+        if (w > 0)
+            o += (size_t)w;
+        else
+            uv_run(&loop, UV_RUN_NOWAIT);
+    }
+}
+
+static void raw_ext(int fd, uint8_t ext, const uint8_t *p, size_t n)
+{
+    uint8_t h[6] = {(uint8_t)((n + 2) >> 24), (uint8_t)((n + 2) >> 16), (uint8_t)((n + 2) >> 8),
+                    (uint8_t)(n + 2), 20, ext};
+    raw_send(fd, h, 6);
+    raw_send(fd, p, n);
+}
+
+/* Our handshake with a fresh peer id, then the extension handshake. */
+static void raw_hello(int fd)
+{
+    uint8_t hs[68], pid[20] = "-RAW001-";
+    uv_random(NULL, NULL, pid + 8, 12, 0, NULL);
+    zp_handshake(hs, IH, pid);
+    raw_send(fd, hs, 68);
+    static const char eh[] = "d1:md7:zfs_xeti3eee";
+    raw_ext(fd, 0, (const uint8_t *)eh, sizeof eh - 1);
+}
+
+typedef struct rawrd {
+    int fd;
+    size_t want, got;
+    bool eof;
+    uint8_t buf[1 << 16];
+} rawrd;
+
+static bool cond_raw(void *a)
+{
+    rawrd *r = a;
+    while (r->got < sizeof r->buf) {
+        ssize_t k = read(r->fd, r->buf + r->got, sizeof r->buf - r->got);
+        if (k > 0)
+            r->got += (size_t)k;
+        else {
+            if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                r->eof = true;
+            break;
+        }
+    }
+    return r->eof || (r->want && r->got >= r->want);
+}
+
+/* A peer banned for a malformed message stays banned by address: new peer
+ * ids from its IP get no handshake; another address does. */
+static void test_bans_hold(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true);
+    zn_peer_provider pa = mem_provider(&ma);
+    zn_peer_opts oa = {.bind = "127.0.0.1"};
+    zn_peer_node *a;
+    T_EQ_INT(zn_peer_node_new(&loop, &oa, &pa, &a), 0);
+    zn_peer_swarm_join(a, IH);
+    int port = zn_peer_node_port(a);
+    int fd = raw_tcp("127.0.0.2", port);
+    T_TRUE(fd >= 0);
+    raw_hello(fd);
+    uint8_t bad[41] = {0x99};
+    raw_ext(fd, ZP_EXT_ZFS_XET, bad, sizeof bad);
+    rawrd *r = calloc(1, sizeof *r);
+    r->fd = fd;
+    T_TRUE(run_until(cond_raw, r, 5000) && r->eof);
+    close(fd);
+    zn_peer_stats st;
+    zn_peer_get_stats(a, &st);
+    T_EQ_INT(st.bans, 1);
+    for (int k = 0; k < 5; k++) { /* new peer ids, same address */
+        fd = raw_tcp("127.0.0.2", port);
+        raw_hello(fd);
+        memset(r, 0, sizeof *r);
+        r->fd = fd, r->want = 68;
+        run_until(cond_raw, r, 5000);
+        T_TRUE(r->eof && r->got < 68);
+        close(fd);
+    }
+    fd = raw_tcp("127.0.0.3", port); /* another address */
+    raw_hello(fd);
+    memset(r, 0, sizeof *r);
+    r->fd = fd, r->want = 68;
+    T_TRUE(run_until(cond_raw, r, 5000) && r->got >= 68);
+    close(fd);
+    free(r);
+    drain(a, NULL);
+}
+
+typedef struct served {
+    zn_peer_node *n;
+    uint64_t want;
+} served;
+
+static bool cond_served(void *a)
+{
+    served *s = a;
+    zn_peer_stats st;
+    zn_peer_get_stats(s->n, &st);
+    return st.requests_served + st.requests_refused >= s->want;
+}
+
+static bool cond_stall(void *a)
+{
+    zn_peer_stats st;
+    zn_peer_get_stats(a, &st);
+    return st.stall_drops > 0 && st.conns == 0;
+}
+
+/* A peer that sends many requests and reads nothing: the node answers about
+ * two answers' worth, handles nothing more from it, and drops it once it
+ * has read nothing for write_stall_ms; a request above 64 chunks is refused. */
+static void test_upload_bounded(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true);
+    zn_peer_provider pa = mem_provider(&ma);
+    zn_peer_opts oa = {.no_listen = true, .write_stall_ms = 1500};
+    zn_peer_node *a;
+    T_EQ_INT(zn_peer_node_new(&loop, &oa, &pa, &a), 0);
+    zn_peer_swarm_join(a, IH);
+    zn_peer_announce_have(a, &X.hash, 0, X.n);
+    int sv[2];
+    T_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    T_EQ_INT(zn_peer_adopt(a, sv[0], NULL), 0);
+    raw_hello(sv[1]);
+    uint8_t m[45];
+    raw_ext(sv[1], ZP_EXT_ZFS_XET, m, zp_zfs_request(m, 1, &X.hash, 0, 100)); /* > 64 chunks */
+    for (uint32_t k = 0; k < 60; k++) {
+        uint32_t s = (k * 64) % (X.n - 64);
+        raw_ext(sv[1], ZP_EXT_ZFS_XET, m, zp_zfs_request(m, 2 + k, &X.hash, s, s + 64));
+    }
+    served sw = {a, 3};
+    T_TRUE(run_until(cond_served, &sw, 5000));
+    run_until(cond_done, &(result){0}, 500);
+    zn_peer_stats st;
+    zn_peer_get_stats(a, &st);
+    fprintf(stderr, "  never-reading peer: %llu answered (%llu B), %llu refused of 61\n",
+            (unsigned long long)st.requests_served, (unsigned long long)st.data_up,
+            (unsigned long long)st.requests_refused);
+    T_EQ_INT(st.requests_refused, 1); /* the 100-chunk one */
+    /* queued: at most two answers' worth (~17 MiB) plus the one that crossed it */
+    T_TRUE(st.requests_served >= 1 && st.requests_served < 60);
+    T_TRUE(st.data_up <= 26u << 20);
+    T_TRUE(run_until(cond_stall, a, 10000));
+    zn_peer_get_stats(a, &st);
+    T_EQ_INT(st.stall_drops, 1);
+    T_EQ_INT(st.bans, 0);
+    close(sv[1]);
+    drain(a, NULL);
+}
+
+/* HAVE runs kept as ranges: overlapping and repeated runs merge; coverage
+ * answers by range. */
+static void test_have_ranges(void)
+{
+    mem mb = MEMI(0, 0, 0, true, true);
+    zn_peer_provider pb = mem_provider(&mb);
+    zn_peer_opts ob = {.no_listen = true};
+    zn_peer_node *b;
+    T_EQ_INT(zn_peer_node_new(&loop, &ob, &pb, &b), 0);
+    zn_peer_swarm_join(b, IH);
+    int sv[2];
+    T_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    T_EQ_INT(zn_peer_adopt(b, sv[0], NULL), 0);
+    raw_hello(sv[1]);
+    zn_chunk_run runs[4096];
+    for (uint32_t k = 0; k < 4096; k++)
+        runs[k] = (zn_chunk_run){0, 8192};
+    uint8_t *p = malloc(37 + 8 * 4096);
+    for (int i = 0; i < 8; i++) /* maximal HAVEs: cheap, whatever they name */
+        raw_ext(sv[1], ZP_EXT_ZFS_XET, p, zp_zfs_have(p, &X.hash, runs, 4096));
+    xet_hash y = X.hash;
+    y.b[0] ^= 1;
+    zn_chunk_run r2[3] = {{10, 20}, {30, 40}, {15, 31}};
+    raw_ext(sv[1], ZP_EXT_ZFS_XET, p, zp_zfs_have(p, &y, r2, 3));
+    zn_chunk_run r3[1] = {{40, 50}};
+    raw_ext(sv[1], ZP_EXT_ZFS_XET, p, zp_zfs_have(p, &y, r3, 1));
+    hold h = {b, &y, 10, 50};
+    T_TRUE(run_until(cond_holders, &h, 5000));
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 0, 8192), 1);
+    T_EQ_INT(zn_peer_holders(b, &y, 10, 50), 1);
+    T_EQ_INT(zn_peer_holders(b, &y, 9, 11), 0);
+    T_EQ_INT(zn_peer_holders(b, &y, 49, 51), 0);
+    free(p);
+    close(sv[1]);
+    drain(b, NULL);
+}
+
 static int tool_serve(int argc, char **argv)
 {
     mem ma = MEMI(0, X.n, 1, true, true);
@@ -1238,6 +1466,9 @@ int main(int argc, char **argv)
         T_RUN(test_slow_peer);
         T_RUN(test_private_xorb);
         T_RUN(test_parsers_random);
+        T_RUN(test_bans_hold);
+        T_RUN(test_upload_bounded);
+        T_RUN(test_have_ranges);
         rc = t_done();
     }
     txorb_free(&X);

@@ -1,14 +1,185 @@
 """fsutil.py — what the fs tests share: finding zestfs-origin, a generated
 model, an origin on a free loopback port, mounting and unmounting, and `Run`,
-the skip checks, check() bookkeeping and teardown every test does the same way."""
-import hashlib, json, os, random, shutil, signal, struct, subprocess, sys, tempfile, time
-import urllib.request
+the skip checks, check() bookkeeping and teardown every test does the same way.
+
+Guards (issue 23), here once so every fs test has them:
+- loopback only: mount() refuses to start a daemon without an explicit
+  loopback --endpoint (an --offline mount gets a dead loopback one), refuses
+  non-loopback --peer/--tracker/--dht-bootstrap, and gives the daemon
+  ZESTFS_DHT_BOOTSTRAP=none; unmount() and Run.finish() look at the daemon's
+  sockets (/proc/PID/fd + /proc/PID/net/*) and record any non-loopback remote
+  address.  (tests/netguard.sh, meson's default wrapper, also runs the whole
+  test in a namespace of its own and fails it on any attempt off loopback.)
+- exit statuses and logs: unmount() records a daemon that does not exit 0;
+  Origin.stop() records an origin that does not exit 0; every log given to
+  mount()/watch_log() and every origin log is scanned for sanitizer reports.
+  Whatever was recorded fails the test in Run.finish() (or problems())."""
+import hashlib, ipaddress, json, os, random, re, shutil, signal, struct, subprocess, sys
+import tempfile, time, urllib.parse, urllib.request
 
 MiB = 1 << 20
 
 # Tests reach only loopback: no public DHT routers (tests that want a DHT name
 # their own nodes with --dht-bootstrap or set this themselves).
 os.environ.setdefault("ZESTFS_DHT_BOOTSTRAP", "none")
+os.environ.pop("HF_ENDPOINT", None)  # a daemon without --endpoint must not find one
+# A loopback endpoint nothing listens on (port 9, discard): what an --offline mount gets.
+DEAD_ENDPOINT = "http://127.0.0.1:9"
+
+_problems = []   # what the guards found; Run.finish() / problems() fail the test on any
+_logs = []       # log files to scan for sanitizer reports at the end
+
+
+def problem(what):
+    """Record a failure found by a guard (printed now, counted at finish)."""
+    print("FAIL " + what, flush=True)
+    _problems.append(what)
+
+
+def problems():
+    """Scan the watched logs, then return (and forget) every recorded problem:
+    for tests that do not use Run."""
+    for path in list(_logs):
+        scan_log(path)
+    _logs.clear()
+    out = list(_problems)
+    _problems.clear()
+    return out
+
+
+_SAN = re.compile(r"ERROR: \w*Sanitizer|WARNING: \w*Sanitizer|SUMMARY: \w*Sanitizer|runtime error:|"
+                  r"LeakSanitizer")
+
+
+def sanitizer_report(text):
+    """The first line of a sanitizer report in text, or None."""
+    m = _SAN.search(text)
+    if not m:
+        return None
+    a = text.rfind("\n", 0, m.start()) + 1
+    b = text.find("\n", m.end())
+    return text[a:b if b >= 0 else len(text)]
+
+
+def scan_log(path, what=None):
+    """Record a problem when the log at path holds a sanitizer report."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return
+    line = sanitizer_report(text)
+    if line:
+        print(f"---- {path} ----\n" + text[-6000:])
+        problem(f"sanitizer report in {what or path}: {line.strip()}")
+
+
+def watch_log(path_or_file):
+    """Scan this log (a path or an open file) for sanitizer reports at the end."""
+    path = getattr(path_or_file, "name", path_or_file)
+    if isinstance(path, str) and path not in _logs:
+        _logs.append(path)
+
+
+def is_loopback_host(host):
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostport_host(v):
+    if "://" in v:
+        return urllib.parse.urlsplit(v).hostname or ""
+    if v.startswith("["):
+        return v[1:v.index("]")]
+    return v.rsplit(":", 1)[0] if ":" in v else v
+
+
+def guard_args(args, what="zestfs"):
+    """Raise ValueError unless every address in a zestfs command line is
+    loopback (--endpoint, --peer, --tracker, --dht-bootstrap; --listen may also
+    be a wildcard: listening reaches no one)."""
+    args = list(args)
+    for i, a in enumerate(args):
+        opt, eq, val = a.partition("=")
+        if opt not in ("--endpoint", "--peer", "--tracker", "--dht-bootstrap", "--listen", "--http",
+                       "--metrics"):
+            continue
+        if not eq:
+            if i + 1 >= len(args):
+                continue
+            val = args[i + 1]
+        if opt == "--dht-bootstrap" and val == "none":
+            continue
+        if opt in ("--listen", "--http", "--metrics") and (val.isdigit() or
+                                                           _hostport_host(val) in ("0.0.0.0", "::", "")):
+            continue
+        if not is_loopback_host(_hostport_host(val)):
+            raise ValueError(f"{what}: {opt} {val} is not loopback (tests reach loopback only)")
+
+
+def guard_env(env=None):
+    """The environment for a zestfs child: no public DHT routers (unset means
+    the public ones: "none"; anything else must be loopback), no HF_ENDPOINT."""
+    e = dict(os.environ if env is None else env)
+    if "ZESTFS_DHT_BOOTSTRAP" not in e:
+        e["ZESTFS_DHT_BOOTSTRAP"] = "none"
+    for b in e["ZESTFS_DHT_BOOTSTRAP"].replace(",", " ").split():
+        if b != "none" and not is_loopback_host(_hostport_host(b)):
+            raise ValueError(f"ZESTFS_DHT_BOOTSTRAP {b} is not loopback (tests reach loopback only)")
+    e.pop("HF_ENDPOINT", None)
+    return e
+
+
+def remote_addrs(pid):
+    """The remote addresses of pid's TCP/UDP sockets that are not loopback
+    (and not unconnected): what the daemon talks to right now."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                t = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if t.startswith("socket:["):
+                inodes.add(t[8:-1])
+    except OSError:
+        return []
+    bad = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            lines = open(f"/proc/{pid}/net/{proto}").read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) < 10 or f[9] not in inodes:
+                continue
+            hexip, hexport = f[2].split(":")
+            if int(hexport, 16) == 0:
+                continue  # unconnected (listening, or a UDP socket sending to many)
+            raw = bytes.fromhex(hexip)
+            if len(raw) == 4:
+                ip = ipaddress.IPv4Address(raw[::-1])
+            else:  # four host-order 32-bit words
+                ip = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                if ip.ipv4_mapped:
+                    ip = ip.ipv4_mapped
+            if not ip.is_loopback and not ip.is_unspecified:
+                bad.append(f"{proto} {ip}:{int(hexport, 16)}")
+    return bad
+
+
+def check_remote(p, what="zestfs"):
+    """Record a problem when process p has a socket to a non-loopback address."""
+    if p is not None and p.poll() is None:
+        bad = remote_addrs(p.pid)
+        if bad:
+            problem(f"{what} (pid {p.pid}) talks off loopback: {', '.join(bad)}")
 
 
 def find_origin(zestfs):
@@ -82,14 +253,22 @@ class Origin:
         urllib.request.urlopen(req, timeout=10).read()
 
     def stop(self):
+        """SIGTERM; records a problem unless it exits 0 and its log is clean."""
         if self.p.poll() is None:
+            check_remote(self.p, "zestfs-origin")
             self.p.send_signal(signal.SIGTERM)
             try:
-                self.p.wait(10)
+                self.p.wait(30)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+                problem("zestfs-origin did not stop within 30 s of SIGTERM")
+        if self.log.closed:
+            return
         self.log.close()
+        if self.p.returncode != 0:
+            problem(f"zestfs-origin exit status {self.p.returncode} (log {self.log.name})")
+        scan_log(self.log.name, "the zestfs-origin log")
 
 
 def knobs(origin, **kw):
@@ -138,8 +317,21 @@ def rss(pid):
     return v.get("VmRSS", 0), v.get("VmHWM", 0)
 
 
-def mount(zestfs, mnt, args, log):
-    p = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT)
+def mount(zestfs, mnt, args, log, env=None):
+    """Start `zestfs -f ARGS MNT` (log: an open file, scanned at the end) and
+    wait for the mount.  Refuses (ValueError) a command line without a
+    loopback --endpoint, or with any other address off loopback; an --offline
+    one gets DEAD_ENDPOINT."""
+    args = list(args)
+    has_ep = any(a == "--endpoint" or a.startswith("--endpoint=") for a in args)
+    if not has_ep:
+        if "--offline" not in args:
+            raise ValueError("fsutil.mount: no --endpoint (tests reach loopback only: name the origin)")
+        args = ["--endpoint", DEAD_ENDPOINT, *args]
+    guard_args(args)
+    watch_log(log)
+    p = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT,
+                         env=guard_env(env))
     for _ in range(600):
         if os.path.ismount(mnt):
             return p
@@ -149,13 +341,23 @@ def mount(zestfs, mnt, args, log):
     return p
 
 
-def unmount(p, mnt):
-    subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+def unmount(p, mnt, expect=0):
+    """fusermount3 -u, wait for the daemon; returns its exit status.  Records a
+    problem when fusermount3 fails while the daemon runs, or the daemon exits
+    other than `expect` (None: any status), or it had sockets off loopback."""
+    check_remote(p)
+    running = p.poll() is None
+    u = subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.PIPE, text=True)
+    if running and u.returncode != 0 and p.poll() is None:
+        problem(f"fusermount3 -u {mnt}: exit {u.returncode}: {u.stderr.strip()}")
     try:
         p.wait(90)  # a slow machine (CI, sanitizers) may take a while to drain
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+        problem(f"zestfs (pid {p.pid}) did not exit within 90 s of unmounting {mnt}")
+    if expect is not None and p.returncode != expect:
+        problem(f"zestfs (pid {p.pid}) exit status {p.returncode} after unmounting {mnt}")
     return p.returncode
 
 
@@ -215,6 +417,7 @@ class Run:
 
     def finish(self, proc, mnt, origin):
         if proc and proc.poll() is None:
+            check_remote(proc)
             proc.kill()
             proc.wait()
         subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
@@ -222,8 +425,12 @@ class Run:
             origin.stop()
         self.log.seek(0)
         out = self.log.read()
-        self.check("runtime error:" not in out and "Sanitizer" not in out,
-                   "no sanitizer report in the zestfs log")
+        self.check(sanitizer_report(out) is None, "no sanitizer report in the zestfs log")
+        if self.log.name in _logs:
+            _logs.remove(self.log.name)
+        found = problems()
+        self.check(not found, f"processes exited 0, clean logs, loopback only ({len(found)} problems)")
+        self.fails += found
         if (self.fails or os.environ.get("ZESTFS_TEST_VERBOSE")) and out:
             print("---- zestfs log ----\n" + out[-6000:])
         self.log.close()

@@ -8,10 +8,16 @@ the cap leaves; the pin survives a remount), `zestfs unpin`, `zestfs evict` (ref
 that repo names and a read fetches it again; keeps xorbs another presented
 repo names).
 Exit 0 pass, 1 fail, 77 skip."""
-import json, os, random, subprocess, sys
+import json, os, random, re, subprocess, sys
 
 import fsutil
 from fsutil import MiB, Origin, ingest, make_model, mount, read_all, sha, unmount
+
+
+def verify_counts(r):
+    """(files, ok, bad, not stored) from `zestfs verify`'s summary line, or None."""
+    m = re.search(r"^verify: (\d+) files, (\d+) ok \(.*\), (\d+) bad, (\d+) not stored$", r.stdout, re.M)
+    return tuple(int(x) for x in m.groups()) if m else None
 
 
 def z(zestfs, *args):
@@ -39,11 +45,7 @@ def main():
     args = ["--endpoint", origin.url, "--repo", "org/tiny", "--repo", "org/other", "--store", store,
             "--store-size", "100M"]
     try:
-        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
-        for _ in range(600):
-            if os.path.ismount(mnt) or proc.poll() is not None:
-                break
-            __import__("time").sleep(0.05)
+        proc = mount(zestfs, mnt, args, log, env=env)
         if not check(os.path.ismount(mnt), "mounted"):
             raise RuntimeError("no mount")
         snap = os.path.join(mnt, "models--org--tiny", "snapshots", commit)
@@ -88,11 +90,7 @@ def main():
         check(origin.stats()["xorb_bytes_total"] == 0, "reading the pinned repo fetched nothing")
         # ---- the pin survives a remount
         unmount(proc, mnt)
-        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
-        for _ in range(600):
-            if os.path.ismount(mnt) or proc.poll() is not None:
-                break
-            __import__("time").sleep(0.05)
+        proc = mount(zestfs, mnt, args, log, env=env)
         check(read_all(big) == sha(other), "org/other read again after remount (evicting)")
         r = z(zestfs, "verify", "--store", store, "org/tiny")
         check("verify: 8 files, 8 ok" in r.stdout, f"pin re-applied at startup ({r.stdout.strip()})")
@@ -108,16 +106,23 @@ def main():
             b = f.read(1)
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 0x40]))
-        proc = subprocess.Popen([zestfs, "-f", *args, mnt], stdout=log, stderr=subprocess.STDOUT, env=env)
-        for _ in range(600):
-            if os.path.ismount(mnt) or proc.poll() is not None:
-                break
-            __import__("time").sleep(0.05)
+        proc = mount(zestfs, mnt, args, log, env=env)
         r1 = z(zestfs, "verify", "--store", store, "org/tiny")
         r2 = z(zestfs, "verify", "--store", store, "org/other")
+        print(r1.stdout, r2.stdout)
         st = json.loads(z(zestfs, "status", "--json", "--store", store).stdout)
         check(st["store"]["corrupt"] >= 1, f"verify found the corrupted segment ({st['store']['corrupt']} corrupt)")
-        check("8 ok" not in r1.stdout or "1 ok" not in r2.stdout, "a file over the corrupted segment is not ok")
+        # verify must have run to its end on both repos (exit 0, its summary
+        # line), and a file over the corrupted segment is counted not ok and
+        # named: nothing printed, or a crash, fails here
+        v1, v2 = verify_counts(r1), verify_counts(r2)
+        check(r1.returncode == 0 and r2.returncode == 0 and v1 is not None and v2 is not None,
+              f"verify ran to its end on both repos (exit {r1.returncode}, {r2.returncode}; {r1.stderr.strip()} "
+              f"{r2.stderr.strip()})")
+        notok = [(v[0] - v[1]) for v in (v1, v2) if v]
+        named = re.findall(r"^(?:bad|missing)\s+(\S+)", r1.stdout + r2.stdout, re.M)
+        check(len(notok) == 2 and sum(notok) >= 1 and len(named) == sum(notok),
+              f"a file over the corrupted segment is not ok, and each such file is named ({v1} {v2} {named})")
         # ---- evict of a pinned repo is refused
         r = z(zestfs, "evict", "--store", store, "org/tiny")
         check(r.returncode != 0 and "pinned" in r.stderr, f"evict of a pinned repo refused ({r.stderr.strip()})")

@@ -21,6 +21,15 @@ ingested into an origin; `zestfs -f --http 127.0.0.1:0 --metrics 127.0.0.1:0
   - /metrics on both listeners: every line valid exposition format, the
     histograms cumulative with +Inf = count, counters grew after reads;
   - the token: missing or wrong -> 401;
+  - local surfaces (issue 19): a Host header that does not name the
+    listener (DNS rebinding) -> 421 on both listeners; localhost:PORT and
+    --http-host names pass; --http-token is not in /proc/PID/cmdline; a repo
+    not presented is added on demand for a request with the token; a client
+    that dribbles its headers or its body is dropped (within 30 s) while
+    others are served; the 65th connection from one address is refused
+    while another address is served; without --http-token no repo is added
+    on demand (404, nothing appears in the mount); --http-token-file and
+    $ZESTFS_HTTP_TOKEN set the token;
   - with the origin gone: a range never fetched answers 502/503 with a text
     body, and a GET whose first piece is stored but the rest is not is cut
     short (never complete-looking short data).
@@ -120,12 +129,25 @@ def main():
     for p, b in dfiles.items():
         open(os.path.join(dsrc, p), "wb").write(b)
     ingest(origin_exe, data, "datasets/org/ds", dsrc)
+    osrc = os.path.join(tmp, "osrc")
+    os.mkdir(osrc)
+    other = {"config.json": b'{"other": true}\n', "w.bin": random.Random(5).randbytes(200_000)}
+    for p, b in other.items():
+        open(os.path.join(osrc, p), "wb").write(b)
+    ingest(origin_exe, data, "org/other", osrc)
+    ingest(origin_exe, data, "org/other2", osrc)
     origin = Origin(origin_exe, data, tmp)
     proc = None
+    # ASan's quarantine keeps what is freed resident (256 MiB by default): off
+    # for this daemon, so its RSS is asserted under the sanitizers too
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    menv = dict(os.environ, ASAN_OPTIONS=(asan + ":" if asan else "") +
+                "quarantine_size_mb=0:thread_local_quarantine_size_kb=0")
     try:
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--repo",
                                    "datasets/org/ds", "--store", store, "--http", "127.0.0.1:0",
-                                   "--metrics", "127.0.0.1:0", "--http-token", TOKEN], log)
+                                   "--metrics", "127.0.0.1:0", "--http-token", TOKEN,
+                                   "--http-host", "models.internal"], log, env=menv)
         if not check(os.path.ismount(mnt), "mounted with --http and --metrics"):
             raise RuntimeError("no mount")
         log.flush()
@@ -153,12 +175,14 @@ def main():
         st, _, _ = mc.req("/metrics", token=False)
         check(st == 401, f"metrics listener, no token: 401 ({st})")
 
+        surfaces(check, proc, port, int(mp.group(1)), other)
+
         # memory: a slow reader of big.bin (cold) must not make the daemon hold the file
         r0 = rss(proc.pid)[0]
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /org/tiny/resolve/main/big.bin HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(b"GET /org/tiny/resolve/main/big.bin HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port +
                   b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
         got, peak = b"", r0
         t0 = time.time()
@@ -172,11 +196,7 @@ def main():
               f"slow reader: 200 and the first {len(first)} bytes exact")
         print(f"RSS before {r0 >> 20} MiB, peak while streaming to a slow reader {peak >> 20} MiB "
               f"(file {len(big) >> 20} MiB)")
-        exe = open(zestfs, "rb").read()
-        if b"__tsan_init" in exe or b"__asan_init" in exe:
-            print("sanitizer build: RSS not asserted")
-        else:
-            check(peak - r0 < len(big) // 2, f"RSS grew by {(peak - r0) >> 20} MiB < half the file")
+        check(peak - r0 < len(big) // 2, f"RSS grew by {(peak - r0) >> 20} MiB < half the file")
 
         # cold full GETs of every file, byte-exact, with the Hub's headers
         for p, b in sorted(files.items()):
@@ -322,7 +342,8 @@ def main():
         check(st in (502, 503) and body.strip() and h.get("Content-Type", "").startswith("text/plain"),
               f"bytes that cannot be had: {st} with a text body {body[:80]!r}")
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET /org/tiny/resolve/main/partial.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        s.sendall(b"GET /org/tiny/resolve/main/partial.bin HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port +
+                  b"Connection: close\r\n"
                   b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
         s.settimeout(120)
         got = b""
@@ -341,18 +362,195 @@ def main():
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /org/tiny/resolve/main/big.bin HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(b"GET /org/tiny/resolve/main/big.bin HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port +
                   b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
         s.recv(1024)
         rc = unmount(proc, mnt)
         s.close()
         check(rc == 0, f"unmount with an HTTP connection open mid-body: exit 0 ({rc})")
+        proc = None
+        origin = Origin(origin_exe, data, tmp)
+        no_token(check, zestfs, origin, store, mnt, log, other)
     finally:
         if origin:
             origin.stop()
         if proc and proc.poll() is None:
             unmount(proc, mnt)
     return run.finish(proc, mnt, None)
+
+
+def raw(port, req, src="127.0.0.1", timeout=30):
+    """Send req on a new connection from src; the whole answer (until EOF)."""
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    s.sendall(req)
+    got = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return got
+
+
+def get(path, host, token=TOKEN, close=True):
+    h = b"GET %s HTTP/1.1\r\nHost: %s\r\n" % (path.encode(), host.encode())
+    if token:
+        h += b"Authorization: Bearer %s\r\n" % token.encode()
+    if close:
+        h += b"Connection: close\r\n"
+    return h + b"\r\n"
+
+
+def status_of(ans):
+    m = re.match(rb"HTTP/1\.[01] (\d+)", ans)
+    return int(m.group(1)) if m else None
+
+
+def dropped_within(port, first, step, limit=30):
+    """Send `first`, then one byte of `step` every 0.5 s: seconds until
+    the server closes the connection, or None if it held on past limit."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(first)
+    t0 = time.time()
+    i = 0
+    try:
+        while time.time() - t0 < limit:
+            s.sendall(step[i % len(step):i % len(step) + 1])
+            i += 1
+            s.settimeout(0.5)
+            try:
+                if s.recv(4096) == b"":
+                    return time.time() - t0
+            except socket.timeout:
+                pass
+    except (BrokenPipeError, ConnectionResetError):
+        return time.time() - t0
+    finally:
+        s.close()
+    return None
+
+
+def surfaces(check, proc, port, mport, other):
+    """Host checks, argv, on-demand repos with the token, slow clients,
+    per-address limits (issue 19, item 5)."""
+    path = "/org/tiny/resolve/main/config.json"
+    for host, what in [("evil.example:%d" % port, "a foreign name with the port"),
+                       ("evil.example", "a foreign name"),
+                       ("127.0.0.1:%d" % (port + 1 if port < 65535 else port - 1), "another port"),
+                       ("127.0.0.2:%d" % port, "another address"),
+                       ("127.0.0.1:%d:1" % port, "malformed"),
+                       ("", "empty")]:
+        ans = raw(port, get(path, host))
+        check(status_of(ans) == 421 and b"MisdirectedRequest" in ans and b"--http-host" in ans,
+              f"Host {host!r} ({what}): 421 with a clear error ({ans[:12]!r})")
+    ans = raw(port, b"GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n" % (path.encode(), TOKEN.encode()))
+    check(status_of(ans) == 421, f"no Host header: 421 ({ans[:12]!r})")
+    ans = raw(port, get(path, "evil.example:%d" % port, token=None))
+    check(status_of(ans) == 421, f"foreign Host, no token: 421 before 401 ({ans[:12]!r})")
+    ans = raw(mport, get("/metrics", "rebind.example:%d" % mport))
+    check(status_of(ans) == 421, f"metrics listener, foreign Host: 421 ({ans[:12]!r})")
+    for host in ("127.0.0.1:%d" % port, "localhost:%d" % port, "LOCALHOST:%d" % port,
+                 "models.internal", "models.internal:8080", "Models.Internal"):
+        ans = raw(port, get(path, host))
+        check(status_of(ans) == 200, f"Host {host!r}: 200 ({ans[:12]!r})")
+    cmd = open(f"/proc/{proc.pid}/cmdline", "rb").read()
+    check(TOKEN.encode() not in cmd and b"--http-token" in cmd,
+          "--http-token is blanked in /proc/PID/cmdline")
+
+    # a repo that is not presented: added on demand for a request with the token
+    ans = raw(port, get("/org/other/resolve/main/w.bin", "127.0.0.1:%d" % port))
+    hdr, _, body = ans.partition(b"\r\n\r\n")
+    check(status_of(ans) == 200 and body == other["w.bin"],
+          f"with the token a repo not presented is resolved and served ({ans[:12]!r}, {len(body)})")
+
+    # slowloris: headers dribbled, a body dribbled; others still served
+    t = dropped_within(port, b"GET " + path.encode(), b" HTTP/1.1\r\nX-Slow: " + b"a" * 64)
+    check(t is not None and t < 30, f"a client dribbling its headers is dropped ({t})")
+    t = dropped_within(port, get(path, "127.0.0.1:%d" % port, close=False)[:-2] +
+                       b"Content-Length: 1000000\r\n\r\n", b"x")
+    check(t is not None and t < 30, f"a client dribbling its body is dropped ({t})")
+    ans = raw(port, get(path, "127.0.0.1:%d" % port))
+    check(status_of(ans) == 200, "others are served meanwhile")
+
+    # per-address limit: 64 connections from 127.0.0.1 held open
+    held = []
+    try:
+        for _ in range(64):
+            s = socket.create_connection(("127.0.0.1", port))
+            held.append(s)
+        time.sleep(0.5)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(5)
+        try:
+            s.sendall(get(path, "127.0.0.1:%d" % port))
+            extra = s.recv(4096)
+        except (ConnectionResetError, BrokenPipeError):
+            extra = b""
+        except socket.timeout:
+            extra = None
+        s.close()
+        check(extra == b"", f"the 65th connection from one address is refused ({extra!r:.40})")
+        ans = raw(port, get(path, "127.0.0.1:%d" % port), src="127.0.0.2")
+        check(status_of(ans) == 200, f"another address is served meanwhile ({ans[:12]!r})")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)
+    ans = raw(port, get(path, "127.0.0.1:%d" % port))
+    check(status_of(ans) == 200, f"served again once they closed ({ans[:12]!r})")
+
+
+def no_token(check, zestfs, origin, store, mnt, log, other):
+    """Without --http-token no repo is added on demand; the token from a
+    file or $ZESTFS_HTTP_TOKEN works."""
+    base = ["--endpoint", origin.url, "--repo", "org/tiny", "--store", store, "--http", "127.0.0.1:0"]
+
+    def port_of():
+        log.flush()
+        return int(re.findall(r"zestfs: http on 127\.0\.0\.1:(\d+)", open(log.name).read())[-1])
+
+    proc = mount(zestfs, mnt, base, log)
+    try:
+        port = port_of()
+        ans = raw(port, get("/org/other2/resolve/main/w.bin", "127.0.0.1:%d" % port, token=None))
+        check(status_of(ans) == 404 and b"RepoNotFound" in ans and b"--http-token" in ans,
+              f"no --http-token: a repo not presented is not resolved (404) ({ans[:12]!r})")
+        check("models--org--other2" not in os.listdir(mnt),
+              "... and does not appear in the mount")
+        ans = raw(port, get("/org/tiny/resolve/main/config.json", "127.0.0.1:%d" % port, token=None))
+        check(status_of(ans) == 200, f"no --http-token: presented repos are served ({ans[:12]!r})")
+    finally:
+        check(unmount(proc, mnt) == 0, "unmounted (no token)")
+    tf = os.path.join(os.path.dirname(store), "http-token")
+    with open(tf, "w") as f:
+        f.write("from-a-file-tok\n")
+    os.chmod(tf, 0o600)
+    for extra, env, tok in ((["--http-token-file", tf], None, "from-a-file-tok"),
+                            ([], "from-the-env-tok", "from-the-env-tok")):
+        old = os.environ.get("ZESTFS_HTTP_TOKEN")
+        if env:
+            os.environ["ZESTFS_HTTP_TOKEN"] = env
+        try:
+            proc = mount(zestfs, mnt, base + extra, log)
+        finally:
+            if env:
+                os.environ.pop("ZESTFS_HTTP_TOKEN")
+        try:
+            port = port_of()
+            a1 = raw(port, get("/org/tiny/resolve/main/config.json", "127.0.0.1:%d" % port, token=None))
+            a2 = raw(port, get("/org/tiny/resolve/main/config.json", "127.0.0.1:%d" % port, token=tok))
+            what = "--http-token-file" if extra else "$ZESTFS_HTTP_TOKEN"
+            check(status_of(a1) == 401 and status_of(a2) == 200,
+                  f"{what}: 401 without, 200 with ({a1[:12]!r} {a2[:12]!r})")
+        finally:
+            check(unmount(proc, mnt) == 0, "unmounted")
 
 
 if __name__ == "__main__":

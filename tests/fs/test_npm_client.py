@@ -10,10 +10,10 @@ mounted with --repo for both. Then:
   * snapshotDownload(org/tiny) at main and at the commit: returns the mount's
     snapshots/<commit>, asks only for the revision and the tree, downloads
     nothing (origin xorb egress 0, no "Downloading" message); at main it
-    rewrites refs/main in place (writeFile), which must go to the overlay;
-    the ref holds the commit with no newline. Known bug: zestfs answers that
-    open with EROFS, so this step is reported as XFAIL (known_ref_bug) until
-    it is fixed, and becomes a plain check then;
+    rewrites refs/main in place (writeFile: open O_WRONLY|O_TRUNC, write),
+    which the mount takes into its model (fs/ops.c, "refs written by
+    clients"): the ref holds the commit with no newline and no overlay file
+    is left;
   * downloadFileToCacheDir of every file at "main" (paths-info per file, no
     download) and at the commit (no request at all) returns
     snapshots/<commit>/<path>: a relative symlink to ../blobs/<etag>
@@ -77,21 +77,6 @@ def tree(origin, repo, commit):
         return {e["path"]: e for e in json.load(r) if e["type"] == "file"}
 
 
-def known_ref_bug(res, check):
-    """Known zestfs bug: open(O_WRONLY|O_CREAT|O_TRUNC) of a virtual refs/<rev>
-    fails with EROFS instead of creating the real file that shadows it (spec
-    hf-cache.md 4.3: the overlay receives ref updates), so snapshotDownload at
-    a branch, which always rewrites refs/<rev> in place, throws. Reported as
-    XFAIL (the caller retries at the commit, which writes no ref); once the
-    write works the full checks run instead."""
-    err = res.get("error", "")
-    if "EROFS" in err and "/refs/" in err:
-        print("XFAIL known bug: writing a presented refs/<rev> in place fails with EROFS: "
-              + err.splitlines()[0])
-        return True
-    return False
-
-
 def main():
     node = shutil.which("node")
     if not node or not os.path.exists(HUB_JS):
@@ -134,8 +119,6 @@ def main():
             res = node_js(node, {"op": "snapshot", **common, "revision": rev})
             st = origin.stats()
             print(f"snapshotDownload@{rev[:8]}: {len(res['requests'])} requests: {res['requests']}")
-            if rev == "main" and known_ref_bug(res, check):
-                continue
             check("error" not in res, f"snapshotDownload@{rev[:8]} succeeded {res.get('error', '')[:800]}")
             check(res.get("path") == snap, f"snapshotDownload@{rev[:8]} returns the mount's snapshots/<commit> ({res.get('path')})")
             check(not res["downloads"] and not res["copies"], f"snapshotDownload@{rev[:8]} downloaded nothing {res['downloads']}")
@@ -222,9 +205,7 @@ def main():
         check(sorted(os.listdir(os.path.join(two_dir, "snapshots", commit2))) == sorted(two),
               "org/two: the head snapshot still lists its files")
         res = node_js(node, {"op": "snapshot", "repo": "org/two", "hubUrl": origin.url, "cacheDir": mnt})
-        if known_ref_bug(res, check):
-            res = node_js(node, {"op": "snapshot", "repo": "org/two", "hubUrl": origin.url, "cacheDir": mnt,
-                                 "revision": commit2})
+        check("error" not in res, f"org/two snapshotDownload@main succeeded {res.get('error', '')[:800]}")
         check(res.get("path") == os.path.join(two_dir, "snapshots", commit2) and not res["downloads"],
               "org/two: snapshotDownload returns the head snapshot, nothing downloaded")
         check(open(os.path.join(two_dir, "refs", "main"), "rb").read() == commit2.encode(), "org/two: refs/main = head")
@@ -256,6 +237,8 @@ def main():
         print(f"written by the client into the overlay: {left}")
         check(not [p for p in left if "/blobs/" in p or p.endswith(".incomplete")],
               "the client wrote no blob (nothing downloaded)")
+        check(not [p for p in left if "/refs/" in p],
+              "the refs the client wrote are in the model, not left in the overlay")
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:

@@ -11,10 +11,11 @@ without --peer (issue #5 §4), on loopback:
   * PEX: mount C knows only B (--peer, --no-dht); B's ut_pex names A, C
     dials A: C ends up connected to both, its status counts PEX messages
     and the peer it dialled from them.
-  * Private: mount G reads the repo with a token, so it joins no swarm and
-    serves nothing (H, peered with G, gets every byte from the CDN); G2,
-    same store and token with --seed-private org/disc, serves H2 everything
-    while the origin refuses xorbs.
+  * Not public: mount G reads a gated repo (the origin's repo info says
+    "gated": "manual"; G has a token), so it joins no swarm and serves
+    nothing (H, peered with G and opted in itself, gets every byte from the
+    CDN); G2, same store and token with --seed-private org/disc-gated,
+    serves H2 everything while the origin refuses xorbs.
   * Two empty peered nodes E, F `zestfs pull` at once (origin capped at
     8 MB/s): origin xorb egress at most 1.75x the Xet bytes (CDN only: 2x;
     mostly 1.0x here, up to 1.6x seen).
@@ -32,6 +33,18 @@ from fsutil import Origin, knobs, mount, unmount  # noqa: E402
 from test_p2p import find_num, src_bytes, status, wait_log  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "net"))
 from peer_util import free_port, lt_dht_session  # noqa: E402
+
+
+def settled_bytes(zestfs, store, want, secs=15):
+    """(peer, CDN) bytes of a node's status once they add up to `want`: a read
+    can be answered from a fetched run before that fetch is counted."""
+    deadline = time.monotonic() + secs
+    while True:
+        st = status(zestfs, store)
+        peer, cdn = src_bytes(st)
+        if peer + cdn >= want or time.monotonic() > deadline:
+            return st, peer, cdn
+        time.sleep(0.2)
 
 try:
     import libtorrent as lt
@@ -55,6 +68,7 @@ def main():
     for p, b in files.items():
         open(os.path.join(src, p), "wb").write(b)
     commit = fsutil.ingest(run.origin_exe, data, "org/disc", src)
+    gcommit = fsutil.ingest(run.origin_exe, data, "org/disc-gated", src, "--gated")
     xet_bytes = sum(len(b) for p, b in files.items() if p != "config.json")
     origin = Origin(run.origin_exe, data, tmp)
 
@@ -120,8 +134,7 @@ def main():
               "B: connected to a peer it found on the DHT (no --peer)")
         time.sleep(0.5)
         check(read_files(snapb), "B: every file byte-exact, the origin refusing xorbs")
-        stb = status(zestfs, sb)
-        peer, cdn = src_bytes(stb)
+        stb, peer, cdn = settled_bytes(zestfs, sb, xet_bytes)
         d = (stb.get("peers") or {}).get("dht") or {}
         check(peer >= xet_bytes and cdn == 0, f"B: peer bytes {peer} >= {xet_bytes}, CDN {cdn}")
         check(d.get("peers_found", 0) >= 1 and d.get("nodes", 0) >= 3,
@@ -164,7 +177,7 @@ def main():
         check(ok, f"D: joined the repo's swarm and is connected ({std.get('peers')})")
         time.sleep(0.5)
         check(read_files(snapd), "D: every file byte-exact from A, the origin refusing xorbs")
-        peer, cdn = src_bytes(status(zestfs, sd))
+        _, peer, cdn = settled_bytes(zestfs, sd, xet_bytes)
         check(peer >= xet_bytes and cdn == 0, f"D: peer bytes {peer}, CDN bytes {cdn}")
         unmount(pd, md)
 
@@ -193,35 +206,38 @@ def main():
         unmount(pe, me)
         unmount(pf, mf)
 
-        # ---- G: a repo read with a token is private: not served; H: opted in, served ----
+        # ---- G: a gated repo is not public: not served, token or not; G2: opted in, served ----
         knobs(origin, refuse_xorbs=0)
-        pg, mg, sg, lg, snapg, portg = node("g", ["--repo", "org/disc", "--no-dht",
+        gs = ("models--org--disc-gated", "snapshots", gcommit)
+        optin = ["--seed-private", "org/disc-gated"]  # H, H2: join the swarm and ask G
+        pg, mg, sg, lg, snapg, portg = node("g", ["--repo", "org/disc-gated", "--no-dht",
                                                   "--token", "hf_private_token"])
-        check(read_files(snapg), "G (token): every file byte-exact from the origin")
-        ph, mh, sh, lh, snaph, _ = node("h", ["--repo", "org/disc", "--no-dht", "--peer",
-                                              f"127.0.0.1:{portg}"])
+        check(read_files(os.path.join(mg, *gs)), "G (token): every file byte-exact from the origin")
+        ph, mh, sh, lh, snaph, _ = node("h", ["--repo", "org/disc-gated", "--no-dht", *optin,
+                                              "--peer", f"127.0.0.1:{portg}"])
         time.sleep(1.5)
-        check(read_files(snaph), "H: every file byte-exact")
+        check(read_files(os.path.join(mh, *gs)), "H: every file byte-exact")
         sth, stg = status(zestfs, sh), status(zestfs, sg)
         check(src_bytes(sth)[0] == 0 and src_bytes(sth)[1] >= xet_bytes,
-              f"H: nothing from G, whose repo is private (peers {src_bytes(sth)[0]}, "
+              f"H: nothing from G, whose repo is gated (peers {src_bytes(sth)[0]}, "
               f"CDN {src_bytes(sth)[1]})")
         check(((stg.get("peers") or {}).get("data_up") or 0) == 0 and
               ((stg.get("peers") or {}).get("connected") or 0) == 0,
               f"G: serves no swarm: no peer connected, nothing sent ({stg.get('peers')})")
         unmount(ph, mh)
         unmount(pg, mg)
-        pg, mg, sg, lg, snapg, portg = node("g2", ["--repo", "org/disc", "--no-dht", "--store",
-                                                   sg, "--token", "hf_private_token",
-                                                   "--seed-private", "org/disc"])
+        pg, mg, sg, lg, snapg, portg = node("g2", ["--repo", "org/disc-gated", "--no-dht",
+                                                   "--store", sg, "--token", "hf_private_token",
+                                                   *optin])
         knobs(origin, refuse_xorbs=1)
-        ph, mh, sh2, lh, snaph, _ = node("h2", ["--repo", "org/disc", "--no-dht", "--peer",
-                                                f"127.0.0.1:{portg}"])
+        ph, mh, sh2, lh, snaph, _ = node("h2", ["--repo", "org/disc-gated", "--no-dht", *optin,
+                                                "--peer", f"127.0.0.1:{portg}"])
         check(wait_log(lh, r"peers: [1-9]\d* connected", 30) is not None,
-              "H2: connected to G2 (--seed-private org/disc)")
+              "H2: connected to G2 (--seed-private org/disc-gated)")
         time.sleep(0.5)
-        check(read_files(snaph), "H2: every file byte-exact from G2, the origin refusing xorbs")
-        peer, cdn = src_bytes(status(zestfs, sh2))
+        check(read_files(os.path.join(mh, *gs)),
+              "H2: every file byte-exact from G2, the origin refusing xorbs")
+        _, peer, cdn = settled_bytes(zestfs, sh2, xet_bytes)
         check(peer >= xet_bytes and cdn == 0, f"H2: peer bytes {peer}, CDN bytes {cdn}")
         unmount(ph, mh)
         unmount(pg, mg)

@@ -35,8 +35,18 @@ def gguf(rng, ntensors=6, tensor_bytes=2 * MiB):
 
 
 def pull(zestfs, *args, env=None):
-    return subprocess.run([zestfs, "pull", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+    """`zestfs pull ARGS`: loopback addresses only (fsutil.guard_args); a
+    sanitizer report on its stderr fails the test (fsutil.problem)."""
+    fsutil.guard_args(args, "zestfs pull")
+    if env and env.get("HF_ENDPOINT"):
+        fsutil.guard_args(["--endpoint", env["HF_ENDPOINT"]], "zestfs pull (HF_ENDPOINT)")
+    r = subprocess.run([zestfs, "pull", *args], capture_output=True, text=True, timeout=300,
+                       env=env)
+    line = fsutil.sanitizer_report(r.stderr)
+    if line:
+        print(r.stderr[-6000:])
+        fsutil.problem(f"sanitizer report from zestfs pull {' '.join(args)}: {line.strip()}")
+    return r
 
 
 def cached_bytes(store):
@@ -82,6 +92,7 @@ def main():
     commit = ingest(origin_exe, data, "org/tiny", src)
     origin = Origin(origin_exe, data, tmp)
     proc = None
+    skipped = []  # parts that could not run here: exit 77 naming them
     env = dict(os.environ, HF_TOKEN="", HF_ENDPOINT=origin.url)
     try:
         # ---- standalone pull with --include
@@ -130,6 +141,8 @@ def main():
         print(f"store segments in the page cache after the pull: {res} of {size} bytes")
         if direct_io_ok(store):  # runs only a pull waits for are written around the page cache
             check(size > 0 and res < size * 0.5, f"a pull leaves most of what it stored out of the page cache ({res} of {size})")
+        else:
+            skipped.append("no O_DIRECT on the store's filesystem (or no fincore): the page-cache check not run")
         origin.reset()
         snap = os.path.join(mnt, "models--org--tiny", "snapshots", commit)
         for p, b in files.items():
@@ -159,6 +172,7 @@ def main():
         store4 = os.path.join(tmp, "store4")
         fsutil.knobs(origin, refuse_xorbs=1)
         errf = open(os.path.join(tmp, "pull4.err"), "w+")
+        fsutil.watch_log(errf)
         p = subprocess.Popen([zestfs, "pull", "--store", store4, "--endpoint", origin.url,
                               "org/tiny"], env=fast, stderr=errf)
         time.sleep(6)  # every window has failed its own attempts by now, some twice
@@ -178,8 +192,8 @@ def main():
         check("tries it again" in err, "the failed windows are tried again")
         check(p.returncode == 0, f"the pull finishes after the outage ({err.strip()[-300:]})")
         cpu = ru.ru_utime + ru.ru_stime
-        check(cpu < 3, f"waiting out the outage costs little CPU ({cpu:.2f} s; more windows than "
-              "slots, so retries fall due while every slot is busy)")
+        # the figure only: its bound lives in tests/bench/pull_outage_bench.py
+        print(f"figure: the pull's CPU time, a 6 s outage waited out and the repo fetched: {cpu:.2f} s")
         want = sum(len(b) for n, b in files.items() if n.endswith((".bin", ".safetensors", ".gguf")))
         check(want <= xorb_bytes(origin) <= want * 1.05 + 256 * 1024,
               f"after the outage the files came once ({xorb_bytes(origin)} for {want})")
@@ -228,6 +242,9 @@ def main():
         proc = None
     finally:
         rc = run.finish(proc, mnt, origin)
+    if rc == 0 and skipped:
+        print("skip: " + "; ".join(skipped))
+        return 77
     return rc
 
 

@@ -70,7 +70,9 @@ def main():
             except OSError as e:
                 check(e.errno == 5, f"all requests failing: EIO (errno {e.errno})")
             dt = time.time() - t0
-            check(dt < 90, f"EIO within the retry deadline ({dt:.1f} s)")
+            print(f"figure: every request failing: EIO after {dt:.1f} s")
+            # a generous bound: the deadlines end it at all (no hang); the figure is for benches
+            check(dt < 150, f"EIO, not a hang: within 150 s ({dt:.1f} s)")
             knobs(origin, fail_every=0)
             check(os.pread(f.fileno(), 65536, 0) == files["b.safetensors"][:65536],
                   "healthy again: the same read succeeds")
@@ -99,9 +101,10 @@ def main():
         with open(os.path.join(snap, "d.safetensors"), "rb", buffering=0) as f:
             got = b"".join(f.read(128 << 10) for _ in range(48))
         check(got == d[:6 * MiB], "d.safetensors head byte-exact")
-        for _ in range(100):
+        deadline = time.time() + 60  # generous: a slow machine (ASan, shared cores) is slow
+        while True:
             xb = origin.stats()["xorb_bytes_total"]
-            if xb >= 16 * MiB:
+            if xb >= 16 * MiB or time.time() > deadline:
                 break
             time.sleep(0.05)
         check(16 * MiB <= xb <= len(d) + MiB, f"a sequential reader is prefetched ahead ({xb} bytes fetched)")

@@ -296,11 +296,34 @@ def udptracker():
     put("udptracker", "many-peers", bytes([0]) + dg(conn) + dg(struct.pack(">IIIII", 1, 0, 60, 0, 0) + bytes(6 * 300)))
 
 
+def peernode():
+    """Hand-made streams for fuzz_peernode (hand-*); the real-* seeds are a
+    recorded exchange between two nodes: ZESTFS_PEERNODE_SEEDS=DIR
+    build/tests/fuzz/replay_peernode ANYFILE writes them."""
+    be = lambda *v: b"".join(struct.pack(">I", x) for x in v)
+    fr = lambda p: struct.pack(">I", len(p)) + p
+    ex = lambda eid, p: fr(bytes([20, eid]) + p)
+    hs = b"\x13BitTorrent protocol" + bytes([0, 0, 0, 0, 0, 0x10, 0, 0]) + b"zestfs-fuzz-swarm-01" + b"-HM0001-abcdefghijkl"
+    eh = ex(0, b"d1:md6:ut_pexi5e6:ut_xeti1e7:zfs_xeti3ee1:pi6881e8:zfs_capsi3ee")
+    xh = bytes(range(32))
+    flood = ex(2, b"\x01" + xh + be(4096) + be(0, 8192) * 4096)
+    reqs = b"".join(ex(2, b"\x02" + be(i) + xh + be(0, 16)) for i in range(1, 40))
+    put("peernode", "hand-have-flood", b"\x00\x40" + hs + eh + flood * 4)
+    put("peernode", "hand-requests", b"\x00\x10" + hs + eh + reqs + ex(2, b"\x07" + be(3)) + fr(b""))
+    put("peernode", "hand-oversize", b"\x00\x00" + hs + eh + struct.pack(">IBBB", 100 << 20, 20, 2, 3) + be(1))
+    put("peernode", "hand-pex-ut", b"\x00\x03" + hs + eh + ex(3, b"d5:added6:\x7f\x00\x00\x01\x1a\xe1e")
+        + ex(1, b"\x01" + be(9) + xh + be(0, 4)) + ex(2, b"\x04" + be(5) + xh)
+        + ex(2, b"\x08" + xh + be(1) + be(0, 4)) + fr(bytes([5]) + bytes(8)))
+    put("peernode", "hand-dialled-truncated", b"\x07\x02" + hs + eh + struct.pack(">IBBB", 5000, 20, 2, 5) + be(1))
+
+
 if __name__ == "__main__":
-    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc, tensors, httpreq, udptracker):
+    for fn in (recon, xorb, shard, http, hub, repo, bencode, peer, cache, disc, tensors, httpreq, udptracker,
+               peernode):
         d = os.path.join(OUT, fn.__name__)
         if os.path.isdir(d):
             for f in os.listdir(d):
-                os.remove(os.path.join(d, f))
+                if fn is not peernode or f.startswith("hand-"):
+                    os.remove(os.path.join(d, f))
         fn()
     sys.exit(0)

@@ -21,7 +21,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 secs=${1:-60}
 shift || true
-all="recon xorb shard http hub cache repo bencode peer disc tensors httpreq udptracker"
+all="recon xorb shard http hub cache repo bencode peer disc tensors httpreq udptracker httpd peernode origin"
 targets=${*:-$all}
 build=${ZESTFS_FUZZ_BUILD:-build-fuzz}
 jobs=${ZESTFS_FUZZ_JOBS:-1}

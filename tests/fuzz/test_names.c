@@ -151,10 +151,65 @@ static void test_repo_json(void)
              -EBADMSG);
 }
 
+/* The visibility verdict kept with the model: round-trips; anything odd
+ * (unknown word, no check time, wrong types) loads as unknown, never public. */
+static zf_repo *load_vis(const char *vis)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"format\":1,\"type\":\"model\",\"id\":\"o/n\",\"refs\":{},\"commits\":{}%s%s}",
+             vis ? ",\"visibility\":" : "", vis ? vis : "");
+    zf_repo *r = NULL;
+    T_EQ_INT(zf_repo_from_json(json, strlen(json), &r), 0);
+    return r;
+}
+
+static void test_repo_visibility(void)
+{
+    static const struct {
+        const char *vis;
+        enum zf_visibility want;
+    } cases[] = {
+        {NULL, ZF_VIS_UNKNOWN},
+        {"{\"verdict\":\"public\",\"checked\":1700000000}", ZF_VIS_PUBLIC},
+        {"{\"verdict\":\"private\",\"checked\":1700000000}", ZF_VIS_PRIVATE},
+        {"{\"verdict\":\"gated\",\"checked\":1700000000}", ZF_VIS_GATED},
+        {"{\"verdict\":\"public\"}", ZF_VIS_UNKNOWN},
+        {"{\"verdict\":\"public\",\"checked\":0}", ZF_VIS_UNKNOWN},
+        {"{\"verdict\":\"Public\",\"checked\":1}", ZF_VIS_UNKNOWN},
+        {"{\"verdict\":true,\"checked\":1}", ZF_VIS_UNKNOWN},
+        {"\"public\"", ZF_VIS_UNKNOWN},
+        {"{\"verdict\":\"public\",\"checked\":1e300}", ZF_VIS_UNKNOWN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        zf_repo *r = load_vis(cases[i].vis);
+        if (!r)
+            continue;
+        T_EQ_INT((int)r->vis, (int)cases[i].want);
+        char *j = zf_repo_to_json(r);
+        zf_repo *r2 = NULL;
+        T_EQ_INT(zf_repo_from_json(j, strlen(j), &r2), 0);
+        if (r2) {
+            T_EQ_INT((int)r2->vis, (int)r->vis);
+            T_TRUE(r2->vis_checked == r->vis_checked);
+            T_TRUE(r->vis == ZF_VIS_UNKNOWN || r2->vis_checked == 1700000000);
+        }
+        zf_repo_free(r2);
+        free(j);
+        zf_repo_free(r);
+    }
+    T_EQ_STR(zf_vis_name(ZF_VIS_PUBLIC), "public");
+    enum zf_visibility v;
+    T_EQ_INT(zf_vis_parse("gated", &v), 0);
+    T_EQ_INT((int)v, (int)ZF_VIS_GATED);
+    T_EQ_INT(zf_vis_parse("nope", &v), -EINVAL);
+}
+
 int main(void)
 {
     T_RUN(test_paths);
     T_RUN(test_repo_ids);
     T_RUN(test_repo_json);
+    T_RUN(test_repo_visibility);
     return t_done();
 }

@@ -85,13 +85,19 @@ class Origin:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self):
+        """SIGTERM; raises Fail unless the origin exits 0 with no sanitizer
+        report in its log (a second stop() does nothing)."""
+        if self.log.closed:
+            return
+        killed = False
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
             try:
-                self.p.wait(5)
+                self.p.wait(30)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+                killed = True
         self.log.seek(0)
         text = self.log.read()
         self.log.close()
@@ -99,6 +105,11 @@ class Origin:
         if "Sanitizer" in text or "runtime error:" in text:
             print(text[-6000:], flush=True)
             raise Fail("sanitizer report from the origin")
+        if killed:
+            raise Fail("the origin did not stop within 30 s of SIGTERM")
+        if self.p.returncode != 0:
+            print(text[-3000:], flush=True)
+            raise Fail(f"the origin exited with status {self.p.returncode}")
 
     def __enter__(self):
         return self

@@ -113,21 +113,42 @@ commits = []
 api.create_repo("org/written")
 try:
     api.create_repo("org/written")
-    exists_err = ""
+    exists_status = 0
 except Exception as e:
-    exists_err = type(e).__name__ + str(e)[:100]
+    r = getattr(e, "response", None)
+    exists_status = getattr(r, "status_code", -1)
 api.create_repo("org/written", exist_ok=True)
 commits.append(api.upload_folder(folder_path=FOLDER, repo_id="org/written", commit_message="folder").oid)
 commits.append(api.upload_file(path_or_fileobj=b"hello", path_in_repo="hello.txt", repo_id="org/written").oid)
 commits.append(api.delete_file("sub/dir/notes.txt", repo_id="org/written").oid)
-commits.append(api.list_repo_commits("org/written")[0].commit_id if hasattr(api, "list_repo_commits") and False else "initial")
+commits.append(api.upload_file(path_or_fileobj=b"bye", path_in_repo="bye.txt", repo_id="org/written").oid)
+head = api.repo_info("org/written").sha
 p = snapshot_download("org/written")
 files = {}
 for r, d, fs in os.walk(p):
     for f in fs:
         fp = os.path.join(r, f)
         files[os.path.relpath(fp, p)] = hashlib.sha256(open(fp, "rb").read()).hexdigest()
-print(json.dumps({"files": files, "commits": commits, "exists_err": exists_err}))
+print(json.dumps({"files": files, "commits": commits, "head": head, "exists_status": exists_status}))
+"""
+
+# With a wrong token, each write is refused for want of auth (401/403), not for
+# anything else: a repo name no run has created, then a file into the repo
+# that exists.  Prints the HTTP status of each attempt (0: it succeeded).
+BADWRITE = r"""
+import json
+from huggingface_hub import HfApi
+api = HfApi()
+out = {}
+for what, fn in (("create", lambda: api.create_repo(FRESH)),
+                 ("upload", lambda: api.upload_file(path_or_fileobj=b"evil", path_in_repo="evil.txt",
+                                                    repo_id="org/written"))):
+    try:
+        fn()
+        out[what] = 0
+    except Exception as e:
+        out[what] = getattr(getattr(e, "response", None), "status_code", -1)
+print(json.dumps(out))
 """
 
 
@@ -291,13 +312,25 @@ save_file({"embed.weight": rng.standard_normal((512, 1024)).astype(np.float32),
             if c.ok(res is not None, "huggingface_hub create_repo/upload_folder/upload_file/delete_file ran"):
                 want = {p: hashlib.sha256(b).hexdigest() for p, b in files.items() if p != "sub/dir/notes.txt"}
                 want["hello.txt"] = hashlib.sha256(b"hello").hexdigest()
+                want["bye.txt"] = hashlib.sha256(b"bye").hexdigest()
                 got = {p: v for p, v in res["files"].items() if p != ".gitattributes"}
                 c.eq(got, want, "uploaded repo read back byte-exact (deleted file gone)")
-                c.ok(res["exists_err"] == "HfHubHTTPError" or "409" in res["exists_err"] or res["exists_err"] == "",
-                     "create_repo on an existing repo")
-                c.eq(len(set(res["commits"])), 4, "four distinct commits")
-            res = client(py, o, os.path.join(tmp, "c8"), sub(HUBWRITE, FOLDER=src), token="hf_wrong")
-            c.ok(res is None, "write API with a wrong token refused")
+                c.eq(res["exists_status"], 409, "create_repo on an existing repo: 409")
+                cs = res["commits"]
+                c.ok(len(set(cs)) == 4 and all(len(x) == 40 and int(x, 16) >= 0 for x in cs),
+                     f"four distinct commit ids {cs}")
+                c.eq(res["head"], cs[-1], "the repo's head is the last commit")
+            fresh = "org/never-created"
+            res = client(py, o, os.path.join(tmp, "c8"), sub(BADWRITE, FRESH=fresh), token="hf_wrong")
+            c.ok(res is not None and res.get("create") in (401, 403),
+                 f"create_repo with a wrong token refused for auth (401/403): {res}")
+            c.ok(res is not None and res.get("upload") in (401, 403),
+                 f"upload_file with a wrong token refused for auth (401/403): {res}")
+            st, _, _ = o.req("GET", f"/api/models/{fresh}", {"Authorization": "Bearer hf_writer"})
+            c.eq(st, 404, f"{fresh} does not exist after the refused create")
+            st, _, _ = o.req("GET", "/org/written/resolve/main/evil.txt",
+                             {"Authorization": "Bearer hf_writer"})
+            c.eq(st, 404, "evil.txt is not in org/written after the refused upload")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c.done()
