@@ -2325,6 +2325,10 @@ static bool pre_body(ctx *x, enum MHD_Result *ret)
     size_t max = 0;
     int need = 0; /* 1 CAS write token, 2 Hub repo access, 3 Hub write, 4 loopback */
     const char *type = NULL;
+    /* the real Hub's answers (a renamed repo's 307, 429, a revoked token)
+     * come before its own auth, as they do after the body (route()) */
+    if (x->post && o_hr_pre(S->hr, c, g->v, g->n, ret))
+        return false;
     if (x->post) {
         if (g->n == 4 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorbs"))
             max = CAP_XORB, need = 1;
