@@ -405,6 +405,12 @@ typedef struct resolve_ud {
 static void answer_path(hreq *r, const zf_repo *repo, const zf_commit *c, const char *path)
 {
     const zf_file *f = zf_commit_file(c, path);
+    if (f && repo->gated_url) { /* gated, no access (issue 18): as the Hub says it */
+        set_text(r, 403, "GatedRepo", "Access to %s is restricted and you are not in the authorized list. "
+                 "Visit %s to ask for access.", repo->id, repo->gated_url);
+        finish(r);
+        return;
+    }
     if (!f) {
         set_text(r, 404, "EntryNotFound", "%s: no such file at %s", path, c->sha);
         add_hdr(r, "X-Repo-Commit", "%s", c->sha);

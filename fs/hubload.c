@@ -80,13 +80,18 @@ struct job {
     char rev[256];
     char key[300];
     zn_revision revision;
-    zn_tree *tree;         /* the commit's listing, while the visibility is asked */
+    zn_tree *tree;         /* the commit's listing, while hidden hashes and the
+                            * visibility are asked for */
     enum zf_visibility vis; /* the Hub's answer to the anonymous repo info */
     zf_repo *repo;         /* the merged model, when err == 0 */
     char *json;            /* its JSON */
     int err;
     bool done;
     void (*on_done)(job *j);
+    /* a gated repo (issue 18): redacted Xet hashes asked for per file */
+    size_t next;           /* next tree entry to look at */
+    int inflight, perr;
+    bool probed, no_access;
 };
 
 /* "[models/|datasets/|spaces/]org/name[@rev]" */
@@ -125,6 +130,18 @@ static cJSON *obj_member(cJSON *parent, const char *name)
     return cJSON_AddObjectToObject(parent, name);
 }
 
+/* The page where access to a gated repo is asked for. */
+static char *gated_url(const job *j)
+{
+    const char *ep = j->hub ? zn_hub_endpoint(j->hub) : "https://huggingface.co";
+    const char *id = j->revision.id[0] ? j->revision.id : j->id;
+    const char *pfx = j->type == ZF_DATASET ? "datasets/" : j->type == ZF_SPACE ? "spaces/" : "";
+    char *u = NULL;
+    if (asprintf(&u, "%s/%s%s", ep, pfx, id) < 0)
+        u = NULL;
+    return u;
+}
+
 /* The persisted model (if any) with this commit and ref added. */
 static char *merged_json(job *j, const zn_tree *t)
 {
@@ -145,6 +162,17 @@ static char *merged_json(job *j, const zn_tree *t)
     cJSON_AddNumberToObject(root, "format", 1);
     cJSON_AddStringToObject(root, "type", TYPE_NAME[j->type]);
     cJSON_AddStringToObject(root, "id", j->id);
+    /* renamed: presented under the name asked for, the Hub's name kept */
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "canonical");
+    if (j->revision.id[0] && strcmp(j->revision.id, j->id) != 0)
+        cJSON_AddStringToObject(root, "canonical", j->revision.id);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "gated_url");
+    if (j->no_access) {
+        char *url = gated_url(j);
+        if (url)
+            cJSON_AddStringToObject(root, "gated_url", url);
+        free(url);
+    }
     cJSON *refs = obj_member(root, "refs");
     cJSON *commits = obj_member(root, "commits");
     const char *sha = j->revision.sha;
@@ -212,6 +240,37 @@ static enum zf_visibility verdict(int err, const zn_repo_info *in)
     return in->has_private && in->has_gated ? ZF_VIS_PUBLIC : ZF_VIS_UNKNOWN;
 }
 
+static void tree_merge(job *j, zn_tree *t)
+{
+    int err;
+    if (j->no_access) {
+        char *url = gated_url(j);
+        zf_log(ZF_LOG_WARN,
+               "zestfs: %s/%s: gated on the Hub and not accessible with %s: its files are listed, "
+               "reading them fails (EACCES); ask for access at %s\n",
+               zf_type_plural(j->type), j->id, j->hub && zn_hub_has_token(j->hub) ? "this token" : "no token",
+               url ? url : "the repo's page");
+        free(url);
+    }
+    char *json = merged_json(j, t);
+    zn_tree_free(t);
+    zf_repo *r = NULL;
+    err = json ? zf_repo_from_json(json, strlen(json), &r) : -ENOMEM;
+    free(json);
+    if (err) {
+        finish(j, err);
+        return;
+    }
+    j->json = zf_repo_to_json(r);
+    if (!j->json) {
+        zf_repo_free(r);
+        finish(j, -ENOMEM);
+        return;
+    }
+    j->repo = r;
+    finish(j, 0);
+}
+
 static void on_info(void *ud, int err, const zn_repo_info *in)
 {
     job *j = ud;
@@ -234,27 +293,87 @@ static void on_info(void *ud, int err, const zn_repo_info *in)
         zf_log(ZF_LOG_INFO, "zestfs: %s/%s: %s on the Hub: %s\n", zf_type_plural(j->type), j->id,
                zf_vis_name(j->vis), j->vis == ZF_VIS_PUBLIC ? "shared with peers"
                : "not shared with peers (unless --seed-private)");
-    char *json = merged_json(j, t);
-    zn_tree_free(t);
-    zf_repo *r = NULL;
-    err = json ? zf_repo_from_json(json, strlen(json), &r) : -ENOMEM;
-    free(json);
-    if (err) {
-        finish(j, err);
-        return;
-    }
-    j->json = zf_repo_to_json(r);
-    if (!j->json) {
-        zf_repo_free(r);
-        finish(j, -ENOMEM);
-        return;
-    }
-    j->repo = r;
-    finish(j, 0);
+    tree_merge(j, t);
 }
 
-/* The listing is in: ask the Hub, without the token, whether anyone may read
- * the repo (the verdict is kept with the model and decides seeding). */
+/* The listing is in (hashes a gated tree hid asked for): ask the Hub, without
+ * the token, whether anyone may read the repo (the verdict is kept with the
+ * model and decides seeding). */
+static void ask_info(job *j)
+{
+    int err = zn_hub_repo_info_anon(j->hub, (zn_repo_type)j->type, j->id, on_info, j, NULL);
+    if (err) /* the hub is closing: cancelled; else: not checked, unknown */
+        on_info(j, err == -ESHUTDOWN ? -ECANCELED : err, NULL);
+}
+
+/* A gated repo: huggingface_hub treats a redacted xetHash as absent and asks
+ * HEAD resolve (X-Xet-Hash) per file; a GatedRepo answer there means the
+ * token has no access (files listed, reads refused).  A gated repo whose
+ * tree hides nothing is probed with one file. */
+#define PROBES_IN_FLIGHT 8
+
+typedef struct probe {
+    job *j;
+    size_t i;
+} probe;
+
+static void probe_pump(job *j);
+
+static void on_probe(void *ud, int err, const zn_resolve_info *in)
+{
+    probe *p = ud;
+    job *j = p->j;
+    size_t i = p->i;
+    free(p);
+    j->inflight--;
+    if (err == -EACCES || err == -EPERM)
+        j->no_access = true;
+    else if (err == -ENOENT)
+        ; /* gone since the listing: stays without a hash */
+    else if (err && !j->perr)
+        j->perr = err;
+    else if (!err && in && in->xet_hash[0] && j->tree->e[i].xet_redacted) {
+        memcpy(j->tree->e[i].xet_hash, in->xet_hash, sizeof j->tree->e[i].xet_hash);
+        j->tree->e[i].xet_redacted = false;
+    }
+    probe_pump(j);
+}
+
+static void probe_pump(job *j)
+{
+    zn_tree *t = j->tree;
+    while (!j->no_access && !j->perr && j->inflight < PROBES_IN_FLIGHT && j->next < t->n) {
+        size_t i = j->next++;
+        const zn_tree_entry *e = &t->e[i];
+        if (e->is_dir || (t->redacted ? !e->xet_redacted : j->probed) || !zf_valid_path(e->path))
+            continue;
+        j->probed = true;
+        probe *p = malloc(sizeof *p);
+        int err = p ? 0 : -ENOMEM;
+        if (p) {
+            p->j = j;
+            p->i = i;
+            err = zn_hub_resolve(j->hub, (zn_repo_type)j->type, j->id, j->revision.sha, e->path,
+                                 on_probe, p, NULL);
+        }
+        if (err) {
+            free(p);
+            j->perr = err;
+            break;
+        }
+        j->inflight++;
+    }
+    if (j->inflight > 0 || (j->next < t->n && !j->no_access && !j->perr))
+        return;
+    if (j->perr) {
+        j->tree = NULL;
+        zn_tree_free(t);
+        finish(j, j->perr);
+        return;
+    }
+    ask_info(j);
+}
+
 static void on_tree(void *ud, int err, zn_tree *t)
 {
     job *j = ud;
@@ -263,9 +382,12 @@ static void on_tree(void *ud, int err, zn_tree *t)
         return;
     }
     j->tree = t;
-    err = zn_hub_repo_info_anon(j->hub, (zn_repo_type)j->type, j->id, on_info, j, NULL);
-    if (err) /* the hub is closing: cancelled; else: not checked, unknown */
-        on_info(j, err == -ESHUTDOWN ? -ECANCELED : err, NULL);
+    if (t->redacted || j->revision.gated) {
+        j->next = 0;
+        probe_pump(j);
+        return;
+    }
+    ask_info(j);
 }
 
 /* Startup: persist (nothing else runs yet) and present. */
@@ -354,6 +476,19 @@ static bool has_rev(const zf_repo *r, const char *rev)
     return zf_repo_commit(r, rev) != NULL;
 }
 
+/* A bad or expired Hub token (-EKEYREVOKED) is said once per process, and
+ * then no more for every repo it fails: true when this line is a repeat. */
+static bool token_log_once(int err)
+{
+    static bool said;
+    if (err != -EKEYREVOKED)
+        return false;
+    if (said)
+        return true;
+    said = true;
+    return false;
+}
+
 int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
 {
     fs->store = store;
@@ -386,8 +521,9 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         zn_hub_opts hopts = {
             .endpoint = o->endpoint,
             .token = o->token,
+            /* a 429 at startup is waited out, however long the Hub asks */
             .retry = {.max_attempts = 3, .base_ms = 500, .max_delay_ms = 4000,
-                      .deadline_ms = 20000},
+                      .deadline_ms = 20000, .ratelimit_wait_ms = UINT32_MAX},
         };
         zn_hub *hub = http ? zn_hub_new(http, &hopts) : NULL;
         if (hub) {
@@ -422,14 +558,19 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         const zf_repo *r = find_repo(fs, j->type, j->id);
         bool known = has_rev(r, j->rev);
         bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
-        if (!o->offline)
+        if (!o->offline && !token_log_once(j->err))
             zf_log(ZF_LOG_WARN, "zestfs: %s: %s%s\n", j->spec,
-                    absent ? "not found on the Hub" : zf_strerror(-j->err),
+                    j->err == -EACCES ? "refused by the Hub (gated or private: no access with this token)"
+                    : absent          ? "not found on the Hub"
+                                      : zf_strerror(-j->err),
                     known ? "; presenting the stored copy" : "");
         if (!known) {
             if (o->offline || !absent)
                 zf_log(ZF_LOG_WARN, "zestfs: %s: not in the store (%s)\n", j->spec,
-                        o->offline ? "offline" : "the Hub could not be reached");
+                        o->offline                    ? "offline"
+                        : j->err == -EKEYREVOKED      ? "the Hub refused the token"
+                        : j->err == -EUSERS           ? "the Hub rate-limited us"
+                                                      : "the Hub could not be reached");
             rc = absent ? -ENOENT : -EHOSTUNREACH;
         }
     }
@@ -522,7 +663,7 @@ static void od_done(job *j)
         j->repo = NULL;
         if (j->err) {
             bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
-            if (!absent && j->err != -ECANCELED)
+            if (!absent && j->err != -ECANCELED && !token_log_once(j->err))
                 zf_log(ZF_LOG_WARN, "zestfs: %s/%s: %s\n", zf_type_plural(j->type), j->id,
                         zf_strerror(-j->err));
             od_neg *n = calloc(1, sizeof *n);

@@ -79,6 +79,10 @@ const char *zf_strerror(int e)
 {
     if (e == EKEYREJECTED)
         return "the server's TLS certificate does not verify (see --cacert)";
+    if (e == EKEYREVOKED) /* net: 401 "Invalid credentials in Authorization header" */
+        return "the Hub token is invalid or expired";
+    if (e == EUSERS) /* net: still 429 when the wait had to end */
+        return "the Hub rate-limited us (HTTP 429)";
     return strerror(e);
 }
 

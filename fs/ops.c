@@ -1373,6 +1373,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
+    if (e.kind == ZV_BLOB && e.repo->gated_url) {
+        /* gated, and our token has no access: refused at once (issue 18) */
+        zf_repo *gr = (zf_repo *)e.repo; /* only its log clock changes */
+        uint64_t now = uv_now(fs->loop);
+        if (!gr->gated_logged_ms || now - gr->gated_logged_ms >= 10000) {
+            gr->gated_logged_ms = now ? now : 1;
+            zf_log(ZF_LOG_WARN, "zestfs: %s/%s is gated on the Hub and this mount has no access: "
+                   "ask for access at %s\n", zf_type_plural(e.repo->type), e.repo->id, e.repo->gated_url);
+        }
+        fuse_reply_err(req, EACCES);
+        return;
+    }
     zf_handle *h = new_handle(fs, -1);
     if (!h) {
         fuse_reply_err(req, ENOMEM);

@@ -963,7 +963,7 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
         }
         p->nsw++;
         snprintf(s->type, sizeof s->type, "%s", type);
-        zn_swarm_repo_id(type, r->id, s->ih);
+        zn_swarm_repo_id(type, r->canonical ? r->canonical : r->id, s->ih); /* renamed: one swarm */
     }
     /* the gate: the stored verdict (or --seed-private), again at every call,
      * since a repo resolved again brings the Hub's verdict of now */

@@ -186,6 +186,8 @@ void zf_repo_free(zf_repo *r)
     free(r->commits);
     free(r->id);
     free(r->folder);
+    free(r->canonical);
+    free(r->gated_url);
     free(r);
 }
 
@@ -242,6 +244,14 @@ int zf_repo_from_json(const char *json, size_t len, zf_repo **out)
         if (strcmp(type->valuestring, TYPES[i]) == 0)
             t = i;
     if (t < 0 || !zf_valid_repo_id(id->valuestring))
+        goto fail;
+    const cJSON *canon = cJSON_GetObjectItemCaseSensitive(j, "canonical");
+    if (cJSON_IsString(canon) && zf_valid_repo_id(canon->valuestring) &&
+        strcmp(canon->valuestring, id->valuestring) != 0 && !(r->canonical = strdup(canon->valuestring)))
+        goto fail;
+    const cJSON *gurl = cJSON_GetObjectItemCaseSensitive(j, "gated_url");
+    if (cJSON_IsString(gurl) && strlen(gurl->valuestring) < 2048 &&
+        !strpbrk(gurl->valuestring, "\r\n") && !(r->gated_url = strdup(gurl->valuestring)))
         goto fail;
     r->type = (enum zf_repo_type)t;
     r->id = strdup(id->valuestring);
@@ -320,6 +330,10 @@ char *zf_repo_to_json(const zf_repo *r)
     cJSON_AddNumberToObject(j, "format", 1);
     cJSON_AddStringToObject(j, "type", TYPES[r->type]);
     cJSON_AddStringToObject(j, "id", r->id);
+    if (r->canonical)
+        cJSON_AddStringToObject(j, "canonical", r->canonical);
+    if (r->gated_url)
+        cJSON_AddStringToObject(j, "gated_url", r->gated_url);
     cJSON *refs = cJSON_AddObjectToObject(j, "refs");
     cJSON *written = NULL;
     for (size_t i = 0; i < r->nrefs; i++) {

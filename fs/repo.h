@@ -66,6 +66,15 @@ typedef struct zf_repo {
     zf_ref *refs;
     size_t ncommits;
     zf_commit *commits;
+    /* The Hub (issue 18).  canonical: the id the Hub's repo info names (a
+     * renamed repo is presented and cached under `id`, the name asked for;
+     * its swarm is the canonical one); NULL when unknown or the same.
+     * gated_url: set when the repo is gated and our token has no access:
+     * its files are listed, opening one fails with EACCES; the page where
+     * access is asked for.  JSON: "canonical", "gated_url" (optional). */
+    char *canonical;
+    char *gated_url;
+    uint64_t gated_logged_ms;  /* last refused-open log line (not persisted) */
     enum zf_visibility vis;   /* persisted as "visibility": {"verdict", "checked"} */
     int64_t vis_checked;      /* Unix s of the check; 0: never */
 } zf_repo;

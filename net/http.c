@@ -76,6 +76,7 @@ struct zn_req {
     bool has_retry;
     zn_retry retry;
     uint64_t deadline;     /* uv_now ms; 0: none */
+    uint64_t started;      /* uv_now ms at the start call */
     zn_done_cb done;
     void *ud;
 
@@ -666,7 +667,9 @@ static void finish(zn_req *q, int err)
     sched_remove(q);
     detach_easy(q);
     q->state = Q_DONE;
-    if (err == -EAGAIN)
+    if (err == -EAGAIN && q->resp.status == 429)
+        err = -EUSERS; /* still rate-limited when the waiting had to end */
+    else if (err == -EAGAIN)
         err = -EIO; /* the server kept failing */
     if (q->cdn && err == -EPERM)
         err = -EKEYEXPIRED; /* signed URL expired or range not signed */
@@ -773,11 +776,38 @@ static int attempt_start(zn_req *q)
     return 0;
 }
 
+/* The wait a 429 (or 503) asks for, in ms; 0 if it says none: Retry-After
+ * (seconds) or the Hub's `RateLimit: "api";r=0;t=<seconds>`. */
+static double server_wait_ms(const zn_req *q)
+{
+    double best = 0;
+    const char *ra = zn_resp_header(&q->resp, "Retry-After");
+    if (ra) {
+        char *end;
+        unsigned long s = strtoul(ra, &end, 10);
+        if (end != ra && *end == 0 && s < 86400)
+            best = s * 1000.0;
+    }
+    const char *rl = q->resp.status == 429 ? zn_resp_header(&q->resp, "RateLimit") : NULL;
+    for (const char *p = rl; p && (p = strstr(p, "t=")); p += 2) {
+        if (p != rl && p[-1] != ';' && p[-1] != ' ' && p[-1] != ',')
+            continue;
+        char *end;
+        unsigned long s = strtoul(p + 2, &end, 10);
+        if (end != p + 2 && s < 86400 && s * 1000.0 > best)
+            best = s * 1000.0;
+        break;
+    }
+    return best;
+}
+
 static bool plan_retry(zn_req *q, int err, uint64_t *wake)
 {
     if (!q->has_retry || q->canceled || q->c->closing || !zn_err_retryable(err))
         return false;
-    if (q->attempt >= q->retry.max_attempts)
+    /* rate-limited with a budget for waiting: attempts do not run out */
+    bool rl_wait = q->resp.status == 429 && q->retry.ratelimit_wait_ms;
+    if (q->attempt >= q->retry.max_attempts && !rl_wait)
         return false;
     if (q->on_data && q->delivered)
         return false;
@@ -787,16 +817,21 @@ static bool plan_retry(zn_req *q, int err, uint64_t *wake)
     if (d > q->retry.max_delay_ms)
         d = q->retry.max_delay_ms;
     d *= 0.5 + 0.5 * rand01(q->c);
-    const char *ra = zn_resp_header(&q->resp, "Retry-After");
-    if (ra && (q->resp.status == 429 || q->resp.status == 503)) {
-        char *end;
-        unsigned long s = strtoul(ra, &end, 10);
-        if (end != ra && *end == 0 && s < 3600 && s * 1000.0 > d)
-            d = s * 1000.0;
+    if (q->resp.status == 429 || q->resp.status == 503) {
+        double sw = server_wait_ms(q);
+        if (sw > d)
+            d = sw + 50; /* just past the window's end */
     }
     uint64_t now = now_ms(q->c);
     uint64_t w = now + (uint64_t)d;
-    if (q->deadline && w >= q->deadline)
+    if (rl_wait) {
+        /* wait as long as the budget allows; the attempt after it gets a
+         * whole deadline of its own */
+        if (w > q->started + q->retry.ratelimit_wait_ms)
+            return false;
+        if (q->deadline && w + q->retry.deadline_ms > q->deadline)
+            q->deadline = w + q->retry.deadline_ms;
+    } else if (q->deadline && w >= q->deadline)
         return false;
     *wake = w;
     return true;
@@ -1122,6 +1157,7 @@ int zn_http_request(zn_http *c, const zn_http_req *r, zn_req **out)
             q->retry.deadline_ms = 30000;
         q->deadline = now_ms(c) + q->retry.deadline_ms;
     }
+    q->started = now_ms(c);
     err = attempt_start(q);
     if (err)
         goto fail;

@@ -21,6 +21,14 @@
 #define MAX_TOKENS 256
 #define MAX_TOKEN_LEN 64000
 #define MAX_AUTH_RETRIES 2
+/* A page of a very large recursive listing can take long or answer 504:
+ * each page gets this long and at least TREE_ATTEMPTS tries with backoff. */
+#define TREE_TIMEOUT_MS 120000
+#define TREE_ATTEMPTS 6
+#define TREE_DEADLINE_MS 600000u
+/* Listing a repo (revision, tree) is background work (startup, repos on
+ * demand, pull): a 429 is waited out for up to this long. */
+#define LISTING_RATELIMIT_WAIT_MS 3600000u
 
 enum op_kind { OP_REVISION, OP_TREE, OP_RESOLVE, OP_TOKEN, OP_RECON, OP_INFO };
 
@@ -53,6 +61,7 @@ struct zn_op {
     zn_range range;
     bool has_range;
     bool refresh;
+    zn_retry retry;        /* tree pages: more patient than the hub's */
 
     /* tree */
     zn_tree *tree;
@@ -233,6 +242,11 @@ static int hub_err(int err, const zn_resp *resp)
         if (!strcmp(code, "GatedRepo"))
             return -EACCES;
     }
+    /* the token itself is bad or expired (huggingface_hub tells it apart
+     * the same way): not "not found" */
+    const char *msg = zn_resp_header(resp, "X-Error-Message");
+    if (zn_resp_status(resp) == 401 && msg && strstr(msg, "Invalid credentials in Authorization header"))
+        return -EKEYREVOKED;
     return err;
 }
 
@@ -337,8 +351,9 @@ static int op_http(zn_op *op, const char *method, const char *url, const char *a
         .nranges = range ? 1 : 0,
         .compressed = strcmp(method, "HEAD") != 0,
         .follow_redirects = follow,
-        .timeout_ms = h->timeout_ms,
-        .retry = &h->retry,
+        .timeout_ms = op->kind == OP_TREE && h->timeout_ms < TREE_TIMEOUT_MS ? TREE_TIMEOUT_MS
+                                                                             : h->timeout_ms,
+        .retry = op->kind == OP_TREE || op->kind == OP_REVISION ? &op->retry : &h->retry,
         .done = done,
         .ud = op,
     };
@@ -518,6 +533,7 @@ static int tok_need(zn_op *op, bool force)
             .headers = hp,
             .compressed = true,
             .max_body = 1u << 20,
+            .follow_redirects = true, /* a renamed repo: relative 307 */
             .timeout_ms = h->timeout_ms,
             .retry = &h->retry,
             .done = tok_fetch_cb,
@@ -605,6 +621,11 @@ zn_hub *zn_hub_new(zn_http *http, const zn_hub_opts *o)
 const char *zn_hub_endpoint(const zn_hub *h)
 {
     return h->endpoint;
+}
+
+bool zn_hub_has_token(const zn_hub *h)
+{
+    return h && h->auth;
 }
 
 static void hub_maybe_free(zn_hub *h)
@@ -717,11 +738,17 @@ static void revision_done(void *ud, int err, const zn_resp *resp)
         op_fail(op, -EBADMSG);
         return;
     }
-    zn_revision rv = {{0}, 0};
+    zn_revision rv;
+    memset(&rv, 0, sizeof rv);
     lower_copy(rv.sha, sha->valuestring, 40);
     const cJSON *lm = cJSON_GetObjectItemCaseSensitive(j, "lastModified");
     if (cJSON_IsString(lm))
         rv.last_modified = parse_iso8601(lm->valuestring);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    if (cJSON_IsString(id) && valid_repo_id(id->valuestring) && strlen(id->valuestring) < sizeof rv.id)
+        strcpy(rv.id, id->valuestring);
+    const cJSON *gated = cJSON_GetObjectItemCaseSensitive(j, "gated");
+    rv.gated = cJSON_IsTrue(gated) || (cJSON_IsString(gated) && gated->valuestring[0]);
     cJSON_Delete(j);
     op->ended = true;
     op->cb.rev(op->ud, 0, &rv);
@@ -738,6 +765,9 @@ int zn_hub_revision(zn_hub *h, zn_repo_type type, const char *repo, const char *
     if (!op)
         return -ENOMEM;
     op->cb.rev = cb;
+    op->retry = h->retry;
+    if (op->retry.ratelimit_wait_ms < LISTING_RATELIMIT_WAIT_MS)
+        op->retry.ratelimit_wait_ms = LISTING_RATELIMIT_WAIT_MS;
     char *url = api_url(h, op, "revision", NULL);
     rc = url ? op_http(op, "GET", url, NULL, true, NULL, true, revision_done) : -ENOMEM;
     free(url);
@@ -834,9 +864,14 @@ static int tree_add_page(zn_op *op, const cJSON *arr)
         }
         const cJSON *xh = cJSON_GetObjectItemCaseSensitive(it, "xetHash");
         if (cJSON_IsString(xh)) {
-            if (!is_hex(xh->valuestring, 64))
-                return -EBADMSG;
-            lower_copy(e->xet_hash, xh->valuestring, 64);
+            /* a gated repo redacts it (64 '*'): as huggingface_hub does, a
+             * value that is not hex is no hash; HEAD resolve tells it */
+            if (is_hex(xh->valuestring, 64)) {
+                lower_copy(e->xet_hash, xh->valuestring, 64);
+            } else {
+                e->xet_redacted = true;
+                t->redacted++;
+            }
         }
         if (!(e->path = strdup(pa->valuestring)))
             return -ENOMEM;
@@ -897,6 +932,13 @@ int zn_hub_tree(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
     if (!op)
         return -ENOMEM;
     op->cb.tree = cb;
+    op->retry = h->retry;
+    if (op->retry.max_attempts < TREE_ATTEMPTS)
+        op->retry.max_attempts = TREE_ATTEMPTS;
+    if (op->retry.deadline_ms < TREE_DEADLINE_MS)
+        op->retry.deadline_ms = TREE_DEADLINE_MS;
+    if (op->retry.ratelimit_wait_ms < LISTING_RATELIMIT_WAIT_MS)
+        op->retry.ratelimit_wait_ms = LISTING_RATELIMIT_WAIT_MS;
     op->tree = calloc(1, sizeof *op->tree);
     op->page_url = api_url(h, op, "tree", "?recursive=true&expand=false");
     rc = op->tree && op->page_url

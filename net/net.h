@@ -28,17 +28,20 @@
  * Errors are negative errno values:
  *   HTTP 400 -EINVAL, 401 -EACCES, 403 -EPERM (CDN: -EKEYEXPIRED), 404/410
  *   -ENOENT, 413 -EFBIG, 416 -ERANGE, 501 -ENOSYS, 408/429/5xx -EAGAIN while
- *   retrying and -EIO once retries are exhausted, other 4xx -EIO;
+ *   retrying and -EIO once retries are exhausted (a 429: -EUSERS, "the Hub
+ *   rate-limited us"), other 4xx -EIO;
  *   transport: timeouts -ETIMEDOUT, refused -ECONNREFUSED, no route / DNS
  *   -EHOSTUNREACH, reset / TLS handshake / HTTP/2 errors -ECONNRESET, body
  *   shorter than announced (or than the Range) -EPROTO, Content-Range not
  *   the requested one -EBADMSG, certificate not verified -EKEYREJECTED,
  *   cancelled -ECANCELED.  Hub answers with X-Error-Code RepoNotFound,
  *   RevisionNotFound or EntryNotFound are -ENOENT whatever the status;
- *   GatedRepo is -EACCES.
+ *   GatedRepo is -EACCES; a 401 "Invalid credentials in Authorization
+ *   header" (the Hub token is bad or expired) is -EKEYREVOKED.
  * Retries (zn_retry): an attempt that fails with -EAGAIN, -ETIMEDOUT,
  *   -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET or -EPROTO is tried again after
- *   base_ms·3^(k−1) (capped at max_delay_ms, or the server's Retry-After),
+ *   base_ms·3^(k−1) (capped at max_delay_ms, or the server's Retry-After or
+ *   RateLimit t=),
  *   times a random factor in [0.5, 1), as long as fewer than max_attempts
  *   attempts were made and the next attempt starts before the deadline; each
  *   attempt's timeout (connect included) is cut to the time left, so a
@@ -88,6 +91,10 @@ typedef struct zn_retry {
     uint32_t base_ms;          /* first backoff; 0: 500 */
     uint32_t max_delay_ms;     /* cap of one backoff; 0: 10000 */
     uint32_t deadline_ms;      /* from the start call; 0: 30000 */
+    /* A 429 is waited out (RateLimit t= or Retry-After) for up to this
+     * long from the start call, attempts and deadline notwithstanding
+     * (background work); 0: only within the deadline (reads). */
+    uint32_t ratelimit_wait_ms;
 } zn_retry;
 
 /* An inclusive byte range, as in `Range: bytes=start-end`. */
@@ -193,12 +200,19 @@ zn_hub *zn_hub_new(zn_http *http, const zn_hub_opts *opts);
  * May be called from a completion callback. */
 void zn_hub_free(zn_hub *h);
 const char *zn_hub_endpoint(const zn_hub *h);
+bool zn_hub_has_token(const zn_hub *h); /* a Hub token is sent */
 void zn_op_cancel(zn_op *op);
 
-/* GET /api/{type}s/{repo}/revision/{rev}: the commit and lastModified. */
+/* GET /api/{type}s/{repo}/revision/{rev}: the commit and lastModified.
+ * Listing calls (revision, tree) are background work: a 429 is waited out
+ * for up to an hour whatever the hub's retry policy; tree pages also get 6
+ * attempts and 120 s each (very large repos, 504s). */
 typedef struct zn_revision {
     char sha[41];
     int64_t last_modified;         /* Unix seconds; 0 if absent */
+    char id[256];                  /* the canonical repo id (`id`; a renamed
+                                    * repo answers with its new name); "" if absent */
+    bool gated;                    /* `gated` is "auto" / "manual" */
 } zn_revision;
 typedef void (*zn_revision_cb)(void *ud, int err, const zn_revision *rev);
 int zn_hub_revision(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
@@ -212,11 +226,14 @@ typedef struct zn_tree_entry {
     char oid[41];                  /* git blob / tree sha1 */
     char lfs_sha256[65];           /* "" when not LFS */
     char xet_hash[65];             /* "" when not in Xet */
+    bool xet_redacted;             /* xetHash given but not hex (a gated repo
+                                    * hides it: ask HEAD resolve, X-Xet-Hash) */
 } zn_tree_entry;
 typedef struct zn_tree {
     size_t n;
     zn_tree_entry *e;              /* in listing order */
     unsigned pages;
+    size_t redacted;               /* entries with xet_redacted */
 } zn_tree;
 typedef void (*zn_tree_cb)(void *ud, int err, zn_tree *tree /* yours; NULL on error */);
 int zn_hub_tree(zn_hub *h, zn_repo_type type, const char *repo, const char *rev, zn_tree_cb cb,

@@ -34,6 +34,7 @@
  * Errors are negative errno values internally; the process exits 1 on error.
  */
 #include "origin.h"
+#include "hubreal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -51,6 +52,10 @@ static void usage(void)
           "        [--token T]... [--auth-required] [--public-url URL] [--port-file FILE]\n"
           "        [--latency-ms N] [--conn-bps N] [--total-bps N] [--fail-every N]\n"
           "        [--truncate-every N] [--flip-every N] [--token-ttl S] [--url-ttl S] [-q]\n"
+          "        [--gated REPO[=TOKEN,...]]... [--gated-redact-all 1] [--alias OLD=NEW]...\n"
+          "        [--revoked-token T]... [--rate-limit-s S] [--rate-limit-tree-s S]\n"
+          "        [--rate-limit-resolve-s S] [--rate-limit-q N] [--tree-fail-next N]\n"
+          "        [--tree-fail-status 5XX] [--tree-latency-ms N]\n"
           "  zestfs-origin commit DATA [datasets/|spaces/]ORG/NAME [--revision BRANCH]\n"
           "        [--private] [--message MSG] PATH=FILEHASH[:SIZE[:SHA256]]|PATH=sha256:HEX ...\n"
           "  zestfs-origin ls DATA [datasets/|spaces/]ORG/NAME [--revision REV]\n",
@@ -163,8 +168,13 @@ static int cmd_serve(int argc, char **argv)
     o_serve_opts o = {.listen = "127.0.0.1:8080"};
     const char *data = NULL;
     const char **tokens = calloc((size_t)argc + 1, sizeof *tokens);
-    if (!tokens)
+    const char **hrf = calloc((size_t)argc + 1, sizeof *hrf);
+    if (!tokens || !hrf) {
+        free(tokens);
+        free(hrf);
         return 1;
+    }
+    o.hr_flags = hrf;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool more = i + 1 < argc;
@@ -200,9 +210,13 @@ static int cmd_serve(int argc, char **argv)
             o.url_ttl = (unsigned)num(argv[++i]);
         else if (!strcmp(a, "-q"))
             o.quiet = true;
-        else if (a[0] == '-' || data) {
+        else if (o_hr_is_flag(a) && more) {
+            hrf[o.nhr_flags++] = a;
+            hrf[o.nhr_flags++] = argv[++i];
+        } else if (a[0] == '-' || data) {
             usage();
             free(tokens);
+            free(hrf);
             return 2;
         } else
             data = a;
@@ -219,6 +233,7 @@ static int cmd_serve(int argc, char **argv)
         e = o_serve(&s, &o);
     o_store_close(&s);
     free(tokens);
+    free(hrf);
     if (e) {
         fprintf(stderr, "zestfs-origin: serve failed: %s\n", strerror(-e));
         return 1;

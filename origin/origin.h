@@ -204,6 +204,9 @@ typedef struct o_serve_opts {
     unsigned token_ttl, url_ttl;
     unsigned threads;
     bool quiet;
+    /* the real Hub's answers (hubreal.h): flag, value pairs */
+    const char **hr_flags;
+    size_t nhr_flags;
 } o_serve_opts;
 int o_serve(o_store *s, const o_serve_opts *o);
 /* The server without o_serve's wait: started on o->listen, or with no

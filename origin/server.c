@@ -36,6 +36,7 @@
  */
 #include "origin.h"
 #include "hubapi.h"
+#include "hubreal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -93,6 +94,7 @@ typedef struct o_server {
     counter *per_xorb, *per_client;
     size_t nper_xorb, nper_client, cap_xorb, cap_client;
     pthread_mutex_t upmu; /* serialises shard acceptance */
+    o_hr *hr;             /* the real Hub's answers (hubreal.c) */
     char *cert, *key;     /* TLS, PEM */
 } srv;
 
@@ -1024,6 +1026,7 @@ static enum MHD_Result h_repo_info(ctx *x, const o_repo *r, const char *rev)
         return rev_error(x->c, e);
     cJSON *j = repo_info_json(r, &c, query_true(x->c, "blobs"));
     o_commit_free(&c);
+    o_hr_repo_info(x->S->hr, r->type, r->id, j);
     return send_json(x->c, 200, j, NULL);
 }
 
@@ -1132,6 +1135,7 @@ static enum MHD_Result h_tree(ctx *x, const o_repo *r, const char *rev, const ch
     for (size_t k = 0; k < nseen; k++)
         free(seen[k]);
     free(seen);
+    o_hr_redact(x->S->hr, x->c, r->type, r->id, all);
     /* page */
     size_t total = (size_t)cJSON_GetArraySize(all);
     cJSON *page = cJSON_CreateArray();
@@ -1232,6 +1236,7 @@ static enum MHD_Result h_paths_info(ctx *x, const o_repo *r, const char *rev)
     }
     free(paths);
     o_commit_free(&c);
+    o_hr_redact(x->S->hr, x->c, r->type, r->id, arr);
     return send_json(x->c, 200, arr, NULL);
 }
 
@@ -1973,6 +1978,7 @@ static cJSON *knobs_json(srv *S)
     cJSON_AddNumberToObject(j, "stall_ms", S->stall_ms);
     cJSON_AddNumberToObject(j, "token_ttl", S->token_ttl);
     cJSON_AddNumberToObject(j, "url_ttl", S->url_ttl);
+    o_hr_knobs_json(S->hr, j);
     return j;
 }
 
@@ -2021,6 +2027,8 @@ static enum MHD_Result h_control(ctx *x)
         const cJSON *it;
         cJSON_ArrayForEach(it, j)
         {
+            if (o_hr_knob(S->hr, it))
+                continue;
             if (!cJSON_IsNumber(it) || it->valuedouble < 0)
                 continue;
             double v = it->valuedouble;
@@ -2147,6 +2155,15 @@ static const char *type_from_plural(const char *p)
     return NULL;
 }
 
+/* A gated repo refuses this caller (hubreal.c): the answer is queued. */
+static bool gate_denies(ctx *x, const o_repo *r, enum MHD_Result *ret)
+{
+    char *base = base_url(x->S, x->c);
+    bool d = o_hr_gate_denies(x->S->hr, x->c, r->type, r->id, base, ret);
+    free(base);
+    return d;
+}
+
 static enum MHD_Result route(ctx *x)
 {
     srv *S = x->S;
@@ -2172,6 +2189,8 @@ static enum MHD_Result route(ctx *x)
         }
     }
 
+    if (o_hr_pre(S->hr, c, g->v, g->n, &ret))
+        return ret;
     /* Hub write API */
     if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") && !strcmp(g->v[2], "create") &&
         x->post)
@@ -2208,7 +2227,7 @@ static enum MHD_Result route(ctx *x)
         if (!strcmp(op, "commit") && g->n == 6 && x->post)
             return h_commit(x, &r, g->v[5]);
         if (!strcmp(op, "xet-read-token") && g->n == 6 && (x->get || x->head))
-            return h_token(x, &r, g->v[5], false);
+            return gate_denies(x, &r, &ret) ? ret : h_token(x, &r, g->v[5], false);
         if (!strcmp(op, "xet-write-token") && g->n == 6 && (x->get || x->head))
             return h_token(x, &r, g->v[5], true);
         return send_err(c, 404, NULL, "not found");
@@ -2218,7 +2237,7 @@ static enum MHD_Result route(ctx *x)
         char id[260];
         snprintf(id, sizeof id, "%s/%s", g->v[2], g->v[3]);
         o_repo r;
-        if (!visible_repo(S, c, g->v[1], id, &r, &ret))
+        if (!visible_repo(S, c, g->v[1], id, &r, &ret) || gate_denies(x, &r, &ret))
             return ret;
         char *path = join_segs(g, 5);
         ret = path ? h_resolve(x, &r, g->v[4], path, true) : MHD_NO;
@@ -2282,7 +2301,7 @@ static enum MHD_Result route(ctx *x)
             char id[260];
             snprintf(id, sizeof id, "%s/%s", g->v[o], g->v[o + 1]);
             o_repo r;
-            if (!visible_repo(S, c, type, id, &r, &ret))
+            if (!visible_repo(S, c, type, id, &r, &ret) || gate_denies(x, &r, &ret))
                 return ret;
             char *path = join_segs(g, o + 4);
             ret = path ? h_resolve(x, &r, g->v[o + 3], path, false) : MHD_NO;
@@ -2306,6 +2325,10 @@ static bool pre_body(ctx *x, enum MHD_Result *ret)
     size_t max = 0;
     int need = 0; /* 1 CAS write token, 2 Hub repo access, 3 Hub write, 4 loopback */
     const char *type = NULL;
+    /* the real Hub's answers (a renamed repo's 307, 429, a revoked token)
+     * come before its own auth, as they do after the body (route()) */
+    if (x->post && o_hr_pre(S->hr, c, g->v, g->n, ret))
+        return false;
     if (x->post) {
         if (g->n == 4 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorbs"))
             max = CAP_XORB, need = 1;
@@ -2518,10 +2541,22 @@ int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server 
     pthread_mutex_init(&S->stmu, NULL);
     pthread_mutex_init(&S->bwmu, NULL);
     pthread_mutex_init(&S->upmu, NULL);
+    S->hr = o_hr_new();
+    if (!S->hr) {
+        o_server_stop(S);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i + 1 < o->nhr_flags; i += 2)
+        if (o_hr_flag(S->hr, o->hr_flags[i], o->hr_flags[i + 1]) != 0) {
+            fprintf(stderr, "zestfs-origin: bad %s %s\n", o->hr_flags[i], o->hr_flags[i + 1]);
+            o_server_stop(S);
+            return -EINVAL;
+        }
     int e = o_cindex_init(&S->ci);
     if (!e)
         e = o_cindex_load(&S->ci, st);
     if (e) {
+        o_hr_free(S->hr);
         free(S);
         return e;
     }
@@ -2531,6 +2566,7 @@ int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server 
     if (fam < 0) {
         fprintf(stderr, "zestfs-origin: bad --listen address\n");
         o_cindex_free(&S->ci);
+        o_hr_free(S->hr);
         free(S);
         return -EINVAL;
     }
@@ -2549,7 +2585,8 @@ int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server 
             free(S->cert);
             free(S->key);
             o_cindex_free(&S->ci);
-            free(S);
+            o_hr_free(S->hr);
+        free(S);
             return -EINVAL;
         }
         flags |= MHD_USE_TLS;
@@ -2579,6 +2616,7 @@ int o_server_start(o_store *st, const o_serve_opts *o, bool no_listen, o_server 
         free(S->cert);
         free(S->key);
         o_cindex_free(&S->ci);
+        o_hr_free(S->hr);
         free(S);
         return -EADDRINUSE;
     }
@@ -2607,6 +2645,7 @@ void o_server_stop(o_server *S)
     o_cindex_free(&S->ci);
     free(S->per_xorb);
     free(S->per_client);
+    o_hr_free(S->hr);
     pthread_mutex_destroy(&S->stmu);
     pthread_mutex_destroy(&S->bwmu);
     pthread_mutex_destroy(&S->upmu);
