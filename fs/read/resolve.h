@@ -1,0 +1,12 @@
+/* resolve.h — TODO contract */
+#ifndef ZESTFS_FS_READ_RESOLVE_H
+#define ZESTFS_FS_READ_RESOLVE_H
+
+#include "read_int.h"
+
+typedef void (*rs_done_cb)(void *ud, int err, uint8_t *buf, uint64_t len);
+
+int rd_rs_start(rd_file *f, bool ranged, uint64_t off, uint64_t len, uint8_t *buf,
+                    const zn_retry *retry, rs_done_cb done, void *ud);
+
+#endif
