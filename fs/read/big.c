@@ -419,7 +419,7 @@ static void big_after(uv_work_t *w, int status)
         free(j);
         bool want = false;
         for (rd_read *r = f->map_wait; r; r = r->next)
-            want |= !r->nofetch;
+            want |= !r->ops->nofetch;
         if (rc == -ENOENT && want && !f->c->stopping)
             big_dl_start(f);
         else
@@ -501,20 +501,11 @@ static void big_label_after(uv_work_t *w, int status)
     rd_read *r = w->data;
     rd_file *f = r->f;
     uint64_t n = big_nwin(f);
-    xet_hash x;
-    if (r->label == 2) {
-        xet_hash *v = malloc(n * sizeof *v);
-        for (uint64_t k = 0; v && k < n; k++)
-            big_xorb(f, k, &v[k]);
-        r->xorbs_cb(r->ud, v ? 0 : -ENOMEM, v, v ? (size_t)n : 0);
-        free(v);
-    } else {
-        for (uint64_t k = 0; k < n; k++) {
-            big_xorb(f, k, &x);
-            zc_label_pin(r->c->store, &x, r->label > 0);
-        }
-        r->label_cb(r->ud, 0, n);
-    }
+    xet_hash *v = malloc(n * sizeof *v);
+    for (uint64_t k = 0; v && k < n; k++)
+        big_xorb(f, k, &v[k]);
+    r->ops->xorbs(r, v ? 0 : -ENOMEM, v, v ? (size_t)n : 0, true);
+    free(v);
     rd_read_free(r);
 }
 

@@ -2,7 +2,6 @@
 #include "read_int.h"
 #include "blob.h"
 #include "file.h"
-#include "fill.h"
 #include "req.h"
 #include "resolve.h"
 
@@ -75,21 +74,7 @@ static void blob_work(uv_work_t *w)
 
 static void blob_serve(rd_read *r)
 {
-    rd_file *f = r->f;
-    if (r->fill) {
-        rd_fill_piece_done(r, 0);
-        return;
-    }
-    if (r->cb) {
-        if (r->http)
-            rd_note_read(r, 0);
-        r->cb(r->ud, 0, f->blob + r->off, r->len);
-        rd_read_free(r);
-        return;
-    }
-    rd_note_read(r, 0);
-    fuse_reply_buf(r->req, (const char *)f->blob + r->off, r->len);
-    rd_read_free(r);
+    rd_read_end(r, 0, r->f->blob + r->off, r->len);
 }
 
 static void blob_settle(rd_file *f, int err)
@@ -141,7 +126,7 @@ static void blob_after(uv_work_t *w, int status)
     bool fetched = j->fetched, want = false;
     free(j);
     for (rd_read *r = f->blob_wait; r; r = r->next)
-        want |= !r->nofetch;
+        want |= !r->ops->nofetch;
     if (!fetched && !want)
         blob_settle(f, -ENOENT); /* only store reads (verify) wait: not stored */
     else if (!fetched && !f->c->stopping && f->c->hub)

@@ -2,6 +2,7 @@
 #include "read_int.h"
 #include "api.h"
 #include "big.h"
+#include "route.h"
 #include "ctx.h"
 #include "fill.h"
 #include "openpf.h"
@@ -27,6 +28,9 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     c->store = store;
     c->xqtail = &c->xq;
     c->race_after_ms = RACE_AFTER_MS;
+    c->resume = rd_xet_try;
+    c->big_window = rd_big_cell_start;
+    c->xf_body = rd_xf_body;
     const char *ns = getenv("ZESTFS_NO_SPLICE");
     c->splice = !(ns && *ns && strcmp(ns, "0"));
     c->cdn_retry = (zn_retry){.max_attempts = 3, .base_ms = 300, .max_delay_ms = 5000,

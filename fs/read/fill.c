@@ -41,31 +41,6 @@ void zf_fill_nocache(zf_fill *fl)
     fl->nocache = true;
 }
 
-/* Every read waiting on xf is a fill (pull, prefetch at open) and no
- * sequential reader's prefetch wants its windows: its transfer gives way to
- * reads (rd_net_prio).  With pull: every fill is a pull's too, so nobody will
- * read the run soon and it is stored around the page cache
- * (ZC_PUT_NOCACHE). */
-bool rd_xf_fills_only(const rd_xf *xf, bool pull)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < xf->nw; i++) {
-        if (xf->w[i]->ahead)
-            return false;
-        for (size_t k = 0; k < xf->w[i]->nw; k++, n++) {
-            const zf_fill *fl = xf->w[i]->w[k]->fill;
-            if (!fl || (pull && !fl->nocache))
-                return false;
-        }
-    }
-    return n > 0;
-}
-
-bool rd_xf_fill_only(const rd_xf *xf)
-{
-    return rd_xf_fills_only(xf, false);
-}
-
 #define FILL_STALL 6
 
 
@@ -125,14 +100,26 @@ static void fill_maybe_finish(zf_fill *fl)
     rd_fill_kick(c);
 }
 
-void rd_fill_piece_done(rd_read *r, int err)
+/* ---- a piece: a request of kind "fill" (req.h) ---- */
+
+typedef struct fill_read {
+    rd_read r;
+    zf_fill *fl;
+    int tries;                 /* handed out again: its failures so far */
+    uint64_t epoch;            /* ... and the fill's progress (nok) at the last one */
+} fill_read;
+
+/* The piece is stored (or failed): the fill goes on (the request is freed after). */
+static void piece_answer(rd_read *r, int err, const uint8_t *data, size_t dlen)
 {
-    zf_fill *fl = r->fill;
+    (void)data;
+    (void)dlen;
+    fill_read *p = (fill_read *)r;
+    zf_fill *fl = p->fl;
     rd_ctx *c = r->c;
     uint64_t off = r->off, len = r->len;
     /* failures of this piece in a row, with no progress of the fill between */
-    int tries = r->ftries && r->fepoch == fl->nok ? r->ftries + 1 : 1;
-    rd_read_free(r);
+    int tries = p->tries && p->epoch == fl->nok ? p->tries + 1 : 1;
     c->bg_reads--;
     fl->inflight--;
     if (err) {
@@ -155,23 +142,29 @@ void rd_fill_piece_done(rd_read *r, int err)
 }
 
 /* Start a background read of [off, off + len) for fl. */
+static int piece_want(const rd_read *r)
+{
+    return ((const fill_read *)r)->fl->nocache ? RD_WANT_PULL : RD_WANT_FILL;
+}
+
+static const rd_ops piece_ops = {
+    .name = "fill", .store = RD_STORE_WALK, .stored_enough = true, .bg = true,
+    .want = piece_want, .answer = piece_answer,
+};
+
 static bool fill_piece(zf_fill *fl, uint64_t off, uint64_t len, int tries, uint64_t epoch)
 {
-    rd_read *r = calloc(1, sizeof *r);
-    if (!r) {
+    fill_read *p = (fill_read *)rd_read_new(sizeof *p, &piece_ops, fl->c, fl->f, off, len);
+    if (!p) {
         fl->err = -ENOMEM;
         return false;
     }
-    r->c = fl->c;
-    r->f = fl->f;
-    r->fill = fl;
-    r->off = off;
-    r->len = len;
-    r->ftries = tries;
-    r->fepoch = epoch;
+    p->fl = fl;
+    p->tries = tries;
+    p->epoch = epoch;
     fl->inflight++;
     fl->c->bg_reads++;
-    rd_read_go(r);
+    rd_read_go(&p->r);
     return true;
 }
 

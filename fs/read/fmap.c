@@ -1,7 +1,6 @@
 /* fmap.c — TODO note */
 #include "read_int.h"
 #include "fmap.h"
-#include "route.h"
 
 /* Index of the last extent with off <= pos, or -1. */
 long rd_ext_floor(const rd_file *f, uint64_t pos)
@@ -125,7 +124,7 @@ void rd_map_ready(rd_file *f)
     f->map_wait = NULL;
     while (r) {
         rd_read *nx = r->next;
-        rd_xet_try(r);
+        f->c->resume(r); /* on with it (route) */
         r = nx;
     }
 }

@@ -52,8 +52,32 @@ typedef struct rd_file rd_file;
 typedef struct rd_read rd_read;
 typedef struct rd_cell rd_cell;
 typedef struct rd_xf rd_xf;
+typedef struct rd_pin rd_pin;
 typedef struct rd_openpf rd_openpf;
 typedef struct big_dl big_dl;
+
+/* A waiter of an xorb range fetch (a window, window.c): told when it ends
+ * and asked who waits, so the fetch knows nothing of windows or reads. */
+enum {
+    RD_W_FG = 1,               /* a read that is not a fill waits */
+    RD_W_AHEAD = 2,            /* a sequential reader's prefetch wants it */
+    RD_W_FILL = 4,             /* a fill waits */
+    RD_W_CACHED_FILL = 8,      /* ... one that is not a pull's */
+};
+
+typedef struct rd_waiter_ops {
+    /* the fetch ended: err, or 0 and its stored run pinned (pin may be NULL) */
+    void (*done)(void *ud, int err, rd_pin *pin);
+    unsigned (*want)(const void *ud); /* RD_W_* */
+    /* the run is decoded and checked, in memory: answer what it can (rd_xf_early);
+     * negative errno stops the walk */
+    int (*early)(void *ud, rd_xf *xf);
+} rd_waiter_ops;
+
+typedef struct rd_waiter {
+    const rd_waiter_ops *ops;
+    void *ud;
+} rd_waiter;
 
 typedef struct rd_ext {
     uint64_t off, len;
@@ -68,10 +92,10 @@ typedef struct rd_check { /* a term to check against a fetched run */
 /* A pinned store segment shared by the cells and reads that need it: runs
  * fetched (or found) for a window stay pinned until the reads woken by it
  * have read them, so a small store cap cannot evict them in between. */
-typedef struct rd_pin {
+struct rd_pin {
     zc_ref ref;
     int refs;
-} rd_pin;
+};
 
 typedef struct rd_pins {
     rd_pin **v;
@@ -119,10 +143,18 @@ struct rd_file {
     rd_openpf *opf;            /* prefetch at open */
 };
 
+/* A request: a FUSE read, an internal read (HTTP access server, stored
+ * only, a check), a label or a listing of a file's xorbs, or a piece of a
+ * fill.  What differs between them is the kind's rd_ops (req.h); the record
+ * is the same.  A kind that needs more embeds rd_read first in its own
+ * record (api.c, fill.c) and allocates it with rd_read_new. */
+typedef struct rd_ops rd_ops;
+
 struct rd_read {
+    const rd_ops *ops;
     rd_ctx *c;
     rd_file *f;
-    fuse_req_t req;
+    fuse_req_t req;            /* the FUSE request (RD_FUSE), answered from the pool or early */
     uint64_t off, len;
     unsigned rounds;
     int waits;                 /* cells outstanding */
@@ -134,20 +166,9 @@ struct rd_read {
     int rc;                    /* store read: 0 replied, -ENOENT missing at miss */
     uint64_t miss;
     rd_pins pins;              /* segments held for this read */
-    zf_fill *fill;             /* a background read (no FUSE request) */
-    int ftries;                /* a fill's piece handed out again: its failures so far */
-    uint64_t fepoch;           /* ... and the fill's progress (nok) at the last one */
-    uint64_t t0;               /* uv_hrtime at arrival */
-    zf_read_cb cb;             /* an internal read (zf_read_async): no FUSE request */
-    void *ud;
-    uint8_t *out;              /* its bytes, from the store read */
-    bool nofetch;              /* zf_read_stored: -ENOENT rather than fetch */
-    bool check;                /* zf_read_check: walk the store, copy nothing */
-    bool http;                 /* zf_read_async (the HTTP access server): counted like FUSE reads */
+    uint64_t t0;               /* uv_hrtime at arrival (0: not timed) */
+    uint8_t *out;              /* its bytes, from the store read (RD_STORE_COPY) */
     uint64_t ra_len;           /* store read: also hint this many bytes DISK_RA ahead */
-    int label;                 /* zf_read_label_file: 1 on, -1 off (no data read) */
-    void (*label_cb)(void *ud, int err, uint64_t nxorbs);
-    void (*xorbs_cb)(void *ud, int err, const xet_hash *v, size_t n); /* label == 2 */
     uv_timer_t *deadline;      /* while waiting for fetches: fails the read at t0 + deadline */
     bool expired;              /* answered EIO by the deadline; freed once no cell holds it */
 };
@@ -187,7 +208,8 @@ struct rd_xf {
     uint8_t *buf;
     uint64_t bytes;
     bool started, decoding;
-    rd_cell **w;
+    rd_file *f;                /* the file of the first waiter (for the peers' swarm) */
+    rd_waiter *w;              /* who waits for it (cells): told through their ops */
     size_t nw, cw;
     rd_check *chk;
     size_t nchk, cchk;
@@ -260,6 +282,11 @@ struct rd_ctx {
     uv_timer_t prio_timer;     /* fills held back by fill_gated: the queue again then */
     uv_work_t warm;            /* fills the buffer pool at start */
     double cdn_bpms;           /* CDN fetch throughput, bytes per ms (EWMA; 0: none yet) */
+    /* the ways back up, registered at zf_read_init (ctx.c) so that no room
+     * calls one that calls it */
+    void (*resume)(rd_read *r);          /* route: a read whose map or windows are ready */
+    void (*big_window)(rd_cell *cl);     /* big: a window of a large non-Xet file again */
+    void (*xf_body)(rd_xf *xf, int err); /* xfetch: a source has xf's body (or failed) */
     uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
                                   fetch finishes unraced */
 };

@@ -1,6 +1,5 @@
 /* req.c — TODO note */
 #include "read_int.h"
-#include "fill.h"
 #include "req.h"
 
 void zf_hist_add(zf_hist *h, double ms)
@@ -77,23 +76,37 @@ void rd_read_free(rd_read *r)
     free(r);
 }
 
+/* A request of kind ops, in a record of size bytes (the kind's own, rd_read first). */
+rd_read *rd_read_new(size_t size, const rd_ops *ops, rd_ctx *c, rd_file *f, uint64_t off,
+                     uint64_t len)
+{
+    rd_read *r = f ? calloc(1, size) : NULL;
+    if (!r)
+        return NULL;
+    r->ops = ops;
+    r->c = c;
+    r->f = f;
+    r->off = off;
+    r->len = len;
+    return r;
+}
+
+/* Answer the request (its kind's way) and free it. */
+void rd_read_end(rd_read *r, int err, const uint8_t *data, size_t len)
+{
+    r->ops->answer(r, err, data, len);
+    rd_read_free(r);
+}
+
+/* The cause was logged where it happened. */
 void rd_read_fail(rd_read *r, int err)
 {
-    if (r->fill) {
-        rd_fill_piece_done(r, err ? err : -EIO);
-        return;
-    }
-    if (r->cb) {
-        if (r->http)
-            rd_note_read(r, err ? err : -EIO);
-        r->cb(r->ud, err ? err : -EIO, NULL, 0);
-        rd_read_free(r);
-        return;
-    }
-    /* the cause was logged where it happened */
-    rd_note_read(r, err ? err : -EIO);
-    fuse_reply_err(r->req, EIO);
-    rd_read_free(r);
+    rd_read_end(r, err ? err : -EIO, NULL, 0);
+}
+
+int rd_read_want(const rd_read *r)
+{
+    return r->ops->want ? r->ops->want(r) : RD_WANT_FG;
 }
 
 void rd_note_read(rd_read *r, int err)
@@ -105,7 +118,7 @@ void rd_note_read(rd_read *r, int err)
     }
     double ms = (double)(uv_hrtime() - r->t0) / 1e6;
     m->reads++;
-    if (r->http)
+    if (r->ops->http)
         m->http_reads++;
     m->read_bytes += r->len;
     m->bytes_by_src[ZF_SRC_STORE] += r->len;

@@ -4,6 +4,32 @@
 
 #include "read_int.h"
 
+enum { RD_STORE_WALK, RD_STORE_COPY, RD_STORE_REPLY }; /* what a store read does */
+enum { RD_WANT_FG, RD_WANT_FILL, RD_WANT_PULL };      /* who waits for the bytes */
+
+struct rd_ops {
+    const char *name;
+    int store;                 /* RD_STORE_*: walk only, copy into out, reply from the pool */
+    bool nofetch;              /* -ENOENT rather than fetch */
+    bool deadline;             /* fails with EIO after READ_DEADLINE_MS of waiting */
+    bool seq;                  /* seen by sequential prefetch */
+    bool early;                /* may be answered from a run in memory (r->req) */
+    bool stored_enough;        /* done once its extents are stored (nothing read) */
+    bool bg;                   /* background: gives way to the others */
+    bool http;                 /* counted as an HTTP read */
+    int (*want)(const rd_read *r); /* RD_WANT_*; NULL: RD_WANT_FG */
+    /* answer (err, or the bytes: data NULL when they went out from the pool);
+     * the request is freed after */
+    void (*answer)(rd_read *r, int err, const uint8_t *data, size_t len);
+    /* label kinds: the xorbs of the file (whole: its map covers it) */
+    void (*xorbs)(rd_read *r, int err, const xet_hash *v, size_t n, bool whole);
+};
+
+rd_read *rd_read_new(size_t size, const rd_ops *ops, rd_ctx *c, rd_file *f, uint64_t off,
+                     uint64_t len);
+void rd_read_end(rd_read *r, int err, const uint8_t *data, size_t len);
+int rd_read_want(const rd_read *r);
+
 rd_pin *rd_pin_new(const zc_ref *ref);
 void rd_pin_put(rd_pin *p);
 int rd_pins_add(rd_pins *s, rd_pin *p);

@@ -2,7 +2,6 @@
 #include "read_int.h"
 #include "big.h"
 #include "blob.h"
-#include "fill.h"
 #include "fmap.h"
 #include "prefetch.h"
 #include "req.h"
@@ -15,35 +14,21 @@ void rd_xet_try(rd_read *r)
 {
     rd_file *f = r->f;
     uint64_t end = r->off + r->len;
-    if (r->label == 2) { /* the map is loaded: list the xorbs it names */
+    if (r->ops->xorbs) { /* the map is loaded: the xorbs it names, once each */
         xet_hash *v = f->n ? malloc(f->n * sizeof *v) : NULL;
         size_t n = 0;
         for (size_t i = 0; v && i < f->n; i++)
             if (n == 0 || !xet_hash_eq(&f->ext[i].xorb, &v[n - 1]))
                 v[n++] = f->ext[i].xorb;
-        /* what is stored may change under the caller (evict): forget
-         * which windows were found whole */
-        free(f->done);
-        f->done = NULL;
-        r->xorbs_cb(r->ud, f->n && !v ? -ENOMEM : 0, v, n);
+        r->ops->xorbs(r, f->n && !v ? -ENOMEM : 0, v, n,
+                      rd_ext_uncovered(f, 0, f->size) == f->size);
         free(v);
         rd_read_free(r);
         return;
     }
-    if (r->label) { /* the map is loaded: label the xorbs it names */
-        uint64_t n = 0;
-        for (size_t i = 0; i < f->n; i++)
-            if (i == 0 || !xet_hash_eq(&f->ext[i].xorb, &f->ext[i - 1].xorb)) {
-                zc_label_pin(r->c->store, &f->ext[i].xorb, r->label > 0);
-                n++;
-            }
-        r->label_cb(r->ud, rd_ext_uncovered(f, 0, f->size) == f->size ? 0 : -ENODATA, n);
-        rd_read_free(r);
-        return;
-    }
     uint64_t u = rd_ext_uncovered(f, r->off, end);
-    if (u == end && r->fill && rd_first_unstored(f, r->off, end) == end)
-        rd_fill_piece_done(r, 0); /* whole extents stored: no need to look closer */
+    if (u == end && r->ops->stored_enough && rd_first_unstored(f, r->off, end) == end)
+        rd_read_end(r, 0, NULL, 0); /* whole extents stored: no need to look closer */
     else if (u == end && rd_read_from_runs(r)) /* in a run being stored: answered from memory */
         return;
     else if (u == end) /* a fill's store read only checks (no copy) */
@@ -60,7 +45,7 @@ void rd_read_go(rd_read *r)
         rd_blob_read(r);
         return;
     }
-    if (f->big && r->label) {
+    if (f->big && r->ops->xorbs) {
         rd_big_label(r);
         return;
     }
@@ -71,7 +56,7 @@ void rd_read_go(rd_read *r)
         return;
     }
     if (f->map_state == MAP_READY) {
-        if (!r->fill && !r->label && !r->nofetch)
+        if (r->ops->seq)
             rd_seq_prefetch(f, r->off, r->len);
         rd_xet_try(r);
         return;

@@ -1,18 +1,32 @@
 /* source.c — TODO note */
 #include "read_int.h"
-#include "fill.h"
 #include "source.h"
-#include "window.h"
-#include "xfetch.h"
 
 static void p2p_timer_arm(rd_ctx *c);
 static void xf_debug(const rd_xf *xf, const char *what);
 static bool xf_has_fg(const rd_xf *xf);
-static void xf_body(void *ud, int err, const zn_resp *resp);
+static void cdn_body(void *ud, int err, const zn_resp *resp);
 
-const rd_file *rd_xf_file(const rd_xf *xf)
+/* Every read waiting on xf is a fill (pull, prefetch at open) and no
+ * sequential reader's prefetch wants its windows: its transfer gives way to
+ * reads (net_prio).  With pull: every fill is a pull's too, so nobody will
+ * read the run soon and it is stored around the page cache
+ * (ZC_PUT_NOCACHE).  Its waiters say who waits (rd_waiter_ops.want). */
+static bool xf_fills_only(const rd_xf *xf, bool pull)
 {
-    return xf->nw ? xf->w[0]->f : NULL;
+    bool any = false;
+    for (size_t i = 0; i < xf->nw; i++) {
+        unsigned w = xf->w[i].ops->want(xf->w[i].ud);
+        if (w & (RD_W_AHEAD | RD_W_FG) || (pull && (w & RD_W_CACHED_FILL)))
+            return false;
+        any |= (w & RD_W_FILL) != 0;
+    }
+    return any;
+}
+
+static bool xf_fill_only(const rd_xf *xf)
+{
+    return xf_fills_only(xf, false);
 }
 
 void rd_xf_free(rd_xf *xf)
@@ -65,7 +79,7 @@ static void xf_cdn(rd_xf *xf)
     if (!rc) {
         xf->ct0 = uv_hrtime();
         xf->nops++;
-        rc = zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->cbuf, &c->cdn_retry, xf_body, xf,
+        rc = zn_cdn_fetch(c->http, xf->url, xf->bs, xf->be, xf->cbuf, &c->cdn_retry, cdn_body, xf,
                           &xf->creq);
         if (rc) {
             xf->nops--;
@@ -77,25 +91,25 @@ static void xf_cdn(rd_xf *xf)
     if (rc) {
         xf_drop_extra(xf);
         if (!xf->pop)
-            rd_xf_finish(xf, rc);
+            xf->c->xf_body(xf, rc);
         return;
     }
     if (!xf->pop)
         xf->src = ZF_SRC_CDN;
     if (zf_log_level >= ZF_LOG_DEBUG) /* the walks only for the log */
-        xf_debug(xf, rd_xf_fill_only(xf) ? "from the CDN (a fill's)"
+        xf_debug(xf, xf_fill_only(xf) ? "from the CDN (a fill's)"
                      : xf_has_fg(xf) ? "from the CDN (a read waits)"
                                      : "from the CDN (ahead of a reader)");
     rd_net_prio(c);
     if (c->fs->p2p && !xf->pend_on) { /* peers about to fetch this range wait for ours */
-        const rd_file *f = rd_xf_file(xf);
+        const rd_file *f = xf->f;
         xf->pend_on = true;
         zf_p2p_cdn_fetching(c->fs->p2p, f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL,
                             f ? f->repo : NULL, &xf->xorb, xf->cs, xf->ce, true);
     }
 }
 
-static void xf_body(void *ud, int err, const zn_resp *resp)
+static void cdn_body(void *ud, int err, const zn_resp *resp)
 {
     (void)resp;
     rd_xf *xf = ud;
@@ -120,7 +134,7 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
             xf->cdn_err = err ? err : -ECANCELED;
             return;
         }
-        rd_xf_finish(xf, err ? err : -ECANCELED);
+        xf->c->xf_body(xf, err ? err : -ECANCELED);
         return;
     }
     double ms = (double)(uv_hrtime() - xf->ct0) / 1e6;
@@ -137,8 +151,8 @@ static void xf_body(void *ud, int err, const zn_resp *resp)
     zf_buf_free(xf->buf);
     xf->buf = buf;
     xf->decoding = true;
-    xf->nocache = rd_xf_fills_only(xf, true);
-    rd_xf_decode_start(xf);
+    xf->nocache = xf_fills_only(xf, true);
+    c->xf_body(xf, 0); /* to decode */
 }
 
 static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash *hashes,
@@ -200,9 +214,9 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
             return;
         }
         if (c->stopping || err == -ECANCELED)
-            rd_xf_finish(xf, -ECANCELED);
+            xf->c->xf_body(xf, -ECANCELED);
         else if (xf->cdn_err)
-            rd_xf_finish(xf, xf->cdn_err);
+            xf->c->xf_body(xf, xf->cdn_err);
         else
             xf_cdn(xf); /* -ENOENT, -ETIMEDOUT, liars banned: the CDN at once */
         return;
@@ -220,14 +234,8 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
     xf->buf = NULL;
     xf->src = ZF_SRC_PEER;
     xf->decoding = true;
-    xf->nocache = rd_xf_fills_only(xf, true);
-    int ck = rd_check_terms(xf, xf->chk, xf->nchk, xf->lens);
-    if (ck) {
-        rd_xf_finish(xf, ck);
-        return;
-    }
-    rd_early_collect(xf);
-    rd_queue_put(xf, rd_xf_peer_work);
+    xf->nocache = xf_fills_only(xf, true);
+    c->xf_body(xf, 0); /* to check and store */
 }
 
 static bool xf_peer(rd_xf *xf)
@@ -258,7 +266,7 @@ static void xf_debug(const rd_xf *xf, const char *what)
 static bool xf_has_fg(const rd_xf *xf)
 {
     for (size_t i = 0; i < xf->nw; i++)
-        if (rd_cell_has_fg(xf->w[i]))
+        if (xf->w[i].ops->want(xf->w[i].ud) & RD_W_FG)
             return true;
     return false;
 }
@@ -276,7 +284,7 @@ void rd_net_prio(rd_ctx *c)
 {
     bool fg = false;
     for (rd_xf *x = c->xfs; x && !fg; x = x->next)
-        fg = x->creq && !x->held && !x->finished && !rd_xf_fill_only(x);
+        fg = x->creq && !x->held && !x->finished && !xf_fill_only(x);
     uint64_t now = now_ms();
     if (fg || c->fg_on)
         c->fg_last = now;
@@ -285,7 +293,7 @@ void rd_net_prio(rd_ctx *c)
         if (!x->creq || x->finished)
             continue;
         uint64_t used = x->held_ms + (x->held ? now - x->held_t0 : 0);
-        bool want = fg && used < HOLD_MAX_MS && rd_xf_fill_only(x);
+        bool want = fg && used < HOLD_MAX_MS && xf_fill_only(x);
         if (want == x->held)
             continue;
         if (want) {
@@ -372,7 +380,7 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
             lim = 0; /* a read waits now: no jitter */
         if (c->stopping) {
             xf->parked = false;
-            rd_xf_finish(xf, -ECANCELED);
+            xf->c->xf_body(xf, -ECANCELED);
             return true;
         }
         if (xf->retry_peer) {
@@ -478,11 +486,11 @@ static void p2p_timer_arm(rd_ctx *c)
  * a read's bytes. */
 static bool fill_gated(rd_ctx *c, const rd_xf *xf, uint64_t now)
 {
-    if ((!c->fg_on && now >= c->fg_last + FG_RECENT_MS) || !rd_xf_fill_only(xf))
+    if ((!c->fg_on && now >= c->fg_last + FG_RECENT_MS) || !xf_fill_only(xf))
         return false;
     int n = 0;
     for (const rd_xf *x = c->xfs; x && n < FILL_XF_FG; x = x->next)
-        n += x->started && !x->finished && rd_xf_fill_only(x);
+        n += x->started && !x->finished && xf_fill_only(x);
     return n >= FILL_XF_FG;
 }
 

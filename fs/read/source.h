@@ -4,7 +4,6 @@
 
 #include "read_int.h"
 
-const rd_file *rd_xf_file(const rd_xf *xf);
 void rd_xf_free(rd_xf *xf);
 void rd_net_prio(rd_ctx *c);
 void rd_xf_pump(rd_ctx *c);

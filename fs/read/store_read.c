@@ -1,6 +1,5 @@
 /* store_read.c — TODO note */
 #include "read_int.h"
-#include "fill.h"
 #include "fmap.h"
 #include "req.h"
 #include "store_read.h"
@@ -168,11 +167,12 @@ static void disk_ahead(rd_read *r)
 static void store_work(uv_work_t *w)
 {
     rd_read *r = w->data;
-    if (r->fill || r->check) {
+    int how = r->ops->store;
+    if (how == RD_STORE_WALK) {
         r->rc = rd_store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &r->miss);
         return;
     }
-    if (!r->cb && r->c->splice) {
+    if (how == RD_STORE_REPLY && r->c->splice) {
         rd_splice sp = {0};
         r->rc = store_read_sp(r->c->store, r->snap, r->nsnap, r->off, r->len, NULL, &sp, &r->miss);
         if (r->rc == 0) {
@@ -193,7 +193,7 @@ static void store_work(uv_work_t *w)
         return;
     }
     r->rc = rd_store_read(r->c->store, r->snap, r->nsnap, r->off, r->len, buf, &r->miss);
-    if (r->rc == 0 && r->cb) {
+    if (r->rc == 0 && how == RD_STORE_COPY) {
         r->out = buf; /* handed over on the loop */
         return;
     }
@@ -209,17 +209,11 @@ static void store_after(uv_work_t *w, int status)
     rd_read *r = w->data;
     free(r->snap);
     r->snap = NULL;
-    if (r->rc == 0 && r->fill) {
-        rd_fill_piece_done(r, 0);
-        return;
-    }
-    if (r->rc == 0) {
-        if (!r->cb || r->http)
-            rd_note_read(r, 0);
-        if (r->cb)
-            r->cb(r->ud, 0, r->out, r->len);
-        free(r->out);
-        rd_read_free(r);
+    if (r->rc == 0) { /* its bytes: in out, or already sent from the pool */
+        uint8_t *out = r->out;
+        r->out = NULL;
+        rd_read_end(r, 0, out, r->len);
+        free(out);
         return;
     }
     if (r->rc == -ENOENT) {
@@ -252,7 +246,7 @@ void rd_store_start(rd_read *r)
     /* a FUSE read continuing a sequential stream also hints the disk reads
      * of the bytes DISK_RA ahead (store_work) */
     r->ra_len = 0;
-    if (!r->fill && !r->cb && seq_reader(f, r->off, end) && end + DISK_RA <= f->size) {
+    if (r->ops->store == RD_STORE_REPLY && seq_reader(f, r->off, end) && end + DISK_RA <= f->size) {
         r->ra_len = r->len;
         end += DISK_RA;
     }

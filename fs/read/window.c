@@ -1,22 +1,13 @@
 /* window.c — TODO note */
 #include "read_int.h"
-#include "big.h"
 #include "fmap.h"
 #include "req.h"
-#include "route.h"
 #include "source.h"
 #include "window.h"
 #include "xfetch.h"
 
 static void waits_over(rd_read *r);
 
-bool rd_cell_has_fg(const rd_cell *cl)
-{
-    for (size_t i = 0; i < cl->nw; i++)
-        if (!cl->w[i]->fill)
-            return true;
-    return false;
-}
 
 static void cell_closed(uv_handle_t *h)
 {
@@ -95,7 +86,7 @@ void rd_cell_attempt_failed(rd_cell *cl, int err)
     uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
 }
 
-void rd_cell_fetches_done(rd_cell *cl)
+static void cell_fetches_done(rd_cell *cl)
 {
     if (cl->err)
         rd_cell_attempt_failed(cl, cl->err);
@@ -122,6 +113,56 @@ static void pin_present(rd_cell *cl, const xet_fetch *d)
         ch = ref.seg_end;
     }
 }
+
+/* ---- a window as the waiter of xorb range fetches (rd_waiter_ops) ---- */
+
+/* The fetch ended: its error is the window's, its stored run is held. */
+static void cell_xf_done(void *ud, int err, rd_pin *pin)
+{
+    rd_cell *cl = ud;
+    if (err && !cl->err)
+        cl->err = err;
+    if (pin)
+        rd_pins_add(&cl->pins, pin);
+    if (--cl->pending == 0)
+        cell_fetches_done(cl);
+}
+
+/* Who waits for the window: its reads' kinds, and a sequential reader. */
+static unsigned cell_want(const void *ud)
+{
+    const rd_cell *cl = ud;
+    unsigned w = cl->ahead ? RD_W_AHEAD : 0;
+    for (size_t i = 0; i < cl->nw; i++) {
+        int k = rd_read_want(cl->w[i]);
+        w |= k == RD_WANT_FG ? RD_W_FG
+             : k == RD_WANT_FILL ? RD_W_FILL | RD_W_CACHED_FILL
+                                 : RD_W_FILL;
+    }
+    return w;
+}
+
+/* The run is in memory: the FUSE reads not yet answered whose bytes all lie
+ * in it are answered from it (freed once no window holds them). */
+static int cell_early(void *ud, rd_xf *xf)
+{
+    rd_cell *cl = ud;
+    for (size_t j = 0; j < cl->nw; j++) {
+        rd_read *r = cl->w[j];
+        if (!r->ops->early || r->expired || r->err)
+            continue;
+        int e = rd_xf_early(xf, cl->f, r->req, r->off, r->len);
+        if (e == -ENOMEM)
+            return e;
+        if (e)
+            continue;
+        r->expired = true; /* answered: freed once no window holds it */
+        rd_read_answered_early(r);
+    }
+    return 0;
+}
+
+static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
 
 static void on_recon(void *ud, int err, xet_recon *rc)
 {
@@ -180,13 +221,17 @@ static void on_recon(void *ud, int err, xet_recon *rc)
             pin_present(cl, d);
             continue;
         }
-        int e = rd_xf_need(cl, rc, d);
-        if (e && !cl->err)
-            cl->err = e;
+        cl->pending++; /* before: the fetch may end inside rd_xf_need */
+        int e = rd_xf_need(c, f, &(rd_waiter){&cell_waiter, cl}, rc, d);
+        if (e) {
+            cl->pending--;
+            if (!cl->err)
+                cl->err = e;
+        }
     }
     zn_recon_free(rc);
     if (--cl->pending == 0)
-        rd_cell_fetches_done(cl);
+        cell_fetches_done(cl);
 }
 
 void rd_cell_start(rd_cell *cl)
@@ -196,7 +241,7 @@ void rd_cell_start(rd_cell *cl)
     cl->attempt++;
     cl->err = 0;
     if (f->big) {
-        rd_big_cell_start(cl);
+        c->big_window(cl);
         return;
     }
     zn_range range = {cl->start, cl->end - 1};
@@ -243,13 +288,7 @@ static void read_deadline(uv_timer_t *t)
     zf_log(ZF_LOG_WARN, "zestfs: %s/%s [%" PRIu64 ", +%" PRIu64 "): no bytes after %.0f s: EIO\n",
            r->f->repo ? r->f->repo : "?", r->f->path ? r->f->path : "?", r->off, r->len,
            (double)(uv_hrtime() - r->t0) / 1e9);
-    if (r->cb) {
-        rd_note_read(r, -EIO);
-        r->cb(r->ud, -EIO, NULL, 0);
-    } else {
-        rd_note_read(r, -EIO);
-        fuse_reply_err(r->req, EIO);
-    }
+    r->ops->answer(r, -EIO, NULL, 0); /* freed once no cell holds it */
 }
 
 static uint64_t read_deadline_ms(void)
@@ -265,7 +304,7 @@ static uint64_t read_deadline_ms(void)
 /* Start (or keep) the deadline of a read that waits; fills have none. */
 static void deadline_arm(rd_read *r)
 {
-    if (r->fill || !r->t0 || r->expired || (r->deadline && uv_is_active((uv_handle_t *)r->deadline)))
+    if (!r->ops->deadline || !r->t0 || r->expired || (r->deadline && uv_is_active((uv_handle_t *)r->deadline)))
         return;
     if (!r->deadline) {
         if (!(r->deadline = malloc(sizeof *r->deadline)))
@@ -290,7 +329,7 @@ static void waits_over(rd_read *r)
     if (r->err)
         rd_read_fail(r, r->err);
     else
-        rd_xet_try(r);
+        r->c->resume(r);
 }
 
 /* The read waits for every cell holding a byte of [from, end). */
@@ -298,10 +337,10 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
 {
     rd_file *f = r->f;
     rd_ctx *c = f->c;
-    if (!r->fill && !r->nofetch)
+    if (!r->ops->bg && !r->ops->nofetch)
         zf_debug("zestfs: read %s/%s [%" PRIu64 ", +%" PRIu64 ") waits for a fetch from %" PRIu64 "\n",
                  f->repo ? f->repo : "?", f->path ? f->path : "?", r->off, r->len, from);
-    if (r->nofetch) {
+    if (r->ops->nofetch) {
         rd_read_fail(r, -ENOENT);
         return;
     }
@@ -345,7 +384,7 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         waits_over(r);
     } else {
         deadline_arm(r);
-        if (!r->fill)
+        if (!r->ops->bg)
             rd_net_prio(c); /* it may have joined a held transfer */
     }
 }

@@ -4,11 +4,9 @@
 
 #include "read_int.h"
 
-bool rd_cell_has_fg(const rd_cell *cl);
 void rd_cell_done(rd_cell *cl, int err);
 bool rd_retryable(int err);
 void rd_cell_attempt_failed(rd_cell *cl, int err);
-void rd_cell_fetches_done(rd_cell *cl);
 void rd_cell_start(rd_cell *cl);
 rd_cell *rd_cell_find(rd_file *f, uint64_t k);
 rd_cell *rd_cell_new(rd_file *f, uint64_t k);

@@ -3,7 +3,6 @@
 #include "fmap.h"
 #include "req.h"
 #include "source.h"
-#include "window.h"
 #include "xfetch.h"
 
 static void xf_decoded(rd_xf *xf, int err);
@@ -19,7 +18,7 @@ void rd_xf_finish(rd_xf *xf, int err)
             *pp = xf->next;
             break;
         }
-    const rd_file *f = rd_xf_file(xf);
+    const rd_file *f = xf->f;
     const char *ftype = f ? zf_p2p_type_name((enum zf_repo_type)f->type) : NULL;
     if (xf->started) {
         c->xf_bytes -= xf->bytes;
@@ -57,15 +56,8 @@ void rd_xf_finish(rd_xf *xf, int err)
     rd_pin *pin = !err && xf->pin.seg ? rd_pin_new(&xf->pin) : NULL;
     if (!pin)
         zc_unpin(&xf->pin);
-    for (size_t i = 0; i < xf->nw; i++) {
-        rd_cell *cl = xf->w[i];
-        if (err && !cl->err)
-            cl->err = err;
-        if (pin)
-            rd_pins_add(&cl->pins, pin);
-        if (--cl->pending == 0)
-            rd_cell_fetches_done(cl);
-    }
+    for (size_t i = 0; i < xf->nw; i++) /* the waiters: each takes a reference */
+        xf->w[i].ops->done(xf->w[i].ud, err, pin);
     if (pin)
         rd_pin_put(pin);
     /* a loser still running is told to stop; its callback frees us */
@@ -292,7 +284,7 @@ static int run_iov(const rd_xf *xf, const rd_file *f, uint64_t off, uint64_t end
  * job only reads the run too; it is freed on the loop after).  1 if so. */
 int rd_read_from_runs(rd_read *r)
 {
-    if (!r->req) /* FUSE reads only */
+    if (!r->ops->early) /* FUSE reads only */
         return 0;
     for (rd_xf *xf = r->c->xfs; xf; xf = xf->next) {
         struct iovec iov[8];
@@ -321,27 +313,29 @@ void rd_early_collect(rd_xf *xf)
     xf->pre[0] = 0;
     for (uint32_t k = 0; k < n; k++)
         xf->pre[k + 1] = xf->pre[k] + xf->lens[k];
-    for (size_t i = 0; i < xf->nw; i++) {
-        rd_cell *cl = xf->w[i];
-        for (size_t j = 0; j < cl->nw; j++) {
-            rd_read *r = cl->w[j];
-            struct iovec iov[8];
-            int ni;
-            if (!r->req || r->expired || r->err || /* FUSE reads not yet answered */
-                !run_iov(xf, cl->f, r->off, r->off + r->len, iov, 8, &ni))
-                continue;
-            rd_early *ea = malloc(sizeof *ea + (size_t)ni * sizeof ea->iov[0]);
-            if (!ea)
-                return;
-            ea->req = r->req;
-            ea->n = ni;
-            memcpy(ea->iov, iov, (size_t)ni * sizeof iov[0]);
-            ea->next = xf->early;
-            xf->early = ea;
-            r->expired = true; /* answered: freed once no window holds it */
-            rd_read_answered_early(r);
-        }
-    }
+    for (size_t i = 0; i < xf->nw; i++)
+        if (xf->w[i].ops->early(xf->w[i].ud, xf) < 0)
+            return;
+}
+
+/* A FUSE read waiting on xf whose bytes [off, off + len) of f all lie in
+ * its run: 0 and its reply is queued (sent first by the job that stores the
+ * run); -ENOENT when they do not; -ENOMEM.  For the waiters' early op. */
+int rd_xf_early(rd_xf *xf, const rd_file *f, fuse_req_t req, uint64_t off, uint64_t len)
+{
+    struct iovec iov[8];
+    int ni;
+    if (!run_iov(xf, f, off, off + len, iov, 8, &ni))
+        return -ENOENT;
+    rd_early *ea = malloc(sizeof *ea + (size_t)ni * sizeof ea->iov[0]);
+    if (!ea)
+        return -ENOMEM;
+    ea->req = req;
+    ea->n = ni;
+    memcpy(ea->iov, iov, (size_t)ni * sizeof iov[0]);
+    ea->next = xf->early;
+    xf->early = ea;
+    return 0;
 }
 
 /* Loop: the CDN run is decoded (or failed): checked against the terms,
@@ -364,6 +358,20 @@ static void xf_decoded(rd_xf *xf, int err)
     rd_queue_put(xf, xf_put_work);
 }
 
+static int add_waiter(rd_xf *xf, const rd_waiter *w)
+{
+    if (xf->nw == xf->cw) {
+        size_t nc = xf->cw ? xf->cw * 2 : 4;
+        rd_waiter *nv = realloc(xf->w, nc * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        xf->w = nv;
+        xf->cw = nc;
+    }
+    xf->w[xf->nw++] = *w;
+    return 0;
+}
+
 static int add_checks(rd_xf *xf, const xet_recon *rc, const xet_fetch *d)
 {
     for (size_t t = 0; t < rc->nterms; t++) {
@@ -383,11 +391,13 @@ static int add_checks(rd_xf *xf, const xet_recon *rc, const xet_fetch *d)
     return 0;
 }
 
-/* The cell needs descriptor d: join a fetch in flight that covers it or
- * start one.  0 (cell->pending counted) or negative errno. */
-int rd_xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
+/* Waiter w (of file f) needs descriptor d: join a fetch in flight that
+ * covers it or start one.  0 (w is told through its done op, maybe before
+ * this returns: count it first) or negative errno (w was not added). */
+int rd_xf_need(rd_ctx *c, rd_file *f, const rd_waiter *w, const xet_recon *rc,
+               const xet_fetch *d)
 {
-    rd_ctx *c = cl->f->c;
+    bool fg = w->ops->want(w->ud) & RD_W_FG;
     rd_xf *xf = NULL;
     for (rd_xf *x = c->xfs; x; x = x->next)
         if (xet_hash_eq(&x->xorb, &d->xorb) && x->cs <= d->chunk_start && d->chunk_end <= x->ce) {
@@ -395,13 +405,12 @@ int rd_xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
             break;
         }
     if (xf) {
-        if (push_ptr((void ***)&xf->w, &xf->nw, &xf->cw, cl))
+        if (add_waiter(xf, w))
             return -ENOMEM;
         if (!xf->decoding)
             add_checks(xf, rc, d);
-        cl->pending++;
         rd_net_prio(c); /* a read may wait for it now */
-        if (!xf->started && c->xq != xf && rd_cell_has_fg(cl)) { /* a read waits now: to the front */
+        if (!xf->started && c->xq != xf && fg) { /* a read waits now: to the front */
             for (rd_xf **pp = &c->xq; *pp; pp = &(*pp)->qnext)
                 if (*pp == xf) {
                     *pp = xf->qnext;
@@ -430,18 +439,18 @@ int rd_xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
     xf->bs = d->byte_start;
     xf->be = d->byte_end;
     xf->bytes = d->byte_end - d->byte_start + 1;
+    xf->f = f;
     xf->pin.seg = NULL;
-    if (push_ptr((void ***)&xf->w, &xf->nw, &xf->cw, cl) || add_checks(xf, rc, d)) {
+    if (add_waiter(xf, w) || add_checks(xf, rc, d)) {
         free(xf->w);
         free(xf->chk);
         free(xf->url);
         free(xf);
         return -ENOMEM;
     }
-    cl->pending++;
     xf->next = c->xfs;
     c->xfs = xf;
-    if (rd_cell_has_fg(cl) && c->xq) { /* a read waits: ahead of prefetches */
+    if (fg && c->xq) { /* a read waits: ahead of prefetches */
         xf->qnext = c->xq;
         c->xq = xf;
     } else {
@@ -450,4 +459,25 @@ int rd_xf_need(rd_cell *cl, const xet_recon *rc, const xet_fetch *d)
     }
     rd_xf_pump(c);
     return 0;
+}
+
+/* The sources' report (rd_ctx.xf_body): err, or xf's body is in: a CDN
+ * body in buf to decode, or a verified run from the peers in data. */
+void rd_xf_body(rd_xf *xf, int err)
+{
+    if (err) {
+        rd_xf_finish(xf, err);
+        return;
+    }
+    if (xf->src == ZF_SRC_CDN) {
+        rd_xf_decode_start(xf);
+        return;
+    }
+    int ck = rd_check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    if (ck) {
+        rd_xf_finish(xf, ck);
+        return;
+    }
+    rd_early_collect(xf);
+    rd_queue_put(xf, rd_xf_peer_work);
 }
