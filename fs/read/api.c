@@ -1,4 +1,4 @@
-/* api.c — TODO note */
+/* api.c — the contract is in api.h. */
 #include "read_int.h"
 #include "api.h"
 #include "file.h"

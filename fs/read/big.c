@@ -1,4 +1,4 @@
-/* big.c — TODO note */
+/* big.c — the contract is in big.h. */
 #include "read_int.h"
 #include "big.h"
 #include "fmap.h"

@@ -1,4 +1,9 @@
-/* big.h — TODO contract */
+/* big.h — large non-Xet files (over BLOB_MAX), kept in the store as the
+ * windows of synthetic xorbs, so the Xet serving path applies to them.
+ * The first read downloads the whole file and serves nothing until its
+ * digest matches; an evicted window is fetched again alone and checked
+ * against its kept chunk hashes (details in big.c).  rd_big_cell_start is
+ * rd_ctx.big_window. */
 #ifndef ZESTFS_FS_READ_BIG_H
 #define ZESTFS_FS_READ_BIG_H
 

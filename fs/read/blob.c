@@ -1,4 +1,4 @@
-/* blob.c — TODO note */
+/* blob.c — the contract is in blob.h. */
 #include "read_int.h"
 #include "blob.h"
 #include "file.h"

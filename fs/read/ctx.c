@@ -1,9 +1,11 @@
-/* ctx.c — TODO note */
+/* ctx.c — the read path's context (zfs.h: zf_read_init, zf_read_stop,
+ * zf_read_free, zf_read_hub): its network clients, timers and the hooks
+ * through which lower rooms call back up (rd_ctx.resume, big_window,
+ * xf_body).  Rooms and their order: read_int.h. */
 #include "read_int.h"
 #include "api.h"
 #include "big.h"
 #include "route.h"
-#include "ctx.h"
 #include "fill.h"
 #include "openpf.h"
 #include "window.h"

@@ -1,4 +1,4 @@
-/* file.c — TODO note */
+/* file.c — the contract is in file.h. */
 #include "read_int.h"
 #include "file.h"
 

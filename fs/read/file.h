@@ -1,4 +1,7 @@
-/* file.h — TODO contract */
+/* file.h — the files the read path knows, one rd_file per content
+ * (keyed "x<xet id>" or "b<etag>": shared by every repo, revision and path
+ * with that content), in a hash table that lives until zf_read_free; and
+ * the LRU of small non-Xet files held in memory (BLOB_MEM bytes). */
 #ifndef ZESTFS_FS_READ_FILE_H
 #define ZESTFS_FS_READ_FILE_H
 

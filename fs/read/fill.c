@@ -1,10 +1,12 @@
-/* fill.c — TODO note */
+/* fill.c — the contract is in fill.h. */
 #include "read_int.h"
 #include "file.h"
 #include "fill.h"
 #include "req.h"
 #include "route.h"
 #include "window.h"
+
+static void fill_kick(rd_ctx *c);
 
 /* A fill walks its byte ranges window by window (a piece never crosses an
  * 8 MiB window), as background reads that stop once the bytes are stored.
@@ -46,7 +48,7 @@ void zf_fill_nocache(zf_fill *fl)
 
 /* Everything that hands out pieces or ends fills runs from this zero-delay
  * timer, never nested in a caller or in a completion. */
-void rd_fill_kick(rd_ctx *c)
+static void fill_kick(rd_ctx *c)
 {
     if (c->stopping)
         c->fill_timer_cb(&c->fill_timer); /* the timer is closed: end them now */
@@ -97,7 +99,7 @@ static void fill_maybe_finish(zf_fill *fl)
         }
     fl->next = c->fills_done;
     c->fills_done = fl;
-    rd_fill_kick(c);
+    fill_kick(c);
 }
 
 /* ---- a piece: a request of kind "fill" (req.h) ---- */
@@ -138,10 +140,9 @@ static void piece_answer(rd_read *r, int err, const uint8_t *data, size_t dlen)
             fl->cb(fl->ud, fl, fl->done, fl->total, false, 0);
     }
     fill_maybe_finish(fl);
-    rd_fill_kick(c);
+    fill_kick(c);
 }
 
-/* Start a background read of [off, off + len) for fl. */
 static int piece_want(const rd_read *r)
 {
     return ((const fill_read *)r)->fl->nocache ? RD_WANT_PULL : RD_WANT_FILL;
@@ -152,6 +153,7 @@ static const rd_ops piece_ops = {
     .want = piece_want, .answer = piece_answer,
 };
 
+/* Start a background read of [off, off + len) for fl. */
 static bool fill_piece(zf_fill *fl, uint64_t off, uint64_t len, int tries, uint64_t epoch)
 {
     fill_read *p = (fill_read *)rd_read_new(sizeof *p, &piece_ops, fl->c, fl->f, off, len);
@@ -261,7 +263,7 @@ int rd_fill_start_file(rd_file *f, const uint64_t *ranges, size_t nranges, zf_fi
     c->fills = fl;
     if (out)
         *out = fl;
-    rd_fill_kick(c);
+    fill_kick(c);
     return 0;
 }
 
@@ -293,5 +295,5 @@ void rd_fill_stop(rd_ctx *c)
 {
     for (zf_fill *fl = c->fills; fl; fl = fl->next)
         fl->cancelled = true;
-    rd_fill_kick(c);
+    fill_kick(c);
 }

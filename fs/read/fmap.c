@@ -1,4 +1,4 @@
-/* fmap.c — TODO note */
+/* fmap.c — the contract is in fmap.h. */
 #include "read_int.h"
 #include "fmap.h"
 

@@ -1,4 +1,11 @@
-/* fmap.h — TODO contract */
+/* fmap.h — the extent map of a Xet file: sorted extents (file offset,
+ * length, xorb, chunk range), one per reconstruction term seen.  No extent
+ * is contained in another, so starts and ends both increase and the extent
+ * covering a byte is found with one binary search.  Persisted as store
+ * metadata "fmap/<xet id>" (loaded on first use, saved on the pool after a
+ * change), so a remount or an offline mount knows where stored bytes are
+ * without the network.  Reads waiting for the map go on through
+ * rd_ctx.resume once it is ready. */
 #ifndef ZESTFS_FS_READ_FMAP_H
 #define ZESTFS_FS_READ_FMAP_H
 

@@ -1,4 +1,4 @@
-/* openpf.c — TODO note */
+/* openpf.c — the contract is in openpf.h. */
 #include "read_int.h"
 #include "file.h"
 #include "fill.h"

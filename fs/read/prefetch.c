@@ -1,4 +1,4 @@
-/* prefetch.c — TODO note */
+/* prefetch.c — the contract is in prefetch.h. */
 #include "read_int.h"
 #include "fmap.h"
 #include "prefetch.h"

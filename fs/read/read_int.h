@@ -1,4 +1,33 @@
-/* read_int.h — TODO */
+/* read_int.h — what the rooms of the read path (fs/read/) share: the
+ * records (a file, a request, a window, an xorb range fetch, the context),
+ * the tuning constants and a few small helpers.  Not for the rest of fs/:
+ * the read path's public interface is in zfs.h (zf_read_*, zf_fill_*).
+ *
+ * Everything here is owned by the loop thread except the work items, which
+ * carry what they need to the libuv pool and come back in after_work.
+ * Errors are negative errno values; a FUSE read ends with EIO when its
+ * bytes cannot be had (offline, fetch failed), never short.
+ *
+ * The rooms, each behind its header, and who may call whom (a room calls
+ * only rooms below it; the ways back up are the function pointers in
+ * rd_ctx, rd_ops and rd_waiter_ops, checked by tests/check_layers.py):
+ *   ctx      zf_read_init/stop/free: the context, the hooks     (top)
+ *   api      the public requests: FUSE, HTTP, stored, check, label, list
+ *   openpf   prefetch at open (safetensors, GGUF)
+ *   fill     background fills (pull, prefetch at open)
+ *   route    where a request goes: blob, big file, map, store, windows
+ *   prefetch sequential readers and the windows ahead of them
+ *   store_read  answers from the store on the pool
+ *   big      large non-Xet files as windows of synthetic xorbs
+ *   blob     small non-Xet files, whole in memory
+ *   window   8 MiB windows: reconstruction, retries, read deadlines
+ *   xfetch   xorb range fetches: join, decode, check, early replies, put
+ *   source   where bytes come from: peers, parking, CDN, races, holding
+ *   resolve  GETs of {endpoint}/{repo}/resolve/{commit}/{path}
+ *   fmap     the extent map of a Xet file and its persistence
+ *   file     the table of files, the blob LRU
+ *   req      the request record and its kinds' ops, pins, metrics (bottom)
+ *   tokens   Xet read tokens ahead of the first read (alone) */
 #ifndef ZESTFS_FS_READ_INT_H
 #define ZESTFS_FS_READ_INT_H
 #include <errno.h>

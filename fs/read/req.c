@@ -1,4 +1,4 @@
-/* req.c — TODO note */
+/* req.c — the contract is in req.h. */
 #include "read_int.h"
 #include "req.h"
 

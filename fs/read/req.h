@@ -1,4 +1,16 @@
-/* req.h — TODO contract */
+/* req.h — a request and its life.  One record (rd_read, read_int.h) for
+ * every kind: a FUSE read, an internal read (the HTTP access server; stored
+ * only; a check that walks the store), a label or a listing of a file's
+ * xorbs (pin, evict), a piece of a fill.  What differs is the kind's rd_ops:
+ * what a store read does with the bytes, whether a missing byte is fetched,
+ * whether a deadline applies, who waits (want) and how it is answered
+ * (answer, xorbs).  The rooms that serve requests ask the ops and end a
+ * request with rd_read_end / rd_read_fail; none knows the kinds.  A kind
+ * that needs more (a callback, its fill) embeds rd_read first in its own
+ * record, allocated by rd_read_new and freed by rd_read_free.
+ *
+ * Also here: pins (store segments held for the reads woken by a fetch, so a
+ * small store cap cannot evict them in between) and the read metrics. */
 #ifndef ZESTFS_FS_READ_REQ_H
 #define ZESTFS_FS_READ_REQ_H
 

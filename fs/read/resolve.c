@@ -1,4 +1,4 @@
-/* resolve.c — TODO note */
+/* resolve.c — the contract is in resolve.h. */
 #include "read_int.h"
 #include "resolve.h"
 

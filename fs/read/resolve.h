@@ -1,4 +1,8 @@
-/* resolve.h — TODO contract */
+/* resolve.h — a GET of a non-Xet file's bytes at
+ * {endpoint}/{repo}/resolve/{commit}/{path} (one range of it, or all),
+ * into buf.  A redirect to another origin (LFS content on a CDN) is
+ * followed once, without credentials.  done gets err 0 only for a 200 (or,
+ * for a range, 206) answer of exactly the bytes asked. */
 #ifndef ZESTFS_FS_READ_RESOLVE_H
 #define ZESTFS_FS_READ_RESOLVE_H
 

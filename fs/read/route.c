@@ -1,4 +1,4 @@
-/* route.c — TODO note */
+/* route.c — the contract is in route.h. */
 #include "read_int.h"
 #include "big.h"
 #include "blob.h"

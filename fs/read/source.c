@@ -1,4 +1,4 @@
-/* source.c — TODO note */
+/* source.c — the contract is in source.h. */
 #include "read_int.h"
 #include "source.h"
 

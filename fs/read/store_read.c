@@ -1,4 +1,4 @@
-/* store_read.c — TODO note */
+/* store_read.c — the contract is in store_read.h. */
 #include "read_int.h"
 #include "fmap.h"
 #include "req.h"

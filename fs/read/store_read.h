@@ -1,4 +1,10 @@
-/* store_read.h — TODO contract */
+/* store_read.h — answers from the store.  A read whose bytes are all
+ * mapped goes to the pool: walk the extents, zc_lookup each chunk run
+ * (verifying segments found at zc_open on first use), and, as the kind
+ * says (rd_ops.store): only check, copy into a buffer, or reply to FUSE
+ * from the worker (splicing the segment files' bytes, or a copy).  A
+ * sequential FUSE reader's disk reads are hinted DISK_RA ahead.  A chunk
+ * missing at byte m: the read waits for the windows of [m, end) (window.h). */
 #ifndef ZESTFS_FS_READ_STORE_READ_H
 #define ZESTFS_FS_READ_STORE_READ_H
 

@@ -1,6 +1,7 @@
-/* tokens.c — TODO note */
+/* tokens.c — Xet read tokens ahead of the first read (zfs.h:
+ * zf_read_warm_repo): asked for a few refs of each repo at mount, cached
+ * and shared in net/. */
 #include "read_int.h"
-#include "tokens.h"
 
 static void warm_token_cb(void *ud, int err, const zn_xet_token *tok)
 {

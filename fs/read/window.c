@@ -1,4 +1,4 @@
-/* window.c — TODO note */
+/* window.c — the contract is in window.h. */
 #include "read_int.h"
 #include "fmap.h"
 #include "req.h"

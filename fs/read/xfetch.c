@@ -1,9 +1,15 @@
-/* xfetch.c — TODO note */
+/* xfetch.c — the contract is in xfetch.h. */
 #include "read_int.h"
 #include "fmap.h"
 #include "req.h"
 #include "source.h"
 #include "xfetch.h"
+
+static int check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uint32_t *lens);
+static void xf_decode_start(rd_xf *xf);
+static void xf_peer_work(uv_work_t *w);
+static void queue_put(rd_xf *xf, uv_work_cb work);
+static void early_collect(rd_xf *xf);
 
 static void xf_decoded(rd_xf *xf, int err);
 
@@ -71,7 +77,7 @@ void rd_xf_finish(rd_xf *xf, int err)
     rd_net_prio(c);
 }
 
-int rd_check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uint32_t *lens)
+static int check_terms(const rd_xf *xf, const rd_check *chk, size_t n, const uint32_t *lens)
 {
     for (size_t i = 0; i < n; i++) {
         if (chk[i].cs < xf->cs || chk[i].ce > xf->ce || chk[i].cs >= chk[i].ce)
@@ -127,7 +133,7 @@ static void dec_after(uv_work_t *w, int status)
 
 /* Loop: the body is in.  Walk its record headers (no payload is touched
  * here), size the run, and hand the decoding to the pool in parts. */
-void rd_xf_decode_start(rd_xf *xf)
+static void xf_decode_start(rd_xf *xf)
 {
     rd_ctx *c = xf->c;
     long n = xet_xorb_index(xf->buf, xf->bytes, &xf->recs);
@@ -216,7 +222,7 @@ static void xf_put_work(uv_work_t *w)
 
 /* Pool: a verified run from peers (decoded, hashes known, terms checked on
  * the loop): answer the reads taken from it, store it like CDN data. */
-void rd_xf_peer_work(uv_work_t *w)
+static void xf_peer_work(uv_work_t *w)
 {
     rd_xf *xf = w->data;
     early_send(xf);
@@ -239,7 +245,7 @@ static void xf_put_after(uv_work_t *w, int status)
 }
 
 /* The store job of a run (inline if the pool refuses it: its replies must go out). */
-void rd_queue_put(rd_xf *xf, uv_work_cb work)
+static void queue_put(rd_xf *xf, uv_work_cb work)
 {
     xf->work.data = xf;
     if (uv_queue_work(xf->c->loop, &xf->work, work, xf_put_after) != 0) {
@@ -305,7 +311,7 @@ int rd_read_from_runs(rd_read *r)
  * first read does not wait for the store's writes.  The read is left in
  * its windows, marked answered (expired), and freed when they are done.
  * Loop thread. */
-void rd_early_collect(rd_xf *xf)
+static void early_collect(rd_xf *xf)
 {
     uint32_t n = xf->ce - xf->cs;
     if (!(xf->pre = malloc((n + 1) * sizeof *xf->pre)))
@@ -347,15 +353,15 @@ static void xf_decoded(rd_xf *xf, int err)
     zf_buf_free(xf->buf);
     xf->buf = NULL;
     if (!err)
-        err = rd_check_terms(xf, xf->chk, xf->nchk, xf->lens);
+        err = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (err) {
         zf_buf_free(xf->data);
         xf->data = NULL;
         rd_xf_finish(xf, err);
         return;
     }
-    rd_early_collect(xf);
-    rd_queue_put(xf, xf_put_work);
+    early_collect(xf);
+    queue_put(xf, xf_put_work);
 }
 
 static int add_waiter(rd_xf *xf, const rd_waiter *w)
@@ -470,14 +476,14 @@ void rd_xf_body(rd_xf *xf, int err)
         return;
     }
     if (xf->src == ZF_SRC_CDN) {
-        rd_xf_decode_start(xf);
+        xf_decode_start(xf);
         return;
     }
-    int ck = rd_check_terms(xf, xf->chk, xf->nchk, xf->lens);
+    int ck = check_terms(xf, xf->chk, xf->nchk, xf->lens);
     if (ck) {
         rd_xf_finish(xf, ck);
         return;
     }
-    rd_early_collect(xf);
-    rd_queue_put(xf, rd_xf_peer_work);
+    early_collect(xf);
+    queue_put(xf, xf_peer_work);
 }
