@@ -31,7 +31,7 @@ void rd_xet_try(rd_read *r)
         rd_read_end(r, 0, NULL, 0); /* whole extents stored: no need to look closer */
     else if (u == end && rd_read_from_runs(r)) /* in a run being stored: answered from memory */
         return;
-    else if (u == end) /* a fill's store read only checks (no copy) */
+    else if (u == end) /* what the store read does with the bytes is the kind's (rd_ops.store) */
         rd_store_start(r);
     else
         rd_fetch_cells(r, u);

@@ -301,7 +301,7 @@ static uint64_t read_deadline_ms(void)
     return ms;
 }
 
-/* Start (or keep) the deadline of a read that waits; fills have none. */
+/* Start (or keep) the deadline of a read that waits, if its kind has one. */
 static void deadline_arm(rd_read *r)
 {
     if (!r->ops->deadline || !r->t0 || r->expired || (r->deadline && uv_is_active((uv_handle_t *)r->deadline)))
