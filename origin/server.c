@@ -2373,6 +2373,13 @@ static bool pre_body(ctx *x, enum MHD_Result *ret)
         *ret = send_err(c, 403, NULL, "control endpoint: loopback only");
         return false;
     }
+    /* hf_xet >= 1.8 first asks for a xorb upload grant; this origin offers
+     * none, and a 404 (what route() answers) sends the client to the xorb
+     * upload API — a 413 for its body would fail the upload */
+    if (x->post && g->n >= 2 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorb-grants")) {
+        *ret = send_err(c, 404, NULL, "xorb upload grants are not offered: use /v1/xorbs");
+        return false;
+    }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;
