@@ -594,6 +594,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
 #define NEG_ABSENT_MS 60000
 #define NEG_ERROR_MS 10000
 #define TTL_TICK_MS 1000
+#define TTL_REPOS_AT_ONCE 4   /* repos whose refs are being checked at a time */
 
 typedef struct od_wait {
     struct od_wait *next;
@@ -934,6 +935,9 @@ static void on_ttl(uv_timer_t *t)
     uint64_t now = uv_now(c->fs->loop);
     if (c->stopped || !zf_read_hub(c->fs))
         return;
+    int busy = 0;
+    for (od_chk *k = c->chks; k; k = k->next)
+        busy += k->busy;
     for (size_t i = 0; i < c->fs->tree.nrepos; i++) {
         const zf_repo *r = c->fs->tree.repos[i];
         od_chk *k = c->chks;
@@ -949,8 +953,10 @@ static void on_ttl(uv_timer_t *t)
             c->chks = k;
             continue;
         }
-        if (!k->busy && now - k->at >= c->ttl_ms && !r->gated_url)
+        if (!k->busy && now - k->at >= c->ttl_ms && !r->gated_url && busy < TTL_REPOS_AT_ONCE) {
+            busy++;
             chk_begin(c, k, r);
+        }
     }
 }
 
