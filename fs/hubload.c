@@ -878,9 +878,9 @@ bool zf_lookup_rev(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *nam
     const char *rev;
     if (!strncmp(sl, "/snapshots/", 11) && is_sha(sl + 11))
         rev = sl + 11;
-    else if (!strncmp(sl, "/refs/", 6) && zf_valid_rev(sl + 6) && !strchr(sl + 6, '/') &&
-             !ends_with(sl, ".tmp") && !ends_with(sl, ".lock") && !ends_with(sl, ".incomplete"))
-        rev = sl + 6; /* not nested: refs/pr/N is looked up as refs/refs, refs/refs/pr, ... */
+    else if (!strncmp(sl, "/refs/", 6) && zf_valid_rev(sl + 6) && !ends_with(sl, ".tmp") &&
+             !ends_with(sl, ".lock") && !ends_with(sl, ".incomplete"))
+        rev = sl + 6; /* nested (refs/refs/pr/N, refs/feature/x): once its folders exist */
     else
         return false;
     const zf_repo *r = NULL;

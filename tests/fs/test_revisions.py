@@ -13,6 +13,8 @@ mount, with the real huggingface_hub (HF_HUB_CACHE = the mountpoint):
     (revision="feature") the same;
   * refs/<branch> looked up directly (a branch not presented) names its
     commit; snapshots/<not a commit> and refs/<no such branch> are ENOENT;
+  * nested names: hf_hub_download(revision="topic/x") the same, then
+    refs/topic/y (refs/topic/ exists now) looked up directly resolves;
   * main moved on the origin (c2): within 30 s refs/main names c2 and
     snapshots/c2 is presented; c1's files still read byte-exact;
   * remounted --offline on the same store: every snapshot is still there,
@@ -155,6 +157,23 @@ def main():
         check(ref("no-such-branch") == "<ENOENT>", f"refs/no-such-branch: ENOENT ({ref('no-such-branch')})")
         check(not os.path.exists(snap("0" * 40)), "snapshots/<not a commit>: absent")
 
+        # ---- nested ref names: a branch topic/x, then topic/y looked up directly ----
+        for b in ("x", "y"):
+            d = os.path.join(tmp, "src-f" + b)
+            srcs["f" + b] = write_src(d, "f" + b)
+            commits["f" + b] = ingest(origin_exe, data, "org/rev", d, "--revision", "topic/" + b)
+        origin.reset()
+        res, err = client("""
+            import json
+            from huggingface_hub import hf_hub_download
+            print(json.dumps(hf_hub_download("org/rev", "config.json", revision="topic/x")))""")
+        st = origin.stats()
+        check(res == snap(commits["fx"], "config.json") and read(res) == srcs["fx"]["config.json"],
+              f"hf_hub_download(revision=topic/x): in the mount, byte-exact {res or err}")
+        check(st["xorb_bytes_total"] == 0, f"revision=topic/x: no xorb bytes ({st['xorb_bytes_total']})")
+        check(ref("topic/x") == commits["fx"], f"refs/topic/x ({ref('topic/x')})")
+        check(ref("topic/y") == commits["fy"], f"refs/topic/y looked up: resolved ({ref('topic/y')})")
+
         # ---- main moves on the origin: seen within the TTL ----
         d3 = os.path.join(tmp, "src-c2")
         srcs["c2"] = write_src(d3, "c2")
@@ -182,7 +201,7 @@ def main():
             time.sleep(4)
             check(ref("main") == commits["c2"], f"offline: refs/main stays ({ref('main')})")
             have = set(os.listdir(os.path.join(mnt, REPO, "snapshots")))
-            want = {commits[c] for c in ("c0", "c1", "c2", "cd", "cf", "c4")}
+            want = {commits[c] for c in ("c0", "c1", "c2", "cd", "cf", "c4", "fx", "fy")}
             check(have == want, f"offline: every snapshot kept ({len(have)} of {len(want)})")
             check(all(sha(read(snap(commits["c0"], p))) == sha(b) for p, b in srcs["c0"].items()),
                   "offline: c0 reads byte-exact from the store")
