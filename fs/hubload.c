@@ -94,6 +94,7 @@ struct job {
     bool probed, no_access;
     bool refresh;          /* a TTL check of a presented ref: nothing to do
                             * when the Hub names the commit it already has */
+    bool lookup;           /* a revision looked up in a presented repo */
 };
 
 /* "[models/|datasets/|spaces/]org/name[@rev]" */
@@ -418,14 +419,25 @@ static void on_revision(void *ud, int err, const zn_revision *rev)
         return;
     }
     j->revision = *rev;
-    if (j->refresh) {
-        const zf_repo *r = find_repo(j->fs, j->type, j->id);
-        for (size_t i = 0; r && i < r->nrefs; i++)
-            if (strcmp(r->refs[i].name, j->rev) == 0 && strcmp(r->refs[i].sha, rev->sha) == 0 &&
-                zf_repo_commit(r, rev->sha)) {
-                finish(j, 0); /* unchanged: j->repo stays NULL */
-                return;
-            }
+    const zf_repo *r = j->refresh || j->lookup ? find_repo(j->fs, j->type, j->id) : NULL;
+    if (r && zf_repo_commit(r, rev->sha)) { /* a presented commit: no tree needed */
+        bool same = strcmp(j->rev, rev->sha) == 0;
+        for (size_t i = 0; r && i < r->nrefs && !same; i++)
+            same = strcmp(r->refs[i].name, j->rev) == 0 && strcmp(r->refs[i].sha, rev->sha) == 0;
+        if (same) {
+            finish(j, 0); /* unchanged: j->repo stays NULL */
+            return;
+        }
+        /* the ref (re)set to it, as the Hub's value (a client's replaced) */
+        zf_repo *nr = zf_repo_with_ref(r, j->rev, rev->sha, 0);
+        char *json = nr ? zf_repo_to_json(nr) : NULL;
+        if (json) {
+            j->repo = nr;
+            j->json = json;
+            finish(j, 0);
+            return;
+        }
+        zf_repo_free(nr); /* else the whole way */
     }
     err = zn_hub_tree(j->hub, (zn_repo_type)j->type, j->id, rev->sha, on_tree, j, NULL);
     if (err)
@@ -743,12 +755,13 @@ static void od_done(job *j)
     if (err)
         zf_repo_free(j->repo);
     j->repo = NULL;
-    if (!err && (k || l->rev))
-        zf_log(ZF_LOG_INFO, "zestfs: %s/%s: %s%s%s %.12s%s%.12s\n", zf_type_plural(j->type), j->id,
-               strcmp(j->rev, j->revision.sha) ? "refs/" : "snapshots/",
-               strcmp(j->rev, j->revision.sha) ? j->rev : "", strcmp(j->rev, j->revision.sha) ? " =" : "",
-               j->revision.sha, was[0] && strcmp(was, j->revision.sha) ? ", was " : "",
-               was[0] && strcmp(was, j->revision.sha) ? was : "");
+    bool moved = was[0] && strcmp(was, j->revision.sha) != 0;
+    if (!err && !strcmp(j->rev, j->revision.sha))
+        zf_log(ZF_LOG_INFO, "zestfs: %s/%s: snapshots/%.12s presented\n", zf_type_plural(j->type), j->id,
+               j->revision.sha);
+    else if (!err && (k || l->rev))
+        zf_log(ZF_LOG_INFO, "zestfs: %s/%s: refs/%s = %.12s%s%.12s\n", zf_type_plural(j->type), j->id,
+               j->rev, j->revision.sha, moved ? ", was " : "", moved ? was : "");
     od_reply(j->fs, w, err == 0);
     l->work.data = l;
     if (err || uv_queue_work(j->fs->loop, &l->work, od_persist_work, od_persist_after) != 0) {
@@ -801,6 +814,7 @@ static bool od_start(od_ctx *c, zn_hub *hub, enum zf_repo_type type, const char 
     j->spec = j->id;
     j->on_done = od_done;
     j->refresh = chk != NULL;
+    j->lookup = is_rev;
     l->rev = is_rev;
     l->chk = chk;
     l->w = w;
