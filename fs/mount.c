@@ -130,6 +130,7 @@ static void stop(zf_mount *m)
     zf_ctl_stop(m->ctl);
     zf_http_stop(m->http);
     zf_http_stop(m->metrics);
+    zf_ondemand_stop(&m->fs);
     zf_read_stop(&m->fs);
     zf_flat_stop(m->fs.flats);
     zf_p2p_stop(m->fs.p2p);
@@ -301,6 +302,10 @@ static void usage(FILE *f)
                "      --token TOKEN       Hub token (default $HF_TOKEN, else the HF token file)\n"
                "      --cacert FILE       PEM CA bundle for TLS (default the system's)\n"
                "      --offline           no network: present and serve what the store has\n"
+               "      --refs-ttl SECONDS  ask the Hub again for the refs of presented repos\n"
+               "                          once their last check is this old; a moved ref's\n"
+               "                          snapshot is added, older ones stay (default 60; 0:\n"
+               "                          never)\n"
                "      --no-passthrough    never hand blobs read often to the kernel as whole\n"
                "                          copies in the store (FUSE passthrough; needs root)\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
@@ -437,7 +442,7 @@ int zestfs_cmd_mount(int argc, char **argv)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
            O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL, O_NO_PT,
-           O_HTTP_HOST, O_HTTP_TOKEN_FILE };
+           O_HTTP_HOST, O_HTTP_TOKEN_FILE, O_REFS_TTL };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
@@ -449,6 +454,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"token", required_argument, NULL, O_TOKEN},
         {"cacert", required_argument, NULL, O_CACERT},
         {"offline", no_argument, NULL, O_OFFLINE},
+        {"refs-ttl", required_argument, NULL, O_REFS_TTL},
         {"no-passthrough", no_argument, NULL, O_NO_PT},
         {"read-ahead", required_argument, NULL, O_READAHEAD},
         {"http", required_argument, NULL, O_HTTP},
@@ -465,6 +471,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int foreground = 0, allow_other = 0, debug = 0;
+    unsigned refs_ttl = 60; /* --refs-ttl */
     int readahead_kb = -1; /* default: one largest request (see splice_max_read) */
     bool passthrough = true; /* --no-passthrough */
     const char *jsons[64], *repos[256];
@@ -525,6 +532,17 @@ int zestfs_cmd_mount(int argc, char **argv)
             break;
         case O_CACERT: o.cacert = optarg; break;
         case O_OFFLINE: o.offline = true; break;
+        case O_REFS_TTL: {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v > 86400u * 365) {
+                fprintf(stderr, "zestfs: --refs-ttl %s: not a number of seconds\n", optarg);
+                return 2;
+            }
+            refs_ttl = (unsigned)v;
+            break;
+        }
         case O_NO_PT: passthrough = false; break;
         case O_READAHEAD: {
             uint64_t v;
@@ -703,6 +721,7 @@ int zestfs_cmd_mount(int argc, char **argv)
         fuse_session_unmount(m.fs.se);
         return 1;
     }
+    zf_refs_ttl_start(&m.fs, refs_ttl); /* nothing offline (no on-demand context) */
     char sock[4200];
     snprintf(sock, sizeof sock, "%s/ctl.sock", store_dir);
     err = zf_ctl_start(&m.fs, store, sock, &m.ctl);

@@ -904,6 +904,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             free(path); /* answered later, with zf_lookup_reply */
             return;
         }
+    } else if (parent != FUSE_ROOT_ID && fs->ondemand) {
+        /* snapshots/<commit> or refs/<name> of a presented repo that it
+         * does not present: resolved on the Hub (hubload.c), then answered */
+        struct stat st;
+        if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
+            zf_lookup_rev(fs, req, parent, name, path)) {
+            free(path);
+            return;
+        }
     }
     reply_entry(fs, req, parent, name, path);
     free(path);
