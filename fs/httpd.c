@@ -796,7 +796,9 @@ static void check_done(hcheck *c, int err)
 static void check_tok(void *ud, int err, const zn_xet_token *tok)
 {
     (void)tok;
-    check_done(ud, err);
+    /* the Hub accepted the token for the repo info: a refusal here is the
+     * gate's (GatedRepo maps to -EACCES like a 401) */
+    check_done(ud, err == -EACCES || err == -EKEYREVOKED ? -EPERM : err);
 }
 
 static void check_rev(void *ud, int err, const zn_revision *rev)
