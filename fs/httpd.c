@@ -5,7 +5,10 @@
  *                                            spaces/org/name (models/ accepted)
  *   GET|HEAD /xet/{64 hex Xet file id}       any presented file with that id
  *   GET      /metrics                        Prometheus text format 0.0.4
- *   GET      /health                         "ok"
+ *   GET      /health                         JSON: status, version, store use, repos
+ *   GET|HEAD /download/{owner}/{repo}/{path}  proxy-xet's: the file at main
+ *   GET|HEAD /download-hash/{hash}[?repo=]    proxy-xet's: a Xet file by hash
+ *            (the caller's Hub token checked: see "proxy-xet's API" below)
  *
  * Threads.  libmicrohttpd (MHD) runs one internal polling thread per
  * listener; everything of zestfs (the repo models, the read path, the
