@@ -205,6 +205,29 @@ def main():
         check(st == 404, f"a hash org/late does not name: 404 ({st})")
         st, _, body = req(base, "/download-hash/xyz", TOKB)
         check(st == 404, f"not a hash: 404 ({st})")
+        unmount(proc, mnt)
+        proc = None
+
+        # ---- without --http-token: no Bearer is an anonymous Hub caller ----
+        mnt = os.path.join(tmp, "mnt2")
+        os.mkdir(mnt)
+        proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--token", TOKA, "--repo", "org/pub",
+                                   "--repo", "org/secret", "--store", store, "--no-p2p",
+                                   "--http", "127.0.0.1:0"], log)
+        log.flush()
+        hp = re.findall(r"zestfs: http on 127\.0\.0\.1:(\d+)", open(log.name).read())
+        base = f"http://127.0.0.1:{hp[-1]}"
+        st, _, body = req(base, "/download/org/pub/w.bin")
+        check(st == 200 and body == pub, f"open server, no Bearer: a public file ({st})")
+        st, _, body = req(base, "/download/org/secret/w.bin")
+        check(st in (401, 403, 404) and sec[:64] not in body,
+              f"open server, no Bearer: the private file refused ({st})")
+        st, _, body = req(base, "/download-hash/" + sec_hash)
+        check(st == 404 and sec[:64] not in body, f"open server, no Bearer: by hash 404 ({st})")
+        st, _, body = req(base, "/download/org/secret/w.bin", TOKB)
+        check(st == 403, f"open server: B still refused ({st})")
+        st, _, body = req(base, "/download/org/secret/w.bin", TOKA)
+        check(st == 200 and body == sec, f"open server: A reads its file ({st})")
     except Exception as e:
         check(False, f"exception: {e!r}")
     finally:
