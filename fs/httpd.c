@@ -181,6 +181,8 @@ struct hreq {
     xet_hash xid;           /* /download-hash */
     size_t scan;            /* next presented repo to look at for xid */
     int denied;             /* a repo naming xid refused the token */
+    enum zf_repo_type chk_type; /* the repo being checked for xid */
+    char chk_id[256];
     bool hint_tried;
 };
 
@@ -936,7 +938,8 @@ static void hash_next(hreq *r);
 
 static void hash_checked(hreq *r, int err)
 {
-    const zf_repo *repo = r->scan ? r->h->fs->tree.repos[r->scan - 1] : NULL;
+    /* by name: repos added meanwhile may have moved the one checked */
+    const zf_repo *repo = find_repo(r->h->fs, r->chk_type, r->chk_id);
     if (!err && serve_from(r, repo))
         return;
     if (err && (!r->denied || err == -EACCES || err == -EKEYREVOKED))
@@ -1014,6 +1017,8 @@ static void hash_next(hreq *r)
         const zf_repo *repo = fs->tree.repos[r->scan++];
         const zf_commit *c;
         if (repo_xet_file(repo, &r->xid, &c)) {
+            r->chk_type = repo->type;
+            snprintf(r->chk_id, sizeof r->chk_id, "%s", repo->id);
             check_access(r, repo->type, repo->id, hash_checked);
             return;
         }
