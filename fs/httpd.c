@@ -726,7 +726,9 @@ static char *metrics_text(zf_http *h)
  * are served only after that check: a token that cannot read a repo never
  * gets its bytes.  A hash named by no presented repo is looked up in the
  * repo given with ?repo= (checked the same way, then added on demand and
- * searched at main); without it: 404 saying so. */
+ * searched at main); without it: 404 saying so.  Adding a repo on demand
+ * (here and on /download) needs --http-token to be set, as on resolve:
+ * without it an open port could make the mount hold any number of repos. */
 
 typedef void (*check_cb)(hreq *r, int err);
 
@@ -883,7 +885,9 @@ static void download_checked(hreq *r, int err)
         finish(r);
         return;
     }
-    answer_resolve(r, r->purl, true);
+    /* adding a repo on demand (the mount's memory) stays --http-token's
+     * opt-in, as on resolve: then any caller the Hub vouched for may */
+    answer_resolve(r, r->purl, r->h->token != NULL);
 }
 
 static void answer_download(hreq *r, const char *rest)
@@ -985,6 +989,13 @@ static void hint_checked(hreq *r, int err)
     snprintf(id, sizeof id, "%s", p);
     if (err) {
         deny(r, err, id);
+        finish(r);
+        return;
+    }
+    if (!h->token) {
+        set_text(r, 404, "RepoNotFound",
+                 "%s is not presented (adding one on demand needs --http-token)", id);
+        add_hdr(r, "X-Error-Message", "repository not presented; adding one needs --http-token");
         finish(r);
         return;
     }

@@ -73,7 +73,7 @@ def main():
     os.mkdir(mnt)
     rng = random.Random(21)
     files, commits = {}, {}
-    for repo, extra in {"org/pub": [], "org/secret": ["--private"], "org/late": []}.items():
+    for repo, extra in {"org/pub": [], "org/secret": ["--private"], "org/late": [], "org/late2": []}.items():
         src = os.path.join(tmp, "src-" + repo.split("/")[1])
         os.makedirs(src)
         files[repo] = {"w.bin": rng.randbytes(3_000_000), "config.json": json.dumps({"r": repo}).encode()}
@@ -187,11 +187,14 @@ def main():
 
         # ---- a hash no presented repo names ----
         late = files["org/late"]["w.bin"]
-        rq = urllib.request.Request(origin.url + "/api/models/org/late/tree/main",
-                                    headers={"Authorization": "Bearer " + TOKA})
-        with urllib.request.urlopen(rq, timeout=30) as r:
-            tree = json.load(r)
-        late_hash = next((e.get("xetHash") for e in tree if e.get("path") == "w.bin"), None)
+        def origin_hash(repo):
+            rq = urllib.request.Request(origin.url + f"/api/models/{repo}/tree/main",
+                                        headers={"Authorization": "Bearer " + TOKA})
+            with urllib.request.urlopen(rq, timeout=30) as r:
+                tree = json.load(r)
+            return next((e.get("xetHash") for e in tree if e.get("path") == "w.bin"), None)
+
+        late_hash = origin_hash("org/late")
         check(late_hash and len(late_hash) == 64, "org/late's file hash from the origin's tree")
         st, hd, body = req(base, "/download-hash/" + late_hash, TOKB)
         check(st == 404 and "repo=" in hd.get("X-Error-Message", ""),
@@ -228,6 +231,10 @@ def main():
         check(st == 403, f"open server: B still refused ({st})")
         st, _, body = req(base, "/download/org/secret/w.bin", TOKA)
         check(st == 200 and body == sec, f"open server: A reads its file ({st})")
+        st, _, body = req(base, "/download-hash/" + origin_hash("org/late2") + "?repo=org/late2", TOKB)
+        check(st == 404, f"open server: no repo added on demand by ?repo= ({st})")
+        st, _, body = req(base, "/download/org/late2/w.bin", TOKB)
+        check(st == 404, f"open server: no repo added on demand by /download ({st})")
     except Exception as e:
         check(False, f"exception: {e!r}")
     finally:
