@@ -481,7 +481,7 @@ static void resolved_cb(void *ud, int err, const zf_repo *repo, const char *comm
     unref(r);
 }
 
-static void answer_resolve(hreq *r, const char *url, bool may_add)
+static void answer_resolve(hreq *r, const char *url)
 {
     zf_http *h = r->h;
     enum zf_repo_type type;
@@ -500,10 +500,9 @@ static void answer_resolve(hreq *r, const char *url, bool may_add)
         free(u);
         return;
     }
-    if (!h->token && !may_add) {
+    if (!h->token) {
         /* resolving goes to the Hub with the user's token and adds the
-         * repo: only for requests that showed --http-token (or, on the
-         * proxy routes, a Hub token the Hub said can read the repo) */
+         * repo: only for requests that showed --http-token */
         free(u);
         set_text(r, 404, repo ? "RevisionNotFound" : "RepoNotFound",
                  repo ? "revision not presented (resolving a new one needs --http-token)"
@@ -886,8 +885,8 @@ static void download_checked(hreq *r, int err)
         return;
     }
     /* adding a repo on demand (the mount's memory) stays --http-token's
-     * opt-in, as on resolve: then any caller the Hub vouched for may */
-    answer_resolve(r, r->purl, r->h->token != NULL);
+     * opt-in, as on resolve; with it, any caller the Hub vouched for may */
+    answer_resolve(r, r->purl);
 }
 
 static void answer_download(hreq *r, const char *rest)
@@ -1165,7 +1164,7 @@ static void process(hreq *r)
     } else if (!strncmp(url, "/download-hash/", 15)) {
         answer_download_hash(r, url + 15);
     } else
-        answer_resolve(r, url, false);
+        answer_resolve(r, url);
 }
 
 static void on_async(uv_async_t *a)
