@@ -287,7 +287,6 @@ void zp__yield_start(zn_peer_node *n);
 /* net/peer_serve.c */
 zp_mcache *zp__mcache_find(zn_peer_node *n, const xet_hash *x);
 void zp__pace_drop_conn(zn_peer_node *n, zp_conn *c);
-void zp__refuse(zp_conn *c, bool ut, uint32_t req, uint32_t code, const xet_hash *x);
 void zp__serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x);
 void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uint32_t s,
                        uint32_t e);

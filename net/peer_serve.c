@@ -90,7 +90,7 @@ static void serve_unlink(zp_serve *s)
     s->c = NULL;
 }
 
-void zp__refuse(zp_conn *c, bool ut, uint32_t req, uint32_t code, const xet_hash *x)
+static void refuse(zp_conn *c, bool ut, uint32_t req, uint32_t code, const xet_hash *x)
 {
     uint8_t p[37];
     c->n->st.requests_refused++;
@@ -127,12 +127,12 @@ static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_ha
         err = -EFBIG;
     uint8_t ext = s->ut ? c->their_ut : c->their_zfs;
     if (err || !ext) {
-        zp__refuse(c, s->ut, s->req, ZP_NOT_FOUND, NULL);
+        refuse(c, s->ut, s->req, ZP_NOT_FOUND, NULL);
         goto out;
     }
     uint8_t *b = malloc(6 + hdr + total);
     if (!b) {
-        zp__refuse(c, s->ut, s->req, ZP_BUSY, NULL);
+        refuse(c, s->ut, s->req, ZP_BUSY, NULL);
         goto out;
     }
     zp__put32(b, (uint32_t)(2 + hdr + total));
@@ -202,26 +202,26 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
 {
     zn_peer_node *n = c->n;
     if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih)) {
-        zp__refuse(c, ut, req, ZP_NOT_ALLOWED, x);
+        refuse(c, ut, req, ZP_NOT_ALLOWED, x);
         return;
     }
     if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks ||
         (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x)) ||
         !held_covers(n, x, s, e)) {
-        zp__refuse(c, ut, req, ZP_NOT_FOUND, x);
+        refuse(c, ut, req, ZP_NOT_FOUND, x);
         return;
     }
     if (e - s > MAX_PART_CHUNKS) { /* answers are at most ANSWER_MAX */
-        zp__refuse(c, ut, req, ZP_BAD_REQUEST, x);
+        refuse(c, ut, req, ZP_BAD_REQUEST, x);
         return;
     }
     if (c->nserves >= MAX_SERVES) {
-        zp__refuse(c, ut, req, ZP_BUSY, x);
+        refuse(c, ut, req, ZP_BUSY, x);
         return;
     }
     zp_serve *sv = calloc(1, sizeof *sv);
     if (!sv) {
-        zp__refuse(c, ut, req, ZP_BUSY, x);
+        refuse(c, ut, req, ZP_BUSY, x);
         return;
     }
     sv->n = n, sv->c = c, sv->req = req, sv->ut = ut, sv->start = s, sv->end = e;
@@ -241,7 +241,7 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
         free(sv);
         zp__node_unref(n);
         if (cc)
-            zp__refuse(cc, ut, req, ZP_NOT_FOUND, x);
+            refuse(cc, ut, req, ZP_NOT_FOUND, x);
     }
 }
 
@@ -280,11 +280,11 @@ void zp__serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
 {
     zn_peer_node *n = c->n;
     if (n->p.may_serve && !n->p.may_serve(n->p.ud, c->ih)) {
-        zp__refuse(c, false, req, ZP_NOT_ALLOWED, x);
+        refuse(c, false, req, ZP_NOT_ALLOWED, x);
         return;
     }
     if (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x)) {
-        zp__refuse(c, false, req, ZP_NOT_FOUND, x); /* as if we had never heard of it */
+        refuse(c, false, req, ZP_NOT_FOUND, x); /* as if we had never heard of it */
         return;
     }
     zp_mcache *mc = zp__mcache_find(n, x);
@@ -307,7 +307,7 @@ void zp__serve_manifest(zp_conn *c, uint32_t req, const xet_hash *x)
             }
             return;
         }
-        zp__refuse(c, false, req, ZP_NOT_FOUND, x);
+        refuse(c, false, req, ZP_NOT_FOUND, x);
         return;
     }
     uint8_t *p = malloc(9 + 36 * (size_t)mc->n);
