@@ -19,17 +19,6 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-void zp__put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
-    p[3] = (uint8_t)v;
-}
-
-uint32_t zp__get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 void zp__node_unref(zn_peer_node *n)
 {
     if (--n->refs == 0 && n->closing) {
@@ -249,7 +238,7 @@ void zp__send_ext(zp_conn *c, uint8_t ext, const uint8_t *payload, size_t plen)
         zp__conn_close(c);
         return;
     }
-    zp__put32(b, (uint32_t)(2 + plen));
+    xet_put_be32(b, (uint32_t)(2 + plen));
     b[4] = 20;
     b[5] = ext;
     memcpy(b + 6, payload, plen);

@@ -17,7 +17,7 @@ void zp__on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m)
     }
     for (uint32_t k = 0; k < m->n; k++) {
         memcpy(h[k].b, m->body + 36 * (size_t)k, 32);
-        l[k] = zp__get32(m->body + 36 * (size_t)k + 32);
+        l[k] = xet_be32(m->body + 36 * (size_t)k + 32);
     }
     if (zp_manifest_verify(&f->xorb, h, l, m->n) != 0) {
         free(h), free(l);
@@ -79,12 +79,12 @@ static int parts_merge(zp_fetch *f, const uint32_t *idx, const xet_hash *h, cons
         }
     }
     for (uint32_t k = 0; k < m; k++) {
-        uint32_t i = wire ? zp__get32(wire + 40 * (size_t)k) : idx[k];
+        uint32_t i = wire ? xet_be32(wire + 40 * (size_t)k) : idx[k];
         if (i >= XET_XORB_MAX_CHUNKS || f->ak[i])
             continue; /* the first word on a chunk stands; a lie fails the whole below */
         if (wire) {
             memcpy(f->ah[i].b, wire + 40 * (size_t)k + 4, 32);
-            f->al[i] = zp__get32(wire + 40 * (size_t)k + 36);
+            f->al[i] = xet_be32(wire + 40 * (size_t)k + 36);
         } else {
             f->ah[i] = h[k];
             f->al[i] = l[k];

@@ -88,7 +88,7 @@ static void have_merge(zp_conn *c, zp_have *h, const uint8_t *body, uint32_t cnt
     zn_chunk_run *add = NULL;
     uint32_t na = 0;
     for (uint32_t k = 0; k < cnt; k++) {
-        uint32_t s = zp__get32(body + 8 * k), e = zp__get32(body + 8 * k + 4);
+        uint32_t s = xet_be32(body + 8 * k), e = xet_be32(body + 8 * k + 4);
         const zn_chunk_run *r = have_run(h, s);
         if (r && r->end >= e)
             continue; /* known already */
@@ -185,7 +185,7 @@ static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
         }
         e->n = 0;
         for (uint32_t k = 0; k < m.n && e->n < MAX_PEND_RUNS; k++)
-            e->runs[e->n++] = (zn_chunk_run){zp__get32(m.body + 8 * k), zp__get32(m.body + 8 * k + 4)};
+            e->runs[e->n++] = (zn_chunk_run){xet_be32(m.body + 8 * k), xet_be32(m.body + 8 * k + 4)};
         e->until = uv_now(n->loop) + ZP_PENDING_TTL_MS;
         return;
     }
@@ -377,7 +377,7 @@ static int frame_check(zp_conn *c, const uint8_t *p, uint32_t L)
     if (p[4] != 20)
         return -1;
     uint8_t ext = p[5], t = p[6];
-    uint32_t id = zp__get32(p + 7);
+    uint32_t id = xet_be32(p + 7);
     int kind;
     if (ext == ZP_EXT_ZFS_XET && t == ZP_DATA)
         kind = R_DATA;
@@ -447,7 +447,7 @@ static void process(zp_conn *c)
         }
         if (avail < 4)
             break;
-        uint32_t L = zp__get32(p);
+        uint32_t L = xet_be32(p);
         if (L == 0) { /* keep-alive: not activity */
             off += 4;
             hok = false, hcnt = 0;
@@ -512,7 +512,7 @@ void zp__on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *buf)
     zp_conn *c = h->data;
     size_t need = c->rlen + 65536;
     if (c->state == C_OPEN && c->head_ok && !c->skip && c->rlen >= 4) {
-        size_t fl = 4 + (size_t)zp__get32(c->rbuf); /* checked by frame_check */
+        size_t fl = 4 + (size_t)xet_be32(c->rbuf); /* checked by frame_check */
         if (fl > need)
             need = fl;
     }

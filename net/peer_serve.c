@@ -135,7 +135,7 @@ static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_ha
         refuse(c, s->ut, s->req, ZP_BUSY, NULL);
         goto out;
     }
-    zp__put32(b, (uint32_t)(2 + hdr + total));
+    xet_put_be32(b, (uint32_t)(2 + hdr + total));
     b[4] = 20;
     b[5] = ext;
     if (s->ut)

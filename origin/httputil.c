@@ -5,17 +5,6 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* percent-decode (and '+' -> ' ' when form) into a new string; NULL on a
  * malformed escape or an embedded NUL */
 char *os__pct_decode(const char *s, size_t n, bool form)
@@ -26,7 +15,7 @@ char *os__pct_decode(const char *s, size_t n, bool form)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int a = i + 2 < n ? hexval(s[i + 1]) : -1, b = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int a = i + 2 < n ? xet_hexval(s[i + 1]) : -1, b = i + 2 < n ? xet_hexval(s[i + 2]) : -1;
             if (a < 0 || b < 0 || (a == 0 && b == 0)) {
                 free(o);
                 return NULL;
