@@ -14,7 +14,12 @@
  *   part is wholly held or not by each peer) → each part requested from the
  *   least busy unbanned peer holding it that it was not tried on (zest peers,
  *   which announce nothing, last) → DATA verified on the pool → done when
- *   every part is; a part with no peer left fails the fetch. */
+ *   every part is; a part with no peer left fails the fetch.
+ * Files.  This one: helpers, bans, writing, teardown, connection setup,
+ *   timers, the node.  peer_msg.c what peers send (HAVE, messages, framing,
+ *   reading); peer_serve.c answers and upload pacing; peer_verify.c DATA
+ *   checked on the pool; peer_fetch.c fetch scheduling; pex.c PEX;
+ *   peer_int.h what they share. */
 #include "peer_int.h"
 
 /* ---- small helpers --------------------------------------------------------- */
