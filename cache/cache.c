@@ -84,25 +84,6 @@ struct zc_store {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint64_t acct_of(uint64_t size)
 {
     return (size + ACCT_UNIT - 1) / ACCT_UNIT * ACCT_UNIT;
@@ -295,7 +276,7 @@ static void reap_run(zc_store *s, struct reap *r)
 
 static size_t xorb_bucket(const zc_store *s, const xet_hash *h)
 {
-    uint64_t a = get64(h->b), b = get64(h->b + 8), c = get64(h->b + 16), d = get64(h->b + 24);
+    uint64_t a = xet_le64(h->b), b = xet_le64(h->b + 8), c = xet_le64(h->b + 16), d = xet_le64(h->b + 24);
     uint64_t k = (a ^ (b * 0x9e3779b97f4a7c15ull) ^ (c * 0xc2b2ae3d27d4eb4full) ^ d);
     k ^= k >> 31;
     k *= 0x94d049bb133111ebull;
@@ -1173,10 +1154,10 @@ static int check_segment(int fd, const xet_hash *xorb, uint32_t start, uint32_t 
         goto out;
     }
     xet_hash ck;
-    if ((uint32_t)got != hl || memcmp(h, SEG_MAGIC, 8) || get32(h + 8) != SEG_VERSION ||
-        get32(h + 12) != hl || memcmp(h + 16, xorb->b, XET_HASH_LEN) ||
-        get32(h + 48) != start || get32(h + 52) != end || get32(h + 64) != 0 ||
-        get32(h + 68) != 0) {
+    if ((uint32_t)got != hl || memcmp(h, SEG_MAGIC, 8) || xet_le32(h + 8) != SEG_VERSION ||
+        xet_le32(h + 12) != hl || memcmp(h + 16, xorb->b, XET_HASH_LEN) ||
+        xet_le32(h + 48) != start || xet_le32(h + 52) != end || xet_le32(h + 64) != 0 ||
+        xet_le32(h + 68) != 0) {
         rc = -EBADMSG;
         goto out;
     }
@@ -1185,10 +1166,10 @@ static int check_segment(int fd, const xet_hash *xorb, uint32_t start, uint32_t 
         rc = -EBADMSG;
         goto out;
     }
-    uint64_t data_len = get64(h + 56), sum = 0;
+    uint64_t data_len = xet_le64(h + 56), sum = 0;
     off[0] = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t l = get32(h + SEG_FIXED + SEG_ENTRY * i);
+        uint32_t l = xet_le32(h + SEG_FIXED + SEG_ENTRY * i);
         if (l == 0 || l > XET_CHUNK_MAX) {
             rc = -EBADMSG;
             goto out;
@@ -1544,19 +1525,19 @@ again:
         goto fail;
     }
     memcpy(h, SEG_MAGIC, 8);
-    put32(h + 8, SEG_VERSION);
-    put32(h + 12, hl);
+    xet_put_le32(h + 8, SEG_VERSION);
+    xet_put_le32(h + 12, hl);
     memcpy(h + 16, xorb->b, XET_HASH_LEN);
-    put32(h + 48, start);
-    put32(h + 52, end);
-    put64(h + 56, len);
-    put32(h + 64, 0);
-    put32(h + 68, 0);
+    xet_put_le32(h + 48, start);
+    xet_put_le32(h + 52, end);
+    xet_put_le64(h + 56, len);
+    xet_put_le32(h + 64, 0);
+    xet_put_le32(h + 68, 0);
     off[0] = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t *ent = h + SEG_FIXED + SEG_ENTRY * i;
         const uint8_t *chunk = (const uint8_t *)data + off[i];
-        put32(ent, lens[i]);
+        xet_put_le32(ent, lens[i]);
         if (!hashes || (flags & ZC_PUT_VERIFY)) {
             xet_hash c;
             xet_chunk_hash(chunk, lens[i], &c);
@@ -1690,9 +1671,9 @@ int zc_meta_put(zc_store *s, const char *key, const void *data, size_t len, unsi
     if (!buf)
         return -ENOMEM;
     memcpy(buf, META_MAGIC, 8);
-    put32(buf + 8, 1);
-    put32(buf + 12, (uint32_t)klen);
-    put64(buf + 16, len);
+    xet_put_le32(buf + 8, 1);
+    xet_put_le32(buf + 12, (uint32_t)klen);
+    xet_put_le64(buf + 16, len);
     memcpy(buf + META_FIXED, key, klen);
     if (len)
         memcpy(buf + META_FIXED + klen, data, len);
@@ -1754,8 +1735,8 @@ int zc_meta_get(zc_store *s, const char *key, void **data, size_t *len)
         goto out;
     }
     xet_hash ck;
-    if ((size_t)got != total || memcmp(buf, META_MAGIC, 8) || get32(buf + 8) != 1 ||
-        get32(buf + 12) != klen || get64(buf + 16) != total - META_FIXED - klen - XET_HASH_LEN ||
+    if ((size_t)got != total || memcmp(buf, META_MAGIC, 8) || xet_le32(buf + 8) != 1 ||
+        xet_le32(buf + 12) != klen || xet_le64(buf + 16) != total - META_FIXED - klen - XET_HASH_LEN ||
         memcmp(buf + META_FIXED, key, klen)) {
         rc = -EBADMSG;
         goto out;
@@ -1822,7 +1803,7 @@ int zc_meta_list(zc_store *s, const char *prefix, int (*cb)(void *ud, const char
         uint8_t hd[META_FIXED];
         uint32_t klen = 0;
         bool ok = pread_full(fd, hd, META_FIXED, 0) == META_FIXED &&
-                  !memcmp(hd, META_MAGIC, 8) && (klen = get32(hd + 12)) > 0 &&
+                  !memcmp(hd, META_MAGIC, 8) && (klen = xet_le32(hd + 12)) > 0 &&
                   klen <= META_KEY_MAX && pread_full(fd, key, klen, META_FIXED) == klen;
         close(fd);
         if (!ok)
@@ -1879,7 +1860,7 @@ int zc_chunk_hashes(const zc_ref *ref, uint32_t start, uint32_t end, uint32_t *l
                              SEG_FIXED + (uint64_t)SEG_ENTRY * (start - g->start));
     int rc = got < 0 ? (int)got : (size_t)got != (size_t)n * SEG_ENTRY ? -EIO : 0;
     for (uint32_t i = 0; !rc && i < n; i++) {
-        uint32_t l = get32(h + SEG_ENTRY * i);
+        uint32_t l = xet_le32(h + SEG_ENTRY * i);
         if (l != g->off[start - g->start + i + 1] - g->off[start - g->start + i]) {
             rc = -EIO; /* the header changed under us */
             break;

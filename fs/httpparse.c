@@ -59,12 +59,6 @@ int zf_http_parse_range(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
     return 1;
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* percent-decode s[0..n) into out (cap bytes); -1 if bad or too long */
 int zf_http_pct_decode(const char *s, size_t n, char *out, size_t cap)
 {
@@ -74,7 +68,7 @@ int zf_http_pct_decode(const char *s, size_t n, char *out, size_t cap)
         if (ch == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h1 = hexval(s[i + 1]), h2 = h1 < 0 ? -1 : hexval(s[i + 2]);
+            int h1 = xet_hexval(s[i + 1]), h2 = h1 < 0 ? -1 : xet_hexval(s[i + 2]);
             if (h1 < 0 || h2 < 0)
                 return -1;
             ch = h1 * 16 + h2;

@@ -398,27 +398,16 @@ static void mpart_key(const xet_hash *xorb, char out[80])
     snprintf(out, 80, "mpart/%s", xs);
 }
 
-static uint32_t le32(const uint8_t *q)
-{
-    return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-}
-
-static void put_le32(uint8_t *q, uint32_t v)
-{
-    for (int b = 0; b < 4; b++)
-        q[b] = (uint8_t)(v >> (8 * b));
-}
-
 /* "mpart/<xorb>" → entry count, or -EBADMSG; entries at d + 12, 40 B each. */
 static long mpart_check(const uint8_t *d, size_t len)
 {
     if (len < 12 || memcmp(d, MPART_MAGIC, 8))
         return -EBADMSG;
-    uint32_t m = le32(d + 8);
+    uint32_t m = xet_le32(d + 8);
     if (m == 0 || m > XET_XORB_MAX_CHUNKS || len != 12 + (size_t)m * 40)
         return -EBADMSG;
     for (uint32_t k = 1; k < m; k++)
-        if (le32(d + 12 + 40 * (size_t)k) <= le32(d + 12 + 40 * (size_t)(k - 1)))
+        if (xet_le32(d + 12 + 40 * (size_t)k) <= xet_le32(d + 12 + 40 * (size_t)(k - 1)))
             return -EBADMSG;
     return m;
 }
@@ -450,9 +439,9 @@ static int pv_parts(void *ud, const xet_hash *xorb, uint32_t **idx, xet_hash **h
     }
     for (long i = 0; i < k; i++) {
         const uint8_t *q = (const uint8_t *)d + 12 + 40 * (size_t)i;
-        (*idx)[i] = le32(q);
+        (*idx)[i] = xet_le32(q);
         memcpy((*hashes)[i].b, q + 4, 32);
-        (*lens)[i] = le32(q + 36);
+        (*lens)[i] = xet_le32(q + 36);
     }
     *m = (uint32_t)k;
     free(d);
@@ -510,12 +499,12 @@ static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
         uint32_t k = cs;
         while (i < om || k < ce) {
             const uint8_t *q = i < om ? (const uint8_t *)old + 12 + 40 * (size_t)i : NULL;
-            uint32_t qi = q ? le32(q) : UINT32_MAX;
+            uint32_t qi = q ? xet_le32(q) : UINT32_MAX;
             uint8_t *w = d + 12 + 40 * (size_t)m++;
             if (k < ce && k <= qi) {
-                put_le32(w, k);
+                xet_put_le32(w, k);
                 memcpy(w + 4, hashes[k - cs].b, 32);
-                put_le32(w + 36, lens[k - cs]);
+                xet_put_le32(w + 36, lens[k - cs]);
                 if (k == qi)
                     i++;
                 k++;
@@ -525,7 +514,7 @@ static void mpart_add(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
             }
         }
         memcpy(d, MPART_MAGIC, 8);
-        put_le32(d + 8, m);
+        xet_put_le32(d + 8, m);
         zc_meta_put(p->store, key, d, 12 + (size_t)m * 40, 0);
         free(d);
     }

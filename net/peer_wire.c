@@ -12,17 +12,6 @@
 
 static const char pstr[20] = "\x13" "BitTorrent protocol";
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* ---- BT handshake ------------------------------------------------------------ */
 
 void zp_handshake(uint8_t out[68], const uint8_t ih[20], const uint8_t peer_id[20])
@@ -109,14 +98,14 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
         if (len < 37)
             return -EBADMSG;
         memcpy(m->xorb.b, p + 1, 32);
-        m->n = get32(p + 33);
+        m->n = xet_be32(p + 33);
         if ((m->n == 0 && p[0] == ZP_HAVE) || m->n > ZP_MAX_HAVE_RUNS ||
             len != 37 + 8 * (size_t)m->n)
             return -EBADMSG;
         m->body = p + 37;
         m->body_len = 8 * (size_t)m->n;
         for (uint32_t k = 0; k < m->n; k++) {
-            uint32_t s = get32(m->body + 8 * k), e = get32(m->body + 8 * k + 4);
+            uint32_t s = xet_be32(m->body + 8 * k), e = xet_be32(m->body + 8 * k + 4);
             if (s >= e || e > XET_XORB_MAX_CHUNKS)
                 return -EBADMSG;
         }
@@ -124,10 +113,10 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
     case ZP_REQUEST:
         if (len != 45)
             return -EBADMSG;
-        m->req = get32(p + 1);
+        m->req = xet_be32(p + 1);
         memcpy(m->xorb.b, p + 5, 32);
-        m->start = get32(p + 37);
-        m->end = get32(p + 41);
+        m->start = xet_be32(p + 37);
+        m->end = xet_be32(p + 41);
         if (m->start >= m->end || m->end - m->start > ZP_MAX_REQ_CHUNKS ||
             m->end > XET_XORB_MAX_CHUNKS)
             return -EBADMSG;
@@ -135,22 +124,22 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
     case ZP_DATA:
         if (len < 9)
             return -EBADMSG;
-        m->req = get32(p + 1);
-        m->start = get32(p + 5);
+        m->req = xet_be32(p + 1);
+        m->start = xet_be32(p + 5);
         m->body = p + 9;
         m->body_len = len - 9;
         return 0;
     case ZP_MREQ:
         if (len != 37)
             return -EBADMSG;
-        m->req = get32(p + 1);
+        m->req = xet_be32(p + 1);
         memcpy(m->xorb.b, p + 5, 32);
         return 0;
     case ZP_MANIFEST:
         if (len < 9)
             return -EBADMSG;
-        m->req = get32(p + 1);
-        m->n = get32(p + 5);
+        m->req = xet_be32(p + 1);
+        m->n = xet_be32(p + 5);
         if (m->n == 0 || m->n > XET_XORB_MAX_CHUNKS || len != 9 + 36 * (size_t)m->n)
             return -EBADMSG;
         m->body = p + 9;
@@ -159,15 +148,15 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
     case ZP_MPART: {
         if (len < 9)
             return -EBADMSG;
-        m->req = get32(p + 1);
-        m->n = get32(p + 5);
+        m->req = xet_be32(p + 1);
+        m->n = xet_be32(p + 5);
         if (m->n == 0 || m->n > XET_XORB_MAX_CHUNKS || len != 9 + 40 * (size_t)m->n)
             return -EBADMSG;
         m->body = p + 9;
         m->body_len = 40 * (size_t)m->n;
         uint32_t prev = 0;
         for (uint32_t k = 0; k < m->n; k++) {
-            uint32_t i = get32(m->body + 40 * (size_t)k), l = get32(m->body + 40 * (size_t)k + 36);
+            uint32_t i = xet_be32(m->body + 40 * (size_t)k), l = xet_be32(m->body + 40 * (size_t)k + 36);
             if (i >= XET_XORB_MAX_CHUNKS || (k && i <= prev) || l == 0 || l > (128u << 10))
                 return -EBADMSG;
             prev = i;
@@ -177,13 +166,13 @@ int zp_zfs_parse(const uint8_t *p, size_t len, zp_zfs_msg *m)
     case ZP_REFUSE:
         if (len != 9)
             return -EBADMSG;
-        m->req = get32(p + 1);
-        m->code = get32(p + 5);
+        m->req = xet_be32(p + 1);
+        m->code = xet_be32(p + 5);
         return 0;
     case ZP_CANCEL:
         if (len != 5)
             return -EBADMSG;
-        m->req = get32(p + 1);
+        m->req = xet_be32(p + 1);
         return 0;
     default:
         return -EBADMSG;
@@ -194,10 +183,10 @@ size_t zp_zfs_have(uint8_t *out, const xet_hash *xorb, const zn_chunk_run *runs,
 {
     out[0] = ZP_HAVE;
     memcpy(out + 1, xorb->b, 32);
-    put32(out + 33, n);
+    xet_put_be32(out + 33, n);
     for (uint32_t k = 0; k < n; k++) {
-        put32(out + 37 + 8 * k, runs[k].start);
-        put32(out + 41 + 8 * k, runs[k].end);
+        xet_put_be32(out + 37 + 8 * k, runs[k].start);
+        xet_put_be32(out + 41 + 8 * k, runs[k].end);
     }
     return 37 + 8 * (size_t)n;
 }
@@ -206,13 +195,13 @@ size_t zp_zfs_mpart(uint8_t *out, uint32_t req, const uint32_t *idx, const xet_h
                     const uint32_t *lens, uint32_t m)
 {
     out[0] = ZP_MPART;
-    put32(out + 1, req);
-    put32(out + 5, m);
+    xet_put_be32(out + 1, req);
+    xet_put_be32(out + 5, m);
     for (uint32_t k = 0; k < m; k++) {
         uint8_t *q = out + 9 + 40 * (size_t)k;
-        put32(q, idx[k]);
+        xet_put_be32(q, idx[k]);
         memcpy(q + 4, hashes[k].b, 32);
-        put32(q + 36, lens[k]);
+        xet_put_be32(q + 36, lens[k]);
     }
     return 9 + 40 * (size_t)m;
 }
@@ -228,25 +217,25 @@ size_t zp_zfs_request(uint8_t out[45], uint32_t req, const xet_hash *xorb, uint3
                       uint32_t end)
 {
     out[0] = ZP_REQUEST;
-    put32(out + 1, req);
+    xet_put_be32(out + 1, req);
     memcpy(out + 5, xorb->b, 32);
-    put32(out + 37, start);
-    put32(out + 41, end);
+    xet_put_be32(out + 37, start);
+    xet_put_be32(out + 41, end);
     return 45;
 }
 
 size_t zp_zfs_data_hdr(uint8_t out[9], uint32_t req, uint32_t start)
 {
     out[0] = ZP_DATA;
-    put32(out + 1, req);
-    put32(out + 5, start);
+    xet_put_be32(out + 1, req);
+    xet_put_be32(out + 5, start);
     return 9;
 }
 
 size_t zp_zfs_mreq(uint8_t out[37], uint32_t req, const xet_hash *xorb)
 {
     out[0] = ZP_MREQ;
-    put32(out + 1, req);
+    xet_put_be32(out + 1, req);
     memcpy(out + 5, xorb->b, 32);
     return 37;
 }
@@ -255,11 +244,11 @@ size_t zp_zfs_manifest(uint8_t *out, uint32_t req, const xet_hash *hashes, const
                        uint32_t n)
 {
     out[0] = ZP_MANIFEST;
-    put32(out + 1, req);
-    put32(out + 5, n);
+    xet_put_be32(out + 1, req);
+    xet_put_be32(out + 5, n);
     for (uint32_t k = 0; k < n; k++) {
         memcpy(out + 9 + 36 * (size_t)k, hashes[k].b, 32);
-        put32(out + 9 + 36 * (size_t)k + 32, lens[k]);
+        xet_put_be32(out + 9 + 36 * (size_t)k + 32, lens[k]);
     }
     return 9 + 36 * (size_t)n;
 }
@@ -267,15 +256,15 @@ size_t zp_zfs_manifest(uint8_t *out, uint32_t req, const xet_hash *hashes, const
 size_t zp_zfs_refuse(uint8_t out[9], uint32_t req, uint32_t code)
 {
     out[0] = ZP_REFUSE;
-    put32(out + 1, req);
-    put32(out + 5, code);
+    xet_put_be32(out + 1, req);
+    xet_put_be32(out + 5, code);
     return 9;
 }
 
 size_t zp_zfs_cancel(uint8_t out[5], uint32_t req)
 {
     out[0] = ZP_CANCEL;
-    put32(out + 1, req);
+    xet_put_be32(out + 1, req);
     return 5;
 }
 
@@ -287,20 +276,20 @@ int zp_ut_parse(const uint8_t *p, size_t len, zp_ut_msg *m)
     if (len < 5)
         return -EBADMSG;
     m->type = p[0];
-    m->req = get32(p + 1);
+    m->req = xet_be32(p + 1);
     switch (p[0]) {
     case ZP_UT_REQUEST:
         if (len != 45)
             return -EBADMSG;
         memcpy(m->hash.b, p + 5, 32);
-        m->start = get32(p + 37);
-        m->end = get32(p + 41);
+        m->start = xet_be32(p + 37);
+        m->end = xet_be32(p + 41);
         return 0;
     case ZP_UT_RESPONSE:
         if (len < 13)
             return -EBADMSG;
-        m->chunk_offset = get32(p + 5);
-        m->data_len = get32(p + 9);
+        m->chunk_offset = xet_be32(p + 5);
+        m->data_len = xet_be32(p + 9);
         if (m->data_len != len - 13)
             return -EBADMSG;
         m->data = p + 13;
@@ -313,7 +302,7 @@ int zp_ut_parse(const uint8_t *p, size_t len, zp_ut_msg *m)
     case ZP_UT_ERROR:
         if (len < 9)
             return -EBADMSG;
-        m->code = get32(p + 5);
+        m->code = xet_be32(p + 5);
         m->data = p + 9;
         m->data_len = len - 9;
         return 0;
@@ -326,10 +315,10 @@ size_t zp_ut_request(uint8_t out[45], uint32_t req, const xet_hash *xorb, uint32
                      uint32_t end)
 {
     out[0] = ZP_UT_REQUEST;
-    put32(out + 1, req);
+    xet_put_be32(out + 1, req);
     memcpy(out + 5, xorb->b, 32);
-    put32(out + 37, start);
-    put32(out + 41, end);
+    xet_put_be32(out + 37, start);
+    xet_put_be32(out + 41, end);
     return 45;
 }
 
@@ -337,16 +326,16 @@ size_t zp_ut_response_hdr(uint8_t out[13], uint32_t req, uint32_t chunk_offset,
                           uint32_t data_len)
 {
     out[0] = ZP_UT_RESPONSE;
-    put32(out + 1, req);
-    put32(out + 5, chunk_offset);
-    put32(out + 9, data_len);
+    xet_put_be32(out + 1, req);
+    xet_put_be32(out + 5, chunk_offset);
+    xet_put_be32(out + 9, data_len);
     return 13;
 }
 
 size_t zp_ut_not_found(uint8_t out[37], uint32_t req, const xet_hash *hash)
 {
     out[0] = ZP_UT_NOT_FOUND;
-    put32(out + 1, req);
+    xet_put_be32(out + 1, req);
     memcpy(out + 5, hash->b, 32);
     return 37;
 }

@@ -1,6 +1,7 @@
-/* pex.c — compact peer lists (BEP 23, BEP 7, BEP 5) and the ut_pex message
- * (BEP 11) codec.  The peer-wire module owns connections; this only turns
- * peer lists into bencoded dicts and back. */
+/* pex.c — compact peer lists (BEP 23, BEP 7, BEP 5), the ut_pex message
+ * (BEP 11) codec, and the peer node's PEX: what it tells each connection of
+ * the others, and whom it dials of what a peer tells it.  The peer node
+ * (peer.c) owns connections. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <netinet/in.h>
 
 #include "disc.h"
+#include "peer_int.h"
 
 int zn_compact_parse(const uint8_t *p, size_t len, int family, struct sockaddr_storage *out,
                      size_t max)
@@ -176,4 +178,127 @@ int zn_pex_parse(const uint8_t *buf, size_t len, zn_pex *out)
     out->ndropped = nd;
     zb_free(root);
     return 0;
+}
+
+/* ---- PEX (BEP 11) ---------------------------------------------------------------- */
+
+/* The address c's peer listens on, if known. */
+bool zp__listen_addr(const zp_conn *c, struct sockaddr_storage *out)
+{
+    if (c->outgoing) {
+        *out = c->addr;
+        return true;
+    }
+    if (!c->their_port)
+        return false;
+    *out = c->addr;
+    if (out->ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons(c->their_port);
+    else if (out->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)out)->sin6_port = htons(c->their_port);
+    else
+        return false;
+    return true;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    uint8_t ia[16], ib[16];
+    uint16_t pa, pb;
+    zp__ip_key(a, ia, &pa);
+    zp__ip_key(b, ib, &pb);
+    return pa == pb && !memcmp(ia, ib, 16);
+}
+
+static bool addr_in(const struct sockaddr_storage *v, size_t n, const struct sockaddr_storage *a)
+{
+    for (size_t k = 0; k < n; k++)
+        if (same_addr(&v[k], a))
+            return true;
+    return false;
+}
+
+/* Tell c's peer about the other peers of its swarm (added/dropped against
+ * what it was told).  Nothing is sent when nothing changed. */
+void zp__pex_send(zp_conn *c)
+{
+    zn_peer_node *n = c->n;
+    struct sockaddr_storage cur[MAX_PEX_SENT], added[ZP_MAX_PEX_ADDED], dropped[MAX_PEX_SENT];
+    size_t ncur = 0, na = 0, nd = 0;
+    for (zp_conn *o = n->conns; o && ncur < MAX_PEX_SENT; o = o->next) {
+        struct sockaddr_storage a;
+        if (o == c || o->state != C_OPEN || !o->got_ext || memcmp(o->ih, c->ih, 20) ||
+            !zp__listen_addr(o, &a) || addr_in(cur, ncur, &a))
+            continue;
+        cur[ncur++] = a;
+    }
+    for (size_t k = 0; k < ncur && na < ZP_MAX_PEX_ADDED; k++)
+        if (!addr_in(c->pex_told, c->npex_told, &cur[k]))
+            added[na++] = cur[k];
+    for (size_t k = 0; k < c->npex_told; k++)
+        if (!addr_in(cur, ncur, &c->pex_told[k]))
+            dropped[nd++] = c->pex_told[k];
+    if (!na && !nd)
+        return;
+    zb_buf b = {0};
+    if (zn_pex_encode(added, NULL, na, dropped, nd, &b) != 0 || b.err) {
+        free(b.p);
+        return;
+    }
+    zp__send_ext(c, c->their_pex, b.p, b.len);
+    free(b.p);
+    n->st.pex_out++;
+    c->pex_sent_msgs++;
+    /* told = told - dropped + added */
+    size_t k2 = 0;
+    for (size_t k = 0; k < c->npex_told; k++)
+        if (!addr_in(dropped, nd, &c->pex_told[k]))
+            c->pex_told[k2++] = c->pex_told[k];
+    c->npex_told = k2;
+    if (na) {
+        struct sockaddr_storage *t =
+            realloc(c->pex_told, (c->npex_told + na) * sizeof *t);
+        if (!t)
+            return;
+        c->pex_told = t;
+        memcpy(t + c->npex_told, added, na * sizeof *added);
+        c->npex_told += na;
+    }
+}
+
+void zp__handle_pex(zp_conn *c, const uint8_t *p, size_t len)
+{
+    zn_peer_node *n = c->n;
+    zn_pex x;
+    if (zn_pex_parse(p, len, &x) != 0) {
+        zp__conn_ban(c);
+        return;
+    }
+    uint64_t now = uv_now(n->loop);
+    unsigned quarter = n->o.pex_interval_ms / 4;
+    if (c->pex_rx_msgs && now - c->pex_last_rx < quarter) {
+        zn_pex_free(&x); /* too often: ignored */
+        return;
+    }
+    c->pex_rx_msgs++;
+    c->pex_last_rx = now;
+    n->st.pex_in++;
+    uint8_t ih[20];
+    memcpy(ih, c->ih, 20);
+    for (size_t k = 0; k < x.nadded && k < ZP_MAX_PEX_ADDED; k++) {
+        struct sockaddr_storage *a = &x.added[k];
+        uint8_t ip[16];
+        uint16_t port;
+        zp__ip_key(a, ip, &port);
+        if (!port || zp__slow_listed(n, a))
+            continue;
+        bool known = false; /* connected already, either way */
+        for (zp_conn *o = n->conns; o && !known; o = o->next) {
+            struct sockaddr_storage l;
+            known = !memcmp(o->ih, ih, 20) && zp__listen_addr(o, &l) && same_addr(&l, a);
+        }
+        if (!known && zn_peer_add(n, ih, (struct sockaddr *)a) == 0)
+            n->st.pex_dialled++;
+    }
+    zn_pex_free(&x);
 }

@@ -78,23 +78,6 @@ static uint32_t rnd32(void)
     return v;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, v >> 32), put32(p + 4, (uint32_t)v);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
 void zn_url_escape(const uint8_t *p, size_t n, char *out)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -596,31 +579,31 @@ static void udp_send_op(zn_tracker *t, tk_op *op)
     uint64_t now = uv_now(t->loop);
     op->txid = rnd32();
     if (op->stage == S_CONNECT) {
-        put64(pkt, UDP_MAGIC);
-        put32(pkt + 8, 0);
-        put32(pkt + 12, op->txid);
+        xet_put_be64(pkt, UDP_MAGIC);
+        xet_put_be32(pkt + 8, 0);
+        xet_put_be32(pkt + 12, op->txid);
         len = 16;
         t->st.connects++;
     } else if (op->kind == K_ANNOUNCE) {
         const zn_announce *a = &op->a;
-        put64(pkt, t->conn_id);
-        put32(pkt + 8, 1);
-        put32(pkt + 12, op->txid);
+        xet_put_be64(pkt, t->conn_id);
+        xet_put_be32(pkt + 8, 1);
+        xet_put_be32(pkt + 12, op->txid);
         memcpy(pkt + 16, a->info_hash, 20);
         memcpy(pkt + 36, a->peer_id, 20);
-        put64(pkt + 56, a->downloaded);
-        put64(pkt + 64, a->left);
-        put64(pkt + 72, a->uploaded);
-        put32(pkt + 80, (uint32_t)a->event);
-        put32(pkt + 84, 0);
-        put32(pkt + 88, a->key);
-        put32(pkt + 92, (uint32_t)(a->numwant < 0 ? -1 : a->numwant));
+        xet_put_be64(pkt + 56, a->downloaded);
+        xet_put_be64(pkt + 64, a->left);
+        xet_put_be64(pkt + 72, a->uploaded);
+        xet_put_be32(pkt + 80, (uint32_t)a->event);
+        xet_put_be32(pkt + 84, 0);
+        xet_put_be32(pkt + 88, a->key);
+        xet_put_be32(pkt + 92, (uint32_t)(a->numwant < 0 ? -1 : a->numwant));
         pkt[96] = a->port >> 8, pkt[97] = a->port & 255;
         len = 98;
     } else {
-        put64(pkt, t->conn_id);
-        put32(pkt + 8, 2);
-        put32(pkt + 12, op->txid);
+        xet_put_be64(pkt, t->conn_id);
+        xet_put_be32(pkt + 8, 2);
+        xet_put_be32(pkt + 12, op->txid);
         for (size_t i = 0; i < op->n; i++)
             memcpy(pkt + 16 + 20 * i, op->ih[i], 20);
         len = 16 + 20 * op->n;
@@ -731,7 +714,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     size_t len = (size_t)nread;
     tk_op *op = NULL;
     if (len >= 8 && same_addr(&t->addr, sa)) {
-        uint32_t txid = get32(p + 4);
+        uint32_t txid = xet_be32(p + 4);
         for (op = t->ops; op; op = op->next)
             if (op->deadline && op->txid == txid)
                 break;
@@ -741,7 +724,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         return;
     }
     t->st.received++;
-    uint32_t action = get32(p);
+    uint32_t action = xet_be32(p);
     int err = 0;
     if (action == 3) {
         set_failure(t->failure, sizeof t->failure, p + 8, len - 8);
@@ -754,7 +737,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         if (action != 0 || len < 16) {
             err = -EBADMSG;
         } else {
-            t->conn_id = get64(p + 8);
+            t->conn_id = xet_be64(p + 8);
             t->conn_at = uv_now(t->loop);
             t->have_conn = true;
             op->stage = S_ACTION;
@@ -774,9 +757,9 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
             err = -EBADMSG;
         if (err == 0) {
             zn_announce_result r = {0};
-            r.interval = get32(p + 8);
-            r.incomplete = get32(p + 12);
-            r.complete = get32(p + 16);
+            r.interval = xet_be32(p + 8);
+            r.incomplete = xet_be32(p + 12);
+            r.complete = xet_be32(p + 16);
             size_t n = (len - 20) / es;
             r.peers = calloc(n + 1, sizeof *r.peers);
             if (!r.peers) {
@@ -804,9 +787,9 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
                 for (size_t i = 0; i < op->n; i++) {
                     memcpy(e[i].info_hash, op->ih[i], 20);
                     if (8 + 12 * (i + 1) <= len) {
-                        e[i].complete = get32(p + 8 + 12 * i);
-                        e[i].downloaded = get32(p + 12 + 12 * i);
-                        e[i].incomplete = get32(p + 16 + 12 * i);
+                        e[i].complete = xet_be32(p + 8 + 12 * i);
+                        e[i].downloaded = xet_be32(p + 12 + 12 * i);
+                        e[i].incomplete = xet_be32(p + 16 + 12 * i);
                     }
                 }
                 unlink_op(t, op);

@@ -95,18 +95,6 @@ void o_store_close(o_store *s)
 
 /* ---- xorbs ------------------------------------------------------------- */
 
-static void le32(uint8_t *p, uint32_t v)
-{
-    p[0] = v;
-    p[1] = v >> 8;
-    p[2] = v >> 16;
-    p[3] = v >> 24;
-}
-static uint32_t rd32(const uint8_t *p)
-{
-    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int o_xorb_idx_load(const o_store *s, const xet_hash *h, o_xorb_idx *x)
 {
     memset(x, 0, sizeof *x);
@@ -125,7 +113,7 @@ int o_xorb_idx_load(const o_store *s, const xet_hash *h, o_xorb_idx *x)
         free(b);
         return -EBADMSG;
     }
-    uint32_t cnt = rd32(b + 8);
+    uint32_t cnt = xet_le32(b + 8);
     if (cnt > XET_XORB_MAX_CHUNKS || n != 16 + (size_t)cnt * 40) {
         free(b);
         return -EBADMSG;
@@ -141,8 +129,8 @@ int o_xorb_idx_load(const o_store *s, const xet_hash *h, o_xorb_idx *x)
     }
     for (uint32_t i = 0; i < cnt; i++) {
         const uint8_t *r = b + 16 + (size_t)i * 40;
-        x->rec_end[i] = rd32(r);
-        x->ulen[i] = rd32(r + 4);
+        x->rec_end[i] = xet_le32(r);
+        x->ulen[i] = xet_le32(r + 4);
         memcpy(x->hash[i].b, r + 8, 32);
     }
     free(b);
@@ -169,11 +157,11 @@ int o_xorb_store(const o_store *s, const xet_hash *h, const uint8_t *buf, size_t
     int e = -ENOMEM;
     if (xp && ip && ib) {
         memcpy(ib, "ZOXIDX01", 8);
-        le32(ib + 8, idx->n);
+        xet_put_le32(ib + 8, idx->n);
         for (uint32_t i = 0; i < idx->n; i++) {
             uint8_t *r = ib + 16 + (size_t)i * 40;
-            le32(r, idx->rec_end[i]);
-            le32(r + 4, idx->ulen[i]);
+            xet_put_le32(r, idx->rec_end[i]);
+            xet_put_le32(r + 4, idx->ulen[i]);
             memcpy(r + 8, idx->hash[i].b, 32);
         }
         /* bytes first, index last: a xorb is "present" once its index is */

@@ -35,7 +35,7 @@ void xet_hash_to_string(const xet_hash *h, char out[XET_HASH_STR_LEN + 1])
     *o = 0;
 }
 
-static int hexval(char c)
+int xet_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -52,10 +52,10 @@ int xet_hash_from_string(const char *s, xet_hash *h)
         return -EINVAL;
     for (int g = 0; g < 4; g++)
         for (int i = 7; i >= 0; i--) {
-            int hi = hexval(*s++);
+            int hi = xet_hexval(*s++);
             if (hi < 0)
                 return -EINVAL;
-            int lo = hexval(*s++);
+            int lo = xet_hexval(*s++);
             if (lo < 0)
                 return -EINVAL;
             h->b[g * 8 + i] = (uint8_t)(hi << 4 | lo);
@@ -75,10 +75,10 @@ void xet_hex(const uint8_t *p, size_t n, char *out)
 int xet_unhex(const char *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]);
+        int hi = xet_hexval(s[2 * i]);
         if (hi < 0)
             return -EINVAL;
-        int lo = hexval(s[2 * i + 1]);
+        int lo = xet_hexval(s[2 * i + 1]);
         if (lo < 0)
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -41,29 +41,7 @@ enum {
     FT_FOOTER_OFFSET = 192,
 };
 
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t rd64(const uint8_t *p)
-{
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void wr64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
+/* ---- byte order (the plain readers and writers are in xet.h) ------------- */
 
 /* The SHA-256 field is stored with each 8-byte group reversed (§4.3); the
  * same transform converts in both directions. */
@@ -111,8 +89,8 @@ static void *push(void **arr, size_t *n, size_t *cap, size_t size)
 static long parse_file(const uint8_t *p, size_t avail, xet_shard_file *f)
 {
     memcpy(f->file_hash.b, p, 32);
-    f->flags = rd32(p + 32);
-    uint64_t n = rd32(p + 36);
+    f->flags = xet_le32(p + 32);
+    uint64_t n = xet_le32(p + 36);
     bool ver = f->flags & XET_SHARD_FLAG_VERIFICATION;
     bool ext = f->flags & XET_SHARD_FLAG_METADATA_EXT;
     uint64_t need = REC * (1 + n * (ver ? 2 : 1) + (ext ? 1 : 0)); /* < 2^40 */
@@ -128,10 +106,10 @@ static long parse_file(const uint8_t *p, size_t avail, xet_shard_file *f)
     for (size_t i = 0; i < n; i++, q += REC) {
         xet_term *t = &f->terms[i];
         memcpy(t->xorb.b, q, 32);
-        t->flags = rd32(q + 32);
-        t->unpacked_bytes = rd32(q + 36);
-        t->chunk_start = rd32(q + 40);
-        t->chunk_end = rd32(q + 44);
+        t->flags = xet_le32(q + 32);
+        t->unpacked_bytes = xet_le32(q + 36);
+        t->chunk_start = xet_le32(q + 40);
+        t->chunk_end = xet_le32(q + 44);
         if (t->chunk_start >= t->chunk_end)
             return -EBADMSG;
     }
@@ -156,10 +134,10 @@ static long parse_file(const uint8_t *p, size_t avail, xet_shard_file *f)
 static long parse_xorb(const uint8_t *p, size_t avail, xet_shard_xorb *x)
 {
     memcpy(x->hash.b, p, 32);
-    x->flags = rd32(p + 32);
-    uint64_t n = rd32(p + 36);
-    x->bytes_in_xorb = rd32(p + 40);
-    x->bytes_on_disk = rd32(p + 44);
+    x->flags = xet_le32(p + 32);
+    uint64_t n = xet_le32(p + 36);
+    x->bytes_in_xorb = xet_le32(p + 40);
+    x->bytes_on_disk = xet_le32(p + 44);
     if (REC * (1 + n) > avail)
         return -EBADMSG;
     if (n) {
@@ -172,9 +150,9 @@ static long parse_xorb(const uint8_t *p, size_t avail, xet_shard_xorb *x)
     for (size_t i = 0; i < n; i++, q += REC) {
         xet_shard_chunk *c = &x->chunks[i];
         memcpy(c->hash.b, q, 32);
-        c->offset = rd32(q + 32);
-        c->len = rd32(q + 36);
-        c->flags = rd32(q + 40);
+        c->offset = xet_le32(q + 32);
+        c->len = xet_le32(q + 36);
+        c->flags = xet_le32(q + 40);
     }
     return (long)(q - p);
 }
@@ -184,9 +162,9 @@ int xet_shard_parse(const uint8_t *buf, size_t len, xet_shard *out)
     memset(out, 0, sizeof *out);
     if (len < XET_SHARD_HEADER_LEN || memcmp(buf, SHARD_TAG, sizeof SHARD_TAG) != 0)
         return -EBADMSG;
-    if (rd64(buf + 32) != SHARD_VERSION)
+    if (xet_le64(buf + 32) != SHARD_VERSION)
         return -EPROTONOSUPPORT;
-    uint64_t footer_size = rd64(buf + 40);
+    uint64_t footer_size = xet_le64(buf + 40);
     if (footer_size != 0 && footer_size != XET_SHARD_FOOTER_LEN)
         return -EBADMSG;
     if (len < XET_SHARD_HEADER_LEN + footer_size)
@@ -244,13 +222,13 @@ int xet_shard_parse(const uint8_t *buf, size_t len, xet_shard *out)
     /* footer: only the fields a reader needs (timestamp, HMAC key) */
     if (footer_size) {
         const uint8_t *ft = buf + end;
-        if (rd64(ft + FT_VERSION) != FOOTER_VERSION) {
+        if (xet_le64(ft + FT_VERSION) != FOOTER_VERSION) {
             err = -EPROTONOSUPPORT;
             goto fail;
         }
         out->has_footer = true;
-        out->created = rd64(ft + FT_CREATED);
-        out->key_expiry = rd64(ft + FT_KEY_EXPIRY);
+        out->created = xet_le64(ft + FT_CREATED);
+        out->key_expiry = xet_le64(ft + FT_KEY_EXPIRY);
         memcpy(out->hmac_key, ft + FT_HMAC_KEY, 32);
     }
     return 0;
@@ -309,23 +287,23 @@ int xet_shard_write(const xet_shard *s, bool footer, uint8_t **out, size_t *outl
         return -ENOMEM;
 
     memcpy(buf, SHARD_TAG, sizeof SHARD_TAG);
-    wr64(buf + 32, SHARD_VERSION);
-    wr64(buf + 40, footer ? XET_SHARD_FOOTER_LEN : 0);
+    xet_put_le64(buf + 32, SHARD_VERSION);
+    xet_put_le64(buf + 40, footer ? XET_SHARD_FOOTER_LEN : 0);
     uint8_t *p = buf + XET_SHARD_HEADER_LEN;
 
     for (size_t i = 0; i < s->nfiles; i++) {
         const xet_shard_file *f = &s->files[i];
         memcpy(p, f->file_hash.b, 32);
-        wr32(p + 32, file_flags(f));
-        wr32(p + 36, (uint32_t)f->nterms);
+        xet_put_le32(p + 32, file_flags(f));
+        xet_put_le32(p + 36, (uint32_t)f->nterms);
         p += REC;
         for (size_t k = 0; k < f->nterms; k++, p += REC) {
             const xet_term *t = &f->terms[k];
             memcpy(p, t->xorb.b, 32);
-            wr32(p + 32, t->flags);
-            wr32(p + 36, t->unpacked_bytes);
-            wr32(p + 40, t->chunk_start);
-            wr32(p + 44, t->chunk_end);
+            xet_put_le32(p + 32, t->flags);
+            xet_put_le32(p + 36, t->unpacked_bytes);
+            xet_put_le32(p + 40, t->chunk_start);
+            xet_put_le32(p + 44, t->chunk_end);
         }
         if (f->verification)
             for (size_t k = 0; k < f->nterms; k++, p += REC)
@@ -343,17 +321,17 @@ int xet_shard_write(const xet_shard *s, bool footer, uint8_t **out, size_t *outl
     for (size_t i = 0; i < s->nxorbs; i++) {
         const xet_shard_xorb *x = &s->xorbs[i];
         memcpy(p, x->hash.b, 32);
-        wr32(p + 32, x->flags);
-        wr32(p + 36, (uint32_t)x->nchunks);
-        wr32(p + 40, x->bytes_in_xorb);
-        wr32(p + 44, x->bytes_on_disk);
+        xet_put_le32(p + 32, x->flags);
+        xet_put_le32(p + 36, (uint32_t)x->nchunks);
+        xet_put_le32(p + 40, x->bytes_in_xorb);
+        xet_put_le32(p + 44, x->bytes_on_disk);
         p += REC;
         for (size_t k = 0; k < x->nchunks; k++, p += REC) {
             const xet_shard_chunk *c = &x->chunks[k];
             memcpy(p, c->hash.b, 32);
-            wr32(p + 32, c->offset);
-            wr32(p + 36, c->len);
-            wr32(p + 40, c->flags);
+            xet_put_le32(p + 32, c->offset);
+            xet_put_le32(p + 36, c->len);
+            xet_put_le32(p + 40, c->flags);
         }
         on_disk += x->bytes_on_disk;
         in_xorbs += x->bytes_in_xorb;
@@ -365,16 +343,16 @@ int xet_shard_write(const xet_shard *s, bool footer, uint8_t **out, size_t *outl
         /* No lookup tables (offsets and counts 0), as @huggingface/hub
          * writes it; materialized_bytes is left 0 like the hub does. */
         uint8_t *ft = p;
-        wr64(ft + FT_VERSION, FOOTER_VERSION);
-        wr64(ft + FT_FILE_INFO, XET_SHARD_HEADER_LEN);
-        wr64(ft + FT_XORB_INFO, xorb_info);
+        xet_put_le64(ft + FT_VERSION, FOOTER_VERSION);
+        xet_put_le64(ft + FT_FILE_INFO, XET_SHARD_HEADER_LEN);
+        xet_put_le64(ft + FT_XORB_INFO, xorb_info);
         memcpy(ft + FT_HMAC_KEY, s->hmac_key, 32);
-        wr64(ft + FT_CREATED, s->created);
-        wr64(ft + FT_KEY_EXPIRY, s->key_expiry);
-        wr64(ft + FT_STORED_ON_DISK, on_disk);
-        wr64(ft + FT_MATERIALIZED, 0);
-        wr64(ft + FT_STORED, in_xorbs);
-        wr64(ft + FT_FOOTER_OFFSET, (uint64_t)(p - buf));
+        xet_put_le64(ft + FT_CREATED, s->created);
+        xet_put_le64(ft + FT_KEY_EXPIRY, s->key_expiry);
+        xet_put_le64(ft + FT_STORED_ON_DISK, on_disk);
+        xet_put_le64(ft + FT_MATERIALIZED, 0);
+        xet_put_le64(ft + FT_STORED, in_xorbs);
+        xet_put_le64(ft + FT_FOOTER_OFFSET, (uint64_t)(p - buf));
     }
     *out = buf;
     *outlen = total;

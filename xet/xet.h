@@ -337,6 +337,48 @@ int xet_fetch_extract(const xet_fetch *f, const uint8_t *body, size_t body_len,
 int xet_recon_term_extract(const xet_recon_term *t, const uint8_t *body, size_t body_len,
                            uint64_t skip, uint64_t take, uint8_t *out);
 
+/* ---- byte order and hex digits (shared by every library) ---------------- */
+
+/* Xet formats and the cache are little-endian; the peer wire and UDP
+ * trackers big-endian. */
+static inline uint32_t xet_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t xet_le64(const uint8_t *p)
+{
+    return (uint64_t)xet_le32(p) | (uint64_t)xet_le32(p + 4) << 32;
+}
+static inline void xet_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void xet_put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t xet_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t xet_be64(const uint8_t *p)
+{
+    return (uint64_t)xet_be32(p) << 32 | xet_be32(p + 4);
+}
+static inline void xet_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+static inline void xet_put_be64(uint8_t *p, uint64_t v)
+{
+    xet_put_be32(p, (uint32_t)(v >> 32)), xet_put_be32(p + 4, (uint32_t)v);
+}
+/* The value of hex digit c (either case), -1 if c is not one. */
+int xet_hexval(int c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,122 @@
+/* peer_verify.c — a peer's DATA verified on the thread pool against the
+ * manifest before a fetch takes it. */
+#include "peer_int.h"
+
+/* ---- verification work on the pool -------------------------------------------- */
+
+typedef struct zp_work {
+    uv_work_t w;
+    zp_fetch *f;
+    size_t part;
+    uint64_t serial;
+    uint8_t *buf;        /* owned copy of the records */
+    size_t len;
+    uint32_t first, n;   /* chunks the records cover (first = chunk_offset for ut) */
+    uint32_t skip;       /* chunks to drop from the front (ut) */
+    bool trailing;
+    int result;
+} zp_work;
+
+static void work_run(uv_work_t *w)
+{
+    zp_work *k = (zp_work *)w;
+    zp_fetch *f = k->f;
+    uint32_t rel = k->first - f->start;
+    if (!k->skip) {
+        k->result = zp_records_verify(k->buf, k->len, f->ml + k->first, f->mh + k->first, k->n,
+                                      f->data + f->off[rel], k->trailing);
+        return;
+    }
+    /* ut: records start before the part; decode all, keep the tail */
+    size_t tot = 0;
+    for (uint32_t i = 0; i < k->n; i++)
+        tot += f->ml[k->first + i];
+    uint8_t *tmp = malloc(tot ? tot : 1);
+    if (!tmp) {
+        k->result = -ENOMEM;
+        return;
+    }
+    k->result = zp_records_verify(k->buf, k->len, f->ml + k->first, f->mh + k->first, k->n, tmp,
+                                  k->trailing);
+    if (!k->result) {
+        size_t skipb = 0;
+        for (uint32_t i = 0; i < k->skip; i++)
+            skipb += f->ml[k->first + i];
+        uint32_t ps = k->first + k->skip;
+        memcpy(f->data + f->off[ps - f->start], tmp + skipb, tot - skipb);
+    }
+    free(tmp);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+    zp_work *k = (zp_work *)w;
+    zp_fetch *f = k->f;
+    zn_peer_node *n = f->n;
+    f->work--;
+    free(k->buf);
+    int r = status ? status : k->result;
+    if (f->finishing) {
+        free(k);
+        zp__fetch_maybe_free(f);
+        zp__node_unref(n);
+        return;
+    }
+    zp_part *p = &f->parts[k->part];
+    if (r == 0) {
+        p->state = P_DONE;
+        f->ndone++;
+        for (uint32_t i = p->start; i < p->end; i++) {
+            n->st.data_down += f->ml[i];
+            f->done_bytes += f->ml[i];
+        }
+        if (f->ndone == f->nparts)
+            zp__fetch_finish(f, 0);
+        zp__kick_all(n); /* a request slot on that peer is free again */
+    } else {
+        if (r != -ENOMEM && status == 0) {
+            n->st.verify_failures++;
+            zp_conn *c = zp__conn_by_serial(n, k->serial);
+            if (c)
+                zp__conn_ban(c);
+        }
+        p->state = P_TODO;
+        zp__add_tried(&p->tried, &p->ntried, k->serial);
+        f->last_err = -ENOENT;
+        zp__fetch_schedule(f);
+    }
+    free(k);
+    zp__node_unref(n);
+}
+
+void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, uint32_t first,
+                      bool ut)
+{
+    zp_fetch *f = r->f;
+    zn_peer_node *n = c->n;
+    zp_part *p = &f->parts[r->part];
+    zp_work *k = calloc(1, sizeof *k);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!k || !copy) {
+        free(k), free(copy);
+        zp__req_failed(r, -ENOMEM);
+        return;
+    }
+    memcpy(copy, recs, len);
+    c->data_bytes += r->bytes;
+    k->f = f, k->part = r->part, k->serial = c->serial, k->buf = copy, k->len = len;
+    k->first = first;
+    k->skip = p->start - first;
+    k->n = p->end - first;
+    k->trailing = ut;
+    zp__req_unlink(r);
+    free(r);
+    p->state = P_VERIFY;
+    f->work++;
+    n->refs++;
+    if (uv_queue_work(n->loop, &k->w, work_run, work_done) != 0) {
+        /* no pool: verify inline (same checks) */
+        work_run(&k->w);
+        work_done(&k->w, 0);
+    }
+}
