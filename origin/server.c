@@ -498,7 +498,7 @@ static bool pre_body(ctx *x, enum MHD_Result *ret)
      * none, and a 404 (what route() answers) sends the client to the xorb
      * upload API — a 413 for its body would fail the upload */
     if (x->post && g->n >= 2 && !strcmp(g->v[0], "v1") && !strcmp(g->v[1], "xorb-grants")) {
-        *ret = send_err(c, 404, NULL, "xorb upload grants are not offered: use /v1/xorbs");
+        *ret = os__send_err(c, 404, NULL, "xorb upload grants are not offered: use /v1/xorbs");
         return false;
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
