@@ -20,8 +20,10 @@
  *      xorb chunk ranges of its terms; the file's chunks are cut by them
  *      (counts and lengths must agree) and each term is zc_put as a
  *      segment with the chunk hashes computed in 2 (one pool job per
- *      term), its map saved as "fmap/<xet id>" (fs/read/fmap.c's format)
- *      and its xorbs announced to the repo's swarm: peers get them;
+ *      term; zf_p2p_after_put builds the xorb's manifest when the store
+ *      holds all of it, zf_p2p_repo_xorb + zf_p2p_stored announce it on the
+ *      repo's swarm: peers get them), its map saved as "fmap/<xet id>"
+ *      (fs/read/fmap.c's format);
  *   5. recorded as store metadata "adopt/<xet id>" = "ok <size>", so a
  *      remount does not redo it.
  * The user's files are only ever opened O_RDONLY.  Non-Xet (LFS sha256 or
@@ -248,6 +250,8 @@ static void term_work(uv_work_t *w)
                     a->hashes + a->tch, buf, got, 0, NULL);
     (void)nc;
     free(buf);
+    if (!a->err && a->fs->p2p) /* the xorb's manifest, when the store now holds all of it */
+        zf_p2p_after_put(a->fs->p2p, &t->xorb, t->chunk_start, t->chunk_end);
 }
 
 static void term_after(uv_work_t *w, int status)
@@ -262,6 +266,11 @@ static void term_after(uv_work_t *w, int status)
         return;
     }
     const xet_recon_term *t = &a->rc->terms[a->term];
+    if (a->fs->p2p) { /* served on the repo's swarm from now on, and said so */
+        zf_p2p_repo_xorb(a->fs->p2p, zf_p2p_type_name(f->type), f->repo, &t->xorb);
+        zf_p2p_stored(a->fs->p2p, zf_p2p_type_name(f->type), f->repo, &t->xorb, t->chunk_start,
+                      t->chunk_end);
+    }
     a->toff += t->unpacked_length;
     a->tch += t->chunk_end - t->chunk_start;
     a->term++;

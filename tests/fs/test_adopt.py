@@ -16,6 +16,8 @@ the cache are recorded.  zestfs mounts over that directory (--repo both,
   - a second node (--peer to the first, the CDN refusing xorbs) reads the
     adopted model.safetensors byte-exact, every byte from the first;
   - a remount does not adopt again ("adopted before"), still 0 egress;
+  - `zestfs seed --adopt CACHE` with a fresh store (no mount): 3 adopted,
+    1 refused; a node with the CDN refused reads org/plain's model from it;
   - after unmount every entry of the user's cache is byte-for-byte (and
     link-for-link) as recorded, except refs/<rev> files, which the overlay
     takes into the model at startup and removes (ops.c, by design).
@@ -190,6 +192,45 @@ def main():
         procs.pop()
         proc = None
 
+        # ---- `zestfs seed --adopt` over the plain cache: a fresh store, no mount ----
+        store2, lsp = os.path.join(tmp, "seed-store"), os.path.join(tmp, "seed.log")
+        sp = subprocess.Popen([zestfs, "seed", "--adopt", cache, "--store", store2, "--endpoint",
+                               origin.url, "--listen", "127.0.0.1:0"], stdout=open(lsp, "a"),
+                              stderr=subprocess.STDOUT, env=fsutil.guard_env(None))
+        procs.append((sp, None))
+        m = wait_log(lsp, r"adoption done: (\d+) adopted, (\d+) refused, (\d+) not imported", 180)
+        check(m is not None and m.groups() == ("3", "1", "0"),
+              f"seed --adopt: 3 adopted, 1 refused ({m.groups() if m else None})")
+        pm = wait_log(lsp, r"peers on 127\.0\.0\.1:(\d+)", 10)
+        check(pm is not None, "seed --adopt listens for peers")
+        if pm:
+            knobs(origin, refuse_xorbs=1)
+            mc, sc, lc = (os.path.join(tmp, x) for x in ("c-mnt", "c-store", "c.log"))
+            os.makedirs(mc)
+            pc = mount(zestfs, mc, ["--endpoint", origin.url, "--store", sc, "--repo", "org/plain",
+                                    "--listen", "127.0.0.1:0", "--peer", "127.0.0.1:" + pm.group(1)],
+                       open(lc, "a"))
+            procs.append((pc, mc))
+            check(wait_log(lc, r"peers: [1-9]\d* connected", 30) is not None, "C: connected to the seed")
+            want = files["org/plain"]["model.safetensors"]
+            try:
+                got = open(os.path.join(snap(mc, "org/plain"), "model.safetensors"), "rb").read()
+            except OSError as e:
+                got = repr(e).encode()
+            check(got == want, "C: org/plain model.safetensors from `seed --adopt`, CDN refused: byte-exact")
+            unmount(pc, mc)
+            procs.pop()
+            knobs(origin, refuse_xorbs=0)
+        sp.send_signal(2)
+        try:
+            sp.wait(60)
+        except subprocess.TimeoutExpired:
+            sp.kill()
+            sp.wait()
+        check(sp.returncode == 0, f"seed --adopt exits 0 on SIGINT ({sp.returncode})")
+        procs.pop()
+        check(fsutil.sanitizer_report(open(lsp).read()) is None, "no sanitizer report in the seed log")
+
         after = snapshot_state(cache)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         # refs/<rev> files the client wrote are taken into the mount's model at
@@ -203,7 +244,10 @@ def main():
                         f"({len(before)} entries; changed: {rest[:5]})")
     finally:
         for p, mnt in procs:
-            if p.poll() is None:
+            if p.poll() is None and mnt is None:
+                p.kill()
+                p.wait()
+            elif p.poll() is None:
                 unmount(p, mnt, expect=None)
         rc = run.finish(proc, cache, origin)
     return rc
