@@ -29,7 +29,8 @@
  * The user's files are only ever opened O_RDONLY.  Non-Xet (LFS sha256 or
  * git) blobs are not adopted: the overlay serves them as before.  One pool
  * thread at most is busy with adoption, so FUSE reads and their store
- * reads keep the others.  Owned by the loop thread. */
+ * reads keep the others, and a piece waits (20 ms at a time, up to 1 s)
+ * while the read path has fetches in flight.  Owned by the loop thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,6 +46,8 @@
 #include "p2p.h"
 
 #define PIECE (8u << 20)
+#define HOLD_MS 20   /* a piece waits this long while the read path has fetches in flight */
+#define HOLD_MAX 50  /* ... at most this many times in a row (1 s), then goes anyway */
 
 enum { A_PENDING, A_DONE, A_REFUSED, A_FAILED };
 
@@ -83,6 +86,11 @@ struct zf_adopt {
     int err;
     uv_work_t work;
     bool meta_ok, in_recon;
+    uv_timer_t timer;   /* holds the next piece behind reads */
+    bool timer_on;
+    unsigned held;
+    uv_work_cb next_w;
+    uv_after_work_cb next_after;
 };
 
 static void next_file(zf_adopt *a);
@@ -224,6 +232,30 @@ static void queue(zf_adopt *a, uv_work_cb w, uv_after_work_cb after)
     }
 }
 
+static void on_hold(uv_timer_t *t);
+
+/* The next piece, after the read path's fetches (FUSE reads first). */
+static void step(zf_adopt *a, uv_work_cb w, uv_after_work_cb after)
+{
+    zf_metrics *m = zf_read_metrics(a->fs);
+    if (a->timer_on && m && m->fetches_inflight > 0 && a->held < HOLD_MAX) {
+        a->held++;
+        a->next_w = w;
+        a->next_after = after;
+        uv_timer_start(&a->timer, on_hold, HOLD_MS, 0);
+        return;
+    }
+    a->held = 0;
+    queue(a, w, after);
+}
+
+static void on_hold(uv_timer_t *t)
+{
+    zf_adopt *a = t->data;
+    if (!a->stopping)
+        step(a, a->next_w, a->next_after);
+}
+
 /* ---- 4: import, a term per pool job ---- */
 
 static void term_work(uv_work_t *w)
@@ -277,7 +309,7 @@ static void term_after(uv_work_t *w, int status)
     if (a->stopping)
         return;
     if (a->term < a->rc->nterms)
-        queue(a, term_work, term_after);
+        step(a, term_work, term_after);
     else
         queue(a, record_work, record_after);
 }
@@ -395,7 +427,7 @@ static void hash_after(uv_work_t *w, int status)
         return;
     }
     if (a->off < f->size) {
-        queue(a, hash_work, hash_after);
+        step(a, hash_work, hash_after);
         return;
     }
     xet_file_digest d;
@@ -438,7 +470,7 @@ static void next_file(zf_adopt *a)
         a->st.running = false;
         return;
     }
-    queue(a, hash_work, hash_after);
+    step(a, hash_work, hash_after);
 }
 
 /* ---- 1: find ---- */
@@ -552,6 +584,10 @@ int zf_adopt_start(zf_fs *fs, zc_store *store)
         zf_log(ZF_LOG_INFO, "zestfs: adopting %zu earlier downloads (%" PRIu64 " bytes)%s\n",
                a->n, a->st.bytes, shared ? " (shared blob store found)" : "");
     fs->adopt = a;
+    if (uv_timer_init(fs->loop, &a->timer) == 0) {
+        a->timer.data = a;
+        a->timer_on = true;
+    }
     next_file(a);
     return 0;
 oom:
@@ -582,6 +618,8 @@ void zf_adopt_stop(zf_adopt *a)
     if (!a || a->stopping)
         return;
     a->stopping = true;
+    if (a->timer_on)
+        uv_close((uv_handle_t *)&a->timer, NULL);
     if (a->op)
         zn_op_cancel(a->op);
     a->op = NULL;
