@@ -25,7 +25,8 @@
  *      repo's swarm: peers get them), its map saved as "fmap/<xet id>"
  *      (fs/read/fmap.c's format);
  *   5. recorded as store metadata "adopt/<xet id>" = "ok <size>", so a
- *      remount does not redo it.
+ *      remount does not redo it (unless the store evicted some of it since:
+ *      then it is verified and imported again).
  * The user's files are only ever opened O_RDONLY.  Non-Xet (LFS sha256 or
  * git) blobs are not adopted: the overlay serves them as before.  One pool
  * thread at most is busy with adoption, so FUSE reads and their store
@@ -356,6 +357,32 @@ static void recon_cb(void *ud, int err, xet_recon *r)
 
 /* ---- 2, 3: verify, a piece per pool job ---- */
 
+/* Pool: the store still holds every chunk range of the file's saved map
+ * (adopted before, and not evicted since). */
+static bool stored_whole(zc_store *s, const char *id)
+{
+    char key[96];
+    void *data = NULL;
+    size_t len = 0;
+    snprintf(key, sizeof key, "fmap/%s", id);
+    if (zc_meta_get(s, key, &data, &len) != 0)
+        return false;
+    const uint8_t *p = data;
+    bool ok = len >= 16 && memcmp(p, "ZFMAP001", 8) == 0 && (len - 16) % 56 == 0 && len > 16;
+    for (size_t o = 16; ok && o < len; o += 56) {
+        xet_hash x;
+        memcpy(x.b, p + o + 16, 32);
+        uint32_t cs = 0, ce = 0;
+        for (int i = 3; i >= 0; i--) {
+            cs = cs << 8 | p[o + 48 + i];
+            ce = ce << 8 | p[o + 52 + i];
+        }
+        ok = cs < ce && zc_missing(s, &x, cs, ce, NULL, 0) == 0;
+    }
+    free(data);
+    return ok;
+}
+
 static void hash_work(uv_work_t *w)
 {
     zf_adopt *a = w->data;
@@ -370,7 +397,7 @@ static void hash_work(uv_work_t *w)
             snprintf(want, sizeof want, "ok %" PRIu64, f->size);
             a->meta_ok = len == strlen(want) && memcmp(data, want, len) == 0;
             free(data);
-            if (a->meta_ok)
+            if (a->meta_ok && (a->meta_ok = stored_whole(a->store, f->id)))
                 return;
         }
         a->fd = openat(a->fs->rootfd, f->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -16,6 +16,7 @@ the cache are recorded.  zestfs mounts over that directory (--repo both,
   - a second node (--peer to the first, the CDN refusing xorbs) reads the
     adopted model.safetensors byte-exact, every byte from the first;
   - a remount does not adopt again ("adopted before"), still 0 egress;
+    after `zestfs evict org/plain`, the next mount adopts its files again;
   - `zestfs seed --adopt CACHE` with a fresh store (no mount): 3 adopted,
     1 refused; a node with the CDN refused reads org/plain's model from it;
   - after unmount every entry of the user's cache is byte-for-byte (and
@@ -191,6 +192,23 @@ def main():
         got = open(os.path.join(snap(cache, "org/plain"), "model.safetensors"), "rb").read()
         check(got == files["org/plain"]["model.safetensors"], "remount: byte-exact")
         check(origin.stats()["xorb_bytes_total"] == 0, "remount: 0 origin xorb bytes")
+        # the store drops org/plain: the next mount adopts its two files again
+        r = subprocess.run([zestfs, "evict", "--store", store, "org/plain"], capture_output=True,
+                           text=True, timeout=120)
+        check(r.returncode == 0, f"zestfs evict org/plain {r.stderr[-300:]}")
+        unmount(proc, cache)
+        procs.pop()
+        proc = None
+        proc = mount(zestfs, cache, args, open(logp, "a"))
+        procs.append((proc, cache))
+        m = wait_log(logp, r"(?:adoption done: [\s\S]*){2}adoption done: (\d+) adopted", 120)
+        n = len(re.findall(r"zestfs: adopted ", open(logp).read()))
+        check(m is not None and m.group(1) == "3" and n == 5,
+              f"after evict: org/plain's 2 files adopted again ({n - 3} new 'adopted' lines)")
+        origin.reset()
+        got = open(os.path.join(snap(cache, "org/plain"), "model.safetensors"), "rb").read()
+        check(got == files["org/plain"]["model.safetensors"] and origin.stats()["xorb_bytes_total"] == 0,
+              "after evict: byte-exact, 0 origin xorb bytes")
         unmount(proc, cache)
         procs.pop()
         proc = None
