@@ -183,6 +183,16 @@ static void print_status(const cJSON *s)
            "reads: %.0f; verification failures: %.0f; peer bans: %.0f\n",
            num(s, "fetches_in_flight"), num(cJSON_GetObjectItemCaseSensitive(fl, "cdn"), "p50_ms"),
            num(s, "fetches_held"), num(s, "verify_failures"), num(s, "peer_bans"));
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(s, "adopt");
+    if (ad && num(ad, "files")) {
+        human(num(ad, "adopted_bytes"), a, sizeof a);
+        human(num(ad, "pending_bytes"), b, sizeof b);
+        printf("earlier downloads: %.0f adopted (%s), %.0f pending (%s), %.0f refused, "
+               "%.0f verified but not imported%s\n",
+               num(ad, "adopted"), a, num(ad, "pending"), b, num(ad, "refused"),
+               num(ad, "not_imported"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ad, "running")) ? " (running)" : "");
+    }
     const cJSON *po = cJSON_GetObjectItemCaseSensitive(s, "peers");
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(po, "enabled"))) {
         human(num(po, "data_up"), a, sizeof a);

@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "p2p.h"
 #include "zfs.h"
 
@@ -279,6 +280,20 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddBoolToObject(ro, "seeded",
                               zf_p2p_repo_served(fs->p2p, zf_p2p_type_name(r->type), r->id));
         cJSON_AddItemToArray(ra, ro);
+    }
+    const zf_adopt_stats *ad = zf_adopt_stats_get(fs->adopt);
+    if (ad) { /* earlier downloads under the mountpoint (adopt.c) */
+        cJSON *ao = cJSON_AddObjectToObject(o, "adopt");
+        cJSON_AddBoolToObject(ao, "running", ad->running);
+        cJSON_AddNumberToObject(ao, "files", (double)ad->files);
+        cJSON_AddNumberToObject(ao, "bytes", (double)ad->bytes);
+        cJSON_AddNumberToObject(ao, "adopted", (double)ad->done);
+        cJSON_AddNumberToObject(ao, "adopted_bytes", (double)ad->done_bytes);
+        cJSON_AddNumberToObject(ao, "pending", (double)ad->pending);
+        cJSON_AddNumberToObject(ao, "pending_bytes", (double)ad->pending_bytes);
+        cJSON_AddNumberToObject(ao, "refused", (double)ad->refused);
+        cJSON_AddNumberToObject(ao, "refused_bytes", (double)ad->refused_bytes);
+        cJSON_AddNumberToObject(ao, "not_imported", (double)ad->failed);
     }
     cJSON *po = cJSON_AddObjectToObject(o, "peers");
     cJSON_AddBoolToObject(po, "enabled", fs->p2p != NULL);

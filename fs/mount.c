@@ -27,6 +27,7 @@
 #include "p2p.h"
 #include "log.h"
 #include "zfs.h"
+#include "adopt.h"
 
 typedef struct zf_mount {
     zf_fs fs;
@@ -131,6 +132,7 @@ static void stop(zf_mount *m)
     zf_http_stop(m->http);
     zf_http_stop(m->metrics);
     zf_ondemand_stop(&m->fs);
+    zf_adopt_stop(m->fs.adopt);
     zf_read_stop(&m->fs);
     zf_flat_stop(m->fs.flats);
     zf_p2p_stop(m->fs.p2p);
@@ -735,6 +737,8 @@ int zestfs_cmd_mount(int argc, char **argv)
         }
     }
     zf_pins_apply(&m.fs, store);
+    if ((err = zf_adopt_start(&m.fs, store)) != 0) /* earlier downloads under the mountpoint */
+        fprintf(stderr, "zestfs: adopting earlier downloads: %s\n", strerror(-err));
     for (int i = 0; i < 2; i++)
         if (*lh[i] && (err = zf_http_start(*lh[i], &m.fs, store)) != 0)
             fprintf(stderr, "zestfs: --%s: %s\n", lname[i], strerror(-err));
@@ -761,6 +765,8 @@ int zestfs_cmd_mount(int argc, char **argv)
     zf_http_free(m.metrics);
     zf_read_free(&m.fs);
     zf_flat_free(m.fs.flats);
+    zf_adopt_free(m.fs.adopt);
+    m.fs.adopt = NULL;
     m.fs.flats = NULL;
     zf_p2p_free(m.fs.p2p);
     m.fs.p2p = NULL;

@@ -214,6 +214,8 @@ static int ovl_open(zf_fs *fs, const char *path, int flags, mode_t mode)
 {
     flags = (flags & OVL_FLAGS) | O_CLOEXEC | O_NOFOLLOW;
     bool mk = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    if (!mk && zf_adopt_hides(fs->adopt, path) && (errno = ENOENT)) /* adopt.c */
+        return -1;
     if (!g_no_openat2) {
         struct ovl_how how = {.flags = (uint64_t)flags, .mode = mk ? (mode & 07777) : 0,
                               .resolve = OVL_BENEATH | OVL_NO_SYMLINKS | OVL_NO_MAGICLINKS};
@@ -289,6 +291,8 @@ static void ovl_done(zf_fs *fs, int fd)
 static int ovl_stat(zf_fs *fs, const char *path, struct stat *st)
 {
     const char *name;
+    if (zf_adopt_hides(fs->adopt, path) && (errno = ENOENT)) /* adopt.c */
+        return -1;
     int dfd = ovl_parent(fs, path, &name);
     if (dfd < 0)
         return -1;

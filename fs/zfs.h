@@ -49,7 +49,10 @@ typedef struct zf_fs {
     struct zf_handle *handles;
     zc_store *store;            /* where ref writes are persisted (set by zf_load_repos) */
     struct zf_refq *refq;       /* ref models being persisted (ops.c), oldest first */
+    struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
 } zf_fs;
+/* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */
+bool zf_adopt_hides(const struct zf_adopt *a, const char *path);
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
 typedef struct zf_opts {
