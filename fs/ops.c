@@ -207,6 +207,21 @@ static bool g_no_openat2; /* ENOSYS once: walk per component */
      O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |    \
      O_PATH | O_TMPFILE)
 
+/* A real file the overlay does not show: an earlier download not verified
+ * yet (adopt.c), or a refs/<rev> file taken into the model (kept on disk as
+ * the user left it, but the model's value is the ref). */
+static bool real_hidden(const zf_fs *fs, const char *path)
+{
+    if (zf_adopt_hides(fs->adopt, path))
+        return true;
+    if (!strstr(path, "/refs/"))
+        return false;
+    for (size_t i = 0; i < fs->nkept_refs; i++)
+        if (strcmp(fs->kept_refs[i], path) == 0)
+            return true;
+    return false;
+}
+
 /* Open mount-relative `path` ("" the root) below fs->rootfd: no component
  * may be a symlink or "..", the last one included (with O_PATH|O_NOFOLLOW
  * a symlink itself is opened).  fd, or -1 with errno. */
@@ -214,7 +229,7 @@ static int ovl_open(zf_fs *fs, const char *path, int flags, mode_t mode)
 {
     flags = (flags & OVL_FLAGS) | O_CLOEXEC | O_NOFOLLOW;
     bool mk = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
-    if (!mk && zf_adopt_hides(fs->adopt, path) && (errno = ENOENT)) /* adopt.c */
+    if (!mk && real_hidden(fs, path) && (errno = ENOENT))
         return -1;
     if (!g_no_openat2) {
         struct ovl_how how = {.flags = (uint64_t)flags, .mode = mk ? (mode & 07777) : 0,
@@ -291,7 +306,7 @@ static void ovl_done(zf_fs *fs, int fd)
 static int ovl_stat(zf_fs *fs, const char *path, struct stat *st)
 {
     const char *name;
-    if (zf_adopt_hides(fs->adopt, path) && (errno = ENOENT)) /* adopt.c */
+    if (real_hidden(fs, path) && (errno = ENOENT))
         return -1;
     int dfd = ovl_parent(fs, path, &name);
     if (dfd < 0)
@@ -517,8 +532,12 @@ typedef struct zf_handle {
  *    the source (and a real refs/<rev> file left over from before); the
  *    kernel then has dst at the source's inode, so that inode number is
  *    held (zf_node.held) and the kernel told to look dst up again;
- *  - refs/<rev> files found in the real directory at startup are absorbed
- *    the same way (zf_absorb_overlay_refs).
+ *  - refs/<rev> files found in the real directory at startup (a cache
+ *    huggingface_hub filled before the mount, or an older zestfs's
+ *    overlay) are taken into the model once each, as a client's write at
+ *    their mtime (zf_absorb_overlay_refs; again only when the file changed
+ *    while unmounted), and hidden, never changed or removed: the user's
+ *    files stay as they were.
  * The value is stamped with when the client wrote it (zf_ref.written, the
  * ref's mtime) and persisted with the model.  Reconciliation with the Hub:
  * the last writer wins, and a refresh of the ref from the Hub (--repo at
@@ -796,6 +815,46 @@ static bool scratch_name(const char *name)
     return false;
 }
 
+/* Was this refs/<name> file taken into the model before, as it is now?  The
+ * overlay hides it while mounted, so a file that changed since was written
+ * while zestfs was not mounted (by huggingface_hub, or by hand): newer than
+ * anything the model holds.  The same file again says nothing new (the
+ * model may have moved on through the mount or the Hub since).  Recorded in
+ * the store as "refsfile/<path>" = "<sha> <mtime s.ns> <inode>". */
+static bool absorbed_before(zf_fs *fs, const char *path, const char *sha, const struct stat *st,
+                            bool record)
+{
+    if (!fs->store)
+        return false;
+    char key[4400], val[128];
+    if ((size_t)snprintf(key, sizeof key, "refsfile/%s", path) >= sizeof key)
+        return false;
+    int n = snprintf(val, sizeof val, "%s %lld.%09ld %llu", sha, (long long)st->st_mtim.tv_sec,
+                     st->st_mtim.tv_nsec, (unsigned long long)st->st_ino);
+    if (record)
+        return zc_meta_put(fs->store, key, val, (size_t)n, 0) == 0;
+    void *data = NULL;
+    size_t len = 0;
+    bool same = zc_meta_get(fs->store, key, &data, &len) == 0 && len == (size_t)n &&
+                memcmp(data, val, len) == 0;
+    free(data);
+    return same;
+}
+
+/* The file stays as the user (or an HF client before the mount) left it;
+ * the overlay hides it so the model's value is what the tree shows. */
+static void keep_ref(zf_fs *fs, const char *path)
+{
+    if (real_hidden(fs, path))
+        return;
+    char **nv = realloc(fs->kept_refs, (fs->nkept_refs + 1) * sizeof *nv);
+    if (!nv)
+        return;
+    fs->kept_refs = nv;
+    if ((nv[fs->nkept_refs] = strdup(path)) != NULL)
+        fs->nkept_refs++;
+}
+
 /* refs/<rel>/ of repo index i in the real directory, depth-bounded. */
 static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
 {
@@ -838,11 +897,16 @@ static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
                    read_ref_file(fs, path, sha, &st) == 0) {
             zv_ent e;
             bool virt = zv_resolve(&fs->tree, path, &e);
-            if ((!virt || e.kind == ZV_REF) &&
-                set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
-                zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (was a file in the overlay)\n",
-                       fs->tree.repos[i]->id, sub, sha);
-                ovl_unlink(fs, path, 0);
+            if (virt && e.kind != ZV_REF)
+                ;
+            else {
+                if (!absorbed_before(fs, path, sha, &st, false) &&
+                    set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
+                    zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (a file in the cache)\n",
+                           fs->tree.repos[i]->id, sub, sha);
+                    absorbed_before(fs, path, sha, &st, true);
+                }
+                keep_ref(fs, path);
             }
         }
         free(names[k]);
@@ -1656,7 +1720,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             while ((de = readdir(dp)) != NULL) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                     continue;
-                dir_add(d, de->d_name, de->d_ino, (mode_t)DTTOIF(de->d_type));
+                char *sub = (fs->nkept_refs || fs->adopt) ? join(path, de->d_name) : NULL;
+                bool hide = sub && real_hidden(fs, sub);
+                free(sub);
+                if (!hide) /* else the virtual entry of that name is listed */
+                    dir_add(d, de->d_name, de->d_ino, (mode_t)DTTOIF(de->d_type));
             }
             closedir(dp);
         } else
@@ -1786,4 +1854,7 @@ void zf_fs_destroy(zf_fs *fs)
     for (size_t i = 0; i < fs->nretired; i++)
         zf_repo_free(fs->retired[i]);
     free(fs->retired);
+    for (size_t i = 0; i < fs->nkept_refs; i++)
+        free(fs->kept_refs[i]);
+    free(fs->kept_refs);
 }

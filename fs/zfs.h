@@ -49,6 +49,9 @@ typedef struct zf_fs {
     struct zf_handle *handles;
     zc_store *store;            /* where ref writes are persisted (set by zf_load_repos) */
     struct zf_refq *refq;       /* ref models being persisted (ops.c), oldest first */
+    char **kept_refs;           /* real refs/<rev> files taken into the model at startup:
+                                 * kept as they are, hidden from the overlay (ops.c) */
+    size_t nkept_refs;
     struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
 } zf_fs;
 /* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */

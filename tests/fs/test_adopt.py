@@ -20,8 +20,8 @@ the cache are recorded.  zestfs mounts over that directory (--repo both,
   - `zestfs seed --adopt CACHE` with a fresh store (no mount): 3 adopted,
     1 refused; a node with the CDN refused reads org/plain's model from it;
   - after unmount every entry of the user's cache is byte-for-byte (and
-    link-for-link) as recorded, except refs/<rev> files, which the overlay
-    takes into the model at startup and removes (ops.c, by design).
+    link-for-link) as recorded, refs/<rev> files included (taken into the
+    model, kept and hidden: ops.c).
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin, no clients)."""
 import json, os, random, re, subprocess, sys, textwrap, time
 
@@ -254,13 +254,7 @@ def main():
 
         after = snapshot_state(cache)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        # refs/<rev> files the client wrote are taken into the mount's model at
-        # startup and removed from the real directory (ops.c
-        # zf_absorb_overlay_refs, by design: a real ref would shadow the
-        # mount's view of a moving ref).  Everything else must be untouched.
-        refs = [k for k in changed if re.fullmatch(r"models--[^/]+/refs/[^/]+", k) and k not in after]
-        rest = [k for k in changed if k not in refs]
-        print(f"note: refs absorbed by the overlay (removed from the real dir): {refs}")
+        rest = changed  # refs/<rev> files too: taken into the model, kept, hidden
         check(not rest, f"the user's downloads are byte-for-byte unchanged after unmount "
                         f"({len(before)} entries; changed: {rest[:5]})")
     finally:

@@ -161,7 +161,9 @@ def main():
         rc = unmount(proc, mnt)
         check(rc == 0, f"unmounted (exit {rc})")
         proc = None
-        check(overlay_refs() == [], f"the real refs/main was absorbed, nothing left {overlay_refs()}")
+        check(overlay_refs() == ["main"] and
+              open(os.path.join(mnt, REPO, "refs", "main")).read() == b,
+              f"the real refs/main is kept as it was (B), only hidden {overlay_refs()}")
 
         # ---- the Hub moves main: a refresh through the running mount wins
         remount(online, "remounted online")
