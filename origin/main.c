@@ -58,7 +58,8 @@ static void usage(void)
           "        [--tree-fail-status 5XX] [--tree-latency-ms N]\n"
           "  zestfs-origin commit DATA [datasets/|spaces/]ORG/NAME [--revision BRANCH]\n"
           "        [--private] [--message MSG] PATH=FILEHASH[:SIZE[:SHA256]]|PATH=sha256:HEX ...\n"
-          "  zestfs-origin ls DATA [datasets/|spaces/]ORG/NAME [--revision REV]\n",
+          "  zestfs-origin ls DATA [datasets/|spaces/]ORG/NAME [--revision REV]\n"
+          "  zestfs-origin tag DATA [datasets/|spaces/]ORG/NAME TAG REV\n",
           stderr);
 }
 
@@ -402,6 +403,40 @@ static int cmd_ls(int argc, char **argv)
     return 0;
 }
 
+/* `tag DATA REPO TAG REV`: a ref TAG naming REV's commit, which no ingest
+ * or commit moves (they move branches by name); the revision API resolves
+ * it as the Hub resolves a tag. */
+static int cmd_tag(int argc, char **argv)
+{
+    if (argc != 4) {
+        usage();
+        return 2;
+    }
+    char t[16], id[256];
+    if (parse_repo(argv[1], NULL, t, id) != 0) {
+        usage();
+        return 2;
+    }
+    o_store s;
+    o_repo r;
+    o_commit c;
+    int e = o_store_open(&s, argv[0], false);
+    if (!e)
+        e = o_repo_load(&s, t, id, &r);
+    if (!e)
+        e = o_resolve_rev(&s, &r, argv[3], &c);
+    if (!e) {
+        e = o_ref_write(&s, &r, argv[2], c.id);
+        if (!e)
+            printf("%s\n", c.id);
+        o_commit_free(&c);
+    }
+    if (e)
+        fprintf(stderr, "zestfs-origin: tag %s: %s\n", argv[2], strerror(-e));
+    o_store_close(&s);
+    return e ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -417,6 +452,8 @@ int main(int argc, char **argv)
         return cmd_commit(argc - 2, argv + 2);
     if (!strcmp(cmd, "ls"))
         return cmd_ls(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tag"))
+        return cmd_tag(argc - 2, argv + 2);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         usage();
         return 0;

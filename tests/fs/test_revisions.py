@@ -6,7 +6,8 @@ org/rev is ingested into zestfs-origin as main = c0, then main = c1 (c0 an
 older commit of main), branches dev (cd) and feature (cf); the mount
 presents org/rev@main (c1) only, with --refs-ttl 2.  Then, through the
 mount, with the real huggingface_hub (HF_HUB_CACHE = the mountpoint):
-  * hf_hub_download(revision="dev") and (revision=c0): the path is inside
+  * hf_hub_download(revision="dev"), (revision="v0.1", a tag) and
+    (revision=c0): the path is inside
     the mount (snapshots/<commit>/...), the origin served no xorb byte while
     the client ran (the mount resolved the revision; the client fetched
     nothing), then reading the path is byte-exact; snapshot_download
@@ -19,8 +20,7 @@ mount, with the real huggingface_hub (HF_HUB_CACHE = the mountpoint):
     snapshots/c2 is presented; c1's files still read byte-exact;
   * remounted --offline on the same store: every snapshot is still there,
     refs/main stays c2 although main moved again on the origin (c3).
-The origin has no tags (origin/README.md): a tag is resolved by the same
-revision call as a branch, so a second branch stands for it.
+A tag (`zestfs-origin tag`: a ref no ingest moves) is downloaded the same way.
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin; never when CI=true
 for want of huggingface_hub)."""
 import errno, json, os, subprocess, sys, textwrap, time
@@ -78,10 +78,17 @@ def main():
     data, mnt, store = (os.path.join(tmp, n) for n in ("data", "mnt", "store"))
     os.mkdir(mnt)
     srcs, commits = {}, {}
-    for name, branch in (("c0", "main"), ("c1", "main"), ("cd", "dev"), ("cf", "feature")):
+    for name, branch in (("c0", "main"), ("c1", "main"), ("cd", "dev"), ("cf", "feature"),
+                         ("ct", "release")):
         d = os.path.join(tmp, "src-" + name)
         srcs[name] = write_src(d, name)
         commits[name] = ingest(origin_exe, data, "org/rev", d, "--revision", branch)
+    # a tag: a ref no ingest moves, naming the release branch's commit
+    r = subprocess.run([origin_exe, "tag", data, "org/rev", "v0.1", "release"], capture_output=True,
+                       text=True, timeout=60)
+    if not check(r.returncode == 0 and r.stdout.strip() == commits["ct"],
+                 f"zestfs-origin tag v0.1 -> release's commit ({r.stdout.strip()} {r.stderr.strip()})"):
+        raise RuntimeError("no tag")
     origin = Origin(origin_exe, data, tmp)
     proc = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
@@ -114,7 +121,7 @@ def main():
         check(presented == [commits["c1"]], f"only main's commit presented at first ({presented})")
 
         # ---- hf_hub_download of a branch and of a commit not presented ----
-        for rev, c in (("dev", "cd"), (commits["c0"], "c0")):
+        for rev, c in (("dev", "cd"), ("v0.1", "ct"), (commits["c0"], "c0")):
             origin.reset()
             res, err = client(f"""
                 import json
@@ -122,7 +129,7 @@ def main():
                 print(json.dumps([hf_hub_download("org/rev", p, revision={rev!r})
                                   for p in ("model.safetensors", "config.json")]))""")
             st = origin.stats()
-            what = "branch dev" if rev == "dev" else "commit c0"
+            what = {"dev": "branch dev", "v0.1": "tag v0.1"}.get(rev, "commit c0")
             want = [snap(commits[c], p) for p in ("model.safetensors", "config.json")]
             check(res == want, f"hf_hub_download(revision={what}): paths in the mount {res or err}")
             check(st["xorb_bytes_total"] == 0,
@@ -201,7 +208,7 @@ def main():
             time.sleep(4)
             check(ref("main") == commits["c2"], f"offline: refs/main stays ({ref('main')})")
             have = set(os.listdir(os.path.join(mnt, REPO, "snapshots")))
-            want = {commits[c] for c in ("c0", "c1", "c2", "cd", "cf", "c4", "fx", "fy")}
+            want = {commits[c] for c in ("c0", "c1", "c2", "cd", "cf", "ct", "c4", "fx", "fy")}
             check(have == want, f"offline: every snapshot kept ({len(have)} of {len(want)})")
             check(all(sha(read(snap(commits["c0"], p))) == sha(b) for p, b in srcs["c0"].items()),
                   "offline: c0 reads byte-exact from the store")
