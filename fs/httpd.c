@@ -973,19 +973,25 @@ static void hint_resolved(void *ud, int err, const zf_repo *repo, const char *co
     unref(r);
 }
 
+/* "?repo=[models/|datasets/|spaces/]owner/name": its type and id */
+static enum zf_repo_type hint_repo(const char *hint, char id[256])
+{
+    enum zf_repo_type type = ZF_MODEL;
+    if (!strncmp(hint, "datasets/", 9))
+        type = ZF_DATASET, hint += 9;
+    else if (!strncmp(hint, "spaces/", 7))
+        type = ZF_SPACE, hint += 7;
+    else if (!strncmp(hint, "models/", 7))
+        hint += 7;
+    snprintf(id, 256, "%s", hint);
+    return type;
+}
+
 static void hint_checked(hreq *r, int err)
 {
     zf_http *h = r->h;
     char id[256], spec[300];
-    enum zf_repo_type type = ZF_MODEL;
-    const char *p = r->hint;
-    if (!strncmp(p, "datasets/", 9))
-        type = ZF_DATASET, p += 9;
-    else if (!strncmp(p, "spaces/", 7))
-        type = ZF_SPACE, p += 7;
-    else if (!strncmp(p, "models/", 7))
-        p += 7;
-    snprintf(id, sizeof id, "%s", p);
+    enum zf_repo_type type = hint_repo(r->hint, id);
     if (err) {
         deny(r, err, id);
         finish(r);
@@ -1036,15 +1042,7 @@ static void hash_next(hreq *r)
     if (r->hint && !r->hint_tried) {
         r->hint_tried = true;
         char id[256];
-        enum zf_repo_type type = ZF_MODEL;
-        const char *p = r->hint;
-        if (!strncmp(p, "datasets/", 9))
-            type = ZF_DATASET, p += 9;
-        else if (!strncmp(p, "spaces/", 7))
-            type = ZF_SPACE, p += 7;
-        else if (!strncmp(p, "models/", 7))
-            p += 7;
-        snprintf(id, sizeof id, "%s", p);
+        enum zf_repo_type type = hint_repo(r->hint, id);
         if (zf_valid_repo_id(id)) {
             check_access(r, type, id, hint_checked);
             return;
