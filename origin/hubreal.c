@@ -10,6 +10,7 @@
  * Repos are named "[models/|datasets/|spaces/]ns/name" (or a one-segment
  * legacy name such as "gpt2" for an alias). */
 #include "hubreal.h"
+#include "origin.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -54,17 +55,6 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static const char *type_of_plural(const char *p)
-{
-    if (!strcmp(p, "models"))
-        return "model";
-    if (!strcmp(p, "datasets"))
-        return "dataset";
-    if (!strcmp(p, "spaces"))
-        return "space";
-    return NULL;
-}
-
 /* "[models/|datasets/|spaces/]id" -> "type/id" */
 static int repo_key(const char *spec, char *out, size_t cap)
 {
@@ -76,7 +66,7 @@ static int repo_key(const char *spec, char *out, size_t cap)
         if (l < sizeof first) {
             memcpy(first, spec, l);
             first[l] = 0;
-            const char *t = type_of_plural(first);
+            const char *t = o_type_from_plural(first);
             if (t) {
                 type = t;
                 spec = sl + 1;
@@ -180,7 +170,7 @@ static int alias_add(o_hr *h, const char *old, const char *target)
         if (l < sizeof first) {
             memcpy(first, target, l);
             first[l] = 0;
-            if (type_of_plural(first))
+            if (o_type_from_plural(first))
                 target = sl + 1;
         }
     }
@@ -512,12 +502,12 @@ bool o_hr_pre(o_hr *h, struct MHD_Connection *c, char *const *v, size_t n, enum 
     const char *type = NULL;
     size_t ib = 0, il = 2;
     bool api = false, tree = false, resolve = false;
-    if (n >= 3 && !strcmp(v[0], "api") && (type = type_of_plural(v[1]))) {
+    if (n >= 3 && !strcmp(v[0], "api") && (type = o_type_from_plural(v[1]))) {
         api = true;
         ib = 2;
     } else {
         size_t o = n >= 1 && (!strcmp(v[0], "datasets") || !strcmp(v[0], "spaces")) ? 1 : 0;
-        type = o ? type_of_plural(v[0]) : "model";
+        type = o ? o_type_from_plural(v[0]) : "model";
         ib = o;
         if (n >= o + 4 && !strcmp(v[o + 2], "resolve"))
             resolve = true;

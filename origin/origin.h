@@ -34,6 +34,8 @@ int o_random(void *buf, size_t n);
 bool o_valid_name(const char *s);                  /* repo ns/name component */
 bool o_valid_relpath(const char *s);               /* repo-relative file path */
 bool o_valid_branch(const char *s);
+/* "models" -> "model", "datasets", "spaces"; NULL for anything else */
+const char *o_type_from_plural(const char *p);
 
 /* ---- store.c: the data directory ------------------------------------------ */
 /*

@@ -265,17 +265,6 @@ int os__parse_range(const char *h, uint64_t size, uint64_t *s, uint64_t *e)
 
 /* ---- dispatcher -------------------------------------------------------------- */
 
-static const char *type_from_plural(const char *p)
-{
-    if (!strcmp(p, "models"))
-        return "model";
-    if (!strcmp(p, "datasets"))
-        return "dataset";
-    if (!strcmp(p, "spaces"))
-        return "space";
-    return NULL;
-}
-
 /* A gated repo refuses this caller (hubreal.c): the answer is queued. */
 static bool gate_denies(ctx *x, const o_repo *r, enum MHD_Result *ret)
 {
@@ -317,8 +306,8 @@ static enum MHD_Result route(ctx *x)
         x->post)
         return os__h_create_repo(x);
     /* Hub API */
-    if (g->n >= 4 && !strcmp(g->v[0], "api") && type_from_plural(g->v[1])) {
-        const char *type = type_from_plural(g->v[1]);
+    if (g->n >= 4 && !strcmp(g->v[0], "api") && o_type_from_plural(g->v[1])) {
+        const char *type = o_type_from_plural(g->v[1]);
         char id[260];
         snprintf(id, sizeof id, "%s/%s", g->v[2], g->v[3]);
         o_repo r;
@@ -415,7 +404,7 @@ static enum MHD_Result route(ctx *x)
         size_t o = 0;
         const char *type = "model";
         if (g->n >= 1 && (!strcmp(g->v[0], "datasets") || !strcmp(g->v[0], "spaces"))) {
-            type = type_from_plural(g->v[0]);
+            type = o_type_from_plural(g->v[0]);
             o = 1;
         }
         if (g->n >= o + 5 && !strcmp(g->v[o + 2], "resolve") && (x->get || x->head)) {
@@ -459,10 +448,10 @@ static bool pre_body(ctx *x, enum MHD_Result *ret)
         else if (g->n == 3 && !strcmp(g->v[0], "api") && !strcmp(g->v[1], "repos") &&
                  !strcmp(g->v[2], "create"))
             max = CAP_SMALL, need = 3;
-        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = o_type_from_plural(g->v[1])) &&
                  (!strcmp(g->v[4], "paths-info") || !strcmp(g->v[4], "preupload")))
             max = CAP_JSON, need = 2;
-        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = type_from_plural(g->v[1])) &&
+        else if (g->n == 6 && !strcmp(g->v[0], "api") && (type = o_type_from_plural(g->v[1])) &&
                  !strcmp(g->v[4], "commit"))
             max = CAP_COMMIT, need = 2;
         else if (g->n >= 2 && !strcmp(g->v[0], "_origin"))

@@ -282,6 +282,17 @@ bool o_valid_relpath(const char *s)
     return true;
 }
 
+const char *o_type_from_plural(const char *p)
+{
+    if (!strcmp(p, "models"))
+        return "model";
+    if (!strcmp(p, "datasets"))
+        return "dataset";
+    if (!strcmp(p, "spaces"))
+        return "space";
+    return NULL;
+}
+
 bool o_valid_branch(const char *s)
 {
     if (!o_valid_relpath(s) || strlen(s) > 200)
