@@ -27,8 +27,20 @@
  *   5. recorded as store metadata "adopt/<xet id>" = "ok <size>", so a
  *      remount does not redo it (unless the store evicted some of it since:
  *      then it is verified and imported again).
- * The user's files are only ever opened O_RDONLY.  Non-Xet (LFS sha256 or
- * git) blobs are not adopted: the overlay serves them as before.  One pool
+ * Non-Xet blobs of presented repos (LFS files with a sha256 etag and no
+ * Xet hash, small git files named by their git blob sha1) are verified
+ * the same way when mounted: found as in 1 (the repo's blobs/<etag> only:
+ * the shared store holds Xet files), hidden until verified, hashed a
+ * piece per pool job (sha256 of the content for a 64-hex etag, the git
+ * blob sha1 of "blob <size>\0" + content for a 40-hex one, as
+ * fs/read/blob.c checks fetched blobs), refused (stays hidden: the read
+ * path fetches and verifies it) or shown again and recorded as
+ * "adopt/<etag>" = "ok <size> <inode> <mtime s.ns>" (a remount redoes it
+ * only when the file changed).  Nothing of them is imported into the
+ * chunk store and nothing is seeded (peers exchange Xet xorbs only), so
+ * `zestfs seed --adopt` (no mount, fs->se NULL) skips them.  The status
+ * counters (adopted, refused) include them.
+ * The user's files are only ever opened O_RDONLY.  One pool
  * thread at most is busy with adoption, so FUSE reads and their store
  * reads keep the others, and a piece waits (20 ms at a time, up to 1 s)
  * while the read path has fetches in flight.  Owned by the loop thread. */
@@ -40,6 +52,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "adopt.h"
 #include "log.h"
@@ -57,7 +71,8 @@ typedef struct a_file {
     char *repo, *folder;
     char commit[41];
     char etag[65];
-    char id[XET_HASH_STR_LEN + 1];
+    char id[XET_HASH_STR_LEN + 1]; /* Xet id, or the etag of a non-Xet blob */
+    bool is_xet;
     xet_hash xet;
     uint64_t size;
     char *local;        /* path below the root to read */
@@ -77,6 +92,8 @@ struct zf_adopt {
     int fd;
     uint64_t off;
     xet_file_hasher *fh;
+    EVP_MD_CTX *md;     /* non-Xet: sha256 or git blob sha1 */
+    struct stat fst;    /* non-Xet: the file as opened */
     uint32_t *lens;
     xet_hash *hashes;
     size_t nch, capch;
@@ -130,6 +147,8 @@ static void reset_cur(zf_adopt *a)
         xet_file_hasher_final(a->fh, &d);
     }
     a->fh = NULL;
+    EVP_MD_CTX_free(a->md);
+    a->md = NULL;
     a->nch = 0;
     a->off = 0;
     a->err = 0;
@@ -162,6 +181,16 @@ static void finish(zf_adopt *a, int state)
 }
 
 /* ---- 5: record ---- */
+
+/* The "adopt/<id>" record of f (non-Xet: of the file as opened, a->fst). */
+static void meta_val(const zf_adopt *a, const a_file *f, char *val, size_t cap)
+{
+    if (f->is_xet)
+        snprintf(val, cap, "ok %" PRIu64, f->size);
+    else
+        snprintf(val, cap, "ok %" PRIu64 " %ju %jd.%09ld", f->size, (uintmax_t)a->fst.st_ino,
+                 (intmax_t)a->fst.st_mtim.tv_sec, (long)a->fst.st_mtim.tv_nsec);
+}
 
 static void record_work(uv_work_t *w)
 {
@@ -199,7 +228,7 @@ static void record_work(uv_work_t *w)
         free(d);
     }
     snprintf(key, sizeof key, "adopt/%s", f->id);
-    snprintf(val, sizeof val, "ok %" PRIu64, f->size);
+    meta_val(a, f, val, sizeof val);
     if (!err)
         err = zc_meta_put(a->store, key, val, strlen(val), 0);
     a->err = err;
@@ -214,6 +243,13 @@ static void record_after(uv_work_t *w, int status)
     if (a->err) {
         zf_log(ZF_LOG_WARN, "zestfs: adopt %s: recording: %s\n", f->local, zf_strerror(-a->err));
         finish(a, A_FAILED);
+        return;
+    }
+    if (!f->is_xet) {
+        zf_log(ZF_LOG_INFO, "zestfs: adopted %s (%" PRIu64 " bytes, %s verified; read locally, "
+                            "not imported)\n", f->local, f->size,
+               strlen(f->etag) == 64 ? "sha256" : "git blob sha1");
+        finish(a, A_DONE);
         return;
     }
     for (size_t k = 0; a->fs->p2p && k < a->rc->nterms; k++)
@@ -391,29 +427,40 @@ static void hash_work(uv_work_t *w)
         char key[96];
         void *data = NULL;
         size_t len = 0;
-        snprintf(key, sizeof key, "adopt/%s", f->id);
-        if (zc_meta_get(a->store, key, &data, &len) == 0) {
-            char want[64];
-            snprintf(want, sizeof want, "ok %" PRIu64, f->size);
-            a->meta_ok = len == strlen(want) && memcmp(data, want, len) == 0;
-            free(data);
-            if (a->meta_ok && (a->meta_ok = stored_whole(a->store, f->id)))
-                return;
-        }
         a->fd = openat(a->fs->rootfd, f->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st;
-        if (a->fd < 0 || fstat(a->fd, &st) != 0) {
+        if (a->fd < 0 || fstat(a->fd, &a->fst) != 0) {
             a->err = -errno;
             return;
         }
-        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != f->size) {
+        if (!S_ISREG(a->fst.st_mode) || (uint64_t)a->fst.st_size != f->size) {
             a->err = -EBADMSG;
             return;
         }
-        a->fh = xet_file_hasher_new(chunk_cb, a);
-        if (!a->fh) {
-            a->err = -ENOMEM;
-            return;
+        snprintf(key, sizeof key, "adopt/%s", f->id);
+        if (zc_meta_get(a->store, key, &data, &len) == 0) {
+            char want[96];
+            meta_val(a, f, want, sizeof want);
+            a->meta_ok = len == strlen(want) && memcmp(data, want, len) == 0;
+            free(data);
+            if (a->meta_ok && (a->meta_ok = !f->is_xet || stored_whole(a->store, f->id)))
+                return;
+        }
+        if (f->is_xet) {
+            a->fh = xet_file_hasher_new(chunk_cb, a);
+            if (!a->fh) {
+                a->err = -ENOMEM;
+                return;
+            }
+        } else {
+            bool lfs = strlen(f->etag) == 64;
+            char hdr[40];
+            int hl = snprintf(hdr, sizeof hdr, "blob %" PRIu64, f->size);
+            a->md = EVP_MD_CTX_new();
+            if (!a->md || !EVP_DigestInit_ex(a->md, lfs ? EVP_sha256() : EVP_sha1(), NULL) ||
+                (!lfs && !EVP_DigestUpdate(a->md, hdr, (size_t)hl + 1))) {
+                a->err = -ENOMEM;
+                return;
+            }
         }
     }
     uint8_t *buf = malloc(PIECE);
@@ -428,7 +475,10 @@ static void hash_work(uv_work_t *w)
             a->err = r < 0 ? -errno : -EIO; /* shrunk under us */
             break;
         }
-        xet_file_hasher_update(a->fh, buf, (size_t)r);
+        if (a->fh)
+            xet_file_hasher_update(a->fh, buf, (size_t)r);
+        else if (!EVP_DigestUpdate(a->md, buf, (size_t)r))
+            a->err = -EIO;
         a->off += (uint64_t)r;
     }
     free(buf);
@@ -455,6 +505,23 @@ static void hash_after(uv_work_t *w, int status)
     }
     if (a->off < f->size) {
         step(a, hash_work, hash_after);
+        return;
+    }
+    if (!f->is_xet) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        char got[2 * EVP_MAX_MD_SIZE + 1] = "";
+        if (EVP_DigestFinal_ex(a->md, md, &mdlen))
+            xet_hex(md, mdlen, got);
+        if (strcmp(got, f->etag) != 0) {
+            zf_log(ZF_LOG_WARN, "zestfs: adopt %s: refused: its %s is %s, not %s; fetched "
+                                "instead\n", f->local,
+                   strlen(f->etag) == 64 ? "sha256" : "git blob sha1", got, f->etag);
+            finish(a, A_REFUSED);
+            return;
+        }
+        f->state = A_DONE; /* verified: the overlay shows the user's file again */
+        queue(a, record_work, record_after);
         return;
     }
     xet_file_digest d;
@@ -528,7 +595,7 @@ static char *find_local(int rootfd, const a_file *f, bool shared)
                 p = strdup(lnk + 6);
         }
     }
-    if (!p && shared) {
+    if (!p && shared && f->is_xet) {
         char s[100];
         snprintf(s, sizeof s, "blobs/%.2s/%s", f->id, f->id);
         if (fstatat(rootfd, s, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
@@ -558,11 +625,14 @@ int zf_adopt_start(zf_fs *fs, zc_store *store)
         for (size_t c = 0; c < r->ncommits; c++)
             for (size_t k = 0; k < r->commits[c].nfiles; k++) {
                 const zf_file *zf = &r->commits[c].files[k];
-                if (!zf->has_xet || !zf->size)
+                /* non-Xet blobs: verified only when mounted (nothing to seed) */
+                size_t el = strlen(zf->etag);
+                if (!zf->size || (!zf->has_xet && (!fs->se || (el != 64 && el != 40) ||
+                                                   !hex_name(zf->etag, el))))
                     continue;
                 bool seen = false;
                 for (size_t j = 0; j < a->n && !seen; j++)
-                    seen = xet_hash_eq(&a->f[j].xet, &zf->xet) && !strcmp(a->f[j].folder, r->folder);
+                    seen = !strcmp(a->f[j].etag, zf->etag) && !strcmp(a->f[j].folder, r->folder);
                 if (seen)
                     continue;
                 if (a->n == cap) {
@@ -578,8 +648,12 @@ int zf_adopt_start(zf_fs *fs, zc_store *store)
                 f->type = r->type;
                 memcpy(f->commit, r->commits[c].sha, 41);
                 memcpy(f->etag, zf->etag, 65);
+                f->is_xet = zf->has_xet;
                 f->xet = zf->xet;
-                xet_hash_to_string(&zf->xet, f->id);
+                if (f->is_xet)
+                    xet_hash_to_string(&zf->xet, f->id);
+                else
+                    memcpy(f->id, zf->etag, el + 1);
                 f->size = zf->size;
                 f->repo = strdup(r->id);
                 f->folder = strdup(r->folder);

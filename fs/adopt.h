@@ -10,8 +10,8 @@
 
 typedef struct zf_adopt zf_adopt;
 typedef struct zf_adopt_stats {
-    uint64_t files, bytes;            /* earlier downloads found for presented Xet files */
-    uint64_t done, done_bytes;        /* verified and imported (or recorded as such before) */
+    uint64_t files, bytes;            /* earlier downloads found (Xet, and non-Xet when mounted) */
+    uint64_t done, done_bytes;        /* verified and imported (non-Xet: verified), or recorded before */
     uint64_t pending, pending_bytes;  /* not looked at yet */
     uint64_t refused, refused_bytes;  /* hash mismatch: fetched like any other blob */
     uint64_t failed;                  /* verified, but not imported (no reconstruction, I/O) */

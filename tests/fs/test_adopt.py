@@ -10,7 +10,11 @@ earlier download (org/shared's extra.safetensors, in the shared store) is
 corrupted before the mount; the sha256 and link target of every entry under
 the cache are recorded.  zestfs mounts over that directory (--repo both,
 --listen for peers):
-  - adoption finishes: 3 adopted, 1 refused (status JSON, `zestfs status`);
+  - adoption finishes: 5 adopted, 2 refused (status JSON, `zestfs status`):
+    the Xet files, and the git files (config.json; org/plain's tokenizer.json
+    corrupted before the mount too) verified by their git blob sha1;
+  - the adopted git files read through the mount: byte-exact, 0 bytes from
+    the origin; the corrupted one: byte-exact, fetched (bytes > its size);
   - reading the good models through the mount: byte-exact, origin xorb
     egress 0; the corrupted one: byte-exact, fetched (egress > 0);
   - a second node (--peer to the first, the CDN refusing xorbs) reads the
@@ -75,7 +79,10 @@ def main():
                            "config.json": b'{"model_type": "tiny"}\n'},
             "org/plain": {"model.safetensors": fsutil.safetensors_like(rng, 9 * MiB),
                           "big.bin": rng.randbytes(3 * MiB),
-                          "config.json": b'{"model_type": "plain"}\n'},
+                          "config.json": b'{"model_type": "plain"}\n',
+                          # a git file (under 10 MB, text): etag = git blob sha1
+                          "tokenizer.json": ("".join('"tok%d": %d,\n' % (i, i) for i in range(30000))
+                                             .encode())},
         }
         os.makedirs(data)
         origin = Origin(run.origin_exe, data, tmp)
@@ -118,6 +125,14 @@ def main():
         os.chmod(bad, 0o644)
         fsutil.flip(bad, 3 * MiB + 17)
         os.chmod(bad, 0o444)
+        # and org/plain's tokenizer.json (a git file: a regular file in its repo blobs/)
+        badg = os.path.realpath(os.path.join(snap(cache, "org/plain"), "tokenizer.json"))
+        check(os.path.isfile(badg) and re.search(r"/blobs/[0-9a-f]{40}$", badg) is not None,
+              f"corrupted git file at {os.path.relpath(badg, cache)}")
+        mode = os.stat(badg).st_mode
+        os.chmod(badg, 0o644)
+        fsutil.flip(badg, 1000)
+        os.chmod(badg, mode & 0o777)
         before = snapshot_state(cache)
 
         # ---- mount over it ----
@@ -128,21 +143,41 @@ def main():
         procs.append((proc, cache))
         check(os.path.ismount(cache), "mounted over the cache")
         m = wait_log(logp, r"adoption done: (\d+) adopted, (\d+) refused, (\d+) not imported", 180)
-        check(m is not None and m.groups() == ("3", "1", "0"),
-              f"adoption: 3 adopted, 1 refused, 0 not imported ({m.groups() if m else None})")
+        # Xet: 3 adopted, 1 refused; git files: both config.json adopted, tokenizer.json refused
+        check(m is not None and m.groups() == ("5", "2", "0"),
+              f"adoption: 5 adopted, 2 refused, 0 not imported ({m.groups() if m else None})")
         check(re.search(r"adopt .*extra|refused: its Xet hash", open(logp).read()) is not None,
               "the corrupted download is refused in the log")
+        check(re.search(r"refused: its git blob sha1 is", open(logp).read()) is not None,
+              "the corrupted git file is refused in the log")
+        check(len(re.findall(r"adopted .* git blob sha1 verified", open(logp).read())) == 2,
+              "both config.json (git files) verified and adopted")
         st = status(zestfs, store).get("adopt", {})
-        check(st.get("adopted") == 3 and st.get("refused") == 1 and st.get("pending") == 0,
+        check(st.get("adopted") == 5 and st.get("refused") == 2 and st.get("pending") == 0,
               f"status JSON adopt {st}")
         txt = subprocess.run([zestfs, "status", "--store", store], capture_output=True, text=True,
                              timeout=60).stdout
-        check("earlier downloads: 3 adopted" in txt and "1 refused" in txt, "zestfs status line")
+        check("earlier downloads: 5 adopted" in txt and "2 refused" in txt, "zestfs status line")
+
+        # the adopted git files: read locally, 0 bytes from the origin
+        origin.reset()
+        b0 = origin.stats()["bytes_total"]
+        for repo in files:
+            got = open(os.path.join(snap(cache, repo), "config.json"), "rb").read()
+            check(got == files[repo]["config.json"], f"{repo}/config.json (git file): byte-exact")
+        b1 = origin.stats()["bytes_total"]
+        check(b1 == b0, f"adopted git files read with 0 bytes from the origin ({b1 - b0})")
+        # the corrupted git file: refused, fetched, the origin's bytes
+        want = files["org/plain"]["tokenizer.json"]
+        got = open(os.path.join(snap(cache, "org/plain"), "tokenizer.json"), "rb").read()
+        check(got == want, "corrupted git file: byte-exact (the origin's) through the mount")
+        b2 = origin.stats()["bytes_total"]
+        check(b2 - b1 >= len(want), f"corrupted git file fetched from the origin ({b2 - b1} bytes)")
 
         origin.reset()
         for repo, fs_ in files.items():
             for n, b in fs_.items():
-                if (repo, n) == ("org/shared", "extra.safetensors"):
+                if (repo, n) in (("org/shared", "extra.safetensors"), ("org/plain", "tokenizer.json")):
                     continue
                 got = open(os.path.join(snap(cache, repo), n), "rb").read()
                 check(got == b, f"{repo}/{n}: byte-exact through the mount")
@@ -185,9 +220,9 @@ def main():
         proc = mount(zestfs, cache, args, open(logp, "a"))
         procs.append((proc, cache))
         m = wait_log(logp, r"adoption done: [\s\S]*adoption done: (\d+) adopted, (\d+) refused", 120)
-        check(m is not None and m.groups() == ("3", "1"), f"remount: adoption recorded ({m.groups() if m else None})")
+        check(m is not None and m.groups() == ("5", "2"), f"remount: adoption recorded ({m.groups() if m else None})")
         n = len(re.findall(r"zestfs: adopted ", open(logp).read()))
-        check(n == 3, f"remount: nothing adopted again ({n} 'adopted' lines in all)")
+        check(n == 5, f"remount: nothing adopted again ({n} 'adopted' lines in all)")
         origin.reset()
         got = open(os.path.join(snap(cache, "org/plain"), "model.safetensors"), "rb").read()
         check(got == files["org/plain"]["model.safetensors"], "remount: byte-exact")
@@ -203,8 +238,9 @@ def main():
         procs.append((proc, cache))
         m = wait_log(logp, r"(?:adoption done: [\s\S]*){2}adoption done: (\d+) adopted", 120)
         n = len(re.findall(r"zestfs: adopted ", open(logp).read()))
-        check(m is not None and m.group(1) == "3" and n == 5,
-              f"after evict: org/plain's 2 files adopted again ({n - 3} new 'adopted' lines)")
+        # (its git file config.json is not in the chunk store: its record stands)
+        check(m is not None and m.group(1) == "5" and n == 7,
+              f"after evict: org/plain's 2 Xet files adopted again ({n - 5} new 'adopted' lines)")
         origin.reset()
         got = open(os.path.join(snap(cache, "org/plain"), "model.safetensors"), "rb").read()
         check(got == files["org/plain"]["model.safetensors"] and origin.stats()["xorb_bytes_total"] == 0,
