@@ -892,9 +892,11 @@ bool zf_lookup_rev(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *nam
     const char *rev;
     if (!strncmp(sl, "/snapshots/", 11) && is_sha(sl + 11))
         rev = sl + 11;
-    else if (!strncmp(sl, "/refs/", 6) && zf_valid_rev(sl + 6) && !ends_with(sl, ".tmp") &&
-             !ends_with(sl, ".lock") && !ends_with(sl, ".incomplete"))
-        rev = sl + 6; /* nested (refs/refs/pr/N, refs/feature/x): once its folders exist */
+    else if (!strncmp(sl, "/refs/", 6) && zf_valid_rev(sl + 6) && !is_sha(sl + 6) &&
+             !ends_with(sl, ".tmp") && !ends_with(sl, ".lock") && !ends_with(sl, ".incomplete"))
+        rev = sl + 6; /* nested (refs/refs/pr/N, refs/feature/x): once its folders exist;
+                       * never a commit id: huggingface_hub looks up refs/<commit> for a
+                       * revision given by commit (offline too), and no ref is named so */
     else
         return false;
     const zf_repo *r = NULL;
