@@ -777,7 +777,10 @@ static int attempt_start(zn_req *q)
 }
 
 /* The wait a 429 (or 503) asks for, in ms; 0 if it says none: Retry-After
- * (seconds) or the Hub's `RateLimit: "api";r=0;t=<seconds>`. */
+ * (seconds) or the Hub's `RateLimit: "api";r=0;t=<seconds>`, at most an hour
+ * at a time (the Hub's windows are 5 minutes; a longer ask is waited in
+ * hours, asking again after each). */
+#define SERVER_WAIT_MAX_S 3600ul
 static double server_wait_ms(const zn_req *q)
 {
     double best = 0;
@@ -785,8 +788,8 @@ static double server_wait_ms(const zn_req *q)
     if (ra) {
         char *end;
         unsigned long s = strtoul(ra, &end, 10);
-        if (end != ra && *end == 0 && s < 86400)
-            best = s * 1000.0;
+        if (end != ra && *end == 0)
+            best = (s < SERVER_WAIT_MAX_S ? s : SERVER_WAIT_MAX_S) * 1000.0;
     }
     const char *rl = q->resp.status == 429 ? zn_resp_header(&q->resp, "RateLimit") : NULL;
     for (const char *p = rl; p && (p = strstr(p, "t=")); p += 2) {
@@ -794,7 +797,9 @@ static double server_wait_ms(const zn_req *q)
             continue;
         char *end;
         unsigned long s = strtoul(p + 2, &end, 10);
-        if (end != p + 2 && s < 86400 && s * 1000.0 > best)
+        if (end != p + 2 && s > SERVER_WAIT_MAX_S)
+            s = SERVER_WAIT_MAX_S;
+        if (end != p + 2 && s * 1000.0 > best)
             best = s * 1000.0;
         break;
     }
