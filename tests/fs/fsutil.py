@@ -229,13 +229,17 @@ def make_model(d):
 
 
 class Origin:
-    def __init__(self, exe, data, tmp):
+    """zestfs-origin serving DATA on a free loopback port; `extra`: more serve
+    arguments (--token, --gated ...)."""
+
+    def __init__(self, exe, data, tmp, *extra):
         self.port_file = os.path.join(tmp, "origin.port")
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log = open(os.path.join(tmp, "origin.log"), "a")
         self.p = subprocess.Popen([exe, "serve", data, "--listen", "127.0.0.1:0", "--port-file",
-                                   self.port_file, "-q"], stdout=self.log, stderr=subprocess.STDOUT)
+                                   self.port_file, "-q", *extra], stdout=self.log,
+                                  stderr=subprocess.STDOUT)
         for _ in range(500):
             if os.path.exists(self.port_file) and open(self.port_file).read().strip():
                 break

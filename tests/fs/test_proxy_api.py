@@ -25,31 +25,13 @@ own --http-token SRV.  Checks:
     X-Error-Message naming ?repo=; with ?repo=org/late (a public repo not
     presented) byte-exact for B, and org/late is then presented.
 Exit 0 pass, 1 fail, 77 skip."""
-import json, os, random, re, subprocess, sys, time
+import json, os, random, re, subprocess, sys
 import urllib.error, urllib.request
 
 import fsutil
 from fsutil import Origin, ingest, mount, unmount
 
 TOKA, TOKB, SRV = "hf_tenant_a_token", "hf_tenant_b_token", "srv-http-token"
-
-
-class TokenOrigin(Origin):
-    """fsutil.Origin started with extra serve arguments."""
-
-    def __init__(self, exe, data, tmp, *extra):
-        self.port_file = os.path.join(tmp, "origin.port")
-        self.log = open(os.path.join(tmp, "origin.log"), "a")
-        self.p = subprocess.Popen([exe, "serve", data, "--listen", "127.0.0.1:0", "--port-file",
-                                   self.port_file, "-q", *extra], stdout=self.log,
-                                  stderr=subprocess.STDOUT)
-        for _ in range(500):
-            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
-                break
-            if self.p.poll() is not None:
-                raise RuntimeError("origin exited")
-            time.sleep(0.01)
-        self.url = "http://127.0.0.1:" + open(self.port_file).read().strip()
 
 
 def req(base, path, token=None, method="GET", headers=None):
@@ -80,7 +62,7 @@ def main():
         for p, b in files[repo].items():
             open(os.path.join(src, p), "wb").write(b)
         commits[repo] = ingest(origin_exe, data, repo, src, *extra)
-    origin = TokenOrigin(origin_exe, data, tmp, "--token", TOKA, "--token", TOKB,
+    origin = Origin(origin_exe, data, tmp, "--token", TOKA, "--token", TOKB,
                          "--gated", "org/secret=" + TOKA)
     os.environ["HF_HOME"] = os.path.join(tmp, "hf-home")
     os.environ.pop("HF_TOKEN", None)

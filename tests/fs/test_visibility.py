@@ -31,24 +31,6 @@ from test_p2p import src_bytes, status, wait_log  # noqa: E402
 TOKEN = "hf_visibility_test_token"
 
 
-class TokenOrigin(Origin):
-    """fsutil.Origin started with extra serve arguments (--token)."""
-
-    def __init__(self, exe, data, tmp, *extra):
-        self.port_file = os.path.join(tmp, "origin.port")
-        self.log = open(os.path.join(tmp, "origin.log"), "a")
-        self.p = subprocess.Popen([exe, "serve", data, "--listen", "127.0.0.1:0", "--port-file",
-                                   self.port_file, "-q", *extra], stdout=self.log,
-                                  stderr=subprocess.STDOUT)
-        for _ in range(500):
-            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
-                break
-            if self.p.poll() is not None:
-                raise RuntimeError("origin exited")
-            time.sleep(0.01)
-        self.url = "http://127.0.0.1:" + open(self.port_file).read().strip()
-
-
 def repo_info(origin, repo, token=None):
     req = urllib.request.Request(f"{origin.url}/api/models/{repo}",
                                  headers={"Authorization": "Bearer " + token} if token else {})
@@ -111,7 +93,7 @@ def main():
             open(os.path.join(src, p), "wb").write(b)
         commits[repo] = fsutil.ingest(run.origin_exe, data, repo, src, *extra)
     xet_bytes = {r: sum(len(b) for p, b in f.items() if p != "config.json") for r, f in files.items()}
-    origin = TokenOrigin(run.origin_exe, data, tmp, "--token", TOKEN)
+    origin = Origin(run.origin_exe, data, tmp, "--token", TOKEN)
     # nothing of the test's own environment leaks in: no token file, no HF_TOKEN
     os.environ["HF_HOME"] = os.path.join(tmp, "hf-home")
     os.environ.pop("HF_TOKEN", None)
