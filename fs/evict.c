@@ -200,36 +200,33 @@ static void file_cb(void *ud, int err, const xet_hash *v, size_t n)
     drop_ref(ev);
 }
 
-static void walk_commit(ev_op *ev, const zf_repo *r, const zf_commit *c, bool keep)
+static void walk_file(ev_op *ev, const zf_repo *r, const zf_commit *c, const zf_file *f, bool keep)
 {
-    for (size_t i = 0; i < c->nfiles; i++) {
-        const zf_file *f = &c->files[i];
-        if (f->size == 0)
-            continue;
-        if (!keep)
-            ev->st.files++;
-        if (!ZF_IN_XORBS(f)) {
-            int rc = keep ? push_str(&ev->kb, &ev->kbn, &ev->kbcap, f->etag)
-                          : push_str(&ev->tb, &ev->tbn, &ev->tbcap, f->etag);
-            if (rc)
-                ev->err = rc;
-            continue;
-        }
-        if (!keep) /* its whole copy (flat.c) goes too: it only makes reads faster */
-            zf_flat_drop_etag(ev->fs->flats, f->etag, &ev->st.bytes);
-        ev_file *ef = malloc(sizeof *ef);
-        if (!ef) {
-            ev->err = -ENOMEM;
-            return;
-        }
-        *ef = (ev_file){ev, keep};
-        zv_ent e = {.kind = ZV_BLOB, .repo = r, .commit = c, .file = f, .size = f->size,
-                    .mtime = c->date};
-        ev->pending++;
-        if (zf_read_file_xorbs(ev->fs, &e, file_cb, ef) != 0) {
-            ev->pending--;
-            free(ef);
-        }
+    if (f->size == 0)
+        return;
+    if (!keep)
+        ev->st.files++;
+    if (!ZF_IN_XORBS(f)) {
+        int rc = keep ? push_str(&ev->kb, &ev->kbn, &ev->kbcap, f->etag)
+                      : push_str(&ev->tb, &ev->tbn, &ev->tbcap, f->etag);
+        if (rc)
+            ev->err = rc;
+        return;
+    }
+    if (!keep) /* its whole copy (flat.c) goes too: it only makes reads faster */
+        zf_flat_drop_etag(ev->fs->flats, f->etag, &ev->st.bytes);
+    ev_file *ef = malloc(sizeof *ef);
+    if (!ef) {
+        ev->err = -ENOMEM;
+        return;
+    }
+    *ef = (ev_file){ev, keep};
+    zv_ent e = {.kind = ZV_BLOB, .repo = r, .commit = c, .file = f, .size = f->size,
+                .mtime = c->date};
+    ev->pending++;
+    if (zf_read_file_xorbs(ev->fs, &e, file_cb, ef) != 0) {
+        ev->pending--;
+        free(ef);
     }
 }
 
@@ -252,6 +249,48 @@ static bool repo_pinned(zc_store *store, const zf_repo *r)
     return hit;
 }
 
+/* Is file f of commit c of r a target (repo, only: NULL all its commits,
+ * etag: NULL all files)? */
+static bool is_target(const zf_repo *r, const zf_commit *c, const zf_file *f, const zf_repo *repo,
+                      const zf_commit *only, const char *etag)
+{
+    return r == repo && (!only || c == only) && (!etag || strcmp(f->etag, etag) == 0);
+}
+
+int zf_evict_some(zf_fs *fs, zc_store *store, const zf_repo *repo, const zf_commit *only,
+                  const char *etag, zf_evict_cb cb, void *ud)
+{
+    if (!fs || !store || !repo || !cb)
+        return -EINVAL;
+    ev_op *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return -ENOMEM;
+    ev->fs = fs;
+    ev->store = store;
+    ev->cb = cb;
+    ev->ud = ud;
+    ev->pending = 1; /* held while starting */
+    /* the targets, from `repo` itself: it may have left the tree already */
+    for (size_t k = 0; k < repo->ncommits && !ev->err; k++)
+        for (size_t i = 0; i < repo->commits[k].nfiles && !ev->err; i++) {
+            const zf_commit *c = &repo->commits[k];
+            if (is_target(repo, c, &c->files[i], repo, only, etag))
+                walk_file(ev, repo, c, &c->files[i], false);
+        }
+    /* everything else presented keeps what it names */
+    for (size_t n = 0; n < fs->tree.nrepos && !ev->err; n++) {
+        const zf_repo *r = fs->tree.repos[n];
+        for (size_t k = 0; k < r->ncommits && !ev->err; k++)
+            for (size_t i = 0; i < r->commits[k].nfiles && !ev->err; i++) {
+                const zf_commit *c = &r->commits[k];
+                if (!is_target(r, c, &c->files[i], repo, only, etag))
+                    walk_file(ev, r, c, &c->files[i], true);
+            }
+    }
+    drop_ref(ev);
+    return 0;
+}
+
 int zf_evict(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, zf_evict_cb cb,
              void *ud)
 {
@@ -262,22 +301,5 @@ int zf_evict(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit
     const zf_commit *only = commit ? zf_repo_commit(repo, commit) : NULL;
     if (commit && !only)
         return -ENOENT;
-    ev_op *ev = calloc(1, sizeof *ev);
-    if (!ev)
-        return -ENOMEM;
-    ev->fs = fs;
-    ev->store = store;
-    ev->cb = cb;
-    ev->ud = ud;
-    ev->pending = 1; /* held while starting */
-    for (size_t i = 0; i < fs->tree.nrepos && !ev->err; i++) {
-        const zf_repo *r = fs->tree.repos[i];
-        for (size_t k = 0; k < r->ncommits && !ev->err; k++) {
-            const zf_commit *c = &r->commits[k];
-            bool target = r == repo && (!only || c == only);
-            walk_commit(ev, r, c, !target);
-        }
-    }
-    drop_ref(ev);
-    return 0;
+    return zf_evict_some(fs, store, repo, only, NULL, cb, ud);
 }

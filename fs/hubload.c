@@ -725,7 +725,8 @@ static void od_done(job *j)
     l->w = NULL;
     od_chk *k = l->chk;
     const zf_repo *old = find_repo(j->fs, j->type, j->id);
-    if (j->err || !j->repo || (old && !l->rev && !k)) {
+    /* k && !old: a TTL check of a repo deleted meanwhile (cachedel.c) */
+    if (j->err || !j->repo || (old && !l->rev && !k) || (k && !old)) {
         if (j->repo)
             zf_repo_free(j->repo);
         j->repo = NULL;

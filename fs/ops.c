@@ -397,7 +397,7 @@ static int path_attr(zf_fs *fs, const char *path, struct stat *st, bool *is_real
     if (errno != ENOENT && errno != ENOTDIR)
         return -errno;
     zv_ent e;
-    if (!zv_resolve(&fs->tree, path, &e))
+    if (!zv_resolve(&fs->tree, path, &e) && !zf_del_resolve(fs, path, &e))
         return -ENOENT;
     virt_attr(fs, &e, path, st);
     if (is_real)
@@ -568,7 +568,10 @@ static void refq_start(zf_fs *fs);
 static void refq_work(uv_work_t *w)
 {
     zf_refq *q = w->data;
-    q->err = zc_meta_put(q->fs->store, q->key, q->json, strlen(q->json), 0);
+    q->err = q->json ? zc_meta_put(q->fs->store, q->key, q->json, strlen(q->json), 0)
+                     : zc_meta_delete(q->fs->store, q->key); /* a deleted repo (cachedel.c) */
+    if (q->err == -ENOENT && !q->json)
+        q->err = 0;
 }
 
 static void refq_after(uv_work_t *w, int status)
@@ -599,17 +602,14 @@ static void refq_start(zf_fs *fs)
     }
 }
 
-static void persist_repo(zf_fs *fs, const zf_repo *r)
+/* json NULL: the model is deleted (cachedel.c) */
+static void persist_json(zf_fs *fs, const zf_repo *r, char *json)
 {
-    if (!fs->store)
-        return;
     char key[300];
     snprintf(key, sizeof key, "repo/%s/%s", REF_TYPE[r->type], r->id);
-    char *json = zf_repo_to_json(r);
-    if (!json)
-        return;
     if (!fs->loop) { /* startup: nothing else runs yet */
-        int err = zc_meta_put(fs->store, key, json, strlen(json), ZC_PUT_FSYNC);
+        int err = json ? zc_meta_put(fs->store, key, json, strlen(json), ZC_PUT_FSYNC)
+                       : zc_meta_delete(fs->store, key);
         if (err)
             zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", key, zf_strerror(-err));
         free(json);
@@ -632,6 +632,26 @@ static void persist_repo(zf_fs *fs, const zf_repo *r)
     q->json = json;
     *pp = q;
     refq_start(fs);
+}
+
+static void persist_repo(zf_fs *fs, const zf_repo *r)
+{
+    if (!fs->store)
+        return;
+    char *json = zf_repo_to_json(r);
+    if (json)
+        persist_json(fs, r, json);
+}
+
+void zf_persist_repo(zf_fs *fs, const zf_repo *r)
+{
+    persist_repo(fs, r);
+}
+
+void zf_persist_forget(zf_fs *fs, const zf_repo *r)
+{
+    if (fs->store)
+        persist_json(fs, r, NULL);
 }
 
 /* 40 hex (any case) and optional trailing whitespace -> lowercase sha. */
@@ -1244,6 +1264,21 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     free(path);
 }
 
+/* A refs/<rev> file kept hidden (keep_ref) is gone: stop hiding the path. */
+static void unkeep_ref(zf_fs *fs, const char *path)
+{
+    for (size_t i = 0; i < fs->nkept_refs; i++)
+        if (strcmp(fs->kept_refs[i], path) == 0) {
+            free(fs->kept_refs[i]);
+            fs->kept_refs[i] = fs->kept_refs[--fs->nkept_refs];
+            return;
+        }
+}
+
+/* unlink/rmdir: the real entry (hidden ones too: the user removes what the
+ * mount kept), then a presented one (cachedel.c: HF's cache tools delete
+ * revisions and repos this way), checked first so that a refusal leaves
+ * everything as it was. */
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
     zf_fs *fs = FS(req);
@@ -1254,19 +1289,26 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    int err = 0;
-    const char *nm;
-    int dfd = ovl_parent(fs, path, &nm);
-    int r = dfd < 0 ? -1 : unlinkat(dfd, nm, flags);
-    ovl_done(fs, dfd);
-    if (r != 0) {
-        err = errno;
-        zv_ent e;
-        if (err == ENOENT && zv_resolve(&fs->tree, path, &e))
-            err = EROFS; /* virtual entries cannot be removed */
+    zv_ent e;
+    bool gone = false, virt = zv_resolve(&fs->tree, path, &e);
+    if (!virt)
+        virt = gone = zf_del_resolve(fs, path, &e);
+    int err = virt ? -zf_del_check(fs, path, &e, gone, flags & AT_REMOVEDIR) : 0;
+    if (!err) {
+        const char *nm;
+        int dfd = ovl_parent(fs, path, &nm);
+        int r = dfd < 0 ? -1 : unlinkat(dfd, nm, flags);
+        ovl_done(fs, dfd);
+        if (r == 0 && fs->nkept_refs)
+            unkeep_ref(fs, path);
+        if (r != 0 && (!virt || (errno != ENOENT && errno != ENOTDIR)))
+            err = errno;
     }
+    if (err || !virt)
+        fuse_reply_err(req, err);
+    else
+        zf_del_virtual(fs, req, path, &e, gone);
     free(path);
-    fuse_reply_err(req, err);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1833,6 +1875,7 @@ void zf_fs_destroy(zf_fs *fs)
      * handles went with them (zf_read_free, zf_flat_free) */
     while (fs->handles)
         free_handle(fs, fs->handles);
+    zf_del_free(fs);
     while (fs->refq) { /* none once the loop ran empty */
         zf_refq *q = fs->refq;
         fs->refq = q->next;

@@ -492,3 +492,31 @@ char *zf_commit_tree_json(const zf_commit *c)
     cJSON_Delete(j);
     return s;
 }
+
+zf_repo *zf_repo_without(const zf_repo *r, const char *ref, const char *commit)
+{
+    char *s = zf_repo_to_json(r);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    cJSON *refs = cJSON_GetObjectItemCaseSensitive(j, "refs");
+    cJSON *commits = cJSON_GetObjectItemCaseSensitive(j, "commits");
+    if (!refs || !commits) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    if (ref) {
+        cJSON_DeleteItemFromObjectCaseSensitive(refs, ref);
+        cJSON *wr = cJSON_GetObjectItemCaseSensitive(j, "ref_written");
+        if (wr)
+            cJSON_DeleteItemFromObjectCaseSensitive(wr, ref);
+    }
+    if (commit)
+        cJSON_DeleteItemFromObjectCaseSensitive(commits, commit);
+    s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    zf_repo *out = NULL;
+    if (s && zf_repo_from_json(s, strlen(s), &out) != 0)
+        out = NULL;
+    free(s);
+    return out;
+}

@@ -106,6 +106,10 @@ const zf_file *zf_repo_blob(const zf_repo *r, const char *etag, const zf_commit 
  * `written` (0: the Hub's value); NULL on a bad name or sha, or no memory. */
 zf_repo *zf_repo_with_ref(const zf_repo *r, const char *name, const char *sha, int64_t written);
 
+/* A copy of r without ref `ref` and without commit `commit` (each NULL:
+ * kept); refs naming a removed commit stay (cachedel.c).  NULL: no memory. */
+zf_repo *zf_repo_without(const zf_repo *r, const char *ref, const char *commit);
+
 /* trees/<commit>.json as huggingface_hub >= 1.22 writes it (format_version 1). */
 char *zf_commit_tree_json(const zf_commit *c); /* malloc'd */
 

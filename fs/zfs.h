@@ -53,6 +53,8 @@ typedef struct zf_fs {
                                  * kept as they are, hidden from the overlay (ops.c) */
     size_t nkept_refs;
     struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
+    struct zf_dels *dels;       /* blobs of revisions deleted through the tree, visible
+                                 * until unlinked (cachedel.c); NULL: none */
 } zf_fs;
 /* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */
 bool zf_adopt_hides(const struct zf_adopt *a, const char *path);
@@ -305,6 +307,27 @@ typedef struct zf_evict_stat {
 typedef void (*zf_evict_cb)(void *ud, const zf_evict_stat *st);
 int zf_evict(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, zf_evict_cb cb,
              void *ud);
+
+/* HF's cache tools on the mount (cachedel.c; design note there): unlink and
+ * rmdir of presented entries.  zf_del_resolve: a blob of a deleted revision
+ * still visible.  zf_del_check before anything real is removed (0, or
+ * -EPERM pinned, -ENOTEMPTY, -EISDIR, -ENOTDIR); zf_del_virtual then
+ * changes the model and answers req (maybe later).  gone: e came from
+ * zf_del_resolve. */
+bool zf_del_resolve(const zf_fs *fs, const char *path, zv_ent *out);
+int zf_del_check(zf_fs *fs, const char *path, const zv_ent *e, bool gone, bool dir);
+void zf_del_virtual(zf_fs *fs, fuse_req_t req, const char *path, const zv_ent *e, bool gone);
+void zf_del_free(zf_fs *fs);
+/* Persist a presented model, or forget a deleted one, in order (ops.c). */
+void zf_persist_repo(zf_fs *fs, const zf_repo *r);
+void zf_persist_forget(zf_fs *fs, const zf_repo *r);
+
+/* zf_evict without the pin check (cachedel.c): the files of `repo` (which may
+ * have left the tree: a deleted repo or a retired model) in commit `only`
+ * (NULL: every commit) named `etag` (NULL: any); what anything presented
+ * names stays, and labelled (pinned) xorbs stay. */
+int zf_evict_some(zf_fs *fs, zc_store *store, const zf_repo *repo, const zf_commit *only,
+                  const char *etag, zf_evict_cb cb, void *ud);
 
 /* The control socket (ctl.c): see the protocol there. */
 typedef struct zf_ctl zf_ctl;
