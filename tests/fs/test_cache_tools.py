@@ -34,15 +34,18 @@ VENV = os.path.join(ROOT, "tests", "interop", ".venv")
 def pick_python():
     for p in (os.path.join(VENV, "bin", "python"), os.environ.get("ZESTFS_TEST_PYTHON", "")):
         if p and os.path.exists(p):
-            r = subprocess.run([p, "-c", "import huggingface_hub.cli.hf"], capture_output=True, timeout=60)
+            # offline: importing the CLI asks the Hub for a list of agent harnesses
+            r = subprocess.run([p, "-c", "import huggingface_hub.cli.hf"], capture_output=True, timeout=60,
+                               env=dict(os.environ, HF_HUB_OFFLINE="1"))
             if r.returncode == 0:
                 return p
     return None
 
 
-def client_env(mnt, origin):
+def client_env(mnt, origin, tmp):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     e.update(HF_HUB_CACHE=mnt, HF_ENDPOINT=origin.url, HF_HUB_DISABLE_TELEMETRY="1",
+             HF_HOME=os.path.join(tmp, "hf-home"), HF_XET_CACHE=os.path.join(tmp, "xet-cache"),
              HF_HUB_DISABLE_PROGRESS_BARS="1", NO_COLOR="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
     return e
 
@@ -133,7 +136,7 @@ def main():
     base = ["--endpoint", origin.url, "--store", store, "--store-size", "200M", "--refs-ttl", "0"]
     args = base + ["--repo", "org/a", "--repo", "org/a@v1", "--repo", "org/s", "--repo", "org/s2",
                    "--repo", "org/p"]
-    cenv = client_env(mnt, origin)
+    cenv = client_env(mnt, origin, tmp)
     hf = [py, os.path.join(os.path.dirname(py), "hf")]
 
     def used():
