@@ -13,6 +13,10 @@
  * hash (small git files, stored whole as "blob/<etag>") follow the same
  * rule by etag; a copy the read path holds in memory may still answer.
  *
+ * zf_evict_some is the same rule without the pin check, for a repo or a
+ * commit that may have left the tree already, or for one blob (etag):
+ * HF's cache tools deleting through the tree (cachedel.c).
+ *
  * Everything runs on the loop: file maps are listed through
  * zf_read_file_xorbs (which loads them from the store on the pool), then
  * the set difference is dropped with zc_drop_xorb (cheap: unlinks run

@@ -14,6 +14,8 @@ With tests/interop/.venv's huggingface_hub, HF_HUB_CACHE = the mount:
     its bytes, which org/s2 names (verify org/s2: all ok);
   - `hf cache rm model/org/p --yes` on the pinned repo: refused (permission
     denied), the repo stays presented and stored;
+  - `hf cache rm hf://models/org/a/config.json`: the file's stored data goes,
+    the file stays presented (a lazy file) and reads byte-exact;
   - `hf cache rm model/org/a --yes`: the repo leaves the tree and the store
     frees its bytes;
   - after a remount (no --repo) org/a and org/s are still gone from the
@@ -215,6 +217,14 @@ def main():
               "the pinned repo: permission denied, still presented")
         check(f"verify: {len(trees['p'])} files, {len(trees['p'])} ok" in verify("org/p"),
               f"the pinned repo still stored ({verify('org/p')})")
+        # ---- one file (delete_files): its stored data goes, the lazy file stays presented
+        r = subprocess.run(hf + ["cache", "rm", "hf://models/org/a/config.json", "--cache-dir", mnt, "--yes"],
+                           capture_output=True, text=True, env=cenv, timeout=120)
+        print("hf cache rm hf://models/org/a/config.json:\n" + r.stdout + r.stderr)
+        cfg = os.path.join(mnt, f"models--org--a/snapshots/{a_main}/config.json")
+        check(r.returncode == 0 and "Deleted 1 file" in r.stdout and
+              open(cfg, "rb").read() == trees["a_main"]["config.json"],
+              "hf cache rm of one file: done, the file still presented and read byte-exact (fetched again)")
         # ---- a whole repo, with the CLI
         r = subprocess.run(hf + ["cache", "rm", "model/org/a", "--cache-dir", mnt, "--yes"],
                            capture_output=True, text=True, env=cenv, timeout=120)
