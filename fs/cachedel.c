@@ -164,11 +164,18 @@ void zf_del_free(zf_fs *fs)
     fs->dels = NULL;
 }
 
+/* Is path the repo's folder or below it (the cache layout)? */
+static bool in_folder(const char *path, const zf_repo *r)
+{
+    size_t n = strlen(r->folder);
+    return !strncmp(path, r->folder, n) && (path[n] == 0 || path[n] == '/');
+}
+
 /* The commit a path inside a repo folder belongs to (snapshots/<c>/...,
  * .no_exist/<c>/..., trees/<c>.json), or NULL. */
 static const zf_commit *path_commit(const char *path, const zv_ent *e)
 {
-    if (e->commit || !e->repo)
+    if (e->commit || !e->repo || !in_folder(path, e->repo))
         return e->commit;
     const char *rest = path + strlen(e->repo->folder);
     static const char *const dirs[] = {"/snapshots/", "/.no_exist/", "/trees/"};
@@ -185,12 +192,16 @@ static const zf_commit *path_commit(const char *path, const zv_ent *e)
 }
 
 /* What a virtual path is, for removal. */
-enum what { W_NOOP, W_REPO, W_COMMIT, W_REF, W_BLOB, W_GONE_BLOB, W_REFSDIR };
+enum what { W_NOOP, W_REPO, W_COMMIT, W_REF, W_BLOB, W_GONE_BLOB, W_REFSDIR, W_OTHER };
 
 static enum what classify(const char *path, const zv_ent *e, bool gone)
 {
-    if (!e->repo || !strncmp(path, ".locks", 6))
+    if (!path[0])
+        return W_OTHER;
+    if (!e->repo || !strncmp(path, ".locks/", 7) || !strcmp(path, ".locks"))
         return W_NOOP;
+    if (!in_folder(path, e->repo)) /* another layout: read-only as before */
+        return W_OTHER;
     if (gone)
         return W_GONE_BLOB;
     const char *rest = path + strlen(e->repo->folder);
@@ -222,6 +233,8 @@ int zf_del_check(zf_fs *fs, const char *path, const zv_ent *e, bool gone, bool d
     if (!dir && e->kind == ZV_DIR)
         return -EISDIR;
     switch (classify(path, e, gone)) {
+    case W_OTHER:
+        return -EROFS;
     case W_REPO:
         return pinned(fs, e->repo, NULL) ? -EPERM : 0;
     case W_REF:
@@ -311,6 +324,9 @@ void zf_del_virtual(zf_fs *fs, fuse_req_t req, const char *path, const zv_ent *e
     const zf_repo *r = e->repo;
     char what[400];
     switch (classify(path, e, gone)) {
+    case W_OTHER:
+        fuse_reply_err(req, EROFS);
+        return;
     case W_NOOP:
     case W_REFSDIR:
         fuse_reply_err(req, 0);
