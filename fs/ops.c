@@ -1293,6 +1293,9 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
     bool gone = false, virt = zv_resolve(&fs->tree, path, &e);
     if (!virt)
         virt = gone = zf_del_resolve(fs, path, &e);
+    struct stat st; /* a real entry of another kind wins: only it is removed */
+    if (virt && ovl_stat(fs, path, &st) == 0 && S_ISDIR(st.st_mode) != (e.kind == ZV_DIR))
+        virt = false;
     int err = virt ? -zf_del_check(fs, path, &e, gone, flags & AT_REMOVEDIR) : 0;
     if (!err) {
         const char *nm;
