@@ -53,6 +53,7 @@ typedef struct zf_fs {
                                  * kept as they are, hidden from the overlay (ops.c) */
     size_t nkept_refs;
     struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
+    struct zf_views *views;     /* repo-at mounts attached to this one (view.h); NULL: none */
 } zf_fs;
 /* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */
 bool zf_adopt_hides(const struct zf_adopt *a, const char *path);
