@@ -25,7 +25,10 @@ org/tiny. Then:
      with no byte from the origin; each shows its own commit's config.json;
      a cache-tree mount on the held store is refused; unmounting one repo-at
      mount leaves the others; unmounting the cache tree ends the daemon
-     (exit 0) and its attached mount.
+     (exit 0) and its attached mount;
+  3. (between 1 and 2) --repo / --repo-at of a repo not in the store, offline:
+     exit 1 before mounting, with no leak report under ASan (teardown frees
+     the store and the token however far the mount phases got).
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin, no tests/interop/.venv)."""
 import errno, hashlib, json, os, subprocess, sys, time
 
@@ -220,7 +223,16 @@ def main():
         check(rc == 0, f"unmounted (exit {rc})")
         proc = None
 
-        # ---- 2. one store, three mounts ----
+        # a repo that cannot be presented: the mount phases end at "models"
+        # and teardown frees the store and the token (ASan: no leak report)
+        for spec in ("--repo", "--repo-at"):
+            args = ["--offline", "--store", os.path.join(tmp, "store3"), spec, "org/missing", "--token", "t"]
+            fsutil.guard_args(args)
+            r = subprocess.run([zestfs, "-f", *args, mc], capture_output=True, text=True, timeout=120,
+                               env=fsutil.guard_env())
+            check(r.returncode == 1 and fsutil.sanitizer_report(r.stderr) is None and not is_mount(mc),
+                  f"{spec} org/missing offline: exit 1 before mounting, nothing leaked ({r.returncode})")
+
         proc = mount(zestfs, hub, [*common, "--store", s2, "--repo", REPO], log)
         if not check(os.path.ismount(hub), "cache-tree mount on store2"):
             raise RuntimeError("no mount")
