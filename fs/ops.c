@@ -1850,6 +1850,12 @@ int zf_fs_init(zf_fs *fs, int rootfd)
     return fs->nodes ? 0 : -ENOMEM;
 }
 
+void zf_fs_release_handles(zf_fs *fs)
+{
+    while (fs->handles)
+        release_handle(fs, fs->handles);
+}
+
 void zf_fs_destroy(zf_fs *fs)
 {
     /* RELEASEs the kernel never sent: what read.c and flat.c held for these

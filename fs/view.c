@@ -168,6 +168,7 @@ static void view_end(zf_view *v)
         return;
     v->polling = false;
     uv_close((uv_handle_t *)&v->poll, NULL);
+    zf_fs_release_handles(&v->fs); /* their prefetch at open ends */
     if (v->reg[0])
         unlink(v->reg);
     v->reg[0] = 0;
