@@ -125,8 +125,8 @@ int zf_view_attach(const char *store_dir, const char *spec, const char *mnt, boo
     if (!cJSON_IsString(ev))
         fprintf(stderr, "zestfs: no answer from the zestfs of store %s\n", store_dir);
     else if (!strcmp(ev->valuestring, "done") && cJSON_IsNumber(en) && en->valuedouble == 0) {
-        fprintf(stderr, "zestfs: %s at %s (commit %s), served by the zestfs of store %s (pid %.0f)\n",
-                spec, real, cJSON_IsString(cm) ? cm->valuestring : "?", store_dir,
+        fprintf(stderr,
+                "zestfs: %s at %s (commit %s), served by the zestfs of store %s (pid %.0f)\n", spec, real, cJSON_IsString(cm) ? cm->valuestring : "?", store_dir,
                 cJSON_IsNumber(pid) ? pid->valuedouble : 0);
         rc = 0;
     } else
@@ -152,7 +152,8 @@ static void on_view_fuse(uv_poll_t *p, int status, int events)
             return;
         if (r <= 0 || fuse_session_exited(se)) {
             if (r < 0 && r != -ENODEV)
-                zf_log(ZF_LOG_WARN, "zestfs: %s: reading FUSE requests: %s\n", v->mnt, strerror(-r));
+                zf_log(ZF_LOG_WARN, "zestfs: %s: reading FUSE requests: %s\n", v->mnt,
+                       strerror(-r));
             view_end(v);
             return;
         }
