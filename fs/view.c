@@ -126,7 +126,8 @@ int zf_view_attach(const char *store_dir, const char *spec, const char *mnt, boo
         fprintf(stderr, "zestfs: no answer from the zestfs of store %s\n", store_dir);
     else if (!strcmp(ev->valuestring, "done") && cJSON_IsNumber(en) && en->valuedouble == 0) {
         fprintf(stderr,
-                "zestfs: %s at %s (commit %s), served by the zestfs of store %s (pid %.0f)\n", spec, real, cJSON_IsString(cm) ? cm->valuestring : "?", store_dir,
+                "zestfs: %s at %s (commit %s), served by the zestfs of store %s (pid %.0f)\n", spec,
+                real, cJSON_IsString(cm) ? cm->valuestring : "?", store_dir,
                 cJSON_IsNumber(pid) ? pid->valuedouble : 0);
         rc = 0;
     } else
