@@ -74,6 +74,21 @@ int zf_at_parse(const char *spec, char **folder, char **rev)
 
 /* ---- the command side ------------------------------------------------------ */
 
+static int send_line(int fd, const char *line)
+{
+    size_t n = strlen(line);
+    for (size_t off = 0; off <= n;) {
+        const char *p = off < n ? line + off : "\n";
+        ssize_t w = write(fd, p, off < n ? n - off : 1);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 int zf_view_attach(const char *store_dir, const char *spec, const char *mnt, bool allow_other)
 {
     char real[PATH_MAX], sock[PATH_MAX + 16];
@@ -100,7 +115,7 @@ int zf_view_attach(const char *store_dir, const char *spec, const char *mnt, boo
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (!line || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        zf_ctl_write_all(fd, line, strlen(line)) != 0 || zf_ctl_write_all(fd, "\n", 1) != 0) {
+        send_line(fd, line) != 0) {
         fprintf(stderr, "zestfs: store %s is used by another zestfs, which cannot be asked to "
                         "mount %s (%s)\n", store_dir, mnt, strerror(errno));
         free(line);
