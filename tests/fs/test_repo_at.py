@@ -16,7 +16,8 @@ org/tiny. Then:
      the source; gguf.GGUFReader reads every field and tensor of model.gguf
      as from the source; the branch moves (a new commit ingested): within
      30 s the root shows the new config.json, while a descriptor opened
-     before still reads the old one;
+     before still reads the old one; remounted --offline, the moved
+     snapshot is read from the store with no request to the origin;
   2. one store, three mounts: a cache-tree mount (--repo org/tiny), then
      `--repo-at org/tiny` and `--repo-at org/tiny@<first commit>` on the same
      --store attach to it (the command exits 0, the mount is served by the
@@ -219,6 +220,15 @@ def main():
         check(os.pread(old, len(cfg1) + 100, 0) == cfg1, "a descriptor opened before reads the old commit's")
         os.close(old)
         check(fsutil.read_all(mpath) == want["model.safetensors"], "unchanged files still read the same")
+        rc = unmount(proc, mnt)
+        check(rc == 0, f"unmounted (exit {rc})")
+        proc = None
+        # offline, from the store: the moved ref's snapshot, nothing asked of the origin
+        origin.reset()
+        proc = mount(zestfs, mnt, ["--offline", "--no-p2p", "--no-dht", "--store", s1, "--repo-at", REPO], log)
+        check(os.path.ismount(mnt) and open(os.path.join(mnt, "config.json"), "rb").read() == cfg2 and
+              fsutil.read_all(mpath) == want["model.safetensors"] and origin.stats()["requests"] == 0,
+              "remounted --offline: the new commit's files from the store, no request to the origin")
         rc = unmount(proc, mnt)
         check(rc == 0, f"unmounted (exit {rc})")
         proc = None
