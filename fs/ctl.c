@@ -240,6 +240,8 @@ static cJSON *status_json(zf_ctl *ctl)
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
     if (fs->mountpoint)
         cJSON_AddStringToObject(o, "mountpoint", fs->mountpoint);
+    if (fs->views) /* repo-at mounts attached to this zestfs (view.h) */
+        zf_views_status(fs, cJSON_AddArrayToObject(o, "attached"));
     zc_stats st;
     zc_get_stats(ctl->store, &st);
     cJSON *so = cJSON_AddObjectToObject(o, "store");

@@ -32,7 +32,7 @@ typedef struct zf_view {
     zf_fs *base;
     uv_poll_t poll;
     struct fuse_buf buf;
-    char *folder, *rev, *mnt, *sock;
+    char *folder, *rev, *mnt, *sock, *spec;
     char reg[PATH_MAX + 64];   /* its registry file (cli_ctl.c); "": none */
     int rootfd;
     bool allow_other, polling, mounted, fs_init;
@@ -210,6 +210,7 @@ static void view_free(zf_view *v)
     free(v->rev);
     free(v->mnt);
     free(v->sock);
+    free(v->spec);
     free(v);
 }
 
@@ -300,7 +301,8 @@ int zf_view_mount(zf_fs *fs, zc_store *store, const char *sock, const char *spec
         return -ENOMEM;
     v->rootfd = -1;
     int err = zf_at_parse(spec, &v->folder, &v->rev);
-    if (!err && (!(v->mnt = strdup(mnt)) || !(v->sock = strdup(sock ? sock : ""))))
+    if (!err && (!(v->mnt = strdup(mnt)) || !(v->sock = strdup(sock ? sock : "")) ||
+                 !(v->spec = strdup(spec))))
         err = -ENOMEM;
     if (!err && (v->rootfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
         err = -errno;
@@ -317,6 +319,20 @@ int zf_view_mount(zf_fs *fs, zc_store *store, const char *sock, const char *spec
     }
     fs->views->pending++;
     return 0;
+}
+
+void zf_views_status(zf_fs *fs, cJSON *arr)
+{
+    for (zf_view *v = fs->views ? fs->views->list : NULL; v && arr; v = v->next) {
+        const zf_commit *c = zv_at_commit(&v->fs.tree);
+        if (!v->polling)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "mountpoint", v->mnt);
+        cJSON_AddStringToObject(o, "repo", v->spec);
+        cJSON_AddStringToObject(o, "commit", c ? c->sha : "");
+        cJSON_AddItemToArray(arr, o);
+    }
 }
 
 void zf_views_stop(zf_fs *fs)

@@ -34,6 +34,10 @@ int zf_view_attach(const char *store_dir, const char *spec, const char *mnt, boo
 typedef void (*zf_view_cb)(void *ud, int err, const char *commit);
 int zf_view_mount(zf_fs *fs, zc_store *store, const char *sock, const char *spec, const char *mnt,
                   bool allow_other, zf_view_cb cb, void *ud);
+/* `zestfs status`: each attached mount still mounted as {"mountpoint",
+ * "repo" (as asked), "commit" (presented now)} appended to arr. */
+struct cJSON;
+void zf_views_status(zf_fs *fs, struct cJSON *arr);
 /* At the daemon's unmount (on the loop): attached sessions stop reading
  * requests.  zf_views_free, after the loop ran empty: they are unmounted
  * and freed. */

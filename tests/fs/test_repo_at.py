@@ -21,7 +21,7 @@ org/tiny. Then:
   2. one store, three mounts: a cache-tree mount (--repo org/tiny), then
      `--repo-at org/tiny` and `--repo-at org/tiny@<first commit>` on the same
      --store attach to it (the command exits 0, the mount is served by the
-     running zestfs: `zestfs status` of it names that pid); the safetensors
+     running zestfs: `zestfs status` of it names that pid and lists both); the safetensors
      read through the cache tree is then read through both repo-at mounts
      with no byte from the origin; each shows its own commit's config.json;
      a cache-tree mount on the held store is refused; unmounting one repo-at
@@ -258,6 +258,9 @@ def main():
         st = subprocess.run([zestfs, "status", ma], capture_output=True, text=True, timeout=60)
         check(st.returncode == 0 and f"pid {proc.pid}" in st.stdout,
               f"`zestfs status` of a repo-at mount names the daemon (pid {proc.pid})")
+        check(all(f"also mounted on {os.path.realpath(m)}: {spec}" in st.stdout
+                  for m, spec in ((ma, REPO), (mb, f"{REPO}@{c1}"))),
+              "... and lists both attached mounts")
         snap = os.path.join(hub, "models--org--tiny", "snapshots", c2)
         origin.reset()
         check(fsutil.read_all(os.path.join(snap, "model.safetensors")) == want["model.safetensors"],
