@@ -31,7 +31,7 @@ org/tiny. Then:
      exit 1 before mounting, with no leak report under ASan (teardown frees
      the store and the token however far the mount phases got).
 Exit 0 pass, 1 fail, 77 skip (no /dev/fuse, no origin, no tests/interop/.venv)."""
-import errno, hashlib, json, os, subprocess, sys, time
+import errno, json, os, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
