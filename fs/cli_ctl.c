@@ -135,6 +135,10 @@ static void print_status(const cJSON *s)
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(s, "store");
     printf("zestfs pid %.0f%s%s\n", num(s, "pid"), *str(s, "mountpoint") ? ", mounted on " : "",
            str(s, "mountpoint"));
+    const cJSON *at;
+    cJSON_ArrayForEach(at, cJSON_GetObjectItemCaseSensitive(s, "attached"))
+        printf("also mounted on %s: %s (commit %.12s), read-only\n", str(at, "mountpoint"),
+               str(at, "repo"), str(at, "commit"));
     human(num(st, "used"), a, sizeof a);
     human(num(st, "cap"), b, sizeof b);
     human(num(st, "pinned"), c, sizeof c);

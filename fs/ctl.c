@@ -10,6 +10,9 @@
  *   -> {"cmd": "evict", "repo": "org/name[@rev]"}
  *   <- {"event": "done", "files": n, "xorbs": n, "blobs": n, "bytes_freed": B,
  *       "kept_shared": n, "kept_pinned": n, "errno": 0 | E, "error": "text"}
+ *   -> {"cmd": "mount", "repo": "org/name[@rev]", "mountpoint": "/abs", "allow_other": b}
+ *   <- {"event": "done", "commit": "<40 hex>", "pid": N, "errno": 0 | E, "error": "text"}
+ *                                 (a repo-at mount served by this zestfs: view.h)
  *   anything else                 <- {"event": "error", "errno": E, "error": "text"}
  *
  * A connection runs one command at a time; closing it cancels a pull in
@@ -27,6 +30,7 @@
 
 #include "adopt.h"
 #include "p2p.h"
+#include "view.h"
 #include "zfs.h"
 
 #define LINE_MAX_BYTES (64u << 10)
@@ -236,6 +240,8 @@ static cJSON *status_json(zf_ctl *ctl)
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
     if (fs->mountpoint)
         cJSON_AddStringToObject(o, "mountpoint", fs->mountpoint);
+    if (fs->views) /* repo-at mounts attached to this zestfs (view.h) */
+        zf_views_status(fs, cJSON_AddArrayToObject(o, "attached"));
     zc_stats st;
     zc_get_stats(ctl->store, &st);
     cJSON *so = cJSON_AddObjectToObject(o, "store");
@@ -495,6 +501,22 @@ static void pin_pull_cb(void *ud, const zf_pull_stat *st, bool final)
     }
 }
 
+static void mount_done_cb(void *ud, int err, const char *commit)
+{
+    ctl_conn *c = ud;
+    if (!op_done(c))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "done");
+    if (commit)
+        cJSON_AddStringToObject(o, "commit", commit);
+    cJSON_AddNumberToObject(o, "pid", (double)getpid());
+    cJSON_AddNumberToObject(o, "errno", -err);
+    if (err)
+        cJSON_AddStringToObject(o, "error", strerror(-err));
+    conn_send(c, o);
+}
+
 static void handle(ctl_conn *c, const char *line)
 {
     cJSON *req = cJSON_Parse(line);
@@ -557,6 +579,17 @@ static void handle(ctl_conn *c, const char *line)
                 send_error(c, err, NULL);
             }
         }
+    } else if (strcmp(cmd->valuestring, "mount") == 0) {
+        const cJSON *repo = cJSON_GetObjectItemCaseSensitive(req, "repo");
+        const cJSON *mp = cJSON_GetObjectItemCaseSensitive(req, "mountpoint");
+        bool ao = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "allow_other"));
+        int err = cJSON_IsString(repo) && cJSON_IsString(mp) ? 0 : -EINVAL;
+        c->busy = !err;
+        if (!err && (err = zf_view_mount(c->ctl->fs, c->ctl->store, c->ctl->path, repo->valuestring,
+                                         mp->valuestring, ao, mount_done_cb, c)) != 0)
+            c->busy = false;
+        if (err)
+            send_error(c, err, NULL);
     } else
         send_error(c, -ENOSYS, "unknown command");
     cJSON_Delete(req);

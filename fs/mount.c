@@ -4,11 +4,17 @@
  * requests are dispatched there; SIGINT/SIGTERM unmount cleanly; an external
  * `fusermount3 -u` ends the session the same way.
  *
- * Startup order: options; the store (flock'd: one zestfs per store); the
- * repo models (persisted ones, then --repo from the Hub on a private loop,
- * then --repo-json); the FUSE mount; daemon(); then the mount's loop with
- * the read path's network clients.  Nothing created before daemon() runs
- * threads or keeps sockets. */
+ * Startup order, one phase function each (zestfs_cmd_mount, at the end):
+ * options; the store (flock'd: one zestfs per store; a --repo-at mount
+ * whose store is held asks that zestfs to serve it, view.h); the repo
+ * models (persisted ones, then --repo from the Hub on a private loop, then
+ * --repo-json); the FUSE mount; daemon(); then the mount's loop with the
+ * read path's network clients; teardown.  Nothing created before daemon()
+ * runs threads or keeps sockets.
+ *
+ * --repo-at REPO[@REV]: the mount's root is that revision's snapshot, its
+ * files regular files, read-only (vtree.h, repo-at trees); the revision
+ * moves with its ref (--refs-ttl). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +34,7 @@
 #include "log.h"
 #include "zfs.h"
 #include "adopt.h"
+#include "view.h"
 
 typedef struct zf_mount {
     zf_fs fs;
@@ -128,6 +135,7 @@ static void sched_threads(uv_loop_t *loop)
 
 static void stop(zf_mount *m)
 {
+    zf_views_stop(&m->fs);
     zf_ctl_stop(m->ctl);
     zf_http_stop(m->http);
     zf_http_stop(m->metrics);
@@ -299,6 +307,10 @@ static void usage(FILE *f)
                "      --endpoint URL      the Hub (default $HF_ENDPOINT, else https://huggingface.co)\n"
                "      --repo REPO[@REV]   present org/name (datasets/org/name, spaces/...) at REV\n"
                "                          (default main); repeatable\n"
+               "      --repo-at REPO[@REV]  present only that snapshot, its files at the\n"
+               "                          mount's root (read-only; moves with the ref, see\n"
+               "                          --refs-ttl); a store held by a running zestfs: that\n"
+               "                          one serves this mount too\n"
                "      --store DIR         chunk store (default ~/.cache/zestfs)\n"
                "      --store-size BYTES  store cap, suffixes K/M/G/T (default half its disk)\n"
                "      --token TOKEN       Hub token (default $HF_TOKEN, else the HF token file)\n"
@@ -440,17 +452,50 @@ static void set_readahead(const char *mnt, unsigned kb)
     }
 }
 
-int zestfs_cmd_mount(int argc, char **argv)
+/* ---- `zestfs [options] MOUNTPOINT`, in phases ------------------------------
+ * options (the command line into mount_args), store (opened, or a running
+ * zestfs's asked to serve a repo-at mount: view.h), models (the repos,
+ * the listeners), mount (the FUSE session, daemon()), run (the loop), and
+ * teardown, which frees whatever the earlier phases made however far they
+ * got.  A phase returns MOUNT_GO_ON, or the exit status to end with. */
+
+#define MOUNT_GO_ON (-1)
+
+typedef struct mount_args {
+    int foreground, allow_other, debug;
+    unsigned refs_ttl;          /* --refs-ttl */
+    int readahead_kb;           /* -1: one largest request (see splice_max_read) */
+    bool passthrough;           /* --no-passthrough */
+    bool size_set;
+    const char *jsons[64], *repos[256];
+    int njson;
+    const char *endpoint, *token_opt, *store_opt, *repo_at;
+    const char *http_opt, *http_token, *metrics_opt;
+    const char *http_hosts[16];
+    int nhttp_hosts;
+    const char *mnt;
+    zf_opts o;
+    zf_p2p_opts po;
+    /* made by the phases, freed by mount_teardown */
+    char *ep, *token, *store_dir, *at_folder, *at_rev;
+    int rootfd;
+    bool fs_init, mounted, loop_init;
+    zc_store *store;
+    char reg[4200];
+} mount_args;
+
+static int mount_options(int argc, char **argv, mount_args *a)
 {
     enum { O_ALLOW = 256, O_JSON, O_ENDPOINT, O_REPO, O_STORE, O_STORE_SIZE, O_TOKEN, O_CACERT,
            O_OFFLINE, O_READAHEAD, O_HTTP, O_HTTP_TOKEN, O_METRICS, O_P2P, O_LOGLEVEL, O_NO_PT,
-           O_HTTP_HOST, O_HTTP_TOKEN_FILE, O_REFS_TTL };
+           O_HTTP_HOST, O_HTTP_TOKEN_FILE, O_REFS_TTL, O_REPO_AT };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"allow-other", no_argument, NULL, O_ALLOW},
         {"repo-json", required_argument, NULL, O_JSON},
         {"endpoint", required_argument, NULL, O_ENDPOINT},
         {"repo", required_argument, NULL, O_REPO},
+        {"repo-at", required_argument, NULL, O_REPO_AT},
         {"store", required_argument, NULL, O_STORE},
         {"store-size", required_argument, NULL, O_STORE_SIZE},
         {"token", required_argument, NULL, O_TOKEN},
@@ -472,26 +517,14 @@ int zestfs_cmd_mount(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int foreground = 0, allow_other = 0, debug = 0;
-    unsigned refs_ttl = 60; /* --refs-ttl */
-    int readahead_kb = -1; /* default: one largest request (see splice_max_read) */
-    bool passthrough = true; /* --no-passthrough */
-    const char *jsons[64], *repos[256];
-    int njson = 0;
-    const char *endpoint = NULL, *token_opt = NULL, *store_opt = NULL;
-    static char *token_copy; /* reachable for the process's life */
-    const char *http_opt = NULL, *http_token = NULL, *metrics_opt = NULL;
+    static char *token_copy;      /* reachable for the process's life */
     static char *http_token_copy; /* reachable for the process's life */
-    const char *http_hosts[16];
-    int nhttp_hosts = 0;
-    zf_opts o = {.repos = repos};
-    bool size_set = false;
-    zf_p2p_opts po = {.reserve_fd = -1};
+    zf_opts *o = &a->o;
     int c, li = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "fdhvq", opts, &li)) != -1) {
         switch (c) {
-        case 'f': foreground = 1; break;
+        case 'f': a->foreground = 1; break;
         case 'v': zf_log_level = zf_log_level < ZF_LOG_DEBUG ? zf_log_level + 1 : ZF_LOG_DEBUG; break;
         case 'q': zf_log_level = ZF_LOG_WARN; break;
         case O_LOGLEVEL:
@@ -500,40 +533,41 @@ int zestfs_cmd_mount(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_ALLOW: allow_other = 1; break;
-        case 'd': debug = 1; break;
+        case O_ALLOW: a->allow_other = 1; break;
+        case 'd': a->debug = 1; break;
         case O_JSON:
-            if (njson == 64) {
+            if (a->njson == 64) {
                 fprintf(stderr, "zestfs: at most 64 --repo-json\n");
                 return 2;
             }
-            jsons[njson++] = optarg;
+            a->jsons[a->njson++] = optarg;
             break;
-        case O_ENDPOINT: endpoint = optarg; break;
+        case O_ENDPOINT: a->endpoint = optarg; break;
         case O_REPO:
-            if (o.nrepos == 256) {
-                fprintf(stderr, "zestfs: at most 256 --repo\n");
+            if (o->nrepos == 255) { /* one kept for --repo-at */
+                fprintf(stderr, "zestfs: at most 255 --repo\n");
                 return 2;
             }
-            repos[o.nrepos++] = optarg;
+            a->repos[o->nrepos++] = optarg;
             break;
-        case O_STORE: store_opt = optarg; break;
+        case O_REPO_AT: a->repo_at = optarg; break;
+        case O_STORE: a->store_opt = optarg; break;
         case O_STORE_SIZE:
-            if (zf_parse_size(optarg, &o.store_size) != 0 || o.store_size == 0) {
+            if (zf_parse_size(optarg, &o->store_size) != 0 || o->store_size == 0) {
                 fprintf(stderr, "zestfs: --store-size %s: not a size\n", optarg);
                 return 2;
             }
-            size_set = true;
+            a->size_set = true;
             break;
         case O_TOKEN:
             /* keep a copy; blank the argument so /proc/PID/cmdline and ps
              * do not show the token (HF_TOKEN or the token file are better) */
             free(token_copy);
-            token_opt = token_copy = strdup(optarg);
+            a->token_opt = token_copy = strdup(optarg);
             memset(optarg, '*', strlen(optarg));
             break;
-        case O_CACERT: o.cacert = optarg; break;
-        case O_OFFLINE: o.offline = true; break;
+        case O_CACERT: o->cacert = optarg; break;
+        case O_OFFLINE: o->offline = true; break;
         case O_REFS_TTL: {
             char *end;
             errno = 0;
@@ -542,20 +576,20 @@ int zestfs_cmd_mount(int argc, char **argv)
                 fprintf(stderr, "zestfs: --refs-ttl %s: not a number of seconds\n", optarg);
                 return 2;
             }
-            refs_ttl = (unsigned)v;
+            a->refs_ttl = (unsigned)v;
             break;
         }
-        case O_NO_PT: passthrough = false; break;
+        case O_NO_PT: a->passthrough = false; break;
         case O_READAHEAD: {
             uint64_t v;
             if (zf_parse_size(optarg, &v) != 0 || v > (1ull << 30)) {
                 fprintf(stderr, "zestfs: --read-ahead %s: not a size\n", optarg);
                 return 2;
             }
-            readahead_kb = (int)(v / 1024);
+            a->readahead_kb = (int)(v / 1024);
             break;
         }
-        case O_HTTP: http_opt = optarg; break;
+        case O_HTTP: a->http_opt = optarg; break;
         case O_HTTP_TOKEN:
         case O_HTTP_TOKEN_FILE:
             /* as --token: a copy, the argument blanked (ps, /proc/PID/cmdline) */
@@ -567,18 +601,18 @@ int zestfs_cmd_mount(int argc, char **argv)
                 fprintf(stderr, "zestfs: --%s: no token\n", opts[li].name);
                 return 2;
             }
-            http_token = http_token_copy;
+            a->http_token = http_token_copy;
             break;
         case O_HTTP_HOST:
-            if (nhttp_hosts == 16) {
+            if (a->nhttp_hosts == 16) {
                 fprintf(stderr, "zestfs: at most 16 --http-host\n");
                 return 2;
             }
-            http_hosts[nhttp_hosts++] = optarg;
+            a->http_hosts[a->nhttp_hosts++] = optarg;
             break;
-        case O_METRICS: metrics_opt = optarg; break;
+        case O_METRICS: a->metrics_opt = optarg; break;
         case O_P2P:
-            if (zf_p2p_opt(&po, opts[li].name, optarg) < 0)
+            if (zf_p2p_opt(&a->po, opts[li].name, optarg) < 0)
                 return 2;
             break;
         case 'h': usage(stdout); return 0;
@@ -589,28 +623,43 @@ int zestfs_cmd_mount(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *mnt = argv[optind];
-    char *ep = zf_endpoint(endpoint);
-    if (!ep)
+    a->mnt = argv[optind];
+    if (a->repo_at) { /* resolved and presented like a --repo; the root shows it */
+        if (zf_at_parse(a->repo_at, &a->at_folder, &a->at_rev) != 0) {
+            fprintf(stderr, "zestfs: --repo-at %s: not [datasets/]org/name[@rev]\n", a->repo_at);
+            return 2;
+        }
+        a->repos[o->nrepos++] = a->repo_at;
+    }
+    const char *ht_env = getenv("ZESTFS_HTTP_TOKEN");
+    if (!a->http_token && ht_env && ht_env[0])
+        a->http_token = http_token_copy = strdup(ht_env);
+    return MOUNT_GO_ON;
+}
+
+/* The token, the store (flock'd: one zestfs per store), the mountpoint's
+ * directory and the file system state.  A repo-at mount whose store is
+ * held asks the zestfs holding it to serve the mountpoint (view.h). */
+static int mount_store(zf_mount *m, mount_args *a)
+{
+    zf_opts *o = &a->o;
+    if (!(a->ep = zf_endpoint(a->endpoint)))
         return 2;
     zf_log_init();
-    char *token = zf_find_token(token_opt);
-    zf_log_secret(token);
-    const char *ht_env = getenv("ZESTFS_HTTP_TOKEN");
-    if (!http_token && ht_env && ht_env[0])
-        http_token = http_token_copy = strdup(ht_env);
-    zf_log_secret(http_token);
-    char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
-    if (!store_dir) {
+    a->token = zf_find_token(a->token_opt);
+    zf_log_secret(a->token);
+    zf_log_secret(a->http_token);
+    a->store_dir = a->store_opt ? strdup(a->store_opt) : zf_default_store();
+    if (!a->store_dir) {
         fprintf(stderr, "zestfs: no --store and no $HOME\n");
         return 1;
     }
-    o.endpoint = ep;
-    o.token = token;
-    o.store_dir = store_dir;
-    po.state_dir = store_dir;
-    if (o.offline)
-        po.disabled = true;
+    o->endpoint = a->ep;
+    o->token = a->token;
+    o->store_dir = a->store_dir;
+    a->po.state_dir = a->store_dir;
+    if (o->offline)
+        a->po.disabled = true;
     /* libuv's pool does store reads, decoding and hashing: one thread per core */
     if (!getenv("UV_THREADPOOL_SIZE")) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -618,168 +667,240 @@ int zestfs_cmd_mount(int argc, char **argv)
         snprintf(nb, sizeof nb, "%ld", ncpu < 4 ? 4 : ncpu > 64 ? 64 : ncpu);
         setenv("UV_THREADPOOL_SIZE", nb, 0);
     }
-
-    static zf_mount m;
-    int rootfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0) {
-        fprintf(stderr, "zestfs: %s: %s\n", mnt, strerror(errno));
+    a->rootfd = open(a->mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (a->rootfd < 0) {
+        fprintf(stderr, "zestfs: %s: %s\n", a->mnt, strerror(errno));
         return 1;
     }
-    if (zf_fs_init(&m.fs, rootfd) != 0)
+    if (zf_fs_init(&m->fs, a->rootfd) != 0) {
+        free(m->fs.nodes);
         return 1;
-    zc_store *store = NULL;
-    int err = zc_open(store_dir, size_set ? o.store_size : UINT64_MAX / 2, &store);
+    }
+    a->fs_init = true;
+    int err = zc_open(a->store_dir, a->size_set ? o->store_size : UINT64_MAX / 2, &a->store);
+    if (err == -EBUSY && a->repo_at)
+        return zf_view_attach(a->store_dir, a->repo_at, a->mnt, a->allow_other);
     if (err) {
-        fprintf(stderr, "zestfs: store %s: %s%s\n", store_dir, strerror(-err),
+        fprintf(stderr, "zestfs: store %s: %s%s\n", a->store_dir, strerror(-err),
                 err == -EBUSY ? " (another zestfs uses it)" : "");
         return 1;
     }
-    if (!size_set) {
-        o.store_size = zf_default_cap(store_dir);
-        zc_set_cap(store, o.store_size);
+    if (!a->size_set) {
+        o->store_size = zf_default_cap(a->store_dir);
+        zc_set_cap(a->store, o->store_size);
     }
-    if (zf_load_repos(&m.fs, &o, store) != 0)
+    return MOUNT_GO_ON;
+}
+
+/* The repo models (persisted ones, --repo from the Hub on a private loop,
+ * --repo-json), the repo-at root, the listeners bound (errors before the
+ * mount; the port is printed while stderr is still ours) and the swarm's
+ * port reserved. */
+static int mount_models(zf_mount *m, mount_args *a)
+{
+    if (zf_load_repos(&m->fs, &a->o, a->store) != 0)
         return 1;
-    for (int i = 0; i < njson; i++) {
-        err = load_repo_json(&m.fs, jsons[i]);
+    for (int i = 0; i < a->njson; i++) {
+        int err = load_repo_json(&m->fs, a->jsons[i]);
         if (err) {
-            fprintf(stderr, "zestfs: %s: %s\n", jsons[i], strerror(-err));
+            fprintf(stderr, "zestfs: %s: %s\n", a->jsons[i], strerror(-err));
             return 1;
         }
     }
-
-    /* listeners bound now (errors before the mount; the port is printed
-     * while stderr is still ours), served after daemon() */
+    if (a->repo_at) {
+        m->fs.tree.at_folder = a->at_folder;
+        m->fs.tree.at_rev = a->at_rev;
+        if (!zv_at_commit(&m->fs.tree)) {
+            fprintf(stderr, "zestfs: --repo-at %s: not presented\n", a->repo_at);
+            return 1;
+        }
+    }
     static const char *const lname[2] = {"http", "metrics"};
-    const char *lspec[2] = {http_opt, metrics_opt};
-    zf_http **lh[2] = {&m.http, &m.metrics};
+    const char *lspec[2] = {a->http_opt, a->metrics_opt};
+    zf_http **lh[2] = {&m->http, &m->metrics};
     for (int i = 0; i < 2; i++) {
         if (!lspec[i])
             continue;
-        err = zf_http_bind(lspec[i], lname[i], i == 1, http_token, lh[i]);
+        int err = zf_http_bind(lspec[i], lname[i], i == 1, a->http_token, lh[i]);
         if (err) {
             fprintf(stderr, "zestfs: --%s %s: %s\n", lname[i], lspec[i],
                     err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
             return 1;
         }
-        for (int k = 0; k < nhttp_hosts; k++)
-            if (zf_http_allow_host(*lh[i], http_hosts[k]) != 0) {
-                fprintf(stderr, "zestfs: --http-host %s: not a host name\n", http_hosts[k]);
+        for (int k = 0; k < a->nhttp_hosts; k++)
+            if (zf_http_allow_host(*lh[i], a->http_hosts[k]) != 0) {
+                fprintf(stderr, "zestfs: --http-host %s: not a host name\n", a->http_hosts[k]);
                 return 1;
             }
     }
-
-    if (zf_p2p_reserve(&po) != 0)
+    if (zf_p2p_reserve(&a->po) != 0)
         return 1;
+    return MOUNT_GO_ON;
+}
 
-    char reg[4200];
-    if (zf_registry_path(mnt, reg, sizeof reg, true) != 0)
-        reg[0] = 0;
+/* The FUSE session mounted (read-only for --repo-at), then daemon(). */
+static int mount_session(zf_mount *m, mount_args *a)
+{
+    if (zf_registry_path(a->mnt, a->reg, sizeof a->reg, true) != 0)
+        a->reg[0] = 0;
     char optstr[256], mr[32] = "";
-    m.fs.max_read = splice_max_read();
-    if (m.fs.max_read)
-        snprintf(mr, sizeof mr, ",max_read=%u", m.fs.max_read);
-    snprintf(optstr, sizeof optstr, "-ofsname=zestfs,subtype=zestfs,default_permissions%s%s",
-             allow_other ? ",allow_other" : "", mr);
-    char *fargv[] = {"zestfs", optstr, debug ? "-d" : NULL, NULL};
-    struct fuse_args args = FUSE_ARGS_INIT(debug ? 3 : 2, fargv);
-    m.fs.se = fuse_session_new(&args, &zf_ops, sizeof zf_ops, &m.fs);
+    m->fs.max_read = splice_max_read();
+    if (m->fs.max_read)
+        snprintf(mr, sizeof mr, ",max_read=%u", m->fs.max_read);
+    snprintf(optstr, sizeof optstr, "-ofsname=zestfs,subtype=zestfs,default_permissions%s%s%s",
+             a->repo_at ? ",ro" : "", a->allow_other ? ",allow_other" : "", mr);
+    char *fargv[] = {"zestfs", optstr, a->debug ? "-d" : NULL, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(a->debug ? 3 : 2, fargv);
+    m->fs.se = fuse_session_new(&args, &zf_ops, sizeof zf_ops, &m->fs);
     fuse_opt_free_args(&args);
-    if (!m.fs.se)
+    if (!m->fs.se || fuse_session_mount(m->fs.se, a->mnt) != 0)
         return 1;
-    if (fuse_session_mount(m.fs.se, mnt) != 0) {
-        fuse_session_destroy(m.fs.se);
-        return 1;
-    }
-    if (readahead_kb < 0) /* 251 pages: a reply fits a 1 MiB pipe, as max_read would make it */
-        readahead_kb = m.fs.max_read ? (int)(m.fs.max_read / 1024) : 1004;
-    set_readahead(mnt, (unsigned)readahead_kb);
-    m.fs.mountpoint = mnt;
-    if (!foreground && daemon(0, 0) != 0) {
+    a->mounted = true;
+    if (a->readahead_kb < 0) /* 251 pages: a reply fits a 1 MiB pipe, as max_read would make it */
+        a->readahead_kb = m->fs.max_read ? (int)(m->fs.max_read / 1024) : 1004;
+    set_readahead(a->mnt, (unsigned)a->readahead_kb);
+    m->fs.mountpoint = a->mnt;
+    if (!a->foreground && daemon(0, 0) != 0) {
         fprintf(stderr, "zestfs: daemon: %s\n", strerror(errno));
-        fuse_session_unmount(m.fs.se);
         return 1;
     }
-    int fd = fuse_session_fd(m.fs.se);
+    int fd = fuse_session_fd(m->fs.se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return MOUNT_GO_ON;
+}
 
-    uv_loop_init(&m.loop);
-    sched_threads(&m.loop);
-    m.fs.loop = &m.loop;
-    err = zf_read_init(&m.fs, &o, store);
+/* A failure once the loop exists: what was started is stopped and the
+ * loop run empty, so teardown frees a quiet state. */
+static int run_fail(zf_mount *m)
+{
+    stop(m);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    return 1;
+}
+
+/* The loop: the read path's network clients, passthrough copies, the
+ * swarm, repos on demand and the refs' TTL, the control socket, pins,
+ * adoption, HTTP access; then FUSE requests until the unmount. */
+static int mount_run(zf_mount *m, mount_args *a)
+{
+    zc_store *store = a->store;
+    uv_loop_init(&m->loop);
+    a->loop_init = true;
+    uv_poll_init(&m->loop, &m->poll, fuse_session_fd(m->fs.se));
+    uv_signal_init(&m->loop, &m->sigint);
+    uv_signal_init(&m->loop, &m->sigterm);
+    m->sigint.data = m->sigterm.data = m;
+    m->poll.data = m;
+    sched_threads(&m->loop);
+    m->fs.loop = &m->loop;
+    int err = zf_read_init(&m->fs, &a->o, store);
     if (err) {
         fprintf(stderr, "zestfs: read path: %s\n", strerror(-err));
-        fuse_session_unmount(m.fs.se);
-        return 1;
+        return run_fail(m);
     }
-    if ((err = zf_flat_init(&m.fs, store, store_dir, o.store_size, passthrough, &m.fs.flats)) != 0)
+    err = zf_flat_init(&m->fs, store, a->store_dir, a->o.store_size, a->passthrough, &m->fs.flats);
+    if (err)
         fprintf(stderr, "zestfs: whole copies for passthrough off: %s\n", strerror(-err));
-    if ((err = zf_p2p_start(&m.loop, store, &po, &m.fs.p2p)) != 0)
+    if ((err = zf_p2p_start(&m->loop, store, &a->po, &m->fs.p2p)) != 0)
         fprintf(stderr, "zestfs: peer swarm off: %s\n", strerror(-err)); /* CDN only */
-    for (size_t i = 0; m.fs.p2p && i < m.fs.tree.nrepos; i++)
-        zf_p2p_add_repo(m.fs.p2p, m.fs.tree.repos[i]);
-    if (!o.offline && (err = zf_ondemand_init(&m.fs, store)) != 0) {
+    a->po.reserve_fd = -1; /* zf_p2p_start closed it */
+    for (size_t i = 0; m->fs.p2p && i < m->fs.tree.nrepos; i++)
+        zf_p2p_add_repo(m->fs.p2p, m->fs.tree.repos[i]);
+    if (!a->o.offline && (err = zf_ondemand_init(&m->fs, store)) != 0) {
         fprintf(stderr, "zestfs: %s\n", strerror(-err));
-        fuse_session_unmount(m.fs.se);
-        return 1;
+        return run_fail(m);
     }
-    zf_refs_ttl_start(&m.fs, refs_ttl); /* nothing offline (no on-demand context) */
+    if (a->repo_at) /* its root is a snapshot: no repos on demand there */
+        m->fs.lookup_miss = NULL;
+    zf_refs_ttl_start(&m->fs, a->refs_ttl); /* nothing offline (no on-demand context) */
     char sock[4200];
-    snprintf(sock, sizeof sock, "%s/ctl.sock", store_dir);
-    err = zf_ctl_start(&m.fs, store, sock, &m.ctl);
+    snprintf(sock, sizeof sock, "%s/ctl.sock", a->store_dir);
+    err = zf_ctl_start(&m->fs, store, sock, &m->ctl);
     if (err) /* the mount works without it; pull and status do not */
         fprintf(stderr, "zestfs: control socket %s: %s\n", sock, strerror(-err));
-    else if (reg[0]) {
-        FILE *rf = fopen(reg, "w");
+    else if (a->reg[0]) {
+        FILE *rf = fopen(a->reg, "w");
         if (rf) {
             fprintf(rf, "%s\n", sock);
             fclose(rf);
         }
     }
-    zf_pins_apply(&m.fs, store);
-    if ((err = zf_adopt_start(&m.fs, store)) != 0) /* earlier downloads under the mountpoint */
+    zf_pins_apply(&m->fs, store);
+    /* earlier downloads under the mountpoint (an HF cache; not a repo-at root) */
+    if (!a->repo_at && (err = zf_adopt_start(&m->fs, store)) != 0)
         fprintf(stderr, "zestfs: adopting earlier downloads: %s\n", strerror(-err));
+    static const char *const lname[2] = {"http", "metrics"};
+    zf_http *lh[2] = {m->http, m->metrics};
     for (int i = 0; i < 2; i++)
-        if (*lh[i] && (err = zf_http_start(*lh[i], &m.fs, store)) != 0)
+        if (lh[i] && (err = zf_http_start(lh[i], &m->fs, store)) != 0)
             fprintf(stderr, "zestfs: --%s: %s\n", lname[i], strerror(-err));
-    uv_poll_init(&m.loop, &m.poll, fd);
-    m.poll.data = &m;
-    uv_poll_start(&m.poll, UV_READABLE, on_fuse);
-    uv_signal_init(&m.loop, &m.sigint);
-    uv_signal_init(&m.loop, &m.sigterm);
-    m.sigint.data = m.sigterm.data = &m;
-    uv_signal_start(&m.sigint, on_signal, SIGINT);
-    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_poll_start(&m->poll, UV_READABLE, on_fuse);
+    uv_signal_start(&m->sigint, on_signal, SIGINT);
+    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
 
-    uv_run(&m.loop, UV_RUN_DEFAULT);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    return m->exit_code;
+}
 
-    fuse_session_unmount(m.fs.se);
-    fuse_session_destroy(m.fs.se);
-    if (reg[0])
-        unlink(reg);
-    uv_loop_close(&m.loop);
-    free(m.buf.mem);
-    zf_ondemand_free(&m.fs);
-    zf_ctl_free(m.ctl);
-    zf_http_free(m.http);
-    zf_http_free(m.metrics);
-    zf_read_free(&m.fs);
-    zf_flat_free(m.fs.flats);
-    zf_adopt_free(m.fs.adopt);
-    m.fs.adopt = NULL;
-    m.fs.flats = NULL;
-    zf_p2p_free(m.fs.p2p);
-    m.fs.p2p = NULL;
-    err = zc_close(store);
-    if (err)
-        fprintf(stderr, "zestfs: closing the store: %s\n", strerror(-err));
-    zf_fs_destroy(&m.fs);
-    close(rootfd);
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
+/* Frees what the phases made, however far they got; rc is returned. */
+static int mount_teardown(zf_mount *m, mount_args *a, int rc)
+{
+    if (m->fs.se) {
+        if (a->mounted)
+            fuse_session_unmount(m->fs.se);
+        fuse_session_destroy(m->fs.se);
+        m->fs.se = NULL;
     }
-    free(ep);
-    free(store_dir);
-    return m.exit_code;
+    if (a->reg[0] && a->loop_init)
+        unlink(a->reg);
+    zf_views_free(&m->fs);
+    if (a->loop_init && uv_loop_close(&m->loop) != 0)
+        zf_debug("zestfs: the loop still had handles at exit\n");
+    free(m->buf.mem);
+    zf_ondemand_free(&m->fs);
+    zf_ctl_free(m->ctl);
+    zf_http_free(m->http);
+    zf_http_free(m->metrics);
+    zf_read_free(&m->fs);
+    zf_flat_free(m->fs.flats);
+    zf_adopt_free(m->fs.adopt);
+    m->fs.adopt = NULL;
+    m->fs.flats = NULL;
+    zf_p2p_free(m->fs.p2p);
+    m->fs.p2p = NULL;
+    if (a->po.reserve_fd >= 0)
+        close(a->po.reserve_fd);
+    if (a->store) {
+        int err = zc_close(a->store);
+        if (err)
+            fprintf(stderr, "zestfs: closing the store: %s\n", strerror(-err));
+    }
+    if (a->fs_init)
+        zf_fs_destroy(&m->fs);
+    if (a->rootfd >= 0)
+        close(a->rootfd);
+    if (a->token) {
+        memset(a->token, 0, strlen(a->token));
+        free(a->token);
+    }
+    free(a->ep);
+    free(a->store_dir);
+    free(a->at_folder);
+    free(a->at_rev);
+    return rc;
+}
+
+int zestfs_cmd_mount(int argc, char **argv)
+{
+    static zf_mount m;
+    mount_args a = {.refs_ttl = 60, .readahead_kb = -1, .passthrough = true, .rootfd = -1,
+                    .po = {.reserve_fd = -1}};
+    a.o.repos = a.repos;
+    int rc = mount_options(argc, argv, &a);
+    if (rc != MOUNT_GO_ON)
+        return mount_teardown(&m, &a, rc);
+    if ((rc = mount_store(&m, &a)) == MOUNT_GO_ON && (rc = mount_models(&m, &a)) == MOUNT_GO_ON &&
+        (rc = mount_session(&m, &a)) == MOUNT_GO_ON)
+        rc = mount_run(&m, &a);
+    return mount_teardown(&m, &a, rc);
 }

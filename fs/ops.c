@@ -212,6 +212,8 @@ static bool g_no_openat2; /* ENOSYS once: walk per component */
  * the user left it, but the model's value is the ref). */
 static bool real_hidden(const zf_fs *fs, const char *path)
 {
+    if (fs->tree.at_folder) /* a repo-at mount shows its snapshot only */
+        return true;
     if (zf_adopt_hides(fs->adopt, path))
         return true;
     if (!strstr(path, "/refs/"))
@@ -418,12 +420,16 @@ static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char
         fuse_reply_err(req, -err);
         return;
     }
-    if (!node_ref(fs, ep.attr.st_ino, parent, name)) {
+    /* repo-at: a name at the root keeps the commit it was found in */
+    bool at = parent == FUSE_ROOT_ID && fs->tree.at_folder;
+    if (!node_ref(fs, ep.attr.st_ino, parent, at ? path : name)) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     ep.ino = ep.attr.st_ino;
     ep.attr_timeout = ep.entry_timeout = real ? REAL_TIMEOUT : VIRT_TIMEOUT;
+    if (at) /* the name may stand for another commit's entry once the ref moves */
+        ep.entry_timeout = REAL_TIMEOUT;
     fuse_reply_entry(req, &ep);
     zv_ent e; /* a repo folder looked up: its files are about to be read */
     if (parent == FUSE_ROOT_ID && zv_resolve(&fs->tree, path, &e) && e.kind == ZV_DIR && e.repo)
@@ -431,6 +437,18 @@ static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char
 }
 
 #define FS(req) ((zf_fs *)fuse_req_userdata(req))
+
+/* A repo-at mount (vtree.h): names at the root are those of the commit its
+ * ref names now, so the root's path "" becomes that commit's "<40 hex>"
+ * (path freed; NULL: no memory). */
+static char *at_root(zf_fs *fs, char *path)
+{
+    const zf_commit *c = path && !path[0] ? zv_at_commit(&fs->tree) : NULL;
+    if (!c)
+        return path;
+    free(path);
+    return strdup(c->sha);
+}
 
 #define WITH_PATH(fs, ino, path)                                                            \
     char *path = node_path(fs, ino);                                                        \
@@ -979,7 +997,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         return;
     }
     WITH_PATH(fs, parent, dir);
-    char *path = join(dir, name);
+    dir = at_root(fs, dir);
+    char *path = dir ? join(dir, name) : NULL;
     free(dir);
     if (!path) {
         fuse_reply_err(req, ENOMEM);
@@ -992,7 +1011,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             free(path); /* answered later, with zf_lookup_reply */
             return;
         }
-    } else if (parent != FUSE_ROOT_ID && fs->ondemand) {
+    } else if (parent != FUSE_ROOT_ID && fs->ondemand && !fs->tree.at_folder) {
         /* snapshots/<commit> or refs/<name> of a presented repo that it
          * does not present: resolved on the Hub (hubload.c), then answered */
         struct stat st;
@@ -1744,6 +1763,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     zf_fs *fs = FS(req);
     WITH_PATH(fs, ino, path);
+    if (!(path = at_root(fs, path))) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
     zf_dir *d = calloc(1, sizeof *d);
     zf_handle *h = d ? new_handle(fs, -1) : NULL;
     if (!h) {
@@ -1870,6 +1893,12 @@ int zf_fs_init(zf_fs *fs, int rootfd)
     fs->nbuckets = 1024;
     fs->nodes = calloc(fs->nbuckets, sizeof *fs->nodes);
     return fs->nodes ? 0 : -ENOMEM;
+}
+
+void zf_fs_release_handles(zf_fs *fs)
+{
+    while (fs->handles)
+        release_handle(fs, fs->handles);
 }
 
 void zf_fs_destroy(zf_fs *fs)

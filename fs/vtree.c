@@ -7,6 +7,9 @@
  *   F/.no_exist/<c>/<p>               ZV_EMPTY for p not in c (lookup only)
  *   F/trees/<c>.json                  ZV_TREEJSON
  *   .locks/F/                         ZV_DIR (empty)
+ *
+ * A repo-at tree (vtree.h) has another layout: "" the root, "<c>" and
+ * "<c>/<dirs>" ZV_DIR, "<c>/<dirs>/<file>" ZV_BLOB.
  */
 #include "vtree.h"
 
@@ -50,9 +53,104 @@ static bool ref_dir(const zf_repo *r, const char *prefix)
     return false;
 }
 
+/* ---- repo-at trees ------------------------------------------------------ */
+
+static const zf_repo *at_repo(const zv_tree *t)
+{
+    const zv_tree *src = t->base ? t->base : t;
+    return find_repo(src, t->at_folder, strlen(t->at_folder));
+}
+
+const zf_commit *zv_at_commit(const zv_tree *t)
+{
+    const zf_repo *r = t->at_folder ? at_repo(t) : NULL;
+    if (!r)
+        return NULL;
+    for (size_t i = 0; i < r->nrefs; i++)
+        if (strcmp(r->refs[i].name, t->at_rev) == 0)
+            return zf_repo_commit(r, r->refs[i].sha);
+    return zf_repo_commit(r, t->at_rev);
+}
+
+/* "<40 hex>[/path]": the commit (presented) and the rest (NULL: none) */
+static const zf_commit *at_split(const zf_repo *r, const char *path, const char **rest)
+{
+    size_t cl = strcspn(path, "/");
+    if (cl != 40)
+        return NULL;
+    char sha[41];
+    memcpy(sha, path, 40);
+    sha[40] = 0;
+    *rest = path[40] == '/' ? path + 41 : NULL;
+    return zf_repo_commit(r, sha);
+}
+
+static bool at_resolve(const zv_tree *t, const char *path, zv_ent *out)
+{
+    const zf_repo *r = at_repo(t);
+    if (!path[0]) {
+        const zf_commit *c = zv_at_commit(t);
+        dir(out, r, c ? c->date : 0);
+        out->commit = c;
+        return true;
+    }
+    const char *fp;
+    const zf_commit *c = r ? at_split(r, path, &fp) : NULL;
+    if (!c)
+        return false;
+    if (!fp) {
+        dir(out, r, c->date);
+        out->commit = c;
+        return true;
+    }
+    if (!zf_valid_path(fp))
+        return false;
+    const zf_file *f = zf_commit_file(c, fp);
+    if (!f) {
+        if (!zf_commit_is_dir(c, fp))
+            return false;
+        dir(out, r, c->date);
+        out->commit = c;
+        return true;
+    }
+    out->kind = ZV_BLOB;
+    out->repo = r;
+    out->commit = c;
+    out->file = f;
+    out->size = f->size;
+    out->mtime = c->date;
+    return true;
+}
+
+static void list_components(const char *const *names, size_t count, size_t stride,
+                            const char *prefix, enum zv_kind leaf, zv_name_cb cb, void *ud);
+
+static void at_list(const zv_tree *t, const char *path, zv_name_cb cb, void *ud)
+{
+    const zf_repo *r = at_repo(t);
+    const char *sub = NULL;
+    const zf_commit *c = !r ? NULL : path[0] ? at_split(r, path, &sub) : zv_at_commit(t);
+    if (!c || !c->nfiles)
+        return;
+    char *prefix = malloc((sub ? strlen(sub) : 0) + 2);
+    if (!prefix)
+        return;
+    if (sub && sub[0])
+        sprintf(prefix, "%s/", sub);
+    else
+        prefix[0] = 0;
+    list_components((const char *const *)&c->files[0].path, c->nfiles, sizeof(zf_file), prefix,
+                    ZV_BLOB, cb, ud);
+    free(prefix);
+}
+
+/* ---- the HF cache layout ------------------------------------------------ */
+
 bool zv_resolve(const zv_tree *t, const char *path, zv_ent *out)
 {
     memset(out, 0, sizeof *out);
+    if (t->at_folder)
+        return at_resolve(t, path, out);
     if (!path[0])
         return dir(out, NULL, 0);
     const char *slash = strchr(path, '/');
@@ -233,6 +331,10 @@ void zv_list(const zv_tree *t, const char *path, zv_name_cb cb, void *ud)
     zv_ent e;
     if (!zv_resolve(t, path, &e) || e.kind != ZV_DIR)
         return;
+    if (t->at_folder) {
+        at_list(t, path, cb, ud);
+        return;
+    }
     if (!path[0]) {
         for (size_t i = 0; i < t->nrepos; i++)
             cb(ud, t->repos[i]->folder, ZV_DIR);

@@ -33,6 +33,17 @@ typedef struct zv_ent {
 typedef struct zv_tree {
     size_t nrepos;
     zf_repo **repos;
+    /* A repo-at tree (`zestfs --repo-at`): the mount's root is one snapshot
+     * of one repo, its files regular files (ZV_BLOB), nothing else.  Paths
+     * below the root start with the commit they were looked up in:
+     * "<40 hex>/dir/file" (ops.c keeps it in the inode of each name at the
+     * root), so a file opened before the ref moved stays that commit's file;
+     * "" is the root, listing the commit `at_rev` names now.  The repo is
+     * found in `base`'s repos (another mount's tree: a repo-at mount
+     * attached to a running zestfs, view.c), else in this tree's own. */
+    const struct zv_tree *base;
+    const char *at_folder;      /* "models--org--name"; NULL: the HF cache layout */
+    const char *at_rev;         /* a ref name or a 40-hex commit */
 } zv_tree;
 
 /* Resolve a path relative to the mount root ("" = root; no leading '/'). */
@@ -44,6 +55,10 @@ void zv_list(const zv_tree *t, const char *path, zv_name_cb cb, void *ud);
  * (malloc'd, *len set). */
 char *zv_link_target(const zv_ent *e);
 char *zv_content(const zv_ent *e, size_t *len);
+/* A repo-at tree: the commit presented at its root now (at_rev's ref, else
+ * at_rev as a commit); NULL when the tree is not one or the repo or commit
+ * is not presented. */
+const zf_commit *zv_at_commit(const zv_tree *t);
 /* Stable inode number for a virtual path (high bit set; never 1). */
 uint64_t zv_ino(const char *path);
 

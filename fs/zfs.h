@@ -55,6 +55,7 @@ typedef struct zf_fs {
     struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
     struct zf_dels *dels;       /* blobs of revisions deleted through the tree, visible
                                  * until unlinked (cachedel.c); NULL: none */
+    struct zf_views *views;     /* repo-at mounts attached to this one (view.h); NULL: none */
 } zf_fs;
 /* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */
 bool zf_adopt_hides(const struct zf_adopt *a, const char *path);
@@ -75,6 +76,10 @@ typedef struct zf_opts {
 extern const struct fuse_lowlevel_ops zf_ops;
 int zf_fs_init(zf_fs *fs, int rootfd);
 void zf_fs_destroy(zf_fs *fs);
+/* A session ended while the process goes on (an attached repo-at mount,
+ * view.c): the kernel sends no more RELEASE, so what the read path and
+ * flat.c hold for the handles still open is given back, and they are freed. */
+void zf_fs_release_handles(zf_fs *fs);
 
 /* Answer a lookup as op_lookup would (after the tree changed). */
 void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);

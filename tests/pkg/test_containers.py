@@ -74,6 +74,32 @@ opts = zestfs_options(words)
 check(opts and all(o in known for o in opts), f"compose: zestfs options exist ({opts})")  # it has some
 check("mountpoint" in z["healthcheck"]["test"], "compose: healthcheck is mountpoint")
 
+# --- compose, one model at a path (--repo-at) --------------------------------------
+c = yaml.safe_load(open(os.path.join(src, "packaging/compose-repo-at.yaml")))
+z, srv = c["services"]["zestfs"], c["services"]["server"]
+zb = [v for v in z["volumes"] if isinstance(v, dict) and v.get("type") == "bind"]
+sb = [v for v in srv["volumes"] if isinstance(v, dict) and v.get("type") == "bind"]
+check(any(d.split(":")[0] == "/dev/fuse" for d in z.get("devices", [])) and "SYS_ADMIN" in z.get("cap_add", []),
+      "compose-repo-at: zestfs gets /dev/fuse and SYS_ADMIN")
+check(len(zb) == 1 and zb[0]["bind"]["propagation"] == "rshared" and len(sb) == 1 and
+      sb[0]["bind"]["propagation"] in ("rslave", "slave") and zb[0]["source"] == sb[0]["source"],
+      "compose-repo-at: zestfs rshared, server rslave, the same host directory")
+check(not srv.get("cap_add") and not srv.get("privileged") and
+      not any("/dev/fuse" in d for d in srv.get("devices", [])), "compose-repo-at: server has no FUSE or capability")
+check(srv["depends_on"]["zestfs"]["condition"] == "service_healthy", "compose-repo-at: server waits for the mount")
+words = z.get("entrypoint", []) + (z.get("command") or [])
+m = next((re.search(r"zestfs .*--repo-at \S+ .*?(/\S+)$", w) for w in words if "--repo-at" in w), None)
+mnt = m.group(1) if m else None
+check(mnt is not None and zb and mnt.startswith(zb[0]["target"] + "/"),
+      f"compose-repo-at: zestfs --repo-at mounts {mnt} inside the shared bind")
+opts = zestfs_options(words)
+check(opts and "repo-at" in opts and all(o in known for o in opts), f"compose-repo-at: zestfs options exist ({opts})")
+model = srv["command"][srv["command"].index("--model") + 1] if "--model" in srv.get("command", []) else None
+check(mnt and sb and model == sb[0]["target"] + mnt[len(zb[0]["target"]):],
+      f"compose-repo-at: the server's --model {model} is the mount seen through its bind")
+check("mountpoint" in z["healthcheck"]["test"] and mnt in z["healthcheck"]["test"],
+      "compose-repo-at: healthcheck is mountpoint of it")
+
 # --- kubernetes ------------------------------------------------------------------
 docs = [d for d in yaml.safe_load_all(open(os.path.join(src, "packaging/k8s/daemonset.yaml"))) if d]
 kinds = [d["kind"] for d in docs]
