@@ -31,6 +31,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "log.h"
 #include "p2p.h"
 #include "pull.h"
 #include "zfs.h"
@@ -412,6 +413,7 @@ static void pull_usage(FILE *f)
                "      --cacert FILE       PEM CA bundle for TLS\n"
                "      --offline           only check what the store has\n"
                "  -q, --quiet             no progress output\n"
+               "  -v, --verbose           debug log lines (each fetch and where it came from)\n"
                "      --seed              after the pull, keep serving the repo to the peer\n"
                "                          swarm until SIGINT/SIGTERM (then exit 0)\n"
                "      --seed-for DURATION  the same, for DURATION (90, 90s, 500ms, 10m, 2h)\n"
@@ -437,6 +439,7 @@ int zestfs_cmd_pull(int argc, char **argv)
         {"seed-for", required_argument, NULL, O_SEED_FOR},
         ZF_P2P_LONGOPTS(O_P2P),
         {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -446,7 +449,7 @@ int zestfs_cmd_pull(int argc, char **argv)
     const char *store_opt = NULL, *endpoint = NULL, *token_opt = NULL;
     int c, li = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, &li)) != -1) {
+    while ((c = getopt_long(argc, argv, "qvh", opts, &li)) != -1) {
         switch (c) {
         case O_INC:
             if (a.ninc == 256) {
@@ -481,6 +484,7 @@ int zestfs_cmd_pull(int argc, char **argv)
             a.peer_opts = true;
             break;
         case 'q': a.quiet = true; break;
+        case 'v': zf_log_level = ZF_LOG_DEBUG; break;
         case 'h': pull_usage(stdout); return 0;
         default: pull_usage(stderr); return 2;
         }
