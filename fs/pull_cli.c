@@ -275,8 +275,11 @@ static int pull_standalone(const pull_args *a, zf_opts *o)
     po.state_dir = o->store_dir;
     if (o->offline)
         po.disabled = true;
-    if (zf_fs_init(&s.fs, -1) != 0 || zf_load_repos(&s.fs, o, store) != 0 ||
-        zf_p2p_reserve(&po) != 0) {
+    if (zf_fs_init(&s.fs, -1) != 0) {
+        zc_close(store);
+        return 1;
+    }
+    if (zf_load_repos(&s.fs, o, store) != 0 || zf_p2p_reserve(&po) != 0) {
         zf_fs_destroy(&s.fs);
         zc_close(store);
         return 1;
