@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "p2p.h"
 #include "pull.h"
 #include "zfs.h"
@@ -187,6 +188,8 @@ static void wait_tick(uv_timer_t *t)
         uv_now(p->fs->loop) - p->wait_t0 < p->wait_ms)
         return;
     uv_timer_stop(t);
+    zf_debug("zestfs: pull: %u peers connected after %" PRIu64 " ms: the fills start\n",
+             ps.node.peers, uv_now(p->fs->loop) - p->wait_t0);
     p->wait_n = 0;
     pull_next(p); /* at a cancel: ends the pull */
 }
