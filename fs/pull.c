@@ -11,8 +11,10 @@
  * and FUSE reads go first).  A file that fails does not stop the others;
  * the pull ends with the first error.
  * With peers on, each node starts at its own random place: the file list
- * and each file's bytes (in 64 MiB steps) are rotated by a random offset,
- * so nodes pulling one model at once fetch different parts from the CDN
+ * and each file's bytes are rotated by a random offset (each file its own;
+ * in 64 MiB steps, in 8 MiB steps for a file under 128 MiB, where 64 MiB
+ * steps would start every node at 0), so nodes pulling one model at once
+ * fetch different parts from the CDN
  * first and trade them (plus PENDING, fs/read/source.c), instead of all
  * asking the CDN for the same bytes.  Resolving the revision joins its
  * swarm (zf_fs_add_repo) and dials the static peers; zf_pull_wait_peers
@@ -37,6 +39,7 @@
 
 #define PULL_FILES 4
 #define ROTATE_STEP (64ull << 20) /* a file's bytes are rotated in these steps */
+#define ROTATE_SMALL (8ull << 20) /* ... a file under 2 steps in these (a read window) */
 #define WAIT_TICK_MS 50           /* zf_pull_wait_peers polls the peer count */
 
 typedef struct pl_slot {
@@ -153,9 +156,14 @@ static void pull_next(zf_pull *p)
         s->done = 0;
         uint64_t rg[4] = {0, file->size, 0, 0};
         size_t nrg = 0;
-        uint64_t steps = file->size / ROTATE_STEP;
+        uint64_t step = file->size >= 2 * ROTATE_STEP ? ROTATE_STEP : ROTATE_SMALL;
+        uint64_t steps = file->size / step;
         if (p->rnd && steps > 0) { /* [r, size) then [0, r) */
-            uint64_t r = (p->rnd / 7 % (steps + 1)) * ROTATE_STEP;
+            uint64_t h = p->rnd ^ (p->next * 0x9e3779b97f4a7c15ull); /* each file its own */
+            h ^= h >> 31;
+            h *= 0xbf58476d1ce4e5b9ull;
+            h ^= h >> 29;
+            uint64_t r = (h % (steps + 1)) * step;
             if (r > 0 && r < file->size) {
                 rg[0] = r, rg[1] = file->size, rg[2] = 0, rg[3] = r;
                 nrg = 2;
