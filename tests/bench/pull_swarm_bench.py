@@ -94,7 +94,7 @@ def run_once(zestfs, origin, tmp, n, p2p, tag):
             rc = p.wait()
         errs[i].seek(0)
         text = errs[i].read()
-        if rc != 0 or ", done" not in text:
+        if rc != 0 or ", done" not in text or fsutil.sanitizer_report(text):
             ok = False
             print(f"  node {i}: exit {rc}: {text.strip()[-400:]}")
         peer += summary(text, "from peers")
