@@ -14,9 +14,9 @@
  * and each file's bytes are rotated by a random offset (each file its own;
  * in 64 MiB steps, in 8 MiB steps for a file under 128 MiB, where 64 MiB
  * steps would start every node at 0), so nodes pulling one model at once
- * fetch different parts from the CDN
- * first and trade them (plus PENDING, fs/read/source.c), instead of all
- * asking the CDN for the same bytes.  Resolving the revision joins its
+ * fetch different parts from the CDN first and trade them (plus PENDING,
+ * fs/read/source.c), instead of all asking the CDN for the same bytes.
+ * Resolving the revision joins its
  * swarm (zf_fs_add_repo) and dials the static peers; zf_pull_wait_peers
  * holds the first fill until they are connected (bounded), so the first
  * fetches already see what the peers hold.
