@@ -246,13 +246,11 @@ static void sa_cb(void *ud, const zf_pull_stat *st, bool final)
 static void sa_sig(uv_signal_t *h, int signum)
 {
     standalone *s = h->data;
-    if (s->p) /* the final callback stops the session */
+    if (s->p) /* its fills end at once (the read path stops), then its final callback */
         zf_pull_cancel(s->p);
-    else {
-        if (s->seeding)
-            fprintf(stderr, "zestfs pull: signal %d, seeding ends\n", signum);
-        sa_stop(s);
-    }
+    else if (s->seeding)
+        fprintf(stderr, "zestfs pull: signal %d, seeding ends\n", signum);
+    sa_stop(s);
 }
 
 static int pull_standalone(const pull_args *a, zf_opts *o)

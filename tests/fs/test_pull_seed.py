@@ -12,7 +12,8 @@ Against zestfs-origin on loopback with a generated model (fsutil.make_model):
   * SIGTERM ends A's seeding cleanly: exit 0, "seeded N chunk bytes" with N
     at least the model's Xet bytes;
   * `--no-p2p --seed` pulls from the CDN only and exits at once (nothing to
-    seed); a bad --seed-for is refused with status 2.
+    seed); SIGTERM during a pull cancels it (status 1, no seeding); a bad
+    --seed-for is refused with status 2.
 Exit 0 pass, 1 fail, 77 skip."""
 import os, re, signal, subprocess, sys, time
 
@@ -149,6 +150,21 @@ def main():
         text = cerr.read()
         check(rc == 0 and "nothing to seed" in text, f"--no-p2p --seed pulls and exits 0 ({text.strip()[-300:]})")
         check(xet <= xorb_bytes(origin) <= xet * 1.05 + 256 * 1024, "--no-p2p: the model from the CDN once")
+        # ---- SIGTERM during a pull (the origin slowed to 2 MB/s): it ends at once, status 1
+        fsutil.knobs(origin, total_bps=2_000_000)
+        d, derr = spawn(zestfs, ["--store", os.path.join(tmp, "sD"), "--endpoint", origin.url,
+                                 "--listen", "127.0.0.1:0", "--seed", "org/tiny"],
+                        os.path.join(tmp, "d.err"), env)
+        started = wait_for(d, derr, r"pull: [1-9][0-9.]* [KM]iB of", 60)
+        d.send_signal(signal.SIGTERM)
+        t0 = time.time()
+        rc = finish(d, 60)
+        fsutil.knobs(origin, total_bps=0)
+        derr.seek(0)
+        text = derr.read()
+        check(started and rc == 1 and "Operation canceled" in text and "seeding" not in text,
+              f"SIGTERM during the pull cancels it (exit {rc} after {time.time() - t0:.1f} s; "
+              f"{text.strip()[-200:]})")
         r = subprocess.run([zestfs, "pull", "--seed-for", "soon", "org/tiny"], capture_output=True,
                            text=True, timeout=60, env=env)
         check(r.returncode == 2 and "--seed-for" in r.stderr, "a bad --seed-for is refused (2)")
