@@ -4,7 +4,8 @@
  *
  *   -> {"cmd": "pull", "repo": "org/name@rev", "include": ["*.json"]}
  *   <- {"event": "progress", "done": B, "total": B, "files_done": n,
- *       "files": n, "files_failed": n, "commit": "<40 hex>"}   (≤ 10 a second)
+ *       "files": n, "files_failed": n, "peer_bytes": B, "cdn_bytes": B,
+ *       "commit": "<40 hex>"}   (≤ 10 a second)
  *   <- {"event": "done", ..., "errno": 0 | E, "error": "text"}
  *   -> {"cmd": "ping"}            <- {"event": "pong", "pid": N}
  *   -> {"cmd": "evict", "repo": "org/name[@rev]"}
@@ -83,6 +84,8 @@ static void put_stat(cJSON *o, const zf_pull_stat *st)
     cJSON_AddNumberToObject(o, "files_done", st->files_done);
     cJSON_AddNumberToObject(o, "files", st->files);
     cJSON_AddNumberToObject(o, "files_failed", st->files_failed);
+    cJSON_AddNumberToObject(o, "peer_bytes", (double)st->peer_bytes);
+    cJSON_AddNumberToObject(o, "cdn_bytes", (double)st->cdn_bytes);
     if (st->commit[0])
         cJSON_AddStringToObject(o, "commit", st->commit);
     cJSON_AddNumberToObject(o, "errno", -st->err);
@@ -104,6 +107,10 @@ void zf_ctl_stat_from_json(const cJSON *o, zf_pull_stat *st)
         st->files = (unsigned)v->valuedouble;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "files_failed")) && cJSON_IsNumber(v))
         st->files_failed = (unsigned)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "peer_bytes")) && cJSON_IsNumber(v))
+        st->peer_bytes = (uint64_t)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "cdn_bytes")) && cJSON_IsNumber(v))
+        st->cdn_bytes = (uint64_t)v->valuedouble;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "errno")) && cJSON_IsNumber(v))
         st->err = -(int)v->valuedouble;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "commit")) && cJSON_IsString(v))

@@ -1,6 +1,6 @@
-/* pull.c — `zestfs pull REPO[@REV] [--include GLOB]...`: make every file of
- * a repo revision (or those matching a glob) stored, through a running
- * mount's control socket or, with none running, on its own.
+/* pull.c — the pull engine (pull.h): make every file of a repo revision
+ * (or those matching a glob) stored.  The command (`zestfs pull`: options,
+ * progress, the control socket client, seeding afterwards) is pull_cli.c.
  *
  * The engine (zf_pull_*) runs on a loop that owns a zf_fs with the read
  * path: it resolves the revision (zf_resolve_repo: the Hub, else the stored
@@ -11,35 +11,36 @@
  * and FUSE reads go first).  A file that fails does not stop the others;
  * the pull ends with the first error.
  * With peers on, each node starts at its own random place: the file list
- * and each file's bytes (in 64 MiB steps) are rotated by a random offset,
- * so nodes pulling one model at once fetch different parts from the CDN
- * first and trade them (plus PENDING, fs/read.c), instead of all asking the
- * CDN for the same bytes.
- *
- * The command connects to <store>/ctl.sock; when nothing listens there it
- * opens the store itself (refused with -EBUSY if a mount holds it but does
- * not answer).  Progress: a bar (bytes, rate, ETA, files) redrawn on a TTY,
- * a plain line every few seconds otherwise. */
-#include <cjson/cJSON.h>
+ * and each file's bytes are rotated by a random offset (each file its own;
+ * in 64 MiB steps, in 8 MiB steps for a file under 128 MiB, where 64 MiB
+ * steps would start every node at 0), so nodes pulling one model at once
+ * fetch different parts from the CDN first and trade them (plus PENDING,
+ * fs/read/source.c), instead of all asking the CDN for the same bytes.
+ * Resolving the revision joins its
+ * swarm (zf_fs_add_repo) and dials the static peers; zf_pull_wait_peers
+ * holds the first fill until they are connected (bounded), so the first
+ * fetches already see what the peers hold.
+ * Bytes by source: the read path's bytes_by_src (peer, CDN) at the start
+ * is kept; each stat carries what was fetched since. */
 #include <errno.h>
-#include <fcntl.h>
 #include <fnmatch.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "log.h"
+#include "p2p.h"
+#include "pull.h"
 #include "zfs.h"
 
 #define PULL_FILES 4
 #define ROTATE_STEP (64ull << 20) /* a file's bytes are rotated in these steps */
+#define ROTATE_SMALL (8ull << 20) /* ... a file under 2 steps in these (a read window) */
+#define WAIT_TICK_MS 50           /* zf_pull_wait_peers polls the peer count */
 
 typedef struct pl_slot {
     zf_pull *p;
@@ -65,7 +66,27 @@ struct zf_pull {
     uint64_t done_files_bytes;
     bool resolving, cancelled, ended;
     uint64_t rnd;              /* with peers: where this node starts */
+    uint64_t src0[ZF_NSRC];    /* the read path's bytes_by_src at the start */
+    unsigned wait_n, wait_ms;  /* zf_pull_wait_peers */
+    uv_timer_t wait;           /* polls the peer count (wait_on: initialised) */
+    bool wait_on;
+    uint64_t wait_t0;
 };
+
+/* What the read path fetched since the pull started, by source. */
+static void src_stat(zf_pull *p)
+{
+    const zf_metrics *m = zf_read_metrics(p->fs);
+    if (!m)
+        return;
+    p->st.peer_bytes = m->bytes_by_src[ZF_SRC_PEER] - p->src0[ZF_SRC_PEER];
+    p->st.cdn_bytes = m->bytes_by_src[ZF_SRC_CDN] - p->src0[ZF_SRC_CDN];
+}
+
+static void wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void pull_end(zf_pull *p)
 {
@@ -74,12 +95,16 @@ static void pull_end(zf_pull *p)
     p->ended = true;
     if (!p->st.err && p->cancelled)
         p->st.err = -ECANCELED;
+    src_stat(p);
     p->cb(p->ud, &p->st, true);
     for (size_t i = 0; i < p->ninc; i++)
         free(p->inc[i]);
     free(p->inc);
     free(p->sel);
-    free(p);
+    if (p->wait_on) /* freed by the close callback */
+        uv_close((uv_handle_t *)&p->wait, wait_closed);
+    else
+        free(p);
 }
 
 static void pull_next(zf_pull *p);
@@ -94,6 +119,7 @@ static void pull_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, b
         p->st.done = p->done_files_bytes;
         for (int i = 0; i < PULL_FILES; i++)
             p->st.done += p->slots[i].busy ? p->slots[i].done : 0;
+        src_stat(p);
         p->cb(p->ud, &p->st, false);
         return;
     }
@@ -110,6 +136,7 @@ static void pull_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, b
     p->st.done = p->done_files_bytes;
     for (int i = 0; i < PULL_FILES; i++)
         p->st.done += p->slots[i].busy ? p->slots[i].done : 0;
+    src_stat(p);
     if (!p->cancelled)
         p->cb(p->ud, &p->st, false);
     pull_next(p);
@@ -129,9 +156,14 @@ static void pull_next(zf_pull *p)
         s->done = 0;
         uint64_t rg[4] = {0, file->size, 0, 0};
         size_t nrg = 0;
-        uint64_t steps = file->size / ROTATE_STEP;
+        uint64_t step = file->size >= 2 * ROTATE_STEP ? ROTATE_STEP : ROTATE_SMALL;
+        uint64_t steps = file->size / step;
         if (p->rnd && steps > 0) { /* [r, size) then [0, r) */
-            uint64_t r = (p->rnd / 7 % (steps + 1)) * ROTATE_STEP;
+            uint64_t h = p->rnd ^ (p->next * 0x9e3779b97f4a7c15ull); /* each file its own */
+            h ^= h >> 31;
+            h *= 0xbf58476d1ce4e5b9ull;
+            h ^= h >> 29;
+            uint64_t r = (h % (steps + 1)) * step;
             if (r > 0 && r < file->size) {
                 rg[0] = r, rg[1] = file->size, rg[2] = 0, rg[3] = r;
                 nrg = 2;
@@ -151,6 +183,23 @@ static void pull_next(zf_pull *p)
     }
     if (p->active == 0 && (p->next >= p->nsel || p->cancelled))
         pull_end(p);
+}
+
+/* zf_pull_wait_peers: the first fills start once n peers are connected,
+ * or max_ms after the resolve, or at a cancel. */
+static void wait_tick(uv_timer_t *t)
+{
+    zf_pull *p = t->data;
+    zf_p2p_stats ps;
+    zf_p2p_get_stats(p->fs->p2p, &ps);
+    if (!p->cancelled && ps.node.peers < p->wait_n &&
+        uv_now(p->fs->loop) - p->wait_t0 < p->wait_ms)
+        return;
+    uv_timer_stop(t);
+    zf_debug("zestfs: pull: %u peers connected after %" PRIu64 " ms: the fills start\n",
+             ps.node.peers, uv_now(p->fs->loop) - p->wait_t0);
+    p->wait_n = 0;
+    pull_next(p); /* at a cancel: ends the pull */
 }
 
 static bool selected(const zf_pull *p, const char *path)
@@ -212,6 +261,13 @@ static void pull_resolved(void *ud, int err, const zf_repo *repo, const char *sh
         return;
     }
     p->cb(p->ud, &p->st, false);
+    if (p->wait_n && p->fs->p2p && !p->cancelled && uv_timer_init(p->fs->loop, &p->wait) == 0) {
+        p->wait_on = true;
+        p->wait.data = p;
+        p->wait_t0 = uv_now(p->fs->loop);
+        uv_timer_start(&p->wait, wait_tick, 0, WAIT_TICK_MS);
+        return;
+    }
     pull_next(p);
 }
 
@@ -225,6 +281,9 @@ int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *cons
     p->store = store;
     p->cb = cb;
     p->ud = ud;
+    const zf_metrics *m = zf_read_metrics(fs);
+    if (m)
+        memcpy(p->src0, m->bytes_by_src, sizeof p->src0);
     if (fs->p2p && getrandom(&p->rnd, sizeof p->rnd, 0) != (ssize_t)sizeof p->rnd)
         p->rnd = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
     if (fs->p2p && !p->rnd)
@@ -257,6 +316,14 @@ int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *cons
     return 0;
 }
 
+void zf_pull_wait_peers(zf_pull *p, unsigned n, unsigned max_ms)
+{
+    if (p && p->resolving) {
+        p->wait_n = n;
+        p->wait_ms = max_ms;
+    }
+}
+
 void zf_pull_cancel(zf_pull *p)
 {
     if (!p || p->ended || p->cancelled)
@@ -266,331 +333,4 @@ void zf_pull_cancel(zf_pull *p)
         if (p->slots[i].busy)
             zf_fill_cancel(p->slots[i].fill);
     /* ends when the fills (or the resolve) come back */
-}
-
-/* ---- progress display -------------------------------------------------------------- */
-
-typedef struct progress {
-    bool tty, quiet;
-    double t0, last_print, last_t;
-    uint64_t last_done;
-    double rate;               /* bytes/s, smoothed */
-    int width;
-} progress;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void human(uint64_t n, char *out, size_t len)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
-static void eta_str(double s, char *out, size_t len)
-{
-    if (s < 0 || s > 1e7) {
-        snprintf(out, len, "--:--");
-        return;
-    }
-    unsigned t = (unsigned)(s + 0.5);
-    if (t >= 3600)
-        snprintf(out, len, "%u:%02u:%02u", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(out, len, "%u:%02u", t / 60, t % 60);
-}
-
-static void progress_show(progress *pg, const zf_pull_stat *st, bool final)
-{
-    if (pg->quiet)
-        return;
-    double t = now_s();
-    if (t > pg->last_t + 0.2 && st->done >= pg->last_done) {
-        double inst = (double)(st->done - pg->last_done) / (t - pg->last_t);
-        pg->rate = pg->rate == 0 ? inst : 0.7 * pg->rate + 0.3 * inst;
-        pg->last_t = t;
-        pg->last_done = st->done;
-    }
-    if (!final && t - pg->last_print < (pg->tty ? 0.1 : 5.0))
-        return;
-    pg->last_print = t;
-    char d[32], tot[32], r[32], eta[32];
-    human(st->done, d, sizeof d);
-    human(st->total, tot, sizeof tot);
-    double avg = t > pg->t0 ? (double)st->done / (t - pg->t0) : 0;
-    double rate = final ? avg : pg->rate;
-    human((uint64_t)rate, r, sizeof r);
-    eta_str(rate > 0 ? (double)(st->total - st->done) / rate : -1, eta, sizeof eta);
-    int pct = st->total ? (int)(100.0 * (double)st->done / (double)st->total) : 100;
-    if (pg->tty) {
-        char bar[41];
-        int fill = pct * 30 / 100;
-        for (int i = 0; i < 30; i++)
-            bar[i] = i < fill ? '#' : '-';
-        bar[30] = 0;
-        fprintf(stderr, "\r[%s] %3d%% %s / %s  %s/s  ETA %s  %u/%u files\033[K", bar, pct, d, tot,
-                r, final ? "0:00" : eta, st->files_done, st->files);
-        if (final)
-            fputc('\n', stderr);
-    } else
-        fprintf(stderr, "pull: %s of %s (%d%%), %s/s, ETA %s, %u/%u files%s\n", d, tot, pct, r,
-                final ? "0:00" : eta, st->files_done, st->files,
-                !final ? "" : st->err ? ", failed" : ", done");
-    fflush(stderr);
-}
-
-/* ---- the command --------------------------------------------------------------------- */
-
-typedef struct standalone {
-    progress pg;
-    zf_pull_stat st;
-    bool done;
-    uv_signal_t sigint;
-    zf_pull *p;
-} standalone;
-
-static void sa_cb(void *ud, const zf_pull_stat *st, bool final)
-{
-    standalone *s = ud;
-    s->st = *st;
-    progress_show(&s->pg, st, final);
-    if (final) {
-        s->done = true;
-        s->p = NULL;
-        uv_close((uv_handle_t *)&s->sigint, NULL);
-    }
-}
-
-static void sa_sig(uv_signal_t *h, int signum)
-{
-    standalone *s = h->data;
-    if (s->p)
-        zf_pull_cancel(s->p);
-}
-
-static int pull_standalone(const char *spec, const char *const *inc, size_t ninc, zf_opts *o,
-                           bool quiet)
-{
-    zc_store *store = NULL;
-    int err = zc_open(o->store_dir, o->store_size ? o->store_size : UINT64_MAX / 2, &store);
-    if (err) {
-        fprintf(stderr, "zestfs pull: store %s: %s%s\n", o->store_dir, strerror(-err),
-                err == -EBUSY ? " (a zestfs holds it, but its control socket does not answer)"
-                              : "");
-        return 1;
-    }
-    if (!o->store_size)
-        zc_set_cap(store, zf_default_cap(o->store_dir));
-    zf_fs fs;
-    uv_loop_t loop;
-    if (zf_fs_init(&fs, -1) != 0 || zf_load_repos(&fs, o, store) != 0) {
-        zc_close(store);
-        return 1;
-    }
-    uv_loop_init(&loop);
-    fs.loop = &loop;
-    standalone s = {.pg = {.tty = isatty(2), .quiet = quiet}};
-    s.pg.t0 = s.pg.last_t = now_s();
-    err = zf_read_init(&fs, o, store);
-    if (!err)
-        err = zf_pull_start(&fs, store, spec, inc, ninc, sa_cb, &s, &s.p);
-    if (!err) {
-        uv_signal_init(&loop, &s.sigint);
-        s.sigint.data = &s;
-        uv_signal_start(&s.sigint, sa_sig, SIGINT);
-        while (!s.done && uv_run(&loop, UV_RUN_ONCE))
-            ;
-        err = s.st.err;
-    }
-    zf_read_stop(&fs);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    zf_read_free(&fs);
-    zc_close(store);
-    zf_fs_destroy(&fs);
-    if (err)
-        fprintf(stderr, "zestfs pull %s: %s\n", spec, strerror(-err));
-    return err ? 1 : 0;
-}
-
-/* Through a running mount.  -ECONNREFUSED/-ENOENT: nothing listens. */
-static int pull_via_ctl(const char *sock, const char *spec, const char *const *inc, size_t ninc,
-                        bool quiet, int *status)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(sock) >= sizeof sa.sun_path)
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, sock);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "cmd", "pull");
-    cJSON_AddStringToObject(req, "repo", spec);
-    cJSON *a = cJSON_AddArrayToObject(req, "include");
-    for (size_t i = 0; i < ninc; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(inc[i]));
-    char *line = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    if (!line) {
-        close(fd);
-        return -ENOMEM;
-    }
-    size_t n = strlen(line);
-    line[n] = '\n'; /* cJSON's buffer has its NUL there: send it as the newline */
-    int rc = zf_ctl_write_all(fd, line, n + 1);
-    free(line);
-    progress pg = {.tty = isatty(2), .quiet = quiet};
-    pg.t0 = pg.last_t = now_s();
-    FILE *in = rc ? NULL : fdopen(fd, "r");
-    char *buf = NULL;
-    size_t cap = 0;
-    int result = -EPROTO;
-    while (in && getline(&buf, &cap, in) > 0) {
-        cJSON *m = cJSON_Parse(buf);
-        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "event");
-        zf_pull_stat st = {0};
-        zf_ctl_stat_from_json(m, &st);
-        if (cJSON_IsString(ev) && strcmp(ev->valuestring, "progress") == 0)
-            progress_show(&pg, &st, false);
-        else if (cJSON_IsString(ev) && strcmp(ev->valuestring, "done") == 0) {
-            progress_show(&pg, &st, true);
-            result = st.err;
-            cJSON_Delete(m);
-            break;
-        } else if (cJSON_IsString(ev) && strcmp(ev->valuestring, "error") == 0) {
-            result = st.err ? st.err : -EIO;
-            cJSON_Delete(m);
-            break;
-        }
-        cJSON_Delete(m);
-    }
-    free(buf);
-    if (in)
-        fclose(in);
-    else
-        close(fd);
-    if (result)
-        fprintf(stderr, "zestfs pull %s: %s\n", spec, strerror(-result));
-    *status = result ? 1 : 0;
-    return 0;
-}
-
-static void pull_usage(FILE *f)
-{
-    fprintf(f, "usage: zestfs pull [options] REPO[@REV]\n"
-               "  REPO is org/name, datasets/org/name or spaces/org/name; REV defaults to main\n"
-               "      --include GLOB      only files matching GLOB (repeatable; '*' matches '/')\n"
-               "      --store DIR         the chunk store (default ~/.cache/zestfs); a mount\n"
-               "                          using it does the work through DIR/ctl.sock\n"
-               "      --store-size BYTES  store cap when no mount runs (default half its disk)\n"
-               "      --endpoint URL      the Hub (default $HF_ENDPOINT, else https://huggingface.co)\n"
-               "      --token TOKEN       Hub token (default $HF_TOKEN, else the HF token file)\n"
-               "      --cacert FILE       PEM CA bundle for TLS\n"
-               "      --offline           only check what the store has\n"
-               "  -q, --quiet             no progress output\n");
-}
-
-int zestfs_cmd_pull(int argc, char **argv)
-{
-    enum { O_INC = 256, O_STORE, O_STORE_SIZE, O_ENDPOINT, O_TOKEN, O_CACERT, O_OFFLINE };
-    static const struct option opts[] = {
-        {"include", required_argument, NULL, O_INC},
-        {"store", required_argument, NULL, O_STORE},
-        {"store-size", required_argument, NULL, O_STORE_SIZE},
-        {"endpoint", required_argument, NULL, O_ENDPOINT},
-        {"token", required_argument, NULL, O_TOKEN},
-        {"cacert", required_argument, NULL, O_CACERT},
-        {"offline", no_argument, NULL, O_OFFLINE},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *inc[256];
-    size_t ninc = 0;
-    const char *store_opt = NULL, *endpoint = NULL, *token_opt = NULL;
-    zf_opts o = {0};
-    bool quiet = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        switch (c) {
-        case O_INC:
-            if (ninc == 256) {
-                fprintf(stderr, "zestfs pull: at most 256 --include\n");
-                return 2;
-            }
-            inc[ninc++] = optarg;
-            break;
-        case O_STORE: store_opt = optarg; break;
-        case O_STORE_SIZE:
-            if (zf_parse_size(optarg, &o.store_size) != 0 || o.store_size == 0) {
-                fprintf(stderr, "zestfs pull: --store-size %s: not a size\n", optarg);
-                return 2;
-            }
-            break;
-        case O_ENDPOINT: endpoint = optarg; break;
-        case O_TOKEN: token_opt = optarg; break;
-        case O_CACERT: o.cacert = optarg; break;
-        case O_OFFLINE: o.offline = true; break;
-        case 'q': quiet = true; break;
-        case 'h': pull_usage(stdout); return 0;
-        default: pull_usage(stderr); return 2;
-        }
-    }
-    if (optind != argc - 1) {
-        pull_usage(stderr);
-        return 2;
-    }
-    const char *spec = argv[optind];
-    char *store_dir = store_opt ? strdup(store_opt) : zf_default_store();
-    if (!store_dir) {
-        fprintf(stderr, "zestfs pull: no --store and no $HOME\n");
-        return 1;
-    }
-    char sock[4200];
-    snprintf(sock, sizeof sock, "%s/ctl.sock", store_dir);
-    int status = 1;
-    int rc = pull_via_ctl(sock, spec, inc, ninc, quiet, &status);
-    if (rc == 0) {
-        free(store_dir);
-        return status;
-    }
-    if (rc != -ECONNREFUSED && rc != -ENOENT) {
-        fprintf(stderr, "zestfs pull: %s: %s\n", sock, strerror(-rc));
-        free(store_dir);
-        return 1;
-    }
-    char *ep = zf_endpoint(endpoint);
-    char *token = zf_find_token(token_opt);
-    if (!ep) {
-        free(store_dir);
-        return 2;
-    }
-    o.endpoint = ep;
-    o.token = token;
-    o.store_dir = store_dir;
-    status = pull_standalone(spec, inc, ninc, &o, quiet);
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
-    }
-    free(ep);
-    free(store_dir);
-    return status;
 }

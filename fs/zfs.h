@@ -252,22 +252,8 @@ void zf_flat_free(zf_flats *F);
 typedef void (*zf_resolve_cb)(void *ud, int err, const zf_repo *repo, const char *commit);
 int zf_resolve_repo(zf_fs *fs, zc_store *store, const char *spec, zf_resolve_cb cb, void *ud);
 
-/* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
- * commit that matches one of the include globs (all when none), a few
- * files at a time.  cb: progress (final=false), then once final=true with
- * st->err 0 or the first error (-ENOSPC: the selection exceeds the store
- * cap; -ECANCELED).  Never from inside zf_pull_start. */
-typedef struct zf_pull_stat {
-    uint64_t done, total;       /* bytes */
-    unsigned files_done, files, files_failed;
-    char commit[41];
-    int err;
-} zf_pull_stat;
-typedef struct zf_pull zf_pull;
-typedef void (*zf_pull_cb)(void *ud, const zf_pull_stat *st, bool final);
-int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *const *include,
-                  size_t ninclude, zf_pull_cb cb, void *ud, zf_pull **out);
-void zf_pull_cancel(zf_pull *p);
+/* Pulls: the engine (pull.c) behind pull.h. */
+#include "pull.h"
 
 /* Verify (admin.c): re-hash the stored bytes of every file of a commit
  * against its Xet id (or sha256 / git sha1), reading the store only.

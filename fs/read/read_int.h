@@ -72,6 +72,7 @@
 #define JITTER_MS 200      /* a background CDN fetch with peers connected waits 0..this first */
 #define REPARK_MS 2000     /* no manifest yet for a background fetch: the peers again after */
 #define REPARKS_BG 10      /* ... at most this many times, then the CDN */
+#define REPARKS_SLOW 3     /* a background peer fetch past its deadline: the peers again, this often */
 #define HOLD_MAX_MS 20000  /* a fill's CDN transfer is held at most this long in all */
 #define FILL_XF_FG 2       /* fill fetches started at once while reads use the CDN ... */
 #define FG_RECENT_MS 1000  /* ... or did this recently */

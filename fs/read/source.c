@@ -195,8 +195,12 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
         if (xf->creq) /* the racing CDN request decides */
             return;
         bool pend = zf_p2p_pending(c->fs->p2p, &xf->xorb, 0, 0) > 0;
-        if (!c->stopping && err == -ENOENT &&
-            ((pend && xf->reparks < 3) || (!xf_has_fg(xf) && xf->reparks < REPARKS_BG))) {
+        /* A peer too slow for the deadline (a busy node), nobody waiting
+         * on this: the peers again in a while too, a few times, before
+         * the CDN's copy (nodes pulling together on few cores). */
+        bool slow_bg = err == -ETIMEDOUT && !xf_has_fg(xf) && xf->reparks < REPARKS_SLOW;
+        if (!c->stopping && (slow_bg || (err == -ENOENT &&
+            ((pend && xf->reparks < 3) || (!xf_has_fg(xf) && xf->reparks < REPARKS_BG))))) {
             /* No manifest yet: nobody holds the whole xorb and the peers'
              * parts do not add up to it.  Peers fetching the rest of it now:
              * wait for them.  Else, nobody waiting on this (pull, prefetch):
@@ -208,8 +212,9 @@ static void xf_peer_done(void *ud, int err, const uint32_t *lens, const xet_hash
             xf->retry_peer = !pend;
             xf->park_t0 = now_ms();
             c->m.fetches_parked++;
-            xf_debug(xf, pend ? "no manifest yet, peers fetch the rest of the xorb: waiting"
-                              : "no manifest yet: asking the peers again in a while");
+            xf_debug(xf, slow_bg ? "peers too slow: asking them again in a while"
+                         : pend ? "no manifest yet, peers fetch the rest of the xorb: waiting"
+                                : "no manifest yet: asking the peers again in a while");
             p2p_timer_arm(c);
             return;
         }
@@ -422,7 +427,7 @@ static bool p2p_look(rd_xf *xf, uint64_t now, bool *busy)
         !c->http)
         return false;
     *busy = true;
-    uint64_t e = now - xf->pt0;
+    uint64_t e = now > xf->pt0 ? now - xf->pt0 : 0; /* pt0 may be newer: xf_peer in this tick */
     if (e < c->race_after_ms)
         return false;
     uint64_t done = 0, total = 0;

@@ -132,6 +132,9 @@ def main():
         r = pull(zestfs, "--store", store, "org/tiny", env=env)
         check(r.returncode == 0, f"pull through the mount exits 0 ({r.stderr.strip()[-300:]})")
         check("8/" not in r.stderr or "files" in r.stderr, "progress reports files")
+        last = [ln for ln in r.stderr.splitlines() if ln.endswith(", done")][-1:]
+        check(bool(last) and ", from peers 0 B, CDN " in last[0] and ", CDN 0 B," not in last[0],
+              f"through the mount, the summary line counts the bytes from peers and from the CDN ({last})")
         rest = sum(len(b) for p, b in files.items() if p not in ("weights.bin",) and len(b) > 0 and
                    (p.endswith(".safetensors") or p.endswith(".gguf")))
         got = xorb_bytes(origin)
