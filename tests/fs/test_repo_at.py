@@ -198,6 +198,9 @@ def main():
             check(r["logits_equal"], "the same logits bit for bit")
             check(any(p == os.path.realpath(mpath) and b == "mmap" for p, b in r["safe_open"])
                   and not r["read_whole"], f"loaded with safe_open mmap, never whole {r['safe_open']}")
+        elif os.environ.get("CI") == "true":
+            check(False, "CI=true and no Python with torch (tests/interop/setup.sh installs "
+                  "tests/interop/.venv-torch in CI)")
         else:
             print("note: no Python with torch: from_pretrained of the model not run "
                   "(ZESTFS_TORCH=1 bash tests/interop/setup.sh makes tests/interop/.venv-torch)")
