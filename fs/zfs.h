@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "cache.h"
+#include "options.h"
 #include "vtree.h"
 
 struct zf_node;
@@ -319,13 +320,6 @@ int zf_ctl_write_all(int fd, const void *p, size_t n);
  * user's run directory named after the mountpoint's real path.  Compute it
  * before mounting (realpath would ask the mount itself). */
 int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs);
-
-/* Option helpers shared by the commands (mount.c). */
-char *zf_default_store(void);                 /* $XDG_CACHE_HOME/zestfs or ~/.cache/zestfs */
-uint64_t zf_default_cap(const char *store);   /* half the store's file system, ≥ 1 GiB */
-int zf_parse_size(const char *s, uint64_t *out); /* "10G", "512M", bytes */
-char *zf_endpoint(const char *opt);           /* opt, $HF_ENDPOINT or huggingface.co; NULL: bad */
-char *zf_find_token(const char *opt);         /* opt, $HF_TOKEN or the HF token file */
 
 /* Repos on demand (hubload.c), on fs->loop, after zf_read_init: a lookup
  * of an unknown "models--org--name" (datasets--, spaces--) at the root
