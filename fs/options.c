@@ -149,3 +149,39 @@ uint64_t zf_default_cap(const char *store)
         cap = (uint64_t)sv.f_blocks * sv.f_frsize / 2;
     return cap;
 }
+
+/* $XDG_RUNTIME_DIR/zestfs, /run/zestfs for root, else /tmp/zestfs-UID;
+ * the file for a mountpoint is its real path with every byte that is not
+ * [A-Za-z0-9._-] written as %XX. */
+int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs)
+{
+    char real[PATH_MAX], dir[512];
+    if (!realpath(mountpoint, real))
+        return -errno;
+    const char *x = getenv("XDG_RUNTIME_DIR");
+    if (x && x[0] == '/')
+        snprintf(dir, sizeof dir, "%s/zestfs", x);
+    else if (getuid() == 0)
+        snprintf(dir, sizeof dir, "/run/zestfs");
+    else
+        snprintf(dir, sizeof dir, "/tmp/zestfs-%u", (unsigned)getuid());
+    if (mkdirs) {
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        struct stat st;
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+            return -EPERM; /* someone else's directory: do not use it */
+    }
+    size_t n = (size_t)snprintf(out, len, "%s/", dir);
+    for (const unsigned char *p = (const unsigned char *)real; *p && n + 4 < len; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '.' || *p == '_' || *p == '-')
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, len - n, "%%%02X", *p);
+    }
+    if (n + 4 >= len)
+        return -ENAMETOOLONG;
+    out[n] = 0;
+    return 0;
+}

@@ -16,4 +16,9 @@ char *zf_find_token(const char *opt);         /* opt, $HF_TOKEN or the HF token 
  * whitespace trimmed; NULL if refused, absent or empty. */
 char *zf_read_token_file(const char *path);
 
+/* Where a mount registers its control socket (options.c): a file in the
+ * user's run directory named after the mountpoint's real path.  Compute it
+ * before mounting (realpath would ask the mount itself). */
+int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs);
+
 #endif

@@ -316,11 +316,6 @@ struct cJSON;
 void zf_ctl_stat_from_json(const struct cJSON *o, zf_pull_stat *st);
 int zf_ctl_write_all(int fd, const void *p, size_t n);
 
-/* Where a mount registers its control socket (cli_ctl.c): a file in the
- * user's run directory named after the mountpoint's real path.  Compute it
- * before mounting (realpath would ask the mount itself). */
-int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs);
-
 /* Repos on demand (hubload.c), on fs->loop, after zf_read_init: a lookup
  * of an unknown "models--org--name" (datasets--, spaces--) at the root
  * resolves org/name@main on the Hub (through zf_read_hub), presents and
