@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "cache.h"
+#include "ctlwire.h"
 #include "options.h"
 #include "vtree.h"
 
@@ -312,9 +313,6 @@ typedef struct zf_ctl zf_ctl;
 int zf_ctl_start(zf_fs *fs, zc_store *store, const char *path, zf_ctl **out);
 void zf_ctl_stop(zf_ctl *ctl);   /* closes it (pulls in flight are cancelled) */
 void zf_ctl_free(zf_ctl *ctl);   /* after the loop ran empty */
-struct cJSON;
-void zf_ctl_stat_from_json(const struct cJSON *o, zf_pull_stat *st);
-int zf_ctl_write_all(int fd, const void *p, size_t n);
 
 /* Repos on demand (hubload.c), on fs->loop, after zf_read_init: a lookup
  * of an unknown "models--org--name" (datasets--, spaces--) at the root
