@@ -35,30 +35,6 @@
 
 static const char *TYPE_NAME[] = {"model", "dataset", "space"};
 
-int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
-{
-    for (size_t i = 0; i < fs->tree.nrepos; i++)
-        if (fs->tree.repos[i]->type == r->type && strcmp(fs->tree.repos[i]->id, r->id) == 0) {
-            zf_repo **nv = realloc(fs->retired, (fs->nretired + 1) * sizeof *nv);
-            if (!nv)
-                return -ENOMEM;
-            fs->retired = nv;
-            fs->retired[fs->nretired++] = fs->tree.repos[i];
-            fs->tree.repos[i] = r;
-            if (fs->p2p) /* new commits: their xorbs are announced too */
-                zf_p2p_add_repo(fs->p2p, r);
-            return 0;
-        }
-    zf_repo **nr = realloc(fs->tree.repos, (fs->tree.nrepos + 1) * sizeof *nr);
-    if (!nr)
-        return -ENOMEM;
-    fs->tree.repos = nr;
-    fs->tree.repos[fs->tree.nrepos++] = r;
-    if (fs->p2p) /* presented after startup (on demand, pull): its swarm too */
-        zf_p2p_add_repo(fs->p2p, r);
-    return 0;
-}
-
 static const zf_repo *find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id)
 {
     for (size_t i = 0; i < fs->tree.nrepos; i++)

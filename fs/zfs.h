@@ -86,7 +86,7 @@ void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *n
  * before the Hub refresh. */
 void zf_absorb_overlay_refs(zf_fs *fs);
 
-/* Present a repo model (takes it; replaces one of the same type and id). */
+/* Present a repo model (present.c; takes it; replaces one of the same type and id). */
 int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
 
 /* Startup (hubload.c), before the FUSE session exists and outside any
