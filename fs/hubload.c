@@ -982,7 +982,8 @@ int zf_ondemand_init(zf_fs *fs, zc_store *store)
     c->fs = fs;
     c->store = store;
     fs->ondemand = c;
-    fs->lookup_miss = od_lookup;
+    fs->hooks.lookup_miss = od_lookup;
+    fs->hooks.lookup_rev = zf_lookup_rev;
     return 0;
 }
 
@@ -1008,7 +1009,8 @@ void zf_ondemand_free(zf_fs *fs)
     }
     free(c); /* loads ended with the hub (-ECANCELED) before the loop closed */
     fs->ondemand = NULL;
-    fs->lookup_miss = NULL;
+    fs->hooks.lookup_miss = NULL;
+    fs->hooks.lookup_rev = NULL;
 }
 
 /* ---- resolve repo@rev while mounted (pull) ---------------------------------- */

@@ -427,7 +427,8 @@ static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char
     fuse_reply_entry(req, &ep);
     zv_ent e; /* a repo folder looked up: its files are about to be read */
     if (parent == FUSE_ROOT_ID && zv_resolve(&fs->tree, path, &e) && e.kind == ZV_DIR && e.repo)
-        zf_read_warm_repo(fs, e.repo);
+        if (fs->hooks.warm_repo)
+            fs->hooks.warm_repo(fs, e.repo);
 }
 
 #define FS(req) ((zf_fs *)fuse_req_userdata(req))
@@ -510,7 +511,7 @@ typedef struct zf_handle {
     zv_ent ent;      /* virtual file */
     char *content;   /* generated content of small virtual files */
     size_t len;
-    void *pf;        /* fs->blob_opened's token */
+    void *pf;        /* fs->hooks.blob_opened's token */
     bool pt;         /* opened with passthrough (flat.c) */
     struct zf_handle *prev, *next; /* fs->handles */
 } zf_handle;
@@ -965,19 +966,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (parent == FUSE_ROOT_ID && fs->lookup_miss) {
+    if (parent == FUSE_ROOT_ID && fs->hooks.lookup_miss) {
         struct stat st;
         if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
-            fs->lookup_miss(fs, req, parent, name)) {
+            fs->hooks.lookup_miss(fs, req, parent, name)) {
             free(path); /* answered later, with zf_lookup_reply */
             return;
         }
-    } else if (parent != FUSE_ROOT_ID && fs->ondemand) {
+    } else if (parent != FUSE_ROOT_ID && fs->hooks.lookup_rev) {
         /* snapshots/<commit> or refs/<name> of a presented repo that it
          * does not present: resolved on the Hub (hubload.c), then answered */
         struct stat st;
         if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
-            zf_lookup_rev(fs, req, parent, name, path)) {
+            fs->hooks.lookup_rev(fs, req, parent, name, path)) {
             free(path);
             return;
         }
@@ -1409,8 +1410,8 @@ static void release_handle(zf_fs *fs, zf_handle *h)
 {
     if (h->fd < 0 && h->ent.kind == ZV_BLOB && fs->flats)
         zf_flat_release(fs->flats, &h->ent, h->pt);
-    if (h->pf && fs->blob_released)
-        fs->blob_released(fs, h->pf);
+    if (h->pf && fs->hooks.blob_released)
+        fs->hooks.blob_released(fs, h->pf);
     free_handle(fs, h);
 }
 
@@ -1478,8 +1479,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 release_handle(fs, h);
             return;
         }
-        if (fs->blob_opened)
-            h->pf = fs->blob_opened(fs, &e);
+        if (fs->hooks.blob_opened)
+            h->pf = fs->hooks.blob_opened(fs, &e);
     } else if (writing) { /* a ref written in place (see "refs written by clients") */
         h->ref_write = true;
         h->content = calloc(1, REF_WMAX);
@@ -1549,8 +1550,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     if (h->ent.kind == ZV_BLOB) {
-        if (fs->read_blob)
-            fs->read_blob(fs, req, &h->ent, size, off);
+        if (fs->hooks.read_blob)
+            fs->hooks.read_blob(fs, req, &h->ent, size, off);
         else
             fuse_reply_err(req, EIO);
         return;

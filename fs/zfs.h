@@ -16,6 +16,29 @@
 #include "vtree.h"
 
 struct zf_node;
+struct zf_fs;
+struct rd_ctx;   /* the read path's state (read/) */
+struct od_ctx;   /* repos and revisions on demand (hubload.c) */
+
+/* The one seam from the FUSE operations (ops.c) up into the modules that
+ * serve them: each module fills its members when it starts and clears them
+ * when it goes, and ops.c reaches those modules through here only.  A NULL
+ * member: that service is absent. */
+typedef struct zf_fs_hooks {
+    /* blob reads (read/, zf_read_init); NULL: blob reads fail with EIO */
+    void (*read_blob)(struct zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, off_t off);
+    /* open/release of a virtual blob (read/: prefetch at open); NULL: none */
+    void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
+    void (*blob_released)(struct zf_fs *fs, void *token);
+    /* a repo about to be read (read/: its Xet read tokens fetched now) */
+    void (*warm_repo)(struct zf_fs *fs, const zf_repo *r);
+    /* a lookup that found nothing (hubload.c, zf_ondemand_init), at the
+     * root, or inside a presented repo (path relative to the root): true
+     * when it took the request (answered later with zf_lookup_reply) */
+    bool (*lookup_miss)(struct zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
+    bool (*lookup_rev)(struct zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
+                       const char *path);
+} zf_fs_hooks;
 
 typedef struct zf_fs {
     int rootfd;                 /* O_PATH handle on the mountpoint from before the mount */
@@ -27,21 +50,14 @@ typedef struct zf_fs {
     /* inode table: open hashing on ino */
     struct zf_node **nodes;
     size_t nbuckets, nnodes;
-    /* blob reads (read.c); NULL: blob reads fail with EIO */
-    void (*read_blob)(struct zf_fs *fs, fuse_req_t req, const zv_ent *e, size_t size, off_t off);
-    void *read_ctx;
-    /* a lookup at the root that found nothing (hubload.c): true when it
-     * took the request (answered later with zf_lookup_reply) */
-    bool (*lookup_miss)(struct zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
-    void *ondemand;
+    zf_fs_hooks hooks;          /* the modules above the FUSE operations */
+    struct rd_ctx *read_ctx;    /* read/ (zf_read_init); NULL: none */
+    struct od_ctx *ondemand;    /* hubload.c (zf_ondemand_init); NULL: none */
     /* models replaced while mounted: open handles and reads may still point
      * into them, so they live until zf_fs_destroy */
     zf_repo **retired;
     size_t nretired;
-    /* open/release of a virtual blob (read.c: prefetch at open); NULL: none */
     const char *mountpoint;     /* as given; NULL when not mounted (pull, seed) */
-    void *(*blob_opened)(struct zf_fs *fs, const zv_ent *e);
-    void (*blob_released)(struct zf_fs *fs, void *token);
     struct zf_p2p *p2p;         /* the peer swarm (p2p.h); NULL: CDN only */
     unsigned max_read;          /* largest read request (0: the kernel's, 1 MiB) */
     struct zf_flats *flats;     /* whole copies for passthrough (flat.c); NULL: none */
