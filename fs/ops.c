@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "handle.h"
 #include "log.h"
 #include "overlay.h"
 
@@ -310,17 +311,6 @@ static int ensure_real_dir(zf_fs *fs, const char *dir)
 
 /* ---- handles ----------------------------------------------------------- */
 
-typedef struct zf_dirent {
-    char *name;
-    uint64_t ino;
-    mode_t type;
-} zf_dirent;
-
-typedef struct zf_dir {
-    zf_dirent *e;
-    size_t n, cap;
-} zf_dir;
-
 static void dir_free(zf_dir *d)
 {
     for (size_t i = 0; i < d->n; i++)
@@ -328,22 +318,6 @@ static void dir_free(zf_dir *d)
     free(d->e);
     free(d);
 }
-
-typedef struct zf_handle {
-    int fd;          /* real file, or -1 */
-    bool ref_write;  /* a presented refs/<rev> opened for writing: content holds
-                      * what is written (REF_WMAX bytes at most) */
-    bool dirty;      /* ... changed since the last commit to the model */
-    zf_dir *dir;     /* a directory's listing (opendir) */
-    zv_ent ent;      /* virtual file */
-    char *content;   /* generated content of small virtual files */
-    size_t len;
-    void *pf;        /* fs->hooks.blob_opened's token */
-    bool pt;         /* opened with passthrough (flat.c) */
-    struct zf_handle *prev, *next; /* fs->handles */
-} zf_handle;
-
-#define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
 
 /* ---- refs written by clients --------------------------------------------
  *
