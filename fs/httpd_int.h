@@ -124,4 +124,15 @@ enum { AUTH_OPEN, AUTH_SERVER, AUTH_HUB, AUTH_ANON };
 /* counters of every listener (/metrics): defined in httpd.c */
 extern _Atomic uint64_t g_requests, g_bytes_sent, g_errors;
 
+/* A growing text buffer (oom: a step failed; the text is then dropped). */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+void sb_printf(sbuf *b, const char *fmt, ...);
+
+/* The /metrics text (httpd_metrics.c); malloc'd, NULL on ENOMEM. */
+char *metrics_text(zf_http *h);
+
 #endif
