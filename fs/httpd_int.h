@@ -135,4 +135,23 @@ void sb_printf(sbuf *b, const char *fmt, ...);
 /* The /metrics text (httpd_metrics.c); malloc'd, NULL on ENOMEM. */
 char *metrics_text(zf_http *h);
 
+/* Requests on the loop side (httpd_answer.c).  References: free one (the
+ * last reference went); drop one; wake its connection (mutex held).
+ * Answers: add a header; make it a text answer; mark it resolved and
+ * resume its connection; start the reads of its free slots; answer with a
+ * blob (status, headers, range, first piece), with the blob a
+ * /{repo}/resolve/{rev}/{path} URL names, or a /xet/{hex} file. */
+void hreq_free(hreq *r);
+void unref(hreq *r);
+void kick_locked(hreq *r);
+void add_hdr(hreq *r, const char *name, const char *fmt, ...);
+void set_text(hreq *r, unsigned status, const char *code, const char *fmt, ...);
+void finish(hreq *r);
+void fill_slots(hreq *r);
+void answer_blob(hreq *r, const zv_ent *e);
+void answer_resolve(hreq *r, const char *url);
+void answer_xet(hreq *r, const char *hex);
+/* A presented repo by type and id; NULL: none. */
+const zf_repo *find_repo(zf_fs *fs, enum zf_repo_type t, const char *id);
+
 #endif
