@@ -154,4 +154,10 @@ void answer_xet(hreq *r, const char *hex);
 /* A presented repo by type and id; NULL: none. */
 const zf_repo *find_repo(zf_fs *fs, enum zf_repo_type t, const char *id);
 
+/* proxy-xet's routes (httpd_proxy.c): the URL past "/download/", past
+ * "/download-hash/"; /health. */
+void answer_download(hreq *r, const char *rest);
+void answer_download_hash(hreq *r, const char *hex);
+void answer_health(hreq *r);
+
 #endif
