@@ -246,14 +246,6 @@ void answer_blob(hreq *r, const zv_ent *e)
     fill_slots(r); /* finish() when the first piece is in */
 }
 
-const zf_repo *find_repo(zf_fs *fs, enum zf_repo_type t, const char *id)
-{
-    for (size_t i = 0; i < fs->tree.nrepos; i++)
-        if (fs->tree.repos[i]->type == t && strcmp(fs->tree.repos[i]->id, id) == 0)
-            return fs->tree.repos[i];
-    return NULL;
-}
-
 static const zf_commit *find_rev(const zf_repo *repo, const char *rev)
 {
     for (size_t i = 0; i < repo->nrefs; i++)
@@ -319,7 +311,7 @@ void answer_resolve(hreq *r, const char *url)
         finish(r);
         return;
     }
-    const zf_repo *repo = find_repo(h->fs, type, id);
+    const zf_repo *repo = zf_fs_find_repo(h->fs, type, id);
     const zf_commit *c = repo ? find_rev(repo, rev) : NULL;
     if (c) {
         answer_path(r, repo, c, u->path);

@@ -151,8 +151,6 @@ void fill_slots(hreq *r);
 void answer_blob(hreq *r, const zv_ent *e);
 void answer_resolve(hreq *r, const char *url);
 void answer_xet(hreq *r, const char *hex);
-/* A presented repo by type and id; NULL: none. */
-const zf_repo *find_repo(zf_fs *fs, enum zf_repo_type t, const char *id);
 
 /* proxy-xet's routes (httpd_proxy.c): the URL past "/download/", past
  * "/download-hash/"; /health. */

@@ -248,7 +248,7 @@ static void hash_next(hreq *r);
 static void hash_checked(hreq *r, int err)
 {
     /* by name: repos added meanwhile may have moved the one checked */
-    const zf_repo *repo = find_repo(r->h->fs, r->chk_type, r->chk_id);
+    const zf_repo *repo = zf_fs_find_repo(r->h->fs, r->chk_type, r->chk_id);
     if (!err && serve_from(r, repo))
         return;
     if (err && (!r->denied || err == -EACCES || err == -EKEYREVOKED))

@@ -35,14 +35,6 @@
 
 static const char *TYPE_NAME[] = {"model", "dataset", "space"};
 
-static const zf_repo *find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id)
-{
-    for (size_t i = 0; i < fs->tree.nrepos; i++)
-        if (fs->tree.repos[i]->type == type && strcmp(fs->tree.repos[i]->id, id) == 0)
-            return fs->tree.repos[i];
-    return NULL;
-}
-
 /* ---- one --repo --------------------------------------------------------- */
 
 typedef struct job job;
@@ -124,7 +116,7 @@ static char *gated_url(const job *j)
 /* The persisted model (if any) with this commit and ref added. */
 static char *merged_json(job *j, const zn_tree *t)
 {
-    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    const zf_repo *old = zf_fs_find_repo(j->fs, j->type, j->id);
     cJSON *root = NULL;
     if (old) {
         char *s = zf_repo_to_json(old);
@@ -261,7 +253,7 @@ static void on_info(void *ud, int err, const zn_repo_info *in)
         return;
     }
     j->vis = verdict(err, in);
-    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    const zf_repo *old = zf_fs_find_repo(j->fs, j->type, j->id);
     if (old && old->vis == j->vis)
         ; /* said before */
     else if (j->vis == ZF_VIS_UNKNOWN)
@@ -395,7 +387,7 @@ static void on_revision(void *ud, int err, const zn_revision *rev)
         return;
     }
     j->revision = *rev;
-    const zf_repo *r = j->refresh || j->lookup ? find_repo(j->fs, j->type, j->id) : NULL;
+    const zf_repo *r = j->refresh || j->lookup ? zf_fs_find_repo(j->fs, j->type, j->id) : NULL;
     if (r && zf_repo_commit(r, rev->sha)) { /* a presented commit: no tree needed */
         bool same = strcmp(j->rev, rev->sha) == 0;
         for (size_t i = 0; r && i < r->nrefs && !same; i++)
@@ -554,7 +546,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
         job *j = &jobs[i];
         if (j->err == 0)
             continue;
-        const zf_repo *r = find_repo(fs, j->type, j->id);
+        const zf_repo *r = zf_fs_find_repo(fs, j->type, j->id);
         bool known = has_rev(r, j->rev);
         bool absent = j->err == -ENOENT || j->err == -EACCES || j->err == -EPERM;
         if (!o->offline && !token_log_once(j->err))
@@ -700,7 +692,7 @@ static void od_done(job *j)
     od_wait *w = l->w;
     l->w = NULL;
     od_chk *k = l->chk;
-    const zf_repo *old = find_repo(j->fs, j->type, j->id);
+    const zf_repo *old = zf_fs_find_repo(j->fs, j->type, j->id);
     if (j->err || !j->repo || (old && !l->rev && !k)) {
         if (j->repo)
             zf_repo_free(j->repo);
@@ -1048,14 +1040,14 @@ static bool local_commit(const zf_repo *r, const char *rev, char out[41])
 static void rs_closed(uv_handle_t *h)
 {
     rs_job *r = h->data;
-    const zf_repo *repo = find_repo(r->j.fs, r->j.type, r->j.id);
+    const zf_repo *repo = zf_fs_find_repo(r->j.fs, r->j.type, r->j.id);
     r->cb(r->ud, r->err, r->err ? NULL : repo, r->err ? NULL : r->commit);
     free(r);
 }
 
 static void rs_deliver(rs_job *r, int err)
 {
-    if (err && local_commit(find_repo(r->j.fs, r->j.type, r->j.id), r->j.rev, r->commit)) {
+    if (err && local_commit(zf_fs_find_repo(r->j.fs, r->j.type, r->j.id), r->j.rev, r->commit)) {
         if (err != -ENETDOWN)
             zf_log(ZF_LOG_WARN, "zestfs: %s/%s@%s: %s; using the stored model\n",
                     zf_type_plural(r->j.type), r->j.id, r->j.rev, zf_strerror(-err));

@@ -33,3 +33,11 @@ int zf_fs_add_repo(zf_fs *fs, zf_repo *r)
         zf_p2p_add_repo(fs->p2p, r);
     return 0;
 }
+
+const zf_repo *zf_fs_find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id)
+{
+    for (size_t i = 0; i < fs->tree.nrepos; i++)
+        if (fs->tree.repos[i]->type == type && strcmp(fs->tree.repos[i]->id, id) == 0)
+            return fs->tree.repos[i];
+    return NULL;
+}

@@ -104,6 +104,8 @@ void zf_absorb_overlay_refs(zf_fs *fs);
 
 /* Present a repo model (present.c; takes it; replaces one of the same type and id). */
 int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
+/* The presented repo of that type and id (present.c); NULL: none. */
+const zf_repo *zf_fs_find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id);
 
 /* Startup (hubload.c), before the FUSE session exists and outside any
  * loop: every repo persisted in the store ("repo/<type>/<id>") is loaded,
