@@ -326,15 +326,11 @@ typedef void (*zf_evict_cb)(void *ud, const zf_evict_stat *st);
 int zf_evict(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, zf_evict_cb cb,
              void *ud);
 
-/* The control socket (ctl.c): see the protocol there. */
-typedef struct zf_ctl zf_ctl;
-int zf_ctl_start(zf_fs *fs, zc_store *store, const char *path, zf_ctl **out);
-void zf_ctl_stop(zf_ctl *ctl);   /* closes it (pulls in flight are cancelled) */
-void zf_ctl_free(zf_ctl *ctl);   /* after the loop ran empty */
-
 /* module headers (each includes this one) */
 #include "httpd.h"
 
 #include "ondemand.h"
+
+#include "ctl.h"
 
 #endif
