@@ -107,15 +107,6 @@ int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
 /* The presented repo of that type and id (present.c); NULL: none. */
 const zf_repo *zf_fs_find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id);
 
-/* Startup (hubload.c), before the FUSE session exists and outside any
- * loop: every repo persisted in the store ("repo/<type>/<id>") is loaded,
- * then each --repo is resolved on the Hub (revision + tree listing, on a
- * private loop), merged into its persisted model, persisted again and
- * presented.  Offline, or when the Hub cannot be reached, the persisted
- * model is presented instead.  0, or a negative errno for a repo that
- * cannot be presented at all (a message is printed). */
-int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
-
 /* Blob reads (read.c), on fs->loop: sets fs->read_blob.  Network clients
  * are created on the loop unless o->offline.  zf_read_stop cancels what
  * is in flight (pending reads fail with EIO) and closes the clients: call
@@ -255,16 +246,6 @@ const zf_flat_stats *zf_flat_stats_get(zf_flats *F);
 void zf_flat_stop(zf_flats *F);
 void zf_flat_free(zf_flats *F);
 
-/* Resolve "[models/|datasets/|spaces/]org/name[@rev]" while the loop runs
- * (hubload.c): online, the Hub's revision and tree are merged into the
- * presented model (which replaces the old one; see `retired`) and
- * persisted; offline or when the Hub fails, the stored model answers if it
- * knows rev.  cb gets the presented repo and the commit (40 hex), or an
- * errno (-ENOENT unknown, -ENETDOWN offline and not stored); never from
- * inside the call.  -EINVAL for a bad spec. */
-typedef void (*zf_resolve_cb)(void *ud, int err, const zf_repo *repo, const char *commit);
-int zf_resolve_repo(zf_fs *fs, zc_store *store, const char *spec, zf_resolve_cb cb, void *ud);
-
 /* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
  * commit that matches one of the include globs (all when none), a few
  * files at a time.  cb: progress (final=false), then once final=true with
@@ -283,14 +264,11 @@ int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *cons
 void zf_pull_cancel(zf_pull *p);
 
 /* module headers (each includes this one) */
-#include "httpd.h"
-
-#include "ondemand.h"
-
-#include "ctl.h"
-
-#include "evict.h"
-
 #include "admin.h"
+#include "ctl.h"
+#include "evict.h"
+#include "httpd.h"
+#include "ondemand.h"
+#include "hubload.h"
 
 #endif
