@@ -102,11 +102,6 @@ void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *n
  * before the Hub refresh. */
 void zf_absorb_overlay_refs(zf_fs *fs);
 
-/* Present a repo model (present.c; takes it; replaces one of the same type and id). */
-int zf_fs_add_repo(zf_fs *fs, zf_repo *r);
-/* The presented repo of that type and id (present.c); NULL: none. */
-const zf_repo *zf_fs_find_repo(const zf_fs *fs, enum zf_repo_type type, const char *id);
-
 /* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
  * commit that matches one of the include globs (all when none), a few
  * files at a time.  cb: progress (final=false), then once final=true with
@@ -133,5 +128,6 @@ void zf_pull_cancel(zf_pull *p);
 #include "hubload.h"
 #include "flat.h"
 #include "read.h"
+#include "present.h"
 
 #endif
