@@ -32,6 +32,7 @@
 #include "log.h"
 #include "hubload_int.h"
 #include "p2p.h"
+#include "refs.h"
 #include "zfs.h"
 
 const char *TYPE_NAME[] = {"model", "dataset", "space"};

@@ -29,4 +29,11 @@ int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags,
 /* Tell the kernel to look parent/name up again, from the pool. */
 void inval_entry_later(zf_fs *fs, fuse_ino_t parent, const char *name);
 
+/* refs/<rev> files a client left in the real directory of a presented repo
+ * (a rename over a ref before zestfs took those, a ref it created): each
+ * holding a commit becomes that ref's value in the model, stamped with the
+ * file's mtime, is persisted, and the file is removed (refs.c).  At startup,
+ * before the Hub refresh. */
+void zf_absorb_overlay_refs(zf_fs *fs);
+
 #endif

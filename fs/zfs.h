@@ -95,13 +95,6 @@ void zf_fs_destroy(zf_fs *fs);
 /* Answer a lookup as op_lookup would (after the tree changed). */
 void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
 
-/* refs/<rev> files a client left in the real directory of a presented repo
- * (a rename over a ref before zestfs took those, a ref it created): each
- * holding a commit becomes that ref's value in the model, stamped with the
- * file's mtime, is persisted, and the file is removed (ops.c).  At startup,
- * before the Hub refresh. */
-void zf_absorb_overlay_refs(zf_fs *fs);
-
 /* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
  * commit that matches one of the include globs (all when none), a few
  * files at a time.  cb: progress (final=false), then once final=true with
