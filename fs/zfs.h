@@ -87,14 +87,6 @@ typedef struct zf_opts {
     const char **repos;         /* "[models/|datasets/|spaces/]org/name[@rev]" */
 } zf_opts;
 
-/* The low-level operations (ops.c). */
-extern const struct fuse_lowlevel_ops zf_ops;
-int zf_fs_init(zf_fs *fs, int rootfd);
-void zf_fs_destroy(zf_fs *fs);
-
-/* Answer a lookup as op_lookup would (after the tree changed). */
-void zf_lookup_reply(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name);
-
 /* Pulls (pull.c), on fs->loop: resolve spec, then fill every file of the
  * commit that matches one of the include globs (all when none), a few
  * files at a time.  cb: progress (final=false), then once final=true with
@@ -122,5 +114,6 @@ void zf_pull_cancel(zf_pull *p);
 #include "flat.h"
 #include "read.h"
 #include "present.h"
+#include "ops.h"
 
 #endif
