@@ -72,8 +72,6 @@ typedef struct zf_fs {
     size_t nkept_refs;
     struct zf_adopt *adopt;     /* earlier downloads being adopted (adopt.h); NULL: none */
 } zf_fs;
-/* adopt.c: the real blobs/<etag> at path is not verified yet (hidden) */
-bool zf_adopt_hides(const struct zf_adopt *a, const char *path);
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */
 typedef struct zf_opts {
