@@ -23,6 +23,8 @@
 
 #include <openssl/evp.h>
 
+#include "read.h"
+#include "admin.h"
 #include "zfs.h"
 
 #define PIECE (8u << 20)

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ctlwire.h"
+#include "options.h"
 #include "zfs.h"
 
 static int find_socket(const char *store, const char *mnt, char *out, size_t len)

@@ -27,6 +27,13 @@
 
 #include "adopt.h"
 #include "p2p.h"
+#include "admin.h"
+#include "ctlwire.h"
+#include "evict.h"
+#include "flat.h"
+#include "hubload.h"
+#include "read.h"
+#include "ctl.h"
 #include "zfs.h"
 
 #define LINE_MAX_BYTES (64u << 10)

@@ -80,6 +80,7 @@
 #include "httpd_int.h"
 #include "httpparse.h"
 #include "log.h"
+#include "httpd.h"
 #include "zfs.h"
 
 _Atomic uint64_t g_requests, g_bytes_sent, g_errors; /* httpd_int.h */

@@ -14,6 +14,9 @@
 #include "httpd_int.h"
 #include "httpparse.h"
 #include "log.h"
+#include "hubload.h"
+#include "present.h"
+#include "read.h"
 #include "zfs.h"
 
 /* ---- requests: references -------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "net.h"
+#include "httpd.h"
 #include "zfs.h"
 
 #define PIECE (2u << 20)  /* bytes per zf_read_async */

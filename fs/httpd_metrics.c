@@ -9,6 +9,7 @@
 
 #include "httpd_int.h"
 #include "p2p.h"
+#include "read.h"
 #include "zfs.h"
 
 /* ---- /metrics ---------------------------------------------------------- */

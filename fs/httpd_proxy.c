@@ -13,6 +13,9 @@
 #include "httpparse.h"
 #include "log.h"
 #include "net.h"
+#include "hubload.h"
+#include "present.h"
+#include "read.h"
 #include "zfs.h"
 
 /* ---- proxy-xet's API: /health, /download, /download-hash ---------------

@@ -33,6 +33,9 @@
 #include "hubload_int.h"
 #include "p2p.h"
 #include "refs.h"
+#include "present.h"
+#include "read.h"
+#include "hubload.h"
 #include "zfs.h"
 
 const char *TYPE_NAME[] = {"model", "dataset", "space"};

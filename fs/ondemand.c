@@ -14,6 +14,10 @@
 #include "hubload_int.h"
 #include "log.h"
 #include "net.h"
+#include "ops.h"
+#include "present.h"
+#include "read.h"
+#include "ondemand.h"
 #include "zfs.h"
 
 /* ---- repos on demand ---------------------------------------------------------- */

@@ -26,6 +26,8 @@
  * behind its back answers ELOOP, never the link's target.  Symlinks
  * themselves stay what they are (readlink, lookup, unlink, rename): the
  * kernel follows the ones users and HF clients make, as the caller. */
+#include "flat.h"
+#include "ops.h"
 #include "zfs.h"
 
 #include <dirent.h>

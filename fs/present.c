@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "p2p.h"
+#include "present.h"
 #include "zfs.h"
 
 int zf_fs_add_repo(zf_fs *fs, zf_repo *r)

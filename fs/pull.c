@@ -36,6 +36,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ctlwire.h"
+#include "flat.h"
+#include "hubload.h"
+#include "ops.h"
+#include "options.h"
+#include "read.h"
 #include "zfs.h"
 
 #define PULL_FILES 4

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "overlay.h"
 #include "refs.h"
+#include "present.h"
 #include "zfs.h"
 
 /* ---- refs written by clients --------------------------------------------

@@ -1,6 +1,10 @@
-/* zfs.h — internals of the mount (fs/): the filesystem state shared by the
- * FUSE operations (ops.c), the session driver (mount.c) and the blob read
- * path (read.c).  Everything here is owned by the loop thread. */
+/* zfs.h — what every FUSE file of the mount (fs/) needs: the filesystem
+ * state (zf_fs) shared by the FUSE operations (ops.c), the session driver
+ * (mount.c) and the modules behind zf_fs_hooks, and the mount options.
+ * Each module's API is in its own header beside it (read.h for fs/read/,
+ * flat.h, hubload.h, ondemand.h, admin.h, evict.h, ctl.h, httpd.h, ops.h,
+ * present.h, options.h, ctlwire.h; pulls still here).  Everything here is
+ * owned by the loop thread. */
 #ifndef ZESTFS_FS_ZFS_H
 #define ZESTFS_FS_ZFS_H
 
@@ -11,14 +15,12 @@
 #include <uv.h>
 
 #include "cache.h"
-#include "ctlwire.h"
-#include "options.h"
 #include "vtree.h"
 
 struct zf_node;
 struct zf_fs;
 struct rd_ctx;   /* the read path's state (read/) */
-struct od_ctx;   /* repos and revisions on demand (hubload.c) */
+struct od_ctx;   /* repos and revisions on demand (ondemand.c) */
 
 /* The one seam from the FUSE operations (ops.c) up into the modules that
  * serve them: each module fills its members when it starts and clears them
@@ -101,17 +103,5 @@ typedef void (*zf_pull_cb)(void *ud, const zf_pull_stat *st, bool final);
 int zf_pull_start(zf_fs *fs, zc_store *store, const char *spec, const char *const *include,
                   size_t ninclude, zf_pull_cb cb, void *ud, zf_pull **out);
 void zf_pull_cancel(zf_pull *p);
-
-/* module headers (each includes this one) */
-#include "admin.h"
-#include "ctl.h"
-#include "evict.h"
-#include "httpd.h"
-#include "ondemand.h"
-#include "hubload.h"
-#include "flat.h"
-#include "read.h"
-#include "present.h"
-#include "ops.h"
 
 #endif

@@ -47,6 +47,7 @@
 #include "tensors.h"
 #include "bufpool.h"
 #include "log.h"
+#include "read.h"
 #include "zfs.h"
 
 #define CELL_SIZE (8ull << 20)

@@ -41,6 +41,9 @@
 
 #include "log.h"
 #include "p2p.h"
+#include "httpd.h"
+#include "hubload.h"
+#include "read.h"
 #include "zfs.h"
 
 #define C40 "0123456789abcdef0123456789abcdef01234567"
