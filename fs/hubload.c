@@ -38,8 +38,6 @@
 #include "hubload.h"
 #include "zfs.h"
 
-const char *TYPE_NAME[] = {"model", "dataset", "space"};
-
 /* ---- one --repo --------------------------------------------------------- */
 
 /* "[models/|datasets/|spaces/]org/name[@rev]" */
@@ -65,7 +63,7 @@ int parse_spec(const char *spec, job *j)
     snprintf(j->rev, sizeof j->rev, "%s", at ? at + 1 : "main");
     if (!zf_valid_repo_id(j->id) || !zf_valid_rev(j->rev) || strlen(at ? at + 1 : "") >= sizeof j->rev)
         return -EINVAL;
-    snprintf(j->key, sizeof j->key, "repo/%s/%s", TYPE_NAME[j->type], j->id);
+    snprintf(j->key, sizeof j->key, "repo/%s/%s", zf_type_name(j->type), j->id);
     return 0;
 }
 
@@ -108,7 +106,7 @@ static char *merged_json(job *j, const zn_tree *t)
     cJSON_DeleteItemFromObjectCaseSensitive(root, "type");
     cJSON_DeleteItemFromObjectCaseSensitive(root, "id");
     cJSON_AddNumberToObject(root, "format", 1);
-    cJSON_AddStringToObject(root, "type", TYPE_NAME[j->type]);
+    cJSON_AddStringToObject(root, "type", zf_type_name(j->type));
     cJSON_AddStringToObject(root, "id", j->id);
     /* renamed: presented under the name asked for, the Hub's name kept */
     cJSON_DeleteItemFromObjectCaseSensitive(root, "canonical");

@@ -9,8 +9,6 @@
 #include "net.h"
 #include "zfs.h"
 
-extern const char *TYPE_NAME[];  /* by enum zf_repo_type: "model", "dataset", "space" */
-
 typedef struct job job;
 struct job {
     zf_fs *fs;

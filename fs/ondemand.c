@@ -229,7 +229,7 @@ static bool od_start(od_ctx *c, zn_hub *hub, enum zf_repo_type type, const char 
     j->type = type;
     snprintf(j->id, sizeof j->id, "%s", id);
     snprintf(j->rev, sizeof j->rev, "%s", rev);
-    snprintf(j->key, sizeof j->key, "repo/%s/%s", TYPE_NAME[type], id);
+    snprintf(j->key, sizeof j->key, "repo/%s/%s", zf_type_name(type), id);
     j->spec = j->id;
     j->on_done = od_done;
     j->refresh = chk != NULL;

@@ -52,8 +52,6 @@
  * the mount does not present is kept as the ref's value; its snapshot is
  * then whatever the client creates in the overlay. */
 
-static const char *REF_TYPE[] = {"model", "dataset", "space"};
-
 static void refq_start(zf_fs *fs);
 
 static void refq_work(uv_work_t *w)
@@ -95,7 +93,7 @@ static void persist_repo(zf_fs *fs, const zf_repo *r)
     if (!fs->store)
         return;
     char key[300];
-    snprintf(key, sizeof key, "repo/%s/%s", REF_TYPE[r->type], r->id);
+    snprintf(key, sizeof key, "repo/%s/%s", zf_type_name(r->type), r->id);
     char *json = zf_repo_to_json(r);
     if (!json)
         return;
