@@ -1,4 +1,5 @@
-/* flat.h — whole copies of hot blobs for FUSE passthrough (flat.c; design note there). */
+/* flat.h — whole copies of hot blobs for FUSE passthrough (flat.c; design
+ * note there). */
 #ifndef ZESTFS_FS_FLAT_H
 #define ZESTFS_FS_FLAT_H
 

@@ -1,4 +1,5 @@
-/* httpd.h — HTTP access and Prometheus /metrics: the access server's API (httpd.c). */
+/* httpd.h — HTTP access and Prometheus /metrics: the access server's API
+ * (httpd.c). */
 #ifndef ZESTFS_FS_HTTPD_H
 #define ZESTFS_FS_HTTPD_H
 

@@ -1,7 +1,8 @@
 /* httpd_int.h — internals of the HTTP access server shared by its files:
- * httpd.c (requests, answers, the listener), httpd_metrics.c (/metrics),
- * httpd_proxy.c (proxy-xet's routes), httpd_mhd.c (the MHD thread).  The
- * design (threads, locking, ranges, security) is in httpd.c's header. */
+ * httpd.c (the router, the MHD thread, the listener), httpd_answer.c
+ * (requests and their answers on the loop), httpd_metrics.c (/metrics),
+ * httpd_proxy.c (proxy-xet's routes).  The design (threads, locking,
+ * ranges, security) is in httpd.c's header. */
 #ifndef ZESTFS_FS_HTTPD_INT_H
 #define ZESTFS_FS_HTTPD_INT_H
 

@@ -1,4 +1,5 @@
-/* hubload.h — presenting repos from the Hub: at startup, and resolved while mounted (hubload.c). */
+/* hubload.h — presenting repos from the Hub: at startup, and resolved
+ * while mounted (hubload.c). */
 #ifndef ZESTFS_FS_HUBLOAD_H
 #define ZESTFS_FS_HUBLOAD_H
 

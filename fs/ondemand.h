@@ -1,4 +1,5 @@
-/* ondemand.h — repos and revisions on demand, and refs checked again (ondemand.c). */
+/* ondemand.h — repos and revisions on demand, and refs checked again
+ * (ondemand.c). */
 #ifndef ZESTFS_FS_ONDEMAND_H
 #define ZESTFS_FS_ONDEMAND_H
 

@@ -2,7 +2,7 @@
  * replacing one of the same type and id (the old model is retired, kept
  * until zf_fs_destroy: open handles and reads may still point into it).
  * Called by startup (hubload.c, mount.c), on-demand loads, pulls and ref
- * writes (ops.c); calls only the swarm (p2p.c). */
+ * writes (refs.c); calls only the swarm (p2p.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
