@@ -3,7 +3,7 @@
  * more of the file if the header is longer), then, if the file is still
  * open OPF_GRACE_MS later, fill the tensors' byte ranges in file order.
  * Cancelled at the last release.  Not for files over half the store cap.
- * rd_blob_opened/rd_blob_released are fs->hooks.blob_opened/blob_released. */
+ * rd_blob_opened/rd_blob_released are fs->blob_opened/blob_released. */
 #ifndef ZESTFS_FS_READ_OPENPF_H
 #define ZESTFS_FS_READ_OPENPF_H
 
