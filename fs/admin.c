@@ -23,11 +23,11 @@
 
 #include <openssl/evp.h>
 
+#include "read.h"
+#include "admin.h"
 #include "zfs.h"
 
 #define PIECE (8u << 20)
-
-static const char *TYPE_NAME[] = {"model", "dataset", "space"};
 
 /* ---- verify --------------------------------------------------------------------------- */
 
@@ -295,7 +295,7 @@ static int pin_parse(zf_fs *fs, const char *pin, const zf_repo **repo, const zf_
         return -EINVAL;
     int type = -1;
     for (int t = 0; t < 3; t++)
-        if ((size_t)(slash - pin) == strlen(TYPE_NAME[t]) && !strncmp(pin, TYPE_NAME[t], slash - pin))
+        if ((size_t)(slash - pin) == strlen(zf_type_name(t)) && !strncmp(pin, zf_type_name(t), slash - pin))
             type = t;
     for (size_t i = 0; type >= 0 && i < fs->tree.nrepos; i++) {
         const zf_repo *r = fs->tree.repos[i];
@@ -458,7 +458,7 @@ int zf_pin(zf_fs *fs, zc_store *store, const zf_repo *repo, const char *commit, 
     p->commit = c;
     p->cb = cb;
     p->ud = ud;
-    snprintf(p->key, sizeof p->key, "%s/%s@%s", TYPE_NAME[repo->type], repo->id, c->sha);
+    snprintf(p->key, sizeof p->key, "%s/%s@%s", zf_type_name(repo->type), repo->id, c->sha);
     /* the list (small, fsync'd: done here on the loop — a pin is a rare, explicit act) */
     pin_list l = {0};
     int rc = pins_load(store, &l);

@@ -59,6 +59,7 @@
 #include "log.h"
 #include "net.h"
 #include "p2p.h"
+#include "read.h"
 
 #define PIECE (8u << 20)
 #define HOLD_MS 20   /* a piece waits this long while the read path has fetches in flight */

@@ -46,7 +46,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "cachedel.h"
+#include "evict.h"
 #include "log.h"
+#include "present.h"
+#include "refs.h"
 #include "zfs.h"
 
 typedef struct zf_gone {

@@ -3,7 +3,7 @@
  *
  * Which mount: `--store DIR` (its DIR/ctl.sock), or a MOUNTPOINT (each
  * mount registers mountpoint -> socket in a run directory: see
- * zf_registry_path), else the default store's socket. */
+ * zf_registry_path in options.c), else the default store's socket. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,43 +17,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ctlwire.h"
+#include "options.h"
 #include "zfs.h"
-
-/* $XDG_RUNTIME_DIR/zestfs, /run/zestfs for root, else /tmp/zestfs-UID;
- * the file for a mountpoint is its real path with every byte that is not
- * [A-Za-z0-9._-] written as %XX. */
-int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs)
-{
-    char real[PATH_MAX], dir[512];
-    if (!realpath(mountpoint, real))
-        return -errno;
-    const char *x = getenv("XDG_RUNTIME_DIR");
-    if (x && x[0] == '/')
-        snprintf(dir, sizeof dir, "%s/zestfs", x);
-    else if (getuid() == 0)
-        snprintf(dir, sizeof dir, "/run/zestfs");
-    else
-        snprintf(dir, sizeof dir, "/tmp/zestfs-%u", (unsigned)getuid());
-    if (mkdirs) {
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return -errno;
-        struct stat st;
-        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
-            return -EPERM; /* someone else's directory: do not use it */
-    }
-    size_t n = (size_t)snprintf(out, len, "%s/", dir);
-    for (const unsigned char *p = (const unsigned char *)real; *p && n + 4 < len; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '.' || *p == '_' || *p == '-')
-            out[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(out + n, len - n, "%%%02X", *p);
-    }
-    if (n + 4 >= len)
-        return -ENAMETOOLONG;
-    out[n] = 0;
-    return 0;
-}
 
 static int find_socket(const char *store, const char *mnt, char *out, size_t len)
 {

@@ -31,7 +31,15 @@
 
 #include "adopt.h"
 #include "p2p.h"
+#include "admin.h"
+#include "ctlwire.h"
+#include "pull.h"
+#include "evict.h"
+#include "flat.h"
+#include "hubload.h"
+#include "read.h"
 #include "view.h"
+#include "ctl.h"
 #include "zfs.h"
 
 #define LINE_MAX_BYTES (64u << 10)
@@ -61,61 +69,6 @@ struct ctl_conn {
     uint64_t last_progress;
     bool closing;
 };
-
-int zf_ctl_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -errno;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static void put_stat(cJSON *o, const zf_pull_stat *st)
-{
-    cJSON_AddNumberToObject(o, "done", (double)st->done);
-    cJSON_AddNumberToObject(o, "total", (double)st->total);
-    cJSON_AddNumberToObject(o, "files_done", st->files_done);
-    cJSON_AddNumberToObject(o, "files", st->files);
-    cJSON_AddNumberToObject(o, "files_failed", st->files_failed);
-    cJSON_AddNumberToObject(o, "peer_bytes", (double)st->peer_bytes);
-    cJSON_AddNumberToObject(o, "cdn_bytes", (double)st->cdn_bytes);
-    if (st->commit[0])
-        cJSON_AddStringToObject(o, "commit", st->commit);
-    cJSON_AddNumberToObject(o, "errno", -st->err);
-    if (st->err)
-        cJSON_AddStringToObject(o, "error", strerror(-st->err));
-}
-
-void zf_ctl_stat_from_json(const cJSON *o, zf_pull_stat *st)
-{
-    const cJSON *v;
-    memset(st, 0, sizeof *st);
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "done")) && cJSON_IsNumber(v))
-        st->done = (uint64_t)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "total")) && cJSON_IsNumber(v))
-        st->total = (uint64_t)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "files_done")) && cJSON_IsNumber(v))
-        st->files_done = (unsigned)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "files")) && cJSON_IsNumber(v))
-        st->files = (unsigned)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "files_failed")) && cJSON_IsNumber(v))
-        st->files_failed = (unsigned)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "peer_bytes")) && cJSON_IsNumber(v))
-        st->peer_bytes = (uint64_t)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "cdn_bytes")) && cJSON_IsNumber(v))
-        st->cdn_bytes = (uint64_t)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "errno")) && cJSON_IsNumber(v))
-        st->err = -(int)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "commit")) && cJSON_IsString(v))
-        snprintf(st->commit, sizeof st->commit, "%s", v->valuestring);
-}
 
 static void write_done(uv_write_t *w, int status)
 {
@@ -209,7 +162,7 @@ static void pull_cb(void *ud, const zf_pull_stat *st, bool final)
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", final ? "done" : "progress");
-    put_stat(o, st);
+    zf_ctl_stat_to_json(o, st);
     conn_send(c, o);
 }
 
@@ -503,7 +456,7 @@ static void pin_pull_cb(void *ud, const zf_pull_stat *st, bool final)
         cJSON_AddStringToObject(o, "event", "done");
         zf_pull_stat s2 = *st;
         s2.err = err;
-        put_stat(o, &s2);
+        zf_ctl_stat_to_json(o, &s2);
         conn_send(c, o);
     }
 }

@@ -25,6 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "flat.h"
+#include "read.h"
+#include "evict.h"
 #include "zfs.h"
 
 typedef struct ev_op {

@@ -67,6 +67,8 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "read.h"
+#include "flat.h"
 #include "zfs.h"
 
 #define FLAT_MIN (8ull << 20)

@@ -32,6 +32,16 @@
 #include "cli.h"
 #include "p2p.h"
 #include "log.h"
+#include "admin.h"
+#include "ctl.h"
+#include "flat.h"
+#include "httpd.h"
+#include "hubload.h"
+#include "ondemand.h"
+#include "ops.h"
+#include "options.h"
+#include "present.h"
+#include "read.h"
 #include "zfs.h"
 #include "adopt.h"
 #include "view.h"
@@ -205,100 +215,6 @@ static int load_repo_json(zf_fs *fs, const char *path)
     return err;
 }
 
-/* "123", "64K", "512M", "10G", "1T" (powers of 1024; "KiB", "MB" fine too). */
-int zf_parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return -EINVAL;
-    uint64_t mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1ull << 10; end++; break;
-    case 'm': case 'M': mul = 1ull << 20; end++; break;
-    case 'g': case 'G': mul = 1ull << 30; end++; break;
-    case 't': case 'T': mul = 1ull << 40; end++; break;
-    default: break;
-    }
-    if (mul > 1 && *end == 'i')
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end || v * (double)mul >= 18446744073709551615.0)
-        return -EINVAL;
-    *out = (uint64_t)(v * (double)mul);
-    return 0;
-}
-
-/* Contents of a token file, whitespace trimmed; NULL if none or empty. */
-/* The HF token file: a regular file (not followed through a symlink at
- * its last component) owned by us or root.  Writable by group or others:
- * refused (someone else could substitute a token); readable by others: used,
- * with a warning that names the file and the fix. */
-static char *read_token_file(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ELOOP)
-            fprintf(stderr, "zestfs: token file %s is a symlink: not used\n", path);
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return NULL;
-    }
-    if ((st.st_uid != getuid() && st.st_uid != 0) || (st.st_mode & 022)) {
-        fprintf(stderr,
-                "zestfs: token file %s is %s: not used (chown it to yourself, chmod 600)\n", path,
-                st.st_mode & 022 ? "writable by other users" : "owned by another user");
-        close(fd);
-        return NULL;
-    }
-    if (st.st_mode & 044)
-        fprintf(stderr, "zestfs: warning: token file %s is readable by other users (mode %04o): "
-                        "chmod 600 %s\n", path, (unsigned)(st.st_mode & 07777), path);
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n < 0)
-        return NULL;
-    buf[n] = 0;
-    char *b = buf;
-    while (*b && strchr(" \t\r\n", *b))
-        b++;
-    size_t l = strlen(b);
-    while (l && strchr(" \t\r\n", b[l - 1]))
-        b[--l] = 0;
-    char *out = l ? strdup(b) : NULL;
-    memset(buf, 0, sizeof buf);
-    return out;
-}
-
-/* --token, else HF_TOKEN, else the HF token file ($HF_TOKEN_PATH,
- * $HF_HOME/token, ~/.cache/huggingface/token). */
-char *zf_find_token(const char *opt)
-{
-    if (opt)
-        return opt[0] ? strdup(opt) : NULL;
-    const char *e = getenv("HF_TOKEN");
-    if (e && e[0])
-        return strdup(e);
-    char path[4096];
-    if ((e = getenv("HF_TOKEN_PATH")) && e[0])
-        return read_token_file(e);
-    if ((e = getenv("HF_HOME")) && e[0])
-        snprintf(path, sizeof path, "%s/token", e);
-    else if ((e = getenv("XDG_CACHE_HOME")) && e[0])
-        snprintf(path, sizeof path, "%s/huggingface/token", e);
-    else if ((e = getenv("HOME")) && e[0])
-        snprintf(path, sizeof path, "%s/.cache/huggingface/token", e);
-    else
-        return NULL;
-    return read_token_file(path);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: zestfs [options] MOUNTPOINT\n"
@@ -347,46 +263,10 @@ static void usage(FILE *f)
                "%s", zf_p2p_usage);
 }
 
-char *zf_default_store(void)
+/* --http-token-file (options.c reads token files) */
+static char *read_token_file(const char *path)
 {
-    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    char path[4096];
-    if (x && x[0] == '/')
-        snprintf(path, sizeof path, "%s/zestfs", x);
-    else if (h && h[0])
-        snprintf(path, sizeof path, "%s/.cache/zestfs", h);
-    else
-        return NULL;
-    return strdup(path);
-}
-
-char *zf_endpoint(const char *opt)
-{
-    const char *endpoint = opt;
-    if (!endpoint || !endpoint[0])
-        endpoint = getenv("HF_ENDPOINT");
-    if (!endpoint || !endpoint[0])
-        endpoint = "https://huggingface.co";
-    char *ep = strdup(endpoint);
-    if (!ep)
-        return NULL;
-    for (size_t l = strlen(ep); l > 0 && ep[l - 1] == '/';)
-        ep[--l] = 0;
-    if (strncmp(ep, "https://", 8) && strncmp(ep, "http://", 7)) {
-        fprintf(stderr, "zestfs: --endpoint %s: not an http(s) URL\n", ep);
-        free(ep);
-        return NULL;
-    }
-    return ep;
-}
-
-uint64_t zf_default_cap(const char *store)
-{
-    struct statvfs sv;
-    uint64_t cap = 1ull << 30;
-    if (statvfs(store, &sv) == 0 && (uint64_t)sv.f_blocks * sv.f_frsize / 2 > cap)
-        cap = (uint64_t)sv.f_blocks * sv.f_frsize / 2;
-    return cap;
+    return zf_read_token_file(path);
 }
 
 /* The largest read request that libfuse can still answer by splicing the
@@ -811,7 +691,7 @@ static int mount_run(zf_mount *m, mount_args *a)
         return run_fail(m);
     }
     if (a->repo_at) /* its root is a snapshot: no repos on demand there */
-        m->fs.lookup_miss = NULL;
+        m->fs.hooks.lookup_miss = NULL;
     zf_refs_ttl_start(&m->fs, a->refs_ttl); /* nothing offline (no on-demand context) */
     char sock[4200];
     snprintf(sock, sizeof sock, "%s/ctl.sock", a->store_dir);

@@ -26,6 +26,8 @@
  * behind its back answers ELOOP, never the link's target.  Symlinks
  * themselves stay what they are (readlink, lookup, unlink, rename): the
  * kernel follows the ones users and HF clients make, as the caller. */
+#include "flat.h"
+#include "ops.h"
 #include "zfs.h"
 
 #include <dirent.h>
@@ -41,414 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attr.h"
+#include "cachedel.h"
+#include "handle.h"
 #include "log.h"
-
-#define REAL_TIMEOUT 1.0
-#define VIRT_TIMEOUT 60.0
-
-typedef struct zf_node {
-    uint64_t ino;
-    uint64_t parent;
-    char *name;
-    uint64_t nlookup;
-    int held;        /* fd + 1 of a real file renamed onto a ref and removed
-                      * (rename_onto_ref): keeps its inode number from reuse
-                      * while the kernel may still use it; 0: none */
-    struct zf_node *next;
-} zf_node;
-
-/* ---- inode table ------------------------------------------------------- */
-
-static zf_node *node_get(zf_fs *fs, uint64_t ino)
-{
-    for (zf_node *n = fs->nodes[ino % fs->nbuckets]; n; n = n->next)
-        if (n->ino == ino)
-            return n;
-    return NULL;
-}
-
-static void grow(zf_fs *fs)
-{
-    size_t nb = fs->nbuckets * 2;
-    zf_node **t = calloc(nb, sizeof *t);
-    if (!t)
-        return;
-    for (size_t i = 0; i < fs->nbuckets; i++)
-        for (zf_node *n = fs->nodes[i], *nx; n; n = nx) {
-            nx = n->next;
-            n->next = t[n->ino % nb];
-            t[n->ino % nb] = n;
-        }
-    free(fs->nodes);
-    fs->nodes = t;
-    fs->nbuckets = nb;
-}
-
-static zf_node *node_ref(zf_fs *fs, uint64_t ino, uint64_t parent, const char *name)
-{
-    zf_node *n = node_get(fs, ino);
-    if (n) {
-        if (n->parent != parent || strcmp(n->name, name) != 0) {
-            char *nm = strdup(name);
-            if (nm) {
-                free(n->name);
-                n->name = nm;
-                n->parent = parent;
-            }
-        }
-        n->nlookup++;
-        return n;
-    }
-    if (fs->nnodes > fs->nbuckets * 2)
-        grow(fs);
-    n = calloc(1, sizeof *n);
-    if (!n || !(n->name = strdup(name))) {
-        free(n);
-        return NULL;
-    }
-    n->ino = ino;
-    n->parent = parent;
-    n->nlookup = 1;
-    n->next = fs->nodes[ino % fs->nbuckets];
-    fs->nodes[ino % fs->nbuckets] = n;
-    fs->nnodes++;
-    return n;
-}
-
-static void node_forget(zf_fs *fs, uint64_t ino, uint64_t nlookup)
-{
-    if (ino == FUSE_ROOT_ID)
-        return;
-    zf_node **pp = &fs->nodes[ino % fs->nbuckets];
-    for (zf_node *n = *pp; n; pp = &n->next, n = n->next)
-        if (n->ino == ino) {
-            n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-            if (n->nlookup == 0) {
-                *pp = n->next;
-                if (n->held)
-                    close(n->held - 1);
-                free(n->name);
-                free(n);
-                fs->nnodes--;
-            }
-            return;
-        }
-}
-
-/* Mount-relative path of an inode ("" for the root); malloc'd, NULL if the
- * inode is unknown. */
-static char *node_path(zf_fs *fs, uint64_t ino)
-{
-    if (ino == FUSE_ROOT_ID)
-        return strdup("");
-    const char *parts[256];
-    size_t np = 0, len = 0;
-    while (ino != FUSE_ROOT_ID) {
-        zf_node *n = node_get(fs, ino);
-        if (!n || np == 256)
-            return NULL;
-        parts[np++] = n->name;
-        len += strlen(n->name) + 1;
-        ino = n->parent;
-    }
-    char *out = malloc(len + 1), *o = out;
-    if (!out)
-        return NULL;
-    while (np--) {
-        size_t l = strlen(parts[np]);
-        memcpy(o, parts[np], l);
-        o += l;
-        *o++ = '/';
-    }
-    o[-1] = 0;
-    return out;
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t dl = strlen(dir), nl = strlen(name);
-    char *out = malloc(dl + nl + 2);
-    if (!out)
-        return NULL;
-    if (dl) {
-        memcpy(out, dir, dl);
-        out[dl] = '/';
-        memcpy(out + dl + 1, name, nl + 1);
-    } else
-        memcpy(out, name, nl + 1);
-    return out;
-}
-
-/* Path for *at() calls relative to rootfd. */
-static const char *rel(const char *path)
-{
-    return path[0] ? path : ".";
-}
-
-/* ---- resolution below the mount: never through a symlink -------------- */
-
-/* linux/openat2.h (Linux 5.6) */
-struct ovl_how {
-    uint64_t flags, mode, resolve;
-};
-#define OVL_NO_MAGICLINKS 0x02
-#define OVL_NO_SYMLINKS 0x04
-#define OVL_BENEATH 0x08
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-
-static bool g_no_openat2; /* ENOSYS once: walk per component */
-
-/* The flags openat2 accepts (it refuses unknown bits, which a FUSE open's
- * flags may carry). */
-#define OVL_FLAGS                                                                          \
-    (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |  \
-     O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |    \
-     O_PATH | O_TMPFILE)
-
-/* A real file the overlay does not show: an earlier download not verified
- * yet (adopt.c), or a refs/<rev> file taken into the model (kept on disk as
- * the user left it, but the model's value is the ref). */
-static bool real_hidden(const zf_fs *fs, const char *path)
-{
-    if (fs->tree.at_folder) /* a repo-at mount shows its snapshot only */
-        return true;
-    if (zf_adopt_hides(fs->adopt, path))
-        return true;
-    if (!strstr(path, "/refs/"))
-        return false;
-    for (size_t i = 0; i < fs->nkept_refs; i++)
-        if (strcmp(fs->kept_refs[i], path) == 0)
-            return true;
-    return false;
-}
-
-/* Open mount-relative `path` ("" the root) below fs->rootfd: no component
- * may be a symlink or "..", the last one included (with O_PATH|O_NOFOLLOW
- * a symlink itself is opened).  fd, or -1 with errno. */
-static int ovl_open(zf_fs *fs, const char *path, int flags, mode_t mode)
-{
-    flags = (flags & OVL_FLAGS) | O_CLOEXEC | O_NOFOLLOW;
-    bool mk = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
-    if (!mk && real_hidden(fs, path) && (errno = ENOENT))
-        return -1;
-    if (!g_no_openat2) {
-        struct ovl_how how = {.flags = (uint64_t)flags, .mode = mk ? (mode & 07777) : 0,
-                              .resolve = OVL_BENEATH | OVL_NO_SYMLINKS | OVL_NO_MAGICLINKS};
-        long fd = syscall(SYS_openat2, fs->rootfd, rel(path), &how, sizeof how);
-        if (fd >= 0 || errno != ENOSYS)
-            return (int)fd;
-        g_no_openat2 = true;
-    }
-    /* one component at a time, each O_NOFOLLOW */
-    if (!path[0])
-        return openat(fs->rootfd, ".", flags, mode);
-    int dfd = fs->rootfd;
-    const char *c = path;
-    for (;;) {
-        const char *e = strchr(c, '/');
-        size_t n = e ? (size_t)(e - c) : strlen(c);
-        char comp[256];
-        if (n == 0 || n >= sizeof comp || (n == 1 && c[0] == '.') ||
-            (n == 2 && c[0] == '.' && c[1] == '.')) {
-            if (dfd != fs->rootfd)
-                close(dfd);
-            errno = n >= sizeof comp ? ENAMETOOLONG : EINVAL;
-            return -1;
-        }
-        memcpy(comp, c, n);
-        comp[n] = 0;
-        int fd = e ? openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                   : openat(dfd, comp, flags, mode);
-        int err = errno;
-        if (dfd != fs->rootfd)
-            close(dfd);
-        if (fd < 0 || !e) {
-            errno = err;
-            return fd;
-        }
-        dfd = fd;
-        c = e + 1;
-    }
-}
-
-/* The directory that holds `path`'s last component, opened O_PATH below
- * the root without symlinks, and that component (*name; "." for the root).
- * fs->rootfd itself for a top-level name: release with ovl_done.  fd, or
- * -1 with errno. */
-static int ovl_parent(zf_fs *fs, const char *path, const char **name)
-{
-    const char *sl = strrchr(path, '/');
-    if (!sl) {
-        *name = rel(path);
-        return fs->rootfd;
-    }
-    *name = sl + 1;
-    char *dir = strndup(path, (size_t)(sl - path));
-    if (!dir) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
-    free(dir);
-    return fd;
-}
-
-static void ovl_done(zf_fs *fs, int fd)
-{
-    if (fd >= 0 && fd != fs->rootfd) {
-        int e = errno;
-        close(fd);
-        errno = e;
-    }
-}
-
-/* fstatat(path, AT_SYMLINK_NOFOLLOW) below the root: 0 or -1 with errno */
-static int ovl_stat(zf_fs *fs, const char *path, struct stat *st)
-{
-    const char *name;
-    if (real_hidden(fs, path) && (errno = ENOENT))
-        return -1;
-    int dfd = ovl_parent(fs, path, &name);
-    if (dfd < 0)
-        return -1;
-    int r = fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW);
-    ovl_done(fs, dfd);
-    return r;
-}
-
-/* unlinkat(path, flags) below the root: 0 or -1 with errno */
-static int ovl_unlink(zf_fs *fs, const char *path, int flags)
-{
-    const char *name;
-    int dfd = ovl_parent(fs, path, &name);
-    if (dfd < 0)
-        return -1;
-    int r = unlinkat(dfd, name, flags);
-    ovl_done(fs, dfd);
-    return r;
-}
-
-/* chmod of the entry at path itself, never a link's target: an O_PATH
- * descriptor of it, then chmod through /proc/self/fd (fchmod cannot take
- * an O_PATH fd; a symlink's mode cannot be changed on Linux: EOPNOTSUPP,
- * as fchmodat(AT_SYMLINK_NOFOLLOW) says).  0 or -1 with errno. */
-static int ovl_chmod(zf_fs *fs, const char *path, mode_t mode)
-{
-    int fd = ovl_open(fs, path, O_PATH | O_NOFOLLOW, 0);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    int r = fstat(fd, &st);
-    if (r == 0 && S_ISLNK(st.st_mode)) {
-        errno = EOPNOTSUPP;
-        r = -1;
-    } else if (r == 0) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-        r = chmod(p, mode); /* no /proc: ENOENT, nothing changed */
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
-
-/* ---- attributes -------------------------------------------------------- */
-
-static void virt_attr(zf_fs *fs, const zv_ent *e, const char *path, struct stat *st)
-{
-    memset(st, 0, sizeof *st);
-    st->st_ino = path[0] ? zv_ino(path) : FUSE_ROOT_ID;
-    st->st_uid = fs->uid;
-    st->st_gid = fs->gid;
-    st->st_nlink = 1;
-    st->st_blksize = 1 << 20;
-    st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = e->mtime;
-    switch (e->kind) {
-    case ZV_DIR:
-        st->st_mode = S_IFDIR | 0755;
-        st->st_nlink = 2;
-        break;
-    case ZV_LINK:
-        st->st_mode = S_IFLNK | 0777;
-        break;
-    case ZV_REF: /* clients write refs (see "refs written by clients") */
-        st->st_mode = S_IFREG | 0644;
-        break;
-    default:
-        st->st_mode = S_IFREG | 0444;
-        break;
-    }
-    st->st_size = (off_t)e->size;
-    st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
-}
-
-/* Attributes of a path: real first, then virtual.  0 or -errno. */
-static int path_attr(zf_fs *fs, const char *path, struct stat *st, bool *is_real, zv_ent *ent)
-{
-    if (ovl_stat(fs, path, st) == 0) {
-        if (!path[0])
-            st->st_ino = FUSE_ROOT_ID;
-        if (is_real)
-            *is_real = true;
-        /* a real directory that also exists virtually is a merged dir */
-        return 0;
-    }
-    if (errno != ENOENT && errno != ENOTDIR)
-        return -errno;
-    zv_ent e;
-    if (!zv_resolve(&fs->tree, path, &e) && !zf_del_resolve(fs, path, &e))
-        return -ENOENT;
-    virt_attr(fs, &e, path, st);
-    if (is_real)
-        *is_real = false;
-    if (ent)
-        *ent = e;
-    return 0;
-}
-
-static void reply_entry(zf_fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
-                        const char *path)
-{
-    struct fuse_entry_param ep;
-    memset(&ep, 0, sizeof ep);
-    bool real;
-    int err = path_attr(fs, path, &ep.attr, &real, NULL);
-    if (err) {
-        fuse_reply_err(req, -err);
-        return;
-    }
-    /* repo-at: a name at the root keeps the commit it was found in */
-    bool at = parent == FUSE_ROOT_ID && fs->tree.at_folder;
-    if (!node_ref(fs, ep.attr.st_ino, parent, at ? path : name)) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    ep.ino = ep.attr.st_ino;
-    ep.attr_timeout = ep.entry_timeout = real ? REAL_TIMEOUT : VIRT_TIMEOUT;
-    if (at) /* the name may stand for another commit's entry once the ref moves */
-        ep.entry_timeout = REAL_TIMEOUT;
-    fuse_reply_entry(req, &ep);
-    zv_ent e; /* a repo folder looked up: its files are about to be read */
-    if (parent == FUSE_ROOT_ID && zv_resolve(&fs->tree, path, &e) && e.kind == ZV_DIR && e.repo)
-        zf_read_warm_repo(fs, e.repo);
-}
+#include "nodes.h"
+#include "overlay.h"
+#include "refs.h"
 
 #define FS(req) ((zf_fs *)fuse_req_userdata(req))
-
-/* A repo-at mount (vtree.h): names at the root are those of the commit its
- * ref names now, so the root's path "" becomes that commit's "<40 hex>"
- * (path freed; NULL: no memory). */
-static char *at_root(zf_fs *fs, char *path)
-{
-    const zf_commit *c = path && !path[0] ? zv_at_commit(&fs->tree) : NULL;
-    if (!c)
-        return path;
-    free(path);
-    return strdup(c->sha);
-}
 
 #define WITH_PATH(fs, ino, path)                                                            \
     char *path = node_path(fs, ino);                                                        \
@@ -457,59 +60,7 @@ static char *at_root(zf_fs *fs, char *path)
         return;                                                                             \
     }
 
-/* Create the real directory chain for `dir` (a directory that exists
- * really or virtually). */
-static int ensure_real_dir(zf_fs *fs, const char *dir)
-{
-    if (!dir[0])
-        return 0;
-    int fd = ovl_open(fs, dir, O_PATH | O_DIRECTORY, 0);
-    if (fd >= 0) {
-        close(fd);
-        return 0;
-    }
-    if (errno != ENOENT)
-        return -errno; /* ENOTDIR, ELOOP: a file or a symlink is in the way */
-    zv_ent e;
-    if (!zv_resolve(&fs->tree, dir, &e) || e.kind != ZV_DIR)
-        return -ENOENT;
-    char *tmp = strdup(dir);
-    if (!tmp)
-        return -ENOMEM;
-    /* one component at a time, each made (or found) and then opened
-     * O_NOFOLLOW in its parent: a symlink swapped in is never gone through */
-    int dfd = fs->rootfd, err = 0;
-    for (char *c = tmp, *e2; c && !err; c = e2) {
-        e2 = strchr(c, '/');
-        if (e2)
-            *e2++ = 0;
-        if (mkdirat(dfd, c, 0755) != 0 && errno != EEXIST)
-            err = -errno;
-        int nfd = err ? -1 : openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (!err && nfd < 0)
-            err = -errno;
-        if (dfd != fs->rootfd)
-            close(dfd);
-        dfd = nfd;
-    }
-    if (dfd >= 0 && dfd != fs->rootfd)
-        close(dfd);
-    free(tmp);
-    return err;
-}
-
 /* ---- handles ----------------------------------------------------------- */
-
-typedef struct zf_dirent {
-    char *name;
-    uint64_t ino;
-    mode_t type;
-} zf_dirent;
-
-typedef struct zf_dir {
-    zf_dirent *e;
-    size_t n, cap;
-} zf_dir;
 
 static void dir_free(zf_dir *d)
 {
@@ -517,445 +68,6 @@ static void dir_free(zf_dir *d)
         free(d->e[i].name);
     free(d->e);
     free(d);
-}
-
-typedef struct zf_handle {
-    int fd;          /* real file, or -1 */
-    bool ref_write;  /* a presented refs/<rev> opened for writing: content holds
-                      * what is written (REF_WMAX bytes at most) */
-    bool dirty;      /* ... changed since the last commit to the model */
-    zf_dir *dir;     /* a directory's listing (opendir) */
-    zv_ent ent;      /* virtual file */
-    char *content;   /* generated content of small virtual files */
-    size_t len;
-    void *pf;        /* fs->blob_opened's token */
-    bool pt;         /* opened with passthrough (flat.c) */
-    struct zf_handle *prev, *next; /* fs->handles */
-} zf_handle;
-
-#define H(fi) ((zf_handle *)(uintptr_t)(fi)->fh)
-
-/* ---- refs written by clients --------------------------------------------
- *
- * HF clients record which commit a revision resolved to by writing
- * refs/<rev>: @huggingface/hub in place (open O_WRONLY|O_TRUNC, write),
- * huggingface_hub as a temp file renamed over it.  Both land in the model,
- * not in the overlay, so the ref never shadows the mount's own view:
- *  - an in-place write of a presented ref fills a buffer (ref_write
- *    handle); at flush/release a content of 40 hex (trailing whitespace
- *    allowed) becomes the ref's value, anything else fails the flush with
- *    EINVAL and changes nothing;
- *  - a rename of a real file holding a commit onto refs/<rev> of a
- *    presented repo (presented ref or not) sets the ref to it and removes
- *    the source (and a real refs/<rev> file left over from before); the
- *    kernel then has dst at the source's inode, so that inode number is
- *    held (zf_node.held) and the kernel told to look dst up again;
- *  - refs/<rev> files found in the real directory at startup (a cache
- *    huggingface_hub filled before the mount, or an older zestfs's
- *    overlay) are taken into the model once each, as a client's write at
- *    their mtime (zf_absorb_overlay_refs; again only when the file changed
- *    while unmounted), and hidden, never changed or removed: the user's
- *    files stay as they were.
- * The value is stamped with when the client wrote it (zf_ref.written, the
- * ref's mtime) and persisted with the model.  Reconciliation with the Hub:
- * the last writer wins, and a refresh of the ref from the Hub (--repo at
- * startup, a pull, pin or verify that resolves it) counts as a write at the
- * time of the refresh, so it replaces the client's value and clears the
- * stamp (hubload.c merged_json): the Hub is the source of truth, and a
- * client only writes what it has just read from the Hub.  Offline, or
- * until the next refresh, the client's value is the ref.  A written commit
- * the mount does not present is kept as the ref's value; its snapshot is
- * then whatever the client creates in the overlay. */
-
-#define REF_WMAX 256
-
-static const char *REF_TYPE[] = {"model", "dataset", "space"};
-
-typedef struct zf_refq {
-    struct zf_refq *next;
-    zf_fs *fs;
-    uv_work_t work;
-    char key[300];
-    char *json;
-    int err;
-    bool running;
-} zf_refq;
-
-static void refq_start(zf_fs *fs);
-
-static void refq_work(uv_work_t *w)
-{
-    zf_refq *q = w->data;
-    q->err = q->json ? zc_meta_put(q->fs->store, q->key, q->json, strlen(q->json), 0)
-                     : zc_meta_delete(q->fs->store, q->key); /* a deleted repo (cachedel.c) */
-    if (q->err == -ENOENT && !q->json)
-        q->err = 0;
-}
-
-static void refq_after(uv_work_t *w, int status)
-{
-    (void)status;
-    zf_refq *q = w->data;
-    zf_fs *fs = q->fs;
-    if (q->err)
-        zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", q->key,
-               zf_strerror(-q->err));
-    fs->refq = q->next;
-    free(q->json);
-    free(q);
-    refq_start(fs);
-}
-
-/* One persist at a time, in order: the last model written is the one kept. */
-static void refq_start(zf_fs *fs)
-{
-    zf_refq *q = fs->refq;
-    if (!q || q->running)
-        return;
-    q->running = true;
-    q->work.data = q;
-    if (uv_queue_work(fs->loop, &q->work, refq_work, refq_after) != 0) {
-        refq_work(&q->work);
-        refq_after(&q->work, 0);
-    }
-}
-
-/* json NULL: the model is deleted (cachedel.c) */
-static void persist_json(zf_fs *fs, const zf_repo *r, char *json)
-{
-    char key[300];
-    snprintf(key, sizeof key, "repo/%s/%s", REF_TYPE[r->type], r->id);
-    if (!fs->loop) { /* startup: nothing else runs yet */
-        int err = json ? zc_meta_put(fs->store, key, json, strlen(json), ZC_PUT_FSYNC)
-                       : zc_meta_delete(fs->store, key);
-        if (err)
-            zf_log(ZF_LOG_WARN, "zestfs: %s: persisting a written ref: %s\n", key, zf_strerror(-err));
-        free(json);
-        return;
-    }
-    zf_refq **pp = &fs->refq;
-    for (; *pp; pp = &(*pp)->next)
-        if (!(*pp)->running && strcmp((*pp)->key, key) == 0) { /* not started: newer JSON */
-            free((*pp)->json);
-            (*pp)->json = json;
-            return;
-        }
-    zf_refq *q = calloc(1, sizeof *q);
-    if (!q) {
-        free(json);
-        return;
-    }
-    q->fs = fs;
-    snprintf(q->key, sizeof q->key, "%s", key);
-    q->json = json;
-    *pp = q;
-    refq_start(fs);
-}
-
-static void persist_repo(zf_fs *fs, const zf_repo *r)
-{
-    if (!fs->store)
-        return;
-    char *json = zf_repo_to_json(r);
-    if (json)
-        persist_json(fs, r, json);
-}
-
-void zf_persist_repo(zf_fs *fs, const zf_repo *r)
-{
-    persist_repo(fs, r);
-}
-
-void zf_persist_forget(zf_fs *fs, const zf_repo *r)
-{
-    if (fs->store)
-        persist_json(fs, r, NULL);
-}
-
-/* 40 hex (any case) and optional trailing whitespace -> lowercase sha. */
-static bool parse_ref(const char *b, size_t n, char sha[41])
-{
-    while (n > 40 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ' || b[n - 1] == '\t'))
-        n--;
-    if (n != 40)
-        return false;
-    for (size_t i = 0; i < 40; i++) {
-        char c = b[i];
-        if (c >= 'A' && c <= 'F')
-            c = (char)(c - 'A' + 'a');
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-        sha[i] = c;
-    }
-    sha[40] = 0;
-    return true;
-}
-
-/* The presented repo whose refs/<rev> `path` names (*rev set), or NULL. */
-static const zf_repo *ref_target(zf_fs *fs, const char *path, const char **rev)
-{
-    const char *sl = strchr(path, '/');
-    if (!sl || strncmp(sl, "/refs/", 6) != 0 || !zf_valid_rev(sl + 6))
-        return NULL;
-    for (size_t i = 0; i < fs->tree.nrepos; i++) {
-        const zf_repo *r = fs->tree.repos[i];
-        if (strlen(r->folder) == (size_t)(sl - path) && strncmp(r->folder, path, (size_t)(sl - path)) == 0) {
-            *rev = sl + 6;
-            return r;
-        }
-    }
-    return NULL;
-}
-
-/* Set ref `name` of the presented model of `seen`'s repo (seen may have
- * been replaced since) to sha, stamped `written`, and persist it. */
-static int set_ref(zf_fs *fs, const zf_repo *seen, const char *name, const char *sha, int64_t written)
-{
-    zf_repo *r = NULL;
-    for (size_t i = 0; i < fs->tree.nrepos && !r; i++)
-        if (fs->tree.repos[i]->type == seen->type && strcmp(fs->tree.repos[i]->id, seen->id) == 0)
-            r = fs->tree.repos[i];
-    if (!r)
-        return -ENOENT;
-    for (size_t k = 0; k < r->nrefs; k++)
-        if (strcmp(r->refs[k].name, name) == 0) { /* in place: handles keep pointing at it */
-            memcpy(r->refs[k].sha, sha, 41);
-            r->refs[k].written = written;
-            persist_repo(fs, r);
-            return 0;
-        }
-    zf_repo *nr = zf_repo_with_ref(r, name, sha, written); /* a new ref: a new model */
-    if (!nr)
-        return -EINVAL;
-    int err = zf_fs_add_repo(fs, nr);
-    if (err) {
-        zf_repo_free(nr);
-        return err;
-    }
-    persist_repo(fs, nr);
-    return 0;
-}
-
-/* The commit a small real regular file holds; -EINVAL when it holds none. */
-static int read_ref_file(zf_fs *fs, const char *path, char sha[41], struct stat *st)
-{
-    int fd = ovl_open(fs, path, O_RDONLY | O_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    char buf[REF_WMAX];
-    ssize_t n = -1;
-    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_size <= REF_WMAX)
-        n = pread(fd, buf, sizeof buf, 0);
-    close(fd);
-    return n >= 0 && parse_ref(buf, (size_t)n, sha) ? 0 : -EINVAL;
-}
-
-/* A ref_write handle's content becomes the ref's value. */
-static int ref_commit(zf_fs *fs, zf_handle *h)
-{
-    h->dirty = false;
-    char sha[41];
-    if (!parse_ref(h->content, h->len, sha))
-        return -EINVAL;
-    return set_ref(fs, h->ent.repo, h->ent.ref->name, sha, (int64_t)time(NULL));
-}
-
-/* rename(src, dst) where dst is refs/<rev> of a presented repo and src a
- * real file holding a commit: the model takes it.  1: not such a rename
- * (an ordinary one follows), else 0 or -errno.  On 0, *held is an O_PATH
- * descriptor of the removed source (or -1): see zf_node.held. */
-static int rename_onto_ref(zf_fs *fs, const char *src, const char *dst, unsigned flags, int *held)
-{
-    *held = -1;
-    const char *rev;
-    const zf_repo *r = ref_target(fs, dst, &rev);
-    if (!r || (flags & RENAME_EXCHANGE))
-        return 1;
-    zv_ent e;
-    bool virt = zv_resolve(&fs->tree, dst, &e);
-    if (virt && e.kind != ZV_REF)
-        return 1;
-    struct stat st;
-    bool real_dst = ovl_stat(fs, dst, &st) == 0;
-    if (real_dst && !S_ISREG(st.st_mode))
-        return 1;
-    char sha[41];
-    if (read_ref_file(fs, src, sha, &st) != 0)
-        return 1;
-    if ((flags & RENAME_NOREPLACE) && (virt || real_dst))
-        return -EEXIST;
-    int err = set_ref(fs, r, rev, sha, (int64_t)time(NULL));
-    if (err)
-        return err;
-    *held = ovl_open(fs, src, O_PATH, 0);
-    if (ovl_unlink(fs, src, 0) != 0) {
-        err = -errno;
-        if (*held >= 0)
-            close(*held);
-        *held = -1;
-        return err;
-    }
-    if (real_dst) /* a copy left in the overlay from before: the model has it now */
-        ovl_unlink(fs, dst, 0);
-    return 0;
-}
-
-/* After a rename onto a ref the kernel has dst at the source's inode, whose
- * real file is gone (its number may be reused by the next file created):
- * make it look dst up again, which finds the virtual ref.  From a pool
- * thread: the notification waits for the directory's lock, which a
- * request this loop has yet to answer may hold. */
-typedef struct inval_entry {
-    uv_work_t work;
-    zf_fs *fs;
-    fuse_ino_t parent;
-    char name[];
-} inval_entry;
-
-static void inval_work(uv_work_t *w)
-{
-    inval_entry *e = w->data;
-    fuse_lowlevel_notify_inval_entry(e->fs->se, e->parent, e->name, strlen(e->name));
-}
-
-static void inval_after(uv_work_t *w, int status)
-{
-    (void)status;
-    free(w->data);
-}
-
-static void inval_entry_later(zf_fs *fs, fuse_ino_t parent, const char *name)
-{
-    if (!fs->se || !fs->loop)
-        return;
-    inval_entry *e = calloc(1, sizeof *e + strlen(name) + 1);
-    if (!e)
-        return;
-    e->fs = fs;
-    e->parent = parent;
-    strcpy(e->name, name);
-    e->work.data = e;
-    if (uv_queue_work(fs->loop, &e->work, inval_work, inval_after) != 0)
-        free(e);
-}
-
-static bool scratch_name(const char *name)
-{
-    size_t n = strlen(name);
-    static const char *const sfx[] = {".tmp", ".lock", ".incomplete"};
-    if (name[0] == '.')
-        return true;
-    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
-        size_t l = strlen(sfx[i]);
-        if (n >= l && strcmp(name + n - l, sfx[i]) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Was this refs/<name> file taken into the model before, as it is now?  The
- * overlay hides it while mounted, so a file that changed since was written
- * while zestfs was not mounted (by huggingface_hub, or by hand): newer than
- * anything the model holds.  The same file again says nothing new (the
- * model may have moved on through the mount or the Hub since).  Recorded in
- * the store as "refsfile/<path>" = "<sha> <mtime s.ns> <inode>". */
-static bool absorbed_before(zf_fs *fs, const char *path, const char *sha, const struct stat *st,
-                            bool record)
-{
-    if (!fs->store)
-        return false;
-    char key[4400], val[128];
-    if ((size_t)snprintf(key, sizeof key, "refsfile/%s", path) >= sizeof key)
-        return false;
-    int n = snprintf(val, sizeof val, "%s %lld.%09ld %llu", sha, (long long)st->st_mtim.tv_sec,
-                     st->st_mtim.tv_nsec, (unsigned long long)st->st_ino);
-    if (record)
-        return zc_meta_put(fs->store, key, val, (size_t)n, 0) == 0;
-    void *data = NULL;
-    size_t len = 0;
-    bool same = zc_meta_get(fs->store, key, &data, &len) == 0 && len == (size_t)n &&
-                memcmp(data, val, len) == 0;
-    free(data);
-    return same;
-}
-
-/* The file stays as the user (or an HF client before the mount) left it;
- * the overlay hides it so the model's value is what the tree shows. */
-static void keep_ref(zf_fs *fs, const char *path)
-{
-    if (real_hidden(fs, path))
-        return;
-    char **nv = realloc(fs->kept_refs, (fs->nkept_refs + 1) * sizeof *nv);
-    if (!nv)
-        return;
-    fs->kept_refs = nv;
-    if ((nv[fs->nkept_refs] = strdup(path)) != NULL)
-        fs->nkept_refs++;
-}
-
-/* refs/<rel>/ of repo index i in the real directory, depth-bounded. */
-static void absorb_dir(zf_fs *fs, size_t i, const char *rel, int depth)
-{
-    const zf_repo *r = fs->tree.repos[i];
-    char dir[4400];
-    snprintf(dir, sizeof dir, "%s/refs%s%s", r->folder, rel[0] ? "/" : "", rel);
-    int fd = ovl_open(fs, dir, O_RDONLY | O_DIRECTORY, 0);
-    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dp) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(dp)) != NULL && n < 4096) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char **nv = realloc(names, (n + 1) * sizeof *nv);
-        if (!nv || !(nv[n] = strdup(de->d_name))) {
-            names = nv ? nv : names;
-            break;
-        }
-        names = nv;
-        n++;
-    }
-    closedir(dp);
-    for (size_t k = 0; k < n; k++) {
-        char sub[4400], path[4800];
-        struct stat st;
-        char sha[41];
-        bool fits = (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[k]) < sizeof sub &&
-                    (size_t)snprintf(path, sizeof path, "%s/%s", dir, names[k]) < sizeof path;
-        bool isdir = fits && ovl_stat(fs, path, &st) == 0 &&
-                     S_ISDIR(st.st_mode);
-        if (isdir && depth < 8)
-            absorb_dir(fs, i, sub, depth + 1);
-        else if (fits && !isdir && !scratch_name(names[k]) && zf_valid_rev(sub) &&
-                   read_ref_file(fs, path, sha, &st) == 0) {
-            zv_ent e;
-            bool virt = zv_resolve(&fs->tree, path, &e);
-            if (virt && e.kind != ZV_REF)
-                ;
-            else {
-                if (!absorbed_before(fs, path, sha, &st, false) &&
-                    set_ref(fs, fs->tree.repos[i], sub, sha, (int64_t)st.st_mtime) == 0) {
-                    zf_log(ZF_LOG_INFO, "zestfs: %s: refs/%s = %.12s (a file in the cache)\n",
-                           fs->tree.repos[i]->id, sub, sha);
-                    absorbed_before(fs, path, sha, &st, true);
-                }
-                keep_ref(fs, path);
-            }
-        }
-        free(names[k]);
-    }
-    free(names);
-}
-
-void zf_absorb_overlay_refs(zf_fs *fs)
-{
-    for (size_t i = 0; i < fs->tree.nrepos; i++)
-        absorb_dir(fs, i, "", 0);
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -989,6 +101,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
+/* A repo-at mount (vtree.h): names at the root are those of the commit its
+ * ref names now, so the root's path "" becomes that commit's "<40 hex>"
+ * (path freed; NULL: no memory). */
+static char *at_root(zf_fs *fs, char *path)
+{
+    const zf_commit *c = path && !path[0] ? zv_at_commit(&fs->tree) : NULL;
+    if (!c)
+        return path;
+    free(path);
+    return strdup(c->sha);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     zf_fs *fs = FS(req);
@@ -1004,19 +128,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (parent == FUSE_ROOT_ID && fs->lookup_miss) {
+    if (parent == FUSE_ROOT_ID && fs->hooks.lookup_miss) {
         struct stat st;
         if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
-            fs->lookup_miss(fs, req, parent, name)) {
+            fs->hooks.lookup_miss(fs, req, parent, name)) {
             free(path); /* answered later, with zf_lookup_reply */
             return;
         }
-    } else if (parent != FUSE_ROOT_ID && fs->ondemand && !fs->tree.at_folder) {
+    } else if (parent != FUSE_ROOT_ID && fs->hooks.lookup_rev && !fs->tree.at_folder) {
         /* snapshots/<commit> or refs/<name> of a presented repo that it
          * does not present: resolved on the Hub (hubload.c), then answered */
         struct stat st;
         if (path_attr(fs, path, &st, NULL, NULL) == -ENOENT &&
-            zf_lookup_rev(fs, req, parent, name, path)) {
+            fs->hooks.lookup_rev(fs, req, parent, name, path)) {
             free(path);
             return;
         }
@@ -1473,8 +597,8 @@ static void release_handle(zf_fs *fs, zf_handle *h)
 {
     if (h->fd < 0 && h->ent.kind == ZV_BLOB && fs->flats)
         zf_flat_release(fs->flats, &h->ent, h->pt);
-    if (h->pf && fs->blob_released)
-        fs->blob_released(fs, h->pf);
+    if (h->pf && fs->hooks.blob_released)
+        fs->hooks.blob_released(fs, h->pf);
     free_handle(fs, h);
 }
 
@@ -1542,8 +666,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 release_handle(fs, h);
             return;
         }
-        if (fs->blob_opened)
-            h->pf = fs->blob_opened(fs, &e);
+        if (fs->hooks.blob_opened)
+            h->pf = fs->hooks.blob_opened(fs, &e);
     } else if (writing) { /* a ref written in place (see "refs written by clients") */
         h->ref_write = true;
         h->content = calloc(1, REF_WMAX);
@@ -1613,8 +737,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     if (h->ent.kind == ZV_BLOB) {
-        if (fs->read_blob)
-            fs->read_blob(fs, req, &h->ent, size, off);
+        if (fs->hooks.read_blob)
+            fs->hooks.read_blob(fs, req, &h->ent, size, off);
         else
             fuse_reply_err(req, EIO);
         return;

@@ -72,6 +72,7 @@
 
 #include "disc.h"
 #include "log.h"
+#include "options.h"
 #include "p2p.h"
 
 #define MAN_MAGIC "ZFMANI01"
@@ -192,8 +193,6 @@ const char zf_p2p_usage[] =
     "                          public routers; 'none': only the saved routing table)\n"
     "      --dht-port PORT     UDP port of the DHT node (default: the peer port)\n"
     "      --no-pex            do not exchange peer lists with peers (ut_pex)\n";
-
-int zf_parse_size(const char *s, uint64_t *out); /* mount.c */
 
 int zf_p2p_opt(zf_p2p_opts *o, const char *name, const char *arg)
 {

@@ -32,9 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flat.h"
+#include "hubload.h"
 #include "log.h"
 #include "p2p.h"
 #include "pull.h"
+#include "read.h"
 #include "zfs.h"
 
 #define PULL_FILES 4

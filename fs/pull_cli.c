@@ -31,9 +31,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "ctlwire.h"
+#include "hubload.h"
 #include "log.h"
+#include "ops.h"
+#include "options.h"
 #include "p2p.h"
 #include "pull.h"
+#include "read.h"
 #include "zfs.h"
 
 #define PEER_WAIT_MS 6000 /* --peer nodes connected before the first fill (the redial is 5 s) */

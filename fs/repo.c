@@ -16,6 +16,11 @@ const char *zf_type_plural(enum zf_repo_type t)
     return PLURALS[t];
 }
 
+const char *zf_type_name(enum zf_repo_type t)
+{
+    return TYPES[t];
+}
+
 static const char *VIS[] = {"unknown", "public", "private", "gated"};
 
 const char *zf_vis_name(enum zf_visibility v)

@@ -87,6 +87,7 @@ bool zf_valid_repo_id(const char *id);
 bool zf_valid_rev(const char *rev);
 bool zf_valid_path(const char *path);
 const char *zf_type_plural(enum zf_repo_type t); /* "models", "datasets", "spaces" */
+const char *zf_type_name(enum zf_repo_type t);   /* "model", "dataset", "space" */
 /* "unknown", "public", "private", "gated"; parse: -EINVAL if none of them. */
 const char *zf_vis_name(enum zf_visibility v);
 int zf_vis_parse(const char *s, enum zf_visibility *out);

@@ -25,6 +25,10 @@
 #include "adopt.h"
 #include "cli.h"
 #include "p2p.h"
+#include "hubload.h"
+#include "ops.h"
+#include "options.h"
+#include "read.h"
 #include "zfs.h"
 
 typedef struct seed {

@@ -19,21 +19,9 @@
 #include <string.h>
 
 #include "tensors.h"
+#include "xet.h"
 
 #define MAX_TENSORS (1u << 20)
-
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -63,7 +51,7 @@ static int safetensors(const uint8_t *buf, size_t len, uint64_t fsize, zf_tensor
 {
     if (len < 8)
         return m->need = 8, -EAGAIN;
-    uint64_t n = le64(buf);
+    uint64_t n = xet_le64(buf);
     if (n < 2 || n > ZF_TENSOR_HEADER_MAX || 8 + n > fsize)
         return -EBADMSG;
     if (len < 8 + n)
@@ -136,7 +124,7 @@ static int get64(cur *c, uint64_t *v)
     int rc = need(c, 8);
     if (rc)
         return rc;
-    *v = le64(c->p + c->pos);
+    *v = xet_le64(c->p + c->pos);
     c->pos += 8;
     return 0;
 }
@@ -146,7 +134,7 @@ static int get32(cur *c, uint32_t *v)
     int rc = need(c, 4);
     if (rc)
         return rc;
-    *v = le32(c->p + c->pos);
+    *v = xet_le32(c->p + c->pos);
     c->pos += 4;
     return 0;
 }

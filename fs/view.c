@@ -23,7 +23,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "flat.h"
+#include "hubload.h"
 #include "log.h"
+#include "ops.h"
+#include "options.h"
 
 typedef struct zf_view {
     struct zf_view *next;
@@ -225,10 +229,12 @@ static int view_start(zf_view *v)
     fs->store = b->store;
     fs->p2p = b->p2p;
     fs->max_read = b->max_read;
-    fs->read_blob = b->read_blob;
+    /* the daemon's read path; no repos or revisions on demand at a snapshot */
+    fs->hooks.read_blob = b->hooks.read_blob;
+    fs->hooks.blob_opened = b->hooks.blob_opened;
+    fs->hooks.blob_released = b->hooks.blob_released;
+    fs->hooks.warm_repo = b->hooks.warm_repo;
     fs->read_ctx = b->read_ctx;
-    fs->blob_opened = b->blob_opened;
-    fs->blob_released = b->blob_released;
     fs->tree.base = &b->tree;
     fs->tree.at_folder = v->folder;
     fs->tree.at_rev = v->rev;

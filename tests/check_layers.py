@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """check_layers.py — the layering of the sources, checked from the text.
 
-Two rules, each a failure when broken:
-  1. No cycle among the files of an ENFORCED folder (default: fs/read): file A
-     depends on file B when A names a function B defines (a call, or the
-     function's address) and A does not define one by that name itself, or
-     when A includes B's header (B.h beside B.c).  A cycle of any length
-     fails; callbacks registered through function pointers are the way up.
+Three rules, each a failure when broken:
+  1. No cycle among the files of an ENFORCED folder, its subfolders included
+     (default: fs, and fs/read on its own): file A depends on file B when A
+     names a function B defines (a call, or the function's address) and A
+     does not define one by that name itself, or when A includes B's header
+     (B.h beside B.c).  A cycle of any length fails; the way up is a
+     callback registered through a function pointer (fs/zfs.h's
+     zf_fs_hooks, the read path's callbacks).
   2. No library folder (xet/ cache/ net/) includes a header of fs/.
+  3. No file of an enforced folder declares another file's function itself
+     (a prototype at file scope, not static, of a function defined in
+     another file): it includes that file's header instead.
 
-Folders given with --report (default: fs) have their cycles printed but do
-not fail the check (fs/'s own circles are a later task).
+Folders given with --report have their cycles printed but do not fail.
 
 A small regex scan (comments and strings stripped): a definition is a line
 at column 0 that names a function and opens its body; a use is the name
@@ -25,6 +29,7 @@ LIBS = ("xet", "cache", "net")
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+DECL = re.compile(r"^([A-Za-z_][\w \t\*]*?)\b(\w+)\s*\([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*\)\s*;", re.M)
 DEF = re.compile(r"^([A-Za-z_][\w \t\*]*?)\b(\w+)\s*\([^;{]*\)\s*\{", re.M)
 IDENT = re.compile(r"(?<![\w.>])[A-Za-z_]\w*\b")  # not a member (a.x, a->x)
 KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof"}
@@ -123,8 +128,7 @@ def describe(edges, comp):
 
 
 def check_scope(root, rel, enforce):
-    recurse = not enforce  # fs/ as a whole: its subfolders too
-    files = sources(root, rel, recurse)
+    files = sources(root, rel, True)
     if not files:
         print("check_layers: %s: no sources" % rel)
         return not enforce
@@ -135,7 +139,33 @@ def check_scope(root, rel, enforce):
         print("%s: %s: a cycle among %d files:\n%s" % (what, rel, len(comp), describe(edges, comp)))
     if not comps:
         print("ok: %s: %d files, no cycle" % (rel, len(files)))
-    return not (enforce and comps)
+    protos = own_prototypes(root, files)
+    for line in protos:
+        print("%s: %s" % (what, line))
+    if not protos:
+        print("ok: %s: no file declares another file's function itself" % rel)
+    return not (enforce and (comps or protos))
+
+
+def own_prototypes(root, files):
+    """Prototypes in a .c file of functions another file defines."""
+    owner, decls = {}, {}
+    for p in files:
+        c, _ = code_of(os.path.join(root, p))
+        for ty, n in DEF.findall(c):
+            if n not in KEYWORDS and not re.search(r"\bstatic\b", ty):
+                owner.setdefault(n, set()).add(p)
+        decls[p] = [(ty, n) for ty, n in DECL.findall(c) if n not in KEYWORDS]
+    out = []
+    for p in files:
+        for ty, n in decls[p]:
+            if re.search(r"\b(static|typedef|return)\b", ty):
+                continue
+            others = owner.get(n, set()) - {p}
+            if others and p not in owner.get(n, set()):
+                out.append("%s declares %s() itself (defined in %s): include its header"
+                           % (p, n, ", ".join(sorted(others))))
+    return out
 
 
 def check_libs(root):
@@ -173,8 +203,8 @@ def main():
     ap.add_argument("--enforce", action="append", help="folder whose file cycles fail")
     ap.add_argument("--report", action="append", help="folder whose file cycles are printed")
     a = ap.parse_args()
-    enforce = a.enforce if a.enforce is not None else ["fs/read"]
-    report = a.report if a.report is not None else ["fs"]
+    enforce = a.enforce if a.enforce is not None else ["fs", "fs/read"]
+    report = a.report if a.report is not None else []
     ok = check_libs(a.root)
     for rel in enforce:
         ok = check_scope(a.root, rel, True) and ok

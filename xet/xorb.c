@@ -41,11 +41,6 @@ static inline uint32_t rd_u24(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
 }
 
-static inline uint32_t rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static inline void wr_u24(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
@@ -160,7 +155,7 @@ static int lz4_frame_decode(const uint8_t *src, size_t len, uint8_t *dst, size_t
     const uint8_t *p = src, *end = src + len;
 
     /* magic, FLG, BD */
-    if (len < 7 || rd_u32(p) != LZ4F_MAGIC)
+    if (len < 7 || xet_le32(p) != LZ4F_MAGIC)
         return -EILSEQ;
     uint8_t flg = p[4], bd = p[5];
     p += 6;
@@ -174,7 +169,7 @@ static int lz4_frame_decode(const uint8_t *src, size_t len, uint8_t *dst, size_t
     if (flg & FLG_CONTENT_SIZE) {
         if ((size_t)(end - p) < 8)
             return -EILSEQ;
-        uint64_t csize = (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
+        uint64_t csize = (uint64_t)xet_le32(p) | (uint64_t)xet_le32(p + 4) << 32;
         if (csize != cap)
             return -EILSEQ;
         p += 8;
@@ -189,7 +184,7 @@ static int lz4_frame_decode(const uint8_t *src, size_t len, uint8_t *dst, size_t
     for (;;) {
         if ((size_t)(end - p) < 4)
             return -EILSEQ;
-        uint32_t bsize = rd_u32(p);
+        uint32_t bsize = xet_le32(p);
         p += 4;
         if (bsize == 0)
             break; /* end mark */

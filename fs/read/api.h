@@ -1,6 +1,6 @@
 /* api.h — the requests the rest of fs/ makes (zfs.h: zf_read_async,
  * zf_read_stored, zf_read_check, zf_read_label_file, zf_read_file_xorbs)
- * and the FUSE read (fs->read_blob = rd_read_blob): each a kind of request
+ * and the FUSE read (fs->hooks.read_blob = rd_read_blob): each a kind of request
  * with its ops (req.h). */
 #ifndef ZESTFS_FS_READ_API_H
 #define ZESTFS_FS_READ_API_H

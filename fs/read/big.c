@@ -136,7 +136,7 @@ static void big_work(uv_work_t *w)
         big_mkey(f, key, sizeof key);
         j->rc = zc_meta_get(j->store, key, &d, &len);
         if (j->rc == 0) {
-            if (len != 16 || memcmp(d, BIG_MAGIC, 8) || get_u64((uint8_t *)d + 8) != f->size)
+            if (len != 16 || memcmp(d, BIG_MAGIC, 8) || xet_le64((uint8_t *)d + 8) != f->size)
                 j->rc = -EBADMSG;
             free(d);
         }
@@ -183,7 +183,7 @@ static void big_work(uv_work_t *w)
         }
         uint8_t mark[16];
         memcpy(mark, BIG_MAGIC, 8);
-        put_u64(mark + 8, f->size);
+        xet_put_le64(mark + 8, f->size);
         big_mkey(f, key, sizeof key);
         j->rc = zc_meta_put(j->store, key, mark, sizeof mark, ZC_PUT_FSYNC);
         return;

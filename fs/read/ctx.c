@@ -87,9 +87,10 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     fs->read_ctx = c;
     for (size_t i = 0; i < fs->tree.nrepos && i < 16; i++)
         zf_read_warm_repo(fs, fs->tree.repos[i]);
-    fs->read_blob = rd_read_blob;
-    fs->blob_opened = rd_blob_opened;
-    fs->blob_released = rd_blob_released;
+    fs->hooks.read_blob = rd_read_blob;
+    fs->hooks.blob_opened = rd_blob_opened;
+    fs->hooks.blob_released = rd_blob_released;
+    fs->hooks.warm_repo = zf_read_warm_repo;
     return 0;
 }
 
@@ -169,7 +170,8 @@ void zf_read_free(zf_fs *fs)
     }
     free(c);
     fs->read_ctx = NULL;
-    fs->read_blob = NULL;
+    fs->hooks.read_blob = NULL;
+    fs->hooks.warm_repo = NULL;
 }
 
 zn_hub *zf_read_hub(zf_fs *fs)

@@ -88,7 +88,7 @@ static void map_load_work(uv_work_t *w)
     j->rc = -EBADMSG;
     if (len < 16 || memcmp(p, MAP_MAGIC, 8) != 0)
         goto out;
-    uint64_t n = get_u64(p + 8);
+    uint64_t n = xet_le64(p + 8);
     if (n > (len - 16) / MAP_REC || 16 + n * MAP_REC != len)
         goto out;
     j->ext = malloc((n ? n : 1) * sizeof *j->ext);
@@ -99,11 +99,11 @@ static void map_load_work(uv_work_t *w)
     for (uint64_t i = 0; i < n; i++) {
         const uint8_t *q = p + 16 + i * MAP_REC;
         rd_ext *e = &j->ext[i];
-        e->off = get_u64(q);
-        e->len = get_u64(q + 8);
+        e->off = xet_le64(q);
+        e->len = xet_le64(q + 8);
         memcpy(e->xorb.b, q + 16, 32);
-        e->cs = get_u32(q + 48);
-        e->ce = get_u32(q + 52);
+        e->cs = xet_le32(q + 48);
+        e->ce = xet_le32(q + 52);
         if (e->len == 0 || e->cs >= e->ce || e->off + e->len < e->off ||
             (i && (e->off <= e[-1].off || e->off + e->len <= e[-1].off + e[-1].len))) {
             free(j->ext);
@@ -199,14 +199,14 @@ void rd_map_save(rd_file *f)
         return;
     }
     memcpy(d, MAP_MAGIC, 8);
-    put_u64(d + 8, f->n);
+    xet_put_le64(d + 8, f->n);
     for (size_t i = 0; i < f->n; i++) {
         uint8_t *q = d + 16 + i * MAP_REC;
-        put_u64(q, f->ext[i].off);
-        put_u64(q + 8, f->ext[i].len);
+        xet_put_le64(q, f->ext[i].off);
+        xet_put_le64(q + 8, f->ext[i].len);
         memcpy(q + 16, f->ext[i].xorb.b, 32);
-        put_u32(q + 48, f->ext[i].cs);
-        put_u32(q + 52, f->ext[i].ce);
+        xet_put_le32(q + 48, f->ext[i].cs);
+        xet_put_le32(q + 52, f->ext[i].ce);
     }
     j->f = f;
     j->store = f->c->store;

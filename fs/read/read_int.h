@@ -47,6 +47,7 @@
 #include "tensors.h"
 #include "bufpool.h"
 #include "log.h"
+#include "read.h"
 #include "zfs.h"
 
 #define CELL_SIZE (8ull << 20)
@@ -345,31 +346,6 @@ static inline uint64_t umin(uint64_t a, uint64_t b)
 #define MAP_MAGIC "ZFMAP001"
 #define MAP_REC 56
 
-
-static inline void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static inline uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static inline int push_ptr(void ***v, size_t *n, size_t *cap, void *p)
 {
