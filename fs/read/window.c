@@ -260,6 +260,7 @@ static void ask_piece(rd_cell *cl, uint64_t a, uint64_t b)
     rd_ctx *c = f->c;
     rd_piece *pc = malloc(sizeof *pc);
     int rc = -ENOMEM;
+    zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction asked\n", f->id, a, b);
     if (pc) {
         *pc = (rd_piece){cl, a, b};
         zn_range range = {a, b - 1};
@@ -474,6 +475,9 @@ static void learn_done(void *ud, int err, xet_recon *rc)
                 e->exp = x;
         }
         e->bytes = recon_bytes(rc);
+        zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned, URLs until %lld\n",
+                 f->id, (uint64_t)(e->idx * CELL_SIZE), umin(f->size, (e->idx + 1) * CELL_SIZE),
+                 (long long)e->exp);
         e->older = c->lru_new;
         e->newer = NULL;
         if (c->lru_new)
@@ -499,8 +503,11 @@ static void learn_ahead(rd_file *f, uint64_t k)
     for (rd_learn *e = f->learn, *nx; e; e = nx) { /* stale, or far when the file is full */
         nx = e->next;
         uint64_t dist = e->idx > k ? e->idx - k : k - e->idx;
-        if (e->state == L_READY &&
-            (!learn_fresh(e) || (f->nlearn >= LEARN_PER_FILE && dist > LEARN_PER_FILE / 2)))
+        bool stale = e->state == L_READY && !learn_fresh(e);
+        if (stale)
+            zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): learned reconstruction stale: asked "
+                     "again\n", f->id, (uint64_t)(e->idx * CELL_SIZE), umin(f->size, (e->idx + 1) * CELL_SIZE));
+        if (stale || (e->state == L_READY && f->nlearn >= LEARN_PER_FILE && dist > LEARN_PER_FILE / 2))
             learn_drop(e);
     }
     for (uint64_t d = 1; d <= 2 * LEARN_PER_FILE && f->nlearn < LEARN_PER_FILE; d++) {
@@ -557,6 +564,8 @@ void rd_cell_start(rd_cell *cl)
         if (e && e->state == L_ASKING && !e->cell) { /* being asked: wait for it */
             e->cell = cl;
             cl->pending = 1;
+            zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction being learned: "
+                     "waits for it\n", f->id, cl->start, cl->end);
             cl->learned = true;
             learn_ahead(f, cl->idx);
             return;
