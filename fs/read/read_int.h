@@ -224,6 +224,7 @@ struct rd_cell {
     rd_pins pins;
     bool ahead;                /* a sequential reader's prefetch wants it (not only fills) */
     bool learned;              /* this attempt's reconstruction was learned ahead */
+    bool ahead_asked;          /* the windows around it are being learned */
 };
 
 /* A FUSE read answered from a fetched run in memory, before the run is

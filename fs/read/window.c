@@ -164,6 +164,8 @@ static int cell_early(void *ud, rd_xf *xf)
 
 static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
 
+static void learn_ahead(rd_file *f, uint64_t k);
+
 /* The reconstruction of piece [a, b) of the window is in (or failed): its
  * terms become extents, its descriptors fetches.  A window asks for one
  * piece (itself) or a few (piece.h below); each holds cl->pending until its
@@ -227,6 +229,10 @@ static void cell_recon(rd_cell *cl, uint64_t a, uint64_t b, int err, xet_recon *
     zn_recon_free(rc);
     if (err && !cl->err)
         cl->err = err;
+    if (cl->attempt == 1 && !cl->ahead_asked) { /* now that the read's own are answered */
+        cl->ahead_asked = true;
+        learn_ahead(f, cl->idx);
+    }
     if (--cl->pending == 0)
         cell_fetches_done(cl);
 }
@@ -566,7 +572,7 @@ void rd_cell_start(rd_cell *cl)
             cl->pending = 1;
             zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction being learned: "
                      "waits for it\n", f->id, cl->start, cl->end);
-            cl->learned = true;
+            cl->learned = cl->ahead_asked = true;
             learn_ahead(f, cl->idx);
             return;
         }
@@ -575,7 +581,7 @@ void rd_cell_start(rd_cell *cl)
             e->rc = NULL;
             learn_drop(e);
             c->learn_used++;
-            cl->learned = true;
+            cl->learned = cl->ahead_asked = true;
             zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned ahead\n",
                      f->id, cl->start, cl->end);
             learn_ahead(f, cl->idx);
@@ -586,10 +592,7 @@ void rd_cell_start(rd_cell *cl)
         if (e && e->state != L_ASKING)
             learn_drop(e);
     }
-    uint64_t idx = cl->idx;
-    ask_window(cl); /* (the window may end inside, failing: freed later, on the loop) */
-    if (cl->attempt == 1)
-        learn_ahead(f, idx);
+    ask_window(cl); /* the windows around are learned once its first piece is answered */
 }
 
 rd_cell *rd_cell_find(rd_file *f, uint64_t k)
