@@ -10,7 +10,10 @@ learned ahead of their misses (fs/read/window.c, issue 22 item 4).
   - signed URLs that expire (origin url_ttl 3 s): learned reconstructions
     go stale, are dropped and asked again at the next miss, no fetch meets
     an expired URL (no 403 retry), and random reads of a second file are
-    byte-exact throughout.
+    byte-exact throughout;
+  - a learned URL that expires while its fetch waits (url_ttl 8 s, latency
+    3 s): the 403 makes the window try again from a fresh reconstruction,
+    and the read is byte-exact.
 The counts come from the daemon's debug log.  Exit 0 pass, 1 fail, 77 skip."""
 import os, random, re, sys, time
 
@@ -45,7 +48,8 @@ def main():
     os.makedirs(src)
     os.mkdir(mnt)
     rng = random.Random(2222)
-    files = {"big.bin": rng.randbytes(96 * MiB), "second.bin": rng.randbytes(40 * MiB)}
+    files = {"big.bin": rng.randbytes(96 * MiB), "second.bin": rng.randbytes(40 * MiB),
+             "third.bin": rng.randbytes(16 * MiB)}
     for p, b in files.items():
         open(os.path.join(src, p), "wb").write(b)
     commit = ingest(origin_exe, data, "org/ahead", src)
@@ -114,6 +118,31 @@ def main():
         stale = len(re.findall(re.escape(sid) + r" \[\d+, \d+\): learned reconstruction stale", text))
         check(stale >= 1, f"stale learned reconstructions were dropped and asked again ({stale})")
         check("Key has expired" not in text, "no fetch met an expired URL (no 403 retry)")
+
+        # ---- a learned URL that expires while its fetch waits: the window is tried again
+        # from a fresh reconstruction, byte-exact.  URLs live 8 s; a learned one is used
+        # until 2 s before; the origin then answers after 3 s, the URL expired by then.
+        knobs(origin, url_ttl=8)
+        thr, tid = files["third.bin"], ids["third.bin"]
+        pat = re.escape(tid) + r" \[8388608, 16777216\): reconstruction learned, URLs until (\d+)"
+        with open(os.path.join(snap, "third.bin"), "rb", buffering=0) as f:
+            fd = f.fileno()
+            check(os.pread(fd, 4096, 100) == thr[100:4196], "third.bin first miss byte-exact")
+            wait_for(lambda: re.search(pat, log_text(log)))
+            m = re.search(pat, log_text(log))
+            if check(m is not None, "third.bin window 1 learned"):
+                exp = int(m.group(1))
+                knobs(origin, latency_ms=3000)
+                time.sleep(max(0.0, exp - 2.5 - time.time()))
+                o = CELL + 4 * MiB  # past the chunk window 0 shares with it
+                check(os.pread(fd, 4096, o) == thr[o:o + 4096],
+                      "a learned URL expiring during its fetch: the read is byte-exact")
+                knobs(origin, latency_ms=0)
+                text = log_text(log)
+                if not check(f"{tid} [8388608, 16777216): Key has expired, trying again" in text,
+                             "... after its window was tried again (the 403 logged)"):
+                    print(f"(exp {exp}, now {time.time():.1f})", *[ln for ln in text.splitlines() if tid in ln or
+                                                                   "third.bin" in ln or "expired" in ln], sep="\n")
         knobs(origin, url_ttl=0)
         rc = unmount(proc, mnt)
         proc = None
