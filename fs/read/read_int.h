@@ -333,7 +333,6 @@ struct rd_ctx {
     rd_learn *lru_old, *lru_new; /* learned, oldest first */
     unsigned nlearn, learn_asking;
     uint64_t learn_bytes;
-    uint64_t learn_asked, learn_used; /* reconstructions asked ahead / used by a window */
 };
 
 static inline uint64_t now_ms(void)

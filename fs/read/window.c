@@ -267,6 +267,7 @@ static void ask_piece(rd_cell *cl, uint64_t a, uint64_t b)
     rd_piece *pc = malloc(sizeof *pc);
     int rc = -ENOMEM;
     zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction asked\n", f->id, a, b);
+    c->m.recons++;
     if (pc) {
         *pc = (rd_piece){cl, a, b};
         zn_range range = {a, b - 1};
@@ -435,7 +436,7 @@ static void learn_pump(rd_ctx *c)
         uint64_t start = e->idx * CELL_SIZE, end = umin(f->size, start + CELL_SIZE);
         zn_range range = {start, end - 1};
         c->learn_asking++;
-        c->learn_asked++;
+        c->m.recons++;
         zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction asked ahead\n", f->id,
                  start, end);
         int rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, learn_done,
@@ -466,7 +467,7 @@ static void learn_done(void *ud, int err, xet_recon *rc)
         learn_unlink(e);
         free(e);
         if (cl) { /* a window waits for it: on with the answer (or the failure) */
-            c->learn_used++;
+            c->m.recons_learned++;
             on_recon(cl, err, rc);
         } else
             zn_recon_free(rc);
@@ -580,7 +581,7 @@ void rd_cell_start(rd_cell *cl)
             xet_recon *rc = e->rc;
             e->rc = NULL;
             learn_drop(e);
-            c->learn_used++;
+            c->m.recons_learned++;
             cl->learned = cl->ahead_asked = true;
             zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned ahead\n",
                      f->id, cl->start, cl->end);

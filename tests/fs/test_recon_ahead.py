@@ -15,7 +15,7 @@ learned ahead of their misses (fs/read/window.c, issue 22 item 4).
     3 s): the 403 makes the window try again from a fresh reconstruction,
     and the read is byte-exact.
 The counts come from the daemon's debug log.  Exit 0 pass, 1 fail, 77 skip."""
-import os, random, re, sys, time
+import json, os, random, re, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsutil  # noqa: E402
@@ -28,6 +28,25 @@ def log_text(log):
     log.flush()
     with open(log.name, errors="replace") as f:
         return f.read()
+
+
+def status_counts(zestfs, store):
+    """reconstructions / reconstructions_learned from `zestfs status --json`."""
+    r = subprocess.run([zestfs, "status", "--json", "--store", store], capture_output=True, text=True,
+                       timeout=30)
+    out = {}
+
+    def walk(j):
+        if isinstance(j, dict):
+            for k, v in j.items():
+                if k in ("reconstructions", "reconstructions_learned"):
+                    out[k] = v
+                walk(v)
+    try:
+        walk(json.loads(r.stdout))
+    except ValueError:
+        pass
+    return out
 
 
 def wait_for(pred, timeout=60):
@@ -57,7 +76,7 @@ def main():
     origin = Origin(origin_exe, data, tmp)
     proc = None
     try:
-        import json, urllib.request
+        import urllib.request
         with urllib.request.urlopen(f"{origin.url}/api/models/org/ahead/tree/{commit}") as r:
             for e in json.load(r):
                 ids[e["path"]] = e["xetHash"]
@@ -97,6 +116,9 @@ def main():
               f"missed ({len(wins)})")
         check(used >= len(wins) - 1, f"the later misses used learned ones ({used})")
         check(asked_ahead <= nwin - 1, f"no window's reconstruction asked ahead twice ({asked_ahead} <= {nwin - 1})")
+        st = status_counts(zestfs, store)
+        check(st.get("reconstructions") == own + asked_ahead and st.get("reconstructions_learned") == used,
+              f"zestfs status counts them: {st}")
 
         # ---- signed URLs that expire: stale learned reconstructions are asked again
         knobs(origin, url_ttl=3)
