@@ -223,7 +223,6 @@ struct rd_cell {
     uv_timer_t timer;
     rd_pins pins;
     bool ahead;                /* a sequential reader's prefetch wants it (not only fills) */
-    bool learned;              /* this attempt's reconstruction was learned ahead */
     bool ahead_asked;          /* the windows around it are being learned */
 };
 

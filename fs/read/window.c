@@ -561,7 +561,6 @@ void rd_cell_start(rd_cell *cl)
     rd_ctx *c = f->c;
     cl->attempt++;
     cl->err = 0;
-    cl->learned = false;
     if (f->big) {
         c->big_window(cl);
         return;
@@ -573,7 +572,7 @@ void rd_cell_start(rd_cell *cl)
             cl->pending = 1;
             zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction being learned: "
                      "waits for it\n", f->id, cl->start, cl->end);
-            cl->learned = cl->ahead_asked = true;
+            cl->ahead_asked = true;
             learn_ahead(f, cl->idx);
             return;
         }
@@ -582,7 +581,7 @@ void rd_cell_start(rd_cell *cl)
             e->rc = NULL;
             learn_drop(e);
             c->m.recons_learned++;
-            cl->learned = cl->ahead_asked = true;
+            cl->ahead_asked = true;
             zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned ahead\n",
                      f->id, cl->start, cl->end);
             learn_ahead(f, cl->idx);
