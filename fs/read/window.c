@@ -86,8 +86,22 @@ void rd_cell_attempt_failed(rd_cell *cl, int err)
     uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
 }
 
+static void learn_ahead(rd_file *f, uint64_t k);
+
+/* The windows around a miss are learned once its first fetch has ended (not
+ * alongside its own reconstruction and fetches: they would share the token's
+ * wait, the connections and the CPU with the read that waits). */
+static void learn_after(rd_cell *cl)
+{
+    if (cl->attempt == 1 && !cl->ahead_asked) {
+        cl->ahead_asked = true;
+        learn_ahead(cl->f, cl->idx);
+    }
+}
+
 static void cell_fetches_done(rd_cell *cl)
 {
+    learn_after(cl);
     if (cl->err)
         rd_cell_attempt_failed(cl, cl->err);
     else
@@ -124,6 +138,7 @@ static void cell_xf_done(void *ud, int err, rd_pin *pin)
         cl->err = err;
     if (pin)
         rd_pins_add(&cl->pins, pin);
+    learn_after(cl);
     if (--cl->pending == 0)
         cell_fetches_done(cl);
 }
@@ -163,8 +178,6 @@ static int cell_early(void *ud, rd_xf *xf)
 }
 
 static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
-
-static void learn_ahead(rd_file *f, uint64_t k);
 
 /* The reconstruction of piece [a, b) of the window is in (or failed): its
  * terms become extents, its descriptors fetches.  A window asks for one
@@ -229,10 +242,6 @@ static void cell_recon(rd_cell *cl, uint64_t a, uint64_t b, int err, xet_recon *
     zn_recon_free(rc);
     if (err && !cl->err)
         cl->err = err;
-    if (cl->attempt == 1 && !cl->ahead_asked) { /* now that the read's own are answered */
-        cl->ahead_asked = true;
-        learn_ahead(f, cl->idx);
-    }
     if (--cl->pending == 0)
         cell_fetches_done(cl);
 }
@@ -592,7 +601,7 @@ void rd_cell_start(rd_cell *cl)
         if (e && e->state != L_ASKING)
             learn_drop(e);
     }
-    ask_window(cl); /* the windows around are learned once its first piece is answered */
+    ask_window(cl); /* the windows around are learned once its first fetch ends */
 }
 
 rd_cell *rd_cell_find(rd_file *f, uint64_t k)
