@@ -328,6 +328,8 @@ static cJSON *status_json(zf_ctl *ctl)
         cJSON_AddNumberToObject(o, "races_cdn_won", (double)m->races_cdn_won);
         cJSON_AddNumberToObject(o, "fetches_parked", (double)m->fetches_parked);
         cJSON_AddNumberToObject(o, "fetches_held", (double)m->fetches_held);
+        cJSON_AddNumberToObject(o, "reconstructions", (double)m->recons);
+        cJSON_AddNumberToObject(o, "reconstructions_learned", (double)m->recons_learned);
         cJSON_AddNumberToObject(mo, "http", (double)m->http_reads);
         cJSON *sa = cJSON_AddArrayToObject(o, "slowest_reads");
         for (int i = 0; i < ZF_SLOW_N; i++) {

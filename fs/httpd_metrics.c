@@ -110,6 +110,10 @@ char *metrics_text(zf_http *h)
         "Fetches that waited for a peer's CDN fetch of the same range.", m->fetches_parked);
     one(&b, "zestfs_fetches_held_total", "counter",
         "Background (fill) CDN transfers paused while a foreground one ran.", m->fetches_held);
+    one(&b, "zestfs_reconstructions_total", "counter",
+        "CAS reconstructions asked by the read path (windows, their pieces, learned ahead).", m->recons);
+    one(&b, "zestfs_reconstructions_learned_total", "counter",
+        "Windows fetched with a reconstruction learned ahead of their miss.", m->recons_learned);
     one(&b, "zestfs_http_reads_total", "counter", "Reads answered for the HTTP access server.",
         m->http_reads);
     zf_p2p_stats ps;

@@ -54,6 +54,8 @@ typedef struct zf_metrics {
     uint64_t races_cdn_won;                   /* of which the CDN finished first */
     uint64_t fetches_parked;                  /* waited for a peer's CDN fetch of the range */
     uint64_t fetches_held;                    /* fill transfers paused for a foreground one */
+    uint64_t recons;                          /* CAS reconstructions asked (windows, pieces, ahead) */
+    uint64_t recons_learned;                  /* windows that used one learned ahead */
     zf_slow_read slow[ZF_SLOW_N];             /* slowest recent reads, slowest first */
 } zf_metrics;
 zf_metrics *zf_read_metrics(zf_fs *fs);       /* NULL before zf_read_init */

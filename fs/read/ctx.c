@@ -29,6 +29,7 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
     c->loop = fs->loop;
     c->store = store;
     c->xqtail = &c->xq;
+    c->lqtail = &c->lq;
     c->race_after_ms = RACE_AFTER_MS;
     c->resume = rd_xet_try;
     c->big_window = rd_big_cell_start;
@@ -161,6 +162,7 @@ void zf_read_free(zf_fs *fs)
             free(f->blob);
             rd_big_free(f);
             rd_openpf_free(f);
+            rd_learn_free(f);
             free(f);
         }
     free(c->endpoint);

@@ -77,6 +77,11 @@
 #define HOLD_MAX_MS 20000  /* a fill's CDN transfer is held at most this long in all */
 #define FILL_XF_FG 2       /* fill fetches started at once while reads use the CDN ... */
 #define FG_RECENT_MS 1000  /* ... or did this recently */
+#define LEARN_PER_FILE 64  /* window reconstructions learned ahead per file (512 MiB around a miss) */
+#define LEARN_MAX 1024     /* ... in all (LRU); and at most LEARN_BYTES of them */
+#define LEARN_BYTES (16ull << 20)
+#define LEARN_INFLIGHT 8   /* reconstructions asked ahead at once */
+#define LEARN_TTL_S 300    /* a learned one whose URLs name no Expires is used this long */
 
 typedef struct rd_ctx rd_ctx;
 typedef struct rd_file rd_file;
@@ -86,6 +91,7 @@ typedef struct rd_xf rd_xf;
 typedef struct rd_pin rd_pin;
 typedef struct rd_openpf rd_openpf;
 typedef struct big_dl big_dl;
+typedef struct rd_learn rd_learn;
 
 /* A waiter of an xorb range fetch (a window, window.c): told when it ends
  * and asked who waits, so the fetch knows nothing of windows or reads. */
@@ -172,6 +178,8 @@ struct rd_file {
     rd_read *blob_wait;
     rd_file *lru_prev, *lru_next;
     rd_openpf *opf;            /* prefetch at open */
+    rd_learn *learn;           /* window reconstructions learned ahead (window.c) */
+    unsigned nlearn;
 };
 
 /* A request: a FUSE read, an internal read (HTTP access server, stored
@@ -217,6 +225,7 @@ struct rd_cell {
     uv_timer_t timer;
     rd_pins pins;
     bool ahead;                /* a sequential reader's prefetch wants it (not only fills) */
+    bool ahead_asked;          /* the windows around it are being learned */
 };
 
 /* A FUSE read answered from a fetched run in memory, before the run is
@@ -320,6 +329,11 @@ struct rd_ctx {
     void (*xf_body)(rd_xf *xf, int err); /* xfetch: a source has xf's body (or failed) */
     uint64_t race_after_ms;    /* RACE_AFTER_MS; 0 after the CDN won a race, until a peer
                                   fetch finishes unraced */
+    /* window reconstructions learned ahead of their misses (window.c) */
+    rd_learn *lq, **lqtail;    /* queued, not asked yet */
+    rd_learn *lru_old, *lru_new; /* learned, oldest first */
+    unsigned nlearn, learn_asking;
+    uint64_t learn_bytes;
 };
 
 static inline uint64_t now_ms(void)

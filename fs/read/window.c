@@ -86,8 +86,22 @@ void rd_cell_attempt_failed(rd_cell *cl, int err)
     uv_timer_start(&cl->timer, cell_retry_timer, delay, 0);
 }
 
+static void learn_ahead(rd_file *f, uint64_t k);
+
+/* The windows around a miss are learned once its first fetch has ended (not
+ * alongside its own reconstruction and fetches: they would share the token's
+ * wait, the connections and the CPU with the read that waits). */
+static void learn_after(rd_cell *cl)
+{
+    if (cl->attempt == 1 && !cl->ahead_asked) {
+        cl->ahead_asked = true;
+        learn_ahead(cl->f, cl->idx);
+    }
+}
+
 static void cell_fetches_done(rd_cell *cl)
 {
+    learn_after(cl);
     if (cl->err)
         rd_cell_attempt_failed(cl, cl->err);
     else
@@ -124,6 +138,7 @@ static void cell_xf_done(void *ud, int err, rd_pin *pin)
         cl->err = err;
     if (pin)
         rd_pins_add(&cl->pins, pin);
+    learn_after(cl);
     if (--cl->pending == 0)
         cell_fetches_done(cl);
 }
@@ -164,53 +179,48 @@ static int cell_early(void *ud, rd_xf *xf)
 
 static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
 
-static void on_recon(void *ud, int err, xet_recon *rc)
+/* The reconstruction of piece [a, b) of the window is in (or failed): its
+ * terms become extents, its descriptors fetches.  A window asks for one
+ * piece (itself) or a few (piece.h below); each holds cl->pending until its
+ * answer is set up, and the window ends when the last fetch of the last
+ * piece does (with the first error any had). */
+static void cell_recon(rd_cell *cl, uint64_t a, uint64_t b, int err, xet_recon *rc)
 {
-    rd_cell *cl = ud;
     rd_file *f = cl->f;
     rd_ctx *c = f->c;
     if (!err && c->stopping)
         err = -ECANCELED;
-    if (err) {
-        zn_recon_free(rc);
-        rd_cell_attempt_failed(cl, err);
-        return;
-    }
-    zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction in %" PRIu64 " ms\n", f->id,
-             cl->start, cl->end, now_ms() - cl->t0);
-    /* terms -> extents; they must cover the cell */
-    uint64_t pos = rc->base;
-    bool changed = false;
-    for (size_t i = 0; i < rc->nterms && !err; i++) {
-        const xet_recon_term *t = &rc->terms[i];
-        if (t->unpacked_length == 0 || t->chunk_start >= t->chunk_end ||
-            pos + t->unpacked_length > f->size) {
-            err = -EBADMSG;
-            break;
+    if (!err) {
+        zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction in %" PRIu64 " ms\n", f->id,
+                 a, b, now_ms() - cl->t0);
+        /* terms -> extents; they must cover the piece */
+        uint64_t pos = rc->base;
+        bool changed = false;
+        for (size_t i = 0; i < rc->nterms && !err; i++) {
+            const xet_recon_term *t = &rc->terms[i];
+            if (t->unpacked_length == 0 || t->chunk_start >= t->chunk_end ||
+                pos + t->unpacked_length > f->size) {
+                err = -EBADMSG;
+                break;
+            }
+            rd_ext e = {pos, t->unpacked_length, t->xorb, t->chunk_start, t->chunk_end};
+            int x = rd_ext_add(f, &e);
+            if (x > 0 && c->fs->p2p) /* the repo's swarm may serve this xorb now */
+                zf_p2p_repo_xorb(c->fs->p2p, zf_p2p_type_name((enum zf_repo_type)f->type),
+                                 f->repo, &t->xorb);
+            if (x < 0)
+                err = x;
+            changed |= x > 0;
+            pos += t->unpacked_length;
         }
-        rd_ext e = {pos, t->unpacked_length, t->xorb, t->chunk_start, t->chunk_end};
-        int a = rd_ext_add(f, &e);
-        if (a > 0 && c->fs->p2p) /* the repo's swarm may serve this xorb now */
-            zf_p2p_repo_xorb(c->fs->p2p, zf_p2p_type_name((enum zf_repo_type)f->type), f->repo,
-                             &t->xorb);
-        if (a < 0)
-            err = a;
-        changed |= a > 0;
-        pos += t->unpacked_length;
+        if (!err && (rc->base > a || pos < b))
+            err = -EBADMSG;
+        if (changed)
+            rd_map_save(f);
+        if (err == -EBADMSG)
+            zf_log(ZF_LOG_WARN, "zestfs: %s: reconstruction does not match the file\n", f->id);
     }
-    if (!err && (rc->base > cl->start || pos < cl->end))
-        err = -EBADMSG;
-    if (changed)
-        rd_map_save(f);
-    if (err) {
-        zf_log(ZF_LOG_WARN, "zestfs: %s: reconstruction does not match the file\n", f->id);
-        zn_recon_free(rc);
-        rd_cell_attempt_failed(cl, err);
-        return;
-    }
-    cl->err = 0;
-    cl->pending = 1; /* held while descriptors are set up */
-    for (size_t k = 0; k < rc->nfetch; k++) {
+    for (size_t k = 0; !err && k < rc->nfetch; k++) {
         const xet_fetch *d = &rc->fetch[k];
         bool used = false;
         for (size_t t = 0; t < rc->nterms && !used; t++)
@@ -230,8 +240,328 @@ static void on_recon(void *ud, int err, xet_recon *rc)
         }
     }
     zn_recon_free(rc);
+    if (err && !cl->err)
+        cl->err = err;
     if (--cl->pending == 0)
         cell_fetches_done(cl);
+}
+
+/* A piece asked of the CAS. */
+typedef struct rd_piece {
+    rd_cell *cl;
+    uint64_t a, b;
+} rd_piece;
+
+static void on_piece(void *ud, int err, xet_recon *rc)
+{
+    rd_piece *pc = ud;
+    rd_cell *cl = pc->cl;
+    uint64_t a = pc->a, b = pc->b;
+    free(pc);
+    cell_recon(cl, a, b, err, rc);
+}
+
+/* The window's whole reconstruction (learned ahead, window.c below). */
+static void on_recon(void *ud, int err, xet_recon *rc)
+{
+    rd_cell *cl = ud;
+    cell_recon(cl, cl->start, cl->end, err, rc);
+}
+
+/* Ask for the reconstruction of [a, b) of the window (cl->pending held). */
+static void ask_piece(rd_cell *cl, uint64_t a, uint64_t b)
+{
+    rd_file *f = cl->f;
+    rd_ctx *c = f->c;
+    rd_piece *pc = malloc(sizeof *pc);
+    int rc = -ENOMEM;
+    zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction asked\n", f->id, a, b);
+    c->m.recons++;
+    if (pc) {
+        *pc = (rd_piece){cl, a, b};
+        zn_range range = {a, b - 1};
+        rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, on_piece, pc,
+                                   NULL);
+        if (rc)
+            free(pc);
+    }
+    if (rc)
+        cell_recon(cl, a, b, rc, NULL);
+}
+
+/* A window nobody learned ahead asks the CAS for its reconstruction: when a
+ * read waits (or it is a file's first window, where headers are), as the
+ * PIECE-aligned piece holding the read's first byte and the rest, all at
+ * once: that piece's xorb range is small, so the read is answered (early,
+ * from the run) after one round trip and its own transfer, not the whole
+ * window's; the pieces' ranges meet at a chunk that both fetch. */
+#define PIECE (1ull << 20)
+static void ask_window(rd_cell *cl)
+{
+    uint64_t at = UINT64_MAX;
+    for (size_t i = 0; i < cl->nw && at == UINT64_MAX; i++)
+        if (rd_read_want(cl->w[i]) == RD_WANT_FG)
+            at = cl->w[i]->off > cl->start ? cl->w[i]->off : cl->start;
+    if (at == UINT64_MAX && cl->idx == 0)
+        at = 0;
+    uint64_t a = cl->start, b = cl->end;
+    if (at != UINT64_MAX && cl->end - cl->start > 2 * PIECE) {
+        a = cl->start + (at - cl->start) / PIECE * PIECE;
+        b = umin(cl->end, a + PIECE);
+    }
+    uint64_t cuts[4] = {cl->start, a, b, cl->end};
+    cl->pending = 0;
+    for (int i = 0; i < 3; i++)
+        cl->pending += cuts[i] < cuts[i + 1];
+    /* the read's piece first */
+    ask_piece(cl, a, b);
+    if (cl->start < a)
+        ask_piece(cl, cl->start, a);
+    if (b < cl->end)
+        ask_piece(cl, b, cl->end);
+}
+
+/* ---- window reconstructions learned ahead of their misses ----
+ *
+ * A miss asks the CAS for its window's reconstruction and then fetches the
+ * xorb ranges it names: two round trips.  The byte offsets of the chunks
+ * inside a term are known only from a reconstruction asked for a range
+ * (spec/xet.md 5.3: terms trimmed at chunk granularity), so one whole-file
+ * reconstruction cannot cut a 64 MiB term into the ranges a window needs:
+ * the reconstructions of the windows around a miss are asked ahead instead
+ * (LEARN_INFLIGHT at a time, nearest first: after, before, after ...) and
+ * kept until used, so the next miss in them is one round trip (the xorb
+ * range).  A window that finds its reconstruction being asked waits for that
+ * answer.  A learned one is used only on a window's first attempt and while
+ * its URLs are fresh (their Expires, less a margin: a quarter of their life,
+ * at most 30 s); stale ones are dropped and asked again at the file's next
+ * miss; a failed fetch retries from a fresh reconstruction as before.
+ * Bounds: LEARN_PER_FILE per file (windows within twice that of the miss,
+ * those farther dropped to make room), LEARN_MAX and LEARN_BYTES in all
+ * (oldest dropped first).  Windows the map already covers (stored by an
+ * earlier mount, most likely) and windows done are not asked. */
+
+enum { L_QUEUED, L_ASKING, L_READY };
+
+struct rd_learn {
+    rd_learn *next;            /* f->learn */
+    rd_learn *qnext;           /* c->lq, while queued */
+    rd_learn *older, *newer;   /* c->lru_*, while learned */
+    rd_file *f;
+    uint64_t idx;
+    int state;
+    xet_recon *rc;             /* learned */
+    int64_t exp, got;          /* Unix s: its URLs' earliest Expires (0: none), when learned */
+    uint64_t bytes;            /* what it holds, roughly */
+    rd_cell *cell;             /* a window waiting for the answer */
+};
+
+static void on_recon(void *ud, int err, xet_recon *rc);
+
+static int64_t url_expires(const char *url)
+{
+    for (const char *p = url ? strchr(url, '?') : NULL; p; p = strchr(p + 1, '&'))
+        if (!strncmp(p + 1, "Expires=", 8))
+            return strtoll(p + 9, NULL, 10);
+    return 0;
+}
+
+static uint64_t recon_bytes(const xet_recon *rc)
+{
+    uint64_t b = sizeof *rc + rc->nterms * sizeof *rc->terms + rc->nfetch * sizeof *rc->fetch;
+    for (size_t i = 0; i < rc->nfetch; i++)
+        b += rc->fetch[i].url ? strlen(rc->fetch[i].url) + 1 : 0;
+    return b;
+}
+
+static bool learn_fresh(const rd_learn *e)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (!e->exp)
+        return now - e->got < LEARN_TTL_S;
+    int64_t margin = (e->exp - e->got) / 4;
+    if (margin > 30)
+        margin = 30;
+    return now + margin < e->exp;
+}
+
+static void learn_unlink(rd_learn *e)
+{
+    rd_file *f = e->f;
+    rd_ctx *c = f->c;
+    for (rd_learn **pp = &f->learn; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    f->nlearn--;
+    c->nlearn--;
+    if (e->state == L_QUEUED) {
+        for (rd_learn **pp = &c->lq; *pp; pp = &(*pp)->qnext)
+            if (*pp == e) {
+                *pp = e->qnext;
+                if (c->lqtail == &e->qnext)
+                    c->lqtail = pp;
+                break;
+            }
+    } else if (e->state == L_READY) {
+        if (e->older)
+            e->older->newer = e->newer;
+        else
+            c->lru_old = e->newer;
+        if (e->newer)
+            e->newer->older = e->older;
+        else
+            c->lru_new = e->older;
+        c->learn_bytes -= e->bytes;
+    }
+}
+
+static void learn_drop(rd_learn *e)
+{
+    learn_unlink(e);
+    zn_recon_free(e->rc);
+    free(e);
+}
+
+static rd_learn *learn_find(const rd_file *f, uint64_t idx)
+{
+    for (rd_learn *e = f->learn; e; e = e->next)
+        if (e->idx == idx)
+            return e;
+    return NULL;
+}
+
+static void learn_done(void *ud, int err, xet_recon *rc);
+
+static void learn_pump(rd_ctx *c)
+{
+    while (c->lq && c->learn_asking < LEARN_INFLIGHT && !c->stopping && c->hub) {
+        rd_learn *e = c->lq;
+        if (!(c->lq = e->qnext))
+            c->lqtail = &c->lq;
+        e->state = L_ASKING;
+        rd_file *f = e->f;
+        uint64_t start = e->idx * CELL_SIZE, end = umin(f->size, start + CELL_SIZE);
+        zn_range range = {start, end - 1};
+        c->learn_asking++;
+        c->m.recons++;
+        zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction asked ahead\n", f->id,
+                 start, end);
+        int rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, learn_done,
+                                       e, NULL);
+        if (rc) {
+            c->learn_asking--;
+            learn_drop(e);
+            break;
+        }
+    }
+}
+
+/* The oldest learned ones go while over the bounds. */
+static void learn_trim(rd_ctx *c, unsigned room)
+{
+    while (c->lru_old && (c->nlearn + room > LEARN_MAX || c->learn_bytes > LEARN_BYTES))
+        learn_drop(c->lru_old);
+}
+
+static void learn_done(void *ud, int err, xet_recon *rc)
+{
+    rd_learn *e = ud;
+    rd_file *f = e->f;
+    rd_ctx *c = f->c;
+    c->learn_asking--;
+    rd_cell *cl = e->cell;
+    if (cl || err || c->stopping) {
+        learn_unlink(e);
+        free(e);
+        if (cl) { /* a window waits for it: on with the answer (or the failure) */
+            c->m.recons_learned++;
+            on_recon(cl, err, rc);
+        } else
+            zn_recon_free(rc);
+    } else {
+        e->rc = rc;
+        e->state = L_READY;
+        e->got = (int64_t)time(NULL);
+        e->exp = 0;
+        for (size_t i = 0; i < rc->nfetch; i++) {
+            int64_t x = url_expires(rc->fetch[i].url);
+            if (x && (!e->exp || x < e->exp))
+                e->exp = x;
+        }
+        e->bytes = recon_bytes(rc);
+        zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned, URLs until %lld\n",
+                 f->id, (uint64_t)(e->idx * CELL_SIZE), umin(f->size, (e->idx + 1) * CELL_SIZE),
+                 (long long)e->exp);
+        e->older = c->lru_new;
+        e->newer = NULL;
+        if (c->lru_new)
+            c->lru_new->newer = e;
+        else
+            c->lru_old = e;
+        c->lru_new = e;
+        c->learn_bytes += e->bytes;
+        learn_trim(c, 0);
+    }
+    learn_pump(c);
+}
+
+/* Ask ahead for the reconstructions of the windows around window k of f. */
+static void learn_ahead(rd_file *f, uint64_t k)
+{
+    rd_ctx *c = f->c;
+    if (!f->xet || f->big || c->stopping || !c->hub)
+        return;
+    uint64_t nwin = (f->size + CELL_SIZE - 1) / CELL_SIZE;
+    if (nwin <= 1)
+        return;
+    for (rd_learn *e = f->learn, *nx; e; e = nx) { /* stale, or far when the file is full */
+        nx = e->next;
+        uint64_t dist = e->idx > k ? e->idx - k : k - e->idx;
+        bool stale = e->state == L_READY && !learn_fresh(e);
+        if (stale)
+            zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): learned reconstruction stale: asked "
+                     "again\n", f->id, (uint64_t)(e->idx * CELL_SIZE), umin(f->size, (e->idx + 1) * CELL_SIZE));
+        if (stale || (e->state == L_READY && f->nlearn >= LEARN_PER_FILE && dist > LEARN_PER_FILE / 2))
+            learn_drop(e);
+    }
+    for (uint64_t d = 1; d <= 2 * LEARN_PER_FILE && f->nlearn < LEARN_PER_FILE; d++) {
+        if (d > k && k + d >= nwin)
+            break;
+        for (int side = 0; side < 2 && f->nlearn < LEARN_PER_FILE; side++) {
+            if (side ? d > k : k + d >= nwin)
+                continue;
+            uint64_t j = side ? k - d : k + d;
+            uint64_t start = j * CELL_SIZE, end = umin(f->size, start + CELL_SIZE);
+            if ((f->done && f->done[j / 8] & (1u << (j % 8))) || rd_cell_find(f, j) ||
+                learn_find(f, j) || rd_ext_uncovered(f, start, end) == end)
+                continue;
+            learn_trim(c, 1);
+            if (c->nlearn >= LEARN_MAX)
+                goto out;
+            rd_learn *e = calloc(1, sizeof *e);
+            if (!e)
+                goto out;
+            e->f = f;
+            e->idx = j;
+            e->state = L_QUEUED;
+            e->next = f->learn;
+            f->learn = e;
+            f->nlearn++;
+            c->nlearn++;
+            *c->lqtail = e;
+            c->lqtail = &e->qnext;
+        }
+    }
+out:
+    learn_pump(c);
+}
+
+void rd_learn_free(rd_file *f)
+{
+    while (f->learn)
+        learn_drop(f->learn);
 }
 
 void rd_cell_start(rd_cell *cl)
@@ -244,11 +574,34 @@ void rd_cell_start(rd_cell *cl)
         c->big_window(cl);
         return;
     }
-    zn_range range = {cl->start, cl->end - 1};
-    int rc = zn_cas_reconstruction(c->hub, f->type, f->repo, f->rev, f->id, &range, on_recon, cl,
-                                   NULL);
-    if (rc)
-        rd_cell_attempt_failed(cl, rc);
+    if (cl->attempt == 1) { /* a retry asks afresh */
+        rd_learn *e = learn_find(f, cl->idx);
+        if (e && e->state == L_ASKING && !e->cell) { /* being asked: wait for it */
+            e->cell = cl;
+            cl->pending = 1;
+            zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction being learned: "
+                     "waits for it\n", f->id, cl->start, cl->end);
+            cl->ahead_asked = true;
+            learn_ahead(f, cl->idx);
+            return;
+        }
+        if (e && e->state == L_READY && learn_fresh(e)) {
+            xet_recon *rc = e->rc;
+            e->rc = NULL;
+            learn_drop(e);
+            c->m.recons_learned++;
+            cl->ahead_asked = true;
+            zf_debug("zestfs: %s [%" PRIu64 ", %" PRIu64 "): reconstruction learned ahead\n",
+                     f->id, cl->start, cl->end);
+            learn_ahead(f, cl->idx);
+            cl->pending = 1;
+            on_recon(cl, 0, rc);
+            return;
+        }
+        if (e && e->state != L_ASKING)
+            learn_drop(e);
+    }
+    ask_window(cl); /* the windows around are learned once its first fetch ends */
 }
 
 rd_cell *rd_cell_find(rd_file *f, uint64_t k)

@@ -9,7 +9,10 @@
  * may have expired) with backoff, MAX_ATTEMPTS within DEADLINE_MS; then its
  * reads fail with EIO (a fill puts its piece on its retry list).  A read
  * waits at most READ_DEADLINE_MS (ZESTFS_READ_DEADLINE) if its kind has a
- * deadline; it goes on through rd_ctx.resume, at most MAX_ROUNDS times. */
+ * deadline; it goes on through rd_ctx.resume, at most MAX_ROUNDS times.
+ * The reconstructions of the windows around a miss are asked ahead and kept
+ * (bounded, until their URLs near expiry), so a later miss there is one
+ * round trip (window.c, "learned ahead"); rd_learn_free at teardown. */
 #ifndef ZESTFS_FS_READ_WINDOW_H
 #define ZESTFS_FS_READ_WINDOW_H
 
@@ -22,5 +25,6 @@ void rd_cell_start(rd_cell *cl);
 rd_cell *rd_cell_find(rd_file *f, uint64_t k);
 rd_cell *rd_cell_new(rd_file *f, uint64_t k);
 void rd_fetch_cells(rd_read *r, uint64_t from);
+void rd_learn_free(rd_file *f);
 
 #endif
