@@ -41,7 +41,7 @@ the start of the phase until it has served nothing for 2 s (background
 prefetch included).  Peak RSS: the daemon's VmHWM, the most over a round's
 mounts.  Prints every round, then medians (min–max) with the ratio and, beside
 hf-mount, issue 22's goal per row."""
-import argparse, hashlib, json, mmap, os, random, shutil, signal, subprocess, sys, tempfile, time
+import argparse, hashlib, json, mmap, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -446,7 +446,7 @@ def side_by_side(a, build, origin_exe):
         print(f"\n| figure | {cs[0].name} | {cs[1].name} | ratio | goal |" + (" met |" if hf else "")
               + "\n|---|---|---|---|---|" + ("---|" if hf else ""))
         for key, fig, unit, _, goal in SBS_ROWS:
-            ms = [median(rr[key]) for rr in res]
+            ms = [statistics.median(rr[key]) for rr in res]
             cells = [f"{fmt(m)} ({fmt(min(rr[key]))}–{fmt(max(rr[key]))}) {unit}" for m, rr in zip(ms, res)]
             ratio = ms[0] / ms[1] if ms[1] else float("inf")
             if hf:
