@@ -231,7 +231,8 @@ class Zestfs:
     def start(self, origin, commit, mnt, state, log):
         p = mount(self.exe, mnt, ["--endpoint", origin.url, "--repo", REPO, "--store", state], log)
         if not os.path.ismount(mnt):
-            raise RuntimeError(f"{self.name} did not mount (log {log.name})")
+            self.stop(p, mnt)
+            raise RuntimeError(f"{self.name} did not mount (log {log.name}; --keep keeps it)")
         return p, os.path.join(mnt, "models--" + REPO.replace("/", "--"), "snapshots", commit,
                                "model.safetensors")
 
@@ -257,7 +258,8 @@ class HfMount:
             if p.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"hf-mount did not mount (log {log.name})")
+        self.stop(p, mnt)
+        raise RuntimeError(f"hf-mount did not mount (log {log.name}; --keep keeps it)")
 
     def stop(self, p, mnt):
         subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
