@@ -21,8 +21,27 @@ huggingface_hub + hf_xet, safetensors).  Figures:
 Both FUSE file systems get the same readahead (1 MiB).  The cold zestfs runs
 start from an empty store with the page cache dropped, then the origin's xorb
 files read back in: the origin (the CDN here) answers them from memory, as it
-answered the baselines, measured right after the ingest."""
-import argparse, hashlib, json, mmap, os, random, shutil, signal, subprocess, sys, tempfile, time
+answered the baselines, measured right after the ingest.
+
+Side by side (issue 22 §6, issue 20's A/B), instead of the figures above:
+
+  mount_bench.py --hf-mount EXE [--size MiB] [--rounds N]   zestfs beside hf-mount-fuse
+  mount_bench.py --baseline-build DIR [--rounds N]          zestfs of --build beside DIR's
+
+hf-mount (../shared/anchors/hf-mount/build.sh; never in CI) mounts the same
+repo from the same zestfs-origin (loopback; --latency-ms N for a round trip)
+at its root, zestfs presents it in the HF cache tree.  Each round runs every
+phase on each mount in turn (the order reversed every other round), each
+phase on a fresh mount with an empty store / cache dir, the client side cold
+and the origin's xorbs in the page cache: cold dd then (page cache dropped)
+the warm re-read; --random-reads random 4 KiB preads (POSIX_FADV_RANDOM),
+p50/p99; first tensor; the second half of the tensors through safetensors
+(a pipeline stage's layers).  Origin bytes: the origin's bytes_total from
+the start of the phase until it has served nothing for 2 s (background
+prefetch included).  Peak RSS: the daemon's VmHWM, the most over a round's
+mounts.  Prints every round, then medians (min–max) with the ratio and, beside
+hf-mount, issue 22's goal per row."""
+import argparse, hashlib, json, mmap, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,12 +216,277 @@ def first_tensor(path):
     return time.perf_counter() - t
 
 
+# ---- side by side (--hf-mount, --baseline-build): the same figures for two
+# mounts of the same model on the same origin, in interleaved rounds
+
+REPO = "bench/model"
+
+
+class Zestfs:
+    """A zestfs build presenting the HF cache tree."""
+
+    def __init__(self, name, exe):
+        self.name, self.exe = name, exe
+
+    def start(self, origin, commit, mnt, state, log):
+        p = mount(self.exe, mnt, ["--endpoint", origin.url, "--repo", REPO, "--store", state], log)
+        if not os.path.ismount(mnt):
+            self.stop(p, mnt)
+            raise RuntimeError(f"{self.name} did not mount (log {log.name}; --keep keeps it)")
+        return p, os.path.join(mnt, "models--" + REPO.replace("/", "--"), "snapshots", commit,
+                               "model.safetensors")
+
+    def stop(self, p, mnt):
+        unmount(p, mnt, expect=None)
+
+
+class HfMount:
+    """hf-mount-fuse (github huggingface/hf-mount, built by
+    ../shared/anchors/hf-mount/build.sh): one repo at the mount root."""
+
+    def __init__(self, exe):
+        self.name, self.exe = "hf-mount", exe
+
+    def start(self, origin, commit, mnt, state, log):
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
+        p = subprocess.Popen([self.exe, "--hub-endpoint", origin.url, "--cache-dir", state, "repo", REPO,
+                              mnt, "--revision", commit], stdout=log, stderr=subprocess.STDOUT, env=env)
+        path = os.path.join(mnt, "model.safetensors")
+        for _ in range(600):
+            if os.path.ismount(mnt) and os.path.exists(path):
+                return p, path
+            if p.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop(p, mnt)
+        raise RuntimeError(f"hf-mount did not mount (log {log.name}; --keep keeps it)")
+
+    def stop(self, p, mnt):
+        subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+
+
+def origin_settled(origin, quiet=2.0, limit=90):
+    """bytes_total of the origin once nothing has been served for `quiet`
+    seconds: what a mount fetched, background prefetch included."""
+    last, t_last, t0 = origin.stats()["bytes_total"], time.perf_counter(), time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        time.sleep(0.25)
+        n = origin.stats()["bytes_total"]
+        if n != last:
+            last, t_last = n, time.perf_counter()
+        elif time.perf_counter() - t_last >= quiet:
+            break
+    return last
+
+
+def pread_latencies(path, size, n):
+    """n cold random 4 KiB preads (POSIX_FADV_RANDOM: no readahead), ms."""
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    rng = random.Random(7)
+    lat = []
+    for pg in rng.sample(range(size // 4096), n):
+        t = time.perf_counter_ns()
+        if len(os.pread(fd, 4096, pg * 4096)) != 4096:
+            raise RuntimeError("short pread")
+        lat.append((time.perf_counter_ns() - t) / 1e6)
+    os.close(fd)
+    lat.sort()
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def partial_load(path):
+    """safe_open + the second half of the tensors (a pipeline stage's layers):
+    seconds, bytes of the tensors read."""
+    from safetensors import safe_open
+    t = time.perf_counter()
+    with safe_open(path, framework="numpy") as f:
+        keys = sorted(f.keys())
+        n = sum(f.get_tensor(k).nbytes for k in keys[len(keys) // 2:])
+    return time.perf_counter() - t, n
+
+
+SBS_ROWS = [  # key, figure, unit, higher is better, goal as ratio A/B vs hf-mount (op, value)
+    ("cold", "cold sequential read (dd bs=1M)", "MB/s", True, (">=", 1.4)),
+    ("cold_b", "  origin bytes of the cold read", "MB", False, None),
+    ("warm", "warm re-read (store, page cache dropped)", "MB/s", True, (">=", 2.0)),
+    ("rnd50", "random 4 KiB pread p50", "ms", False, None),
+    ("rnd99", "random 4 KiB pread p99", "ms", False, ("<=", 0.25)),
+    ("rnd_b", "  origin bytes of the random reads", "MB", False, None),
+    ("part_t", "partial load (half the tensors) time", "ms", False, None),
+    ("part_b", "  origin bytes of the partial load", "MB", False, ("<=", 0.8)),
+    ("ftt", "first tensor (safe_open + get_tensor)", "ms", False, ("<=", 0.5)),
+    ("rss", "peak RSS of the daemon", "MiB", False, ("<=", 0.25)),
+]
+
+
+def src_commit(build):
+    """The commit of the source tree a meson build dir was set up from."""
+    try:
+        with open(os.path.join(build, "meson-info", "meson-info.json")) as f:
+            srcdir = json.load(f)["directories"]["source"]
+    except (OSError, ValueError, KeyError):
+        srcdir = os.path.dirname(build)
+    r = subprocess.run(["git", "-C", srcdir, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", srcdir, "diff", "--quiet", "HEAD", "--", ".", ":!tests"]).returncode
+    return (r.stdout.strip() or srcdir) + ("+changes" if dirty else "")
+
+
+def fmt(v):
+    return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def side_by_side(a, build, origin_exe):
+    zestfs = os.path.join(build, "fs", "zestfs")
+    if a.baseline_build:
+        base = os.path.abspath(a.baseline_build)
+        cs = [Zestfs(f"zestfs {src_commit(build)}", zestfs),
+              Zestfs(f"baseline {src_commit(base)}", os.path.join(base, "fs", "zestfs"))]
+    else:
+        cs = [Zestfs("zestfs", zestfs), HfMount(os.path.abspath(a.hf_mount))]
+    for c in cs:
+        if not os.access(c.exe, os.X_OK):
+            print(f"mount_bench: {c.exe} is not an executable ({c.name})")
+            return 77
+    tmp = tempfile.mkdtemp(prefix="zestfs-sbs-", dir="/var/tmp")
+    src, data, mnt = (os.path.join(tmp, n) for n in ("src", "data", "mnt"))
+    for d in (src, mnt):
+        os.mkdir(d)
+    logs = [open(os.path.join(tmp, f"mount{i}.log"), "w+") for i in range(len(cs))]
+    size = make_model(os.path.join(src, "model.safetensors"), a.size * MiB)
+    commit = ingest(origin_exe, data, REPO, src)
+    extra = ["--latency-ms", str(a.latency_ms)] if a.latency_ms else []
+    origin = Origin(origin_exe, data, tmp, *extra)
+    print(f"model: {size} bytes; origin {origin.url} (loopback{f', --latency-ms {a.latency_ms}' if extra else ''}); "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {a.rounds} interleaved rounds of "
+          f"{', '.join(c.name for c in cs)}", flush=True)
+    res = [{k: [] for k, *_ in SBS_ROWS} for _ in cs]
+    live = []
+    seq = [0]
+    peaks = [0.0] * len(cs)  # the daemon's VmHWM, the most over this round's mounts
+
+    def run(i, body):
+        """body(path) on a fresh mount of cs[i] (empty store / cache dir, client
+        side cold, origin's xorbs in the page cache, origin counters reset)."""
+        c = cs[i]
+        seq[0] += 1
+        state = os.path.join(tmp, f"state{seq[0]}")
+        p, path = c.start(origin, commit, mnt, state, logs[i])
+        live.append((c, p))
+        try:
+            os.stat(path)
+            origin_cached(data)
+            time.sleep(0.5)
+            origin.reset()
+            out = body(path, p)
+            peaks[i] = max(peaks[i], fsutil.rss(p.pid)[1] / MiB)
+        finally:
+            c.stop(p, mnt)
+            live.remove((c, p))
+            shutil.rmtree(state, ignore_errors=True)
+        return out
+
+    def cold_warm(i):
+        def body(path, p):
+            t = dd(path)
+            res[i]["cold"].append(size / t / 1e6)
+            res[i]["cold_b"].append(origin_settled(origin) / 1e6)
+            drop_caches()
+            res[i]["warm"].append(size / dd(path) / 1e6)
+        run(i, body)
+
+    def rnd(i):
+        def body(path, p):
+            p50, p99 = pread_latencies(path, size, a.random_reads)
+            res[i]["rnd50"].append(p50)
+            res[i]["rnd99"].append(p99)
+            res[i]["rnd_b"].append(origin_settled(origin) / 1e6)
+        run(i, body)
+
+    def ftt(i):
+        run(i, lambda path, p: res[i]["ftt"].append(first_tensor(path) * 1000))
+
+    def part(i):
+        def body(path, p):
+            t, n = partial_load(path)
+            res[i]["part_t"].append(t * 1000)
+            res[i]["part_b"].append(origin_settled(origin) / 1e6)
+            return n
+        return run(i, body)
+
+    try:
+        want = 0
+        for r in range(a.rounds):
+            order = list(range(len(cs))) if r % 2 == 0 else list(reversed(range(len(cs))))
+            for phase in (cold_warm, rnd, ftt, part):
+                for i in order:
+                    n = phase(i)
+                    want = n or want
+            for i in range(len(cs)):
+                res[i]["rss"].append(peaks[i])
+                peaks[i] = 0.0
+            print(f"round {r + 1}: " + "; ".join(
+                f"{c.name}: cold {res[i]['cold'][-1]:.0f} MB/s, warm {res[i]['warm'][-1]:.0f} MB/s, "
+                f"rnd p50/p99 {fmt(res[i]['rnd50'][-1])}/{fmt(res[i]['rnd99'][-1])} ms "
+                f"{res[i]['rnd_b'][-1]:.0f} MB, partial "
+                f"{res[i]['part_t'][-1]:.0f} ms / {res[i]['part_b'][-1]:.0f} MB, first {res[i]['ftt'][-1]:.0f} ms"
+                for i, c in enumerate(cs)), flush=True)
+        print(f"\n{a.rounds} rounds, medians (min–max); partial load: {want / 1e6:.0f} MB of tensors of a "
+              f"{size / 1e6:.0f} MB file; random: {a.random_reads} reads; load average now "
+              f"{os.getloadavg()[0]:.1f}")
+        hf = isinstance(cs[1], HfMount)
+        print(f"\n| figure | {cs[0].name} | {cs[1].name} | ratio | goal |" + (" met |" if hf else "")
+              + "\n|---|---|---|---|---|" + ("---|" if hf else ""))
+        for key, fig, unit, _, goal in SBS_ROWS:
+            ms = [statistics.median(rr[key]) for rr in res]
+            cells = [f"{fmt(m)} ({fmt(min(rr[key]))}–{fmt(max(rr[key]))}) {unit}" for m, rr in zip(ms, res)]
+            ratio = ms[0] / ms[1] if ms[1] else float("inf")
+            if hf:
+                g = f"{goal[0]} {goal[1]}×" if goal else ""
+                met = "" if not goal else ("yes" if (ratio >= goal[1] if goal[0] == ">=" else ratio <= goal[1])
+                                           else "no")
+                print(f"| {fig} | {cells[0]} | {cells[1]} | {ratio:.2f}× | {g} | {met} |")
+            else:
+                print(f"| {fig} | {cells[0]} | {cells[1]} | {ratio:.2f}× | within noise |")
+    finally:
+        for c, p in list(live):
+            c.stop(p, mnt)
+        subprocess.run(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+        origin.stop()
+        for f in logs:
+            f.close()
+        if a.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1024, help="model size in MiB")
     ap.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"))
     ap.add_argument("--rate", type=int, default=0,
                     help="put the origin behind a veth link limited to RATE Mbit/s (tc tbf) instead of loopback")
+    sbs = ap.add_argument_group("side by side (instead of the figures above)")
+    sbs.add_argument("--hf-mount", nargs="?", const=os.environ.get("HF_MOUNT_EXE", ""), metavar="EXE",
+                     help="zestfs beside hf-mount-fuse EXE (without EXE: $HF_MOUNT_EXE)")
+    sbs.add_argument("--baseline-build", metavar="DIR",
+                     help="zestfs of --build beside the zestfs of another build dir (A/B)")
+    sbs.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    sbs.add_argument("--random-reads", type=int, default=300, help="random 4 KiB preads per round (default 300)")
+    sbs.add_argument("--latency-ms", type=int, default=0, help="the origin's --latency-ms (every request)")
+    sbs.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     zestfs = os.path.join(build, "fs", "zestfs")
@@ -211,6 +495,14 @@ def main():
     if os.geteuid() != 0:
         print("mount_bench: needs root (drop_caches, readahead)")
         return 77
+    if a.hf_mount == "":
+        print("mount_bench: --hf-mount without EXE needs HF_MOUNT_EXE (the hf-mount-fuse binary)")
+        return 2
+    if a.hf_mount or a.baseline_build:
+        if a.rate:
+            print("mount_bench: --rate is for the figures above only")
+            return 2
+        return side_by_side(a, build, origin_exe)
     tmp = tempfile.mkdtemp(prefix="zestfs-bench-", dir="/var/tmp")
     src, data, mnt, mmnt = (os.path.join(tmp, n) for n in ("src", "data", "mnt", "memmnt"))
     for d in (src, mnt, mmnt):
