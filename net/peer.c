@@ -325,7 +325,7 @@ void zp__req_failed(zp_req *r, int err)
     if (f->finishing)
         return;
     f->last_err = err;
-    if (kind == R_MANIFEST) {
+    if (kind == R_MANIFEST || kind == R_UTX) {
         f->manifest_pending = false;
         zp__fetch_manifest_next(f);
     } else {
@@ -770,6 +770,30 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
         return r;
     }
     return 0;
+}
+
+int zn_peer_add_xorb(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (sa->sa_family == AF_INET)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in));
+    else if (sa->sa_family == AF_INET6)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in6));
+    else
+        return -EAFNOSUPPORT;
+    uint8_t ip[16], ip2[16];
+    uint16_t port, port2;
+    zp__ip_key(&ss, ip, &port);
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        if (!c->outgoing || c->state == C_CLOSING)
+            continue;
+        zp__ip_key(&c->addr, ip2, &port2);
+        if (port == port2 && !memcmp(ip, ip2, 16) &&
+            (c->state != C_OPEN || !c->got_ext || zp__ut_only(c)))
+            return -EALREADY; /* zest (or not known yet): one connection serves every xorb */
+    }
+    return zn_peer_add(n, info_hash, sa);
 }
 
 int zn_peer_adopt(zn_peer_node *n, int fd, const uint8_t info_hash[20])

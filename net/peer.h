@@ -342,6 +342,10 @@ int zn_peer_swarm_join(zn_peer_node *n, const uint8_t info_hash[20]);
 /* Dial sa for this swarm (joined implicitly).  -EPERM if banned,
  * -EMFILE at max_conns, -EALREADY if connected or dialling there. */
 int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa);
+/* zn_peer_add for one of zest's per-xorb swarms: also -EALREADY when a
+ * connection to sa exists whose peer speaks only ut_xet (zest answers for
+ * any xorb on any connection), so a zest node is not dialled once per xorb. */
+int zn_peer_add_xorb(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa);
 /* Take over a connected stream socket (tests, fuzzing: one end of a
  * socketpair): as an incoming peer (info_hash NULL), or as if we had dialled
  * it for info_hash (we send our handshake first).  The node closes fd.

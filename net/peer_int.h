@@ -41,9 +41,12 @@
 #define BAN_MS (3600u * 1000u)
 #define PARTS_TTL_MS 2000u               /* an MPART answer is reused for this long */
 #define PARTS_CACHE 64u
+#define UT_NF_MAX 16u                    /* xorbs a ut_xet-only peer said it lacks */
+#define UTX_DECODED_MAX (2ull * XET_XORB_MAX_BYTES) /* a whole xorb from a ut_xet peer, decoded */
+#define UTX_MIN_MS 30000u                /* a whole-xorb request's time, at least */
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
-enum { R_DATA, R_MANIFEST, R_UT };
+enum { R_DATA, R_MANIFEST, R_UT, R_UTX /* ut_xet, no manifest: the whole xorb */ };
 enum { P_TODO, P_INFLIGHT, P_VERIFY, P_DONE };
 
 typedef struct zp_conn zp_conn;
@@ -96,7 +99,7 @@ typedef struct zp_serve {
     zn_peer_node *n;
     zp_conn *c;        /* NULL once the connection is gone */
     uint32_t req;
-    bool ut, cancelled;
+    bool ut, cancelled, big;
     uint32_t start, end;
     uint64_t res;      /* upload bytes reserved for the answer */
     struct zp_serve *next, *prev;
@@ -154,6 +157,11 @@ struct zp_conn {
     unsigned timeouts;
     zp_pend *pend;
     size_t npend;
+    /* ut_xet-only peers (zest): xorbs it answered NOT_FOUND / ERROR for (a
+     * ring), so it is not asked again; a big answer (> 64 chunks) being made */
+    xet_hash ut_nf[UT_NF_MAX];
+    unsigned nut_nf;
+    bool big_serve;
     zp_conn *next, *prev;
 };
 
@@ -275,6 +283,9 @@ bool zp__swarm_ok(zn_peer_node *n, const uint8_t ih[20]);
 bool zp__tried(const uint64_t *t, size_t nt, uint64_t s);
 
 /* net/peer_msg.c */
+bool zp__ut_only(const zp_conn *c);
+bool zp__ut_lacks(const zp_conn *c, const xet_hash *x);
+void zp__ut_nf_add(zp_conn *c, const xet_hash *x);
 bool zp__have_bit(const zp_have *h, uint32_t i);
 bool zp__have_covers(zp_conn *c, const xet_hash *x, uint32_t s, uint32_t e);
 zp_have *zp__have_find(zp_conn *c, const xet_hash *x);
@@ -290,6 +301,7 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
                        uint32_t e);
 
 /* net/peer_verify.c */
+void zp__start_whole(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len);
 void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, uint32_t first,
                       bool ut);
 
@@ -304,6 +316,8 @@ zp_mcache *zp__mcache_put(zn_peer_node *n, const xet_hash *x, const xet_hash *h,
                           const uint32_t *l, uint32_t cnt);
 void zp__on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
 void zp__on_mpart(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
+void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
+                          const uint8_t *data);
 
 /* net/pex.c */
 void zp__handle_pex(zp_conn *c, const uint8_t *p, size_t len);

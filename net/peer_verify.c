@@ -120,3 +120,106 @@ void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, ui
         work_done(&k->w, 0);
     }
 }
+
+/* ---- a whole xorb from a ut_xet peer, no manifest at hand ------------------------- */
+
+typedef struct zp_wwork {
+    uv_work_t w;
+    zp_fetch *f;
+    uint64_t serial;
+    uint8_t *buf;
+    size_t len;
+    xet_xorb_decoded d;
+    int result;          /* 0, -ERANGE (too few chunks: lacks it), else a lie */
+} zp_wwork;
+
+/* Decode every record (caps per record as everywhere; at most 8192 of them
+ * and UTX_DECODED_MAX decoded), rebuild the chunk Merkle tree and compare
+ * its root with the xorb hash. */
+static void whole_run(uv_work_t *w)
+{
+    zp_wwork *k = (zp_wwork *)w;
+    xet_record *recs = NULL;
+    long n = xet_xorb_index(k->buf, k->len, &recs);
+    uint64_t tot = 0;
+    for (long i = 0; i < n; i++)
+        tot += recs[i].hdr.ulen;
+    free(recs);
+    if (n <= 0 || n > (long)XET_XORB_MAX_CHUNKS || tot > UTX_DECODED_MAX) {
+        k->result = n == 0 ? -ERANGE : -EBADMSG;
+        return;
+    }
+    if (xet_xorb_decode_all(k->buf, k->len, &k->d) != 0) {
+        k->result = -EBADMSG;
+        return;
+    }
+    if (k->d.nchunks < k->f->end)
+        k->result = -ERANGE; /* not the part we need: it may hold less, not a lie */
+    else if (!xet_hash_eq(&k->d.xorb_hash, &k->f->xorb))
+        k->result = -EILSEQ;
+}
+
+static void whole_done(uv_work_t *w, int status)
+{
+    zp_wwork *k = (zp_wwork *)w;
+    zp_fetch *f = k->f;
+    zn_peer_node *n = f->n;
+    f->work--;
+    free(k->buf);
+    int r = status ? status : k->result;
+    if (!f->finishing) {
+        zp_conn *c = zp__conn_by_serial(n, k->serial);
+        if (r == 0) {
+            xet_hash *h = malloc(k->d.nchunks * sizeof *h);
+            uint32_t *l = malloc(k->d.nchunks * sizeof *l);
+            if (h && l) {
+                memcpy(h, k->d.chunk_hash, k->d.nchunks * sizeof *h);
+                memcpy(l, k->d.chunk_len, k->d.nchunks * sizeof *l);
+                if (c)
+                    c->data_bytes += k->d.len;
+                zp__fetch_whole_done(f, h, l, (uint32_t)k->d.nchunks, k->d.data);
+            } else {
+                free(h), free(l);
+                zp__fetch_finish(f, -ENOMEM);
+            }
+        } else {
+            if (r != -ENOMEM && r != -ERANGE && status == 0) {
+                n->st.verify_failures++;
+                if (c)
+                    zp__conn_ban(c);
+            } else if (c) {
+                zp__ut_nf_add(c, &f->xorb);
+            }
+            f->last_err = -ENOENT;
+            f->manifest_pending = false;
+            zp__fetch_manifest_next(f);
+        }
+    }
+    xet_xorb_decoded_free(&k->d);
+    free(k);
+    zp__fetch_maybe_free(f);
+    zp__node_unref(n);
+}
+
+void zp__start_whole(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len)
+{
+    zp_fetch *f = r->f;
+    zn_peer_node *n = c->n;
+    zp_wwork *k = calloc(1, sizeof *k);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!k || !copy) {
+        free(k), free(copy);
+        zp__req_failed(r, -ENOMEM);
+        return;
+    }
+    memcpy(copy, recs, len);
+    k->f = f, k->serial = c->serial, k->buf = copy, k->len = len;
+    zp__req_unlink(r);
+    free(r);
+    f->work++;
+    n->refs++;
+    if (uv_queue_work(n->loop, &k->w, whole_run, whole_done) != 0) {
+        whole_run(&k->w);
+        whole_done(&k->w, 0);
+    }
+}
