@@ -20,7 +20,9 @@
  * repo is resolved again (zf_p2p_add_repo with the new model) joins the
  * swarm or stops serving it at once.  A request is refused unless the swarm
  * it arrives on is served and its repo's file maps name the xorb (below).
- * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h).
+ * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h);
+ * and zest's one per xorb for every xorb a served repo names (below, "zest's
+ * per-xorb swarms": accepted, announced and looked up like zest does).
  * Manifests.  After a zc_put (pool), if the store holds [0, n) of the xorb
  * and the (hash, len) list of those chunks, read from the segment headers,
  * aggregates (xet_merkle_root, via zp_manifest_verify) to the xorb hash, the
