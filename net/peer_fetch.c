@@ -337,6 +337,15 @@ static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
             continue;
         if (!zfs && zp__ut_lacks(c, &f->xorb))
             continue;
+        bool asked = false; /* zest answers each request with its whole entry:
+                             * one request of a fetch at a time, its tail fills
+                             * the other parts (peer_verify.c) */
+        for (zp_req *q = c->reqs; !zfs && q && !asked; q = q->next)
+            asked = q->f == f;
+        if (asked) {
+            ++*holders;
+            continue;
+        }
         ++*holders;
         if (c->nreqs >= MAX_OUTSTANDING)
             continue;

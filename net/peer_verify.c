@@ -15,7 +15,50 @@ typedef struct zp_work {
     uint32_t skip;       /* chunks to drop from the front (ut) */
     bool trailing;
     int result;
+    /* ut: zest sends its whole entry; the chunks after the part, up to the
+     * fetch's end, verified as far as they go (loop: fills parts not asked
+     * for yet) */
+    uint32_t pend_, extra_n;
+    uint8_t *extra;
 } zp_work;
+
+/* ut: verify the records after the part's (at buf + off) one by one,
+ * chunks [k->pend_, f->end) at most, into k->extra; stops at the first
+ * that is missing or wrong (nothing was asked of them). */
+static void work_extra(zp_work *k, size_t off)
+{
+    zp_fetch *f = k->f;
+    if (k->pend_ >= f->end)
+        return;
+    uint64_t tot = f->off[f->end - f->start] - f->off[k->pend_ - f->start];
+    if (!(k->extra = malloc(tot ? tot : 1)))
+        return;
+    uint64_t o = 0;
+    for (uint32_t i = k->pend_; i < f->end && off < k->len; i++) {
+        xet_chunk_header h;
+        if (xet_chunk_header_parse(k->buf + off, k->len - off, &h) != 0 ||
+            h.clen > k->len - off - XET_CHUNK_HEADER_LEN ||
+            zp_records_verify(k->buf + off, XET_CHUNK_HEADER_LEN + h.clen, f->ml + i, f->mh + i, 1,
+                              k->extra + o, false) != 0)
+            break;
+        off += XET_CHUNK_HEADER_LEN + h.clen;
+        o += f->ml[i];
+        k->extra_n++;
+    }
+}
+
+/* Bytes of the first n records of buf (already verified). */
+static size_t recs_len(const uint8_t *buf, size_t len, uint32_t n)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        xet_chunk_header h;
+        if (xet_chunk_header_parse(buf + off, len - off, &h) != 0)
+            return len;
+        off += XET_CHUNK_HEADER_LEN + h.clen;
+    }
+    return off;
+}
 
 static void work_run(uv_work_t *w)
 {
@@ -25,6 +68,8 @@ static void work_run(uv_work_t *w)
     if (!k->skip) {
         k->result = zp_records_verify(k->buf, k->len, f->ml + k->first, f->mh + k->first, k->n,
                                       f->data + f->off[rel], k->trailing);
+        if (!k->result && k->trailing)
+            work_extra(k, recs_len(k->buf, k->len, k->n));
         return;
     }
     /* ut: records start before the part; decode all, keep the tail */
@@ -44,8 +89,29 @@ static void work_run(uv_work_t *w)
             skipb += f->ml[k->first + i];
         uint32_t ps = k->first + k->skip;
         memcpy(f->data + f->off[ps - f->start], tmp + skipb, tot - skipb);
+        work_extra(k, recs_len(k->buf, k->len, k->n));
     }
     free(tmp);
+}
+
+/* Loop: parts not asked for yet that the extra chunks cover are done. */
+static void take_extra(zp_work *k)
+{
+    zp_fetch *f = k->f;
+    zn_peer_node *n = f->n;
+    uint32_t top = k->pend_ + k->extra_n;
+    for (size_t j = 0; j < f->nparts && k->extra_n; j++) {
+        zp_part *q = &f->parts[j];
+        if (q->state != P_TODO || q->start < k->pend_ || q->end > top)
+            continue;
+        uint64_t from = f->off[q->start - f->start] - f->off[k->pend_ - f->start];
+        uint64_t len = f->off[q->end - f->start] - f->off[q->start - f->start];
+        memcpy(f->data + f->off[q->start - f->start], k->extra + from, len);
+        q->state = P_DONE;
+        f->ndone++;
+        n->st.data_down += len;
+        f->done_bytes += len;
+    }
 }
 
 static void work_done(uv_work_t *w, int status)
@@ -57,6 +123,7 @@ static void work_done(uv_work_t *w, int status)
     free(k->buf);
     int r = status ? status : k->result;
     if (f->finishing) {
+        free(k->extra);
         free(k);
         zp__fetch_maybe_free(f);
         zp__node_unref(n);
@@ -70,6 +137,7 @@ static void work_done(uv_work_t *w, int status)
             n->st.data_down += f->ml[i];
             f->done_bytes += f->ml[i];
         }
+        take_extra(k);
         if (f->ndone == f->nparts)
             zp__fetch_finish(f, 0);
         zp__kick_all(n); /* a request slot on that peer is free again */
@@ -85,6 +153,7 @@ static void work_done(uv_work_t *w, int status)
         f->last_err = -ENOENT;
         zp__fetch_schedule(f);
     }
+    free(k->extra);
     free(k);
     zp__node_unref(n);
 }
@@ -109,6 +178,7 @@ void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, ui
     k->skip = p->start - first;
     k->n = p->end - first;
     k->trailing = ut;
+    k->pend_ = p->end;
     zp__req_unlink(r);
     free(r);
     p->state = P_VERIFY;
