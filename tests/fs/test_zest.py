@@ -21,7 +21,7 @@ ZESTFS_ZEST_BIN names a zest binary built already), once, into
   D. a lying zest-protocol peer (whole xorbs with one bit flipped) is
      banned, and the read completes byte-exact from the CDN.
 Exit 0 pass, 1 fail, 77 skip (no zest sources, ziglang not installable)."""
-import fcntl, hashlib, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
+import fcntl, hashlib, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
 import urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -305,6 +305,12 @@ def main():
             time.sleep(0.2)
         check(peer >= xet_bytes and cdn == 0, f"A: peer bytes {peer} >= {xet_bytes}, CDN bytes {cdn}")
         check(origin.stats().get("xorb_bytes_total", -1) == 0, "origin sent A no xorb bytes")
+        try:
+            zst = json.load(urllib.request.urlopen(f"http://127.0.0.1:{zhttp}/v1/status", timeout=10))
+        except (OSError, ValueError) as e:
+            zst = {"error": repr(e)}
+        print("zest serve /v1/status after A:", zst)
+        check(zst.get("chunks_served", 0) >= 1, f"zest serve counts the requests it answered ({zst})")
         knobs(origin, refuse_xorbs=0)
 
         # ---- B: a zest-protocol client finds A through the tracker, gets verified xorbs ----
