@@ -328,6 +328,8 @@ void zp__req_failed(zp_req *r, int err)
     if (kind == R_MANIFEST || kind == R_UTX) {
         f->manifest_pending = false;
         zp__fetch_manifest_next(f);
+        if (kind == R_UTX)
+            zp__kick_all(f->n); /* fetches waiting for that zest peer */
     } else {
         f->parts[part].state = P_TODO;
         zp__add_tried(&f->parts[part].tried, &f->parts[part].ntried, serial);
@@ -581,9 +583,16 @@ static void on_tick(uv_timer_t *t)
         }
         c = nx;
     }
+    bool ut = false; /* a zest peer answers one request at a time: fetches wait for it */
+    for (zp_conn *c = n->conns; c && !ut; c = c->next)
+        ut = zp__ut_only(c);
     for (zp_fetch *f = n->fetches; f; f = f->next)
         if (!f->finishing && f->deadline && now >= f->deadline)
             zp__fetch_finish(f, -ETIMEDOUT);
+        else if (ut && !f->finishing && !f->mn && !f->manifest_pending)
+            zp__fetch_manifest_next(f);
+        else if (ut && !f->finishing && f->mn && f->ndone + f->work < f->nparts)
+            zp__fetch_schedule(f);
 }
 
 /* ---- node ------------------------------------------------------------------------------ */

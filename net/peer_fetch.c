@@ -204,7 +204,11 @@ void zp__fetch_manifest_next(zp_fetch *f)
         if (!conn_usable(c) || zp__tried(f->mtried, f->nmtried, c->serial))
             continue;
         if (!c->their_zfs) {
-            if (!ut && !zp__ut_lacks(c, &f->xorb) && c->nreqs < MAX_OUTSTANDING)
+            if (ut || zp__ut_lacks(c, &f->xorb))
+                continue;
+            if (c->nreqs >= UT_OUTSTANDING)
+                waiting = true; /* zest answers one request at a time: after it */
+            else
                 ut = c;
             continue;
         }
@@ -337,9 +341,10 @@ static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
             continue;
         if (!zfs && zp__ut_lacks(c, &f->xorb))
             continue;
-        bool asked = false; /* zest answers each request with its whole entry:
-                             * one request of a fetch at a time, its tail fills
-                             * the other parts (peer_verify.c) */
+        bool asked = !zfs && f->ut_work; /* zest answers each request with its whole
+                                          * entry: one request of a fetch at a time,
+                                          * its tail fills the other parts
+                                          * (peer_verify.c) */
         for (zp_req *q = c->reqs; !zfs && q && !asked; q = q->next)
             asked = q->f == f;
         if (asked) {
@@ -347,7 +352,7 @@ static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
             continue;
         }
         ++*holders;
-        if (c->nreqs >= MAX_OUTSTANDING)
+        if (c->nreqs >= (zfs ? MAX_OUTSTANDING : UT_OUTSTANDING))
             continue;
         uint64_t t = (c->qbytes + pb) / conn_rate(c, top);
         bool m = conn_measured(c);
@@ -409,11 +414,17 @@ void zp__fetch_schedule(zp_fetch *f)
             }
             p->state = P_INFLIGHT;
             uint8_t m[45];
-            if (ut)
+            if (ut) { /* zest sends its whole entry: time for up to 64 MiB */
+                uint64_t now = uv_now(f->n->loop), t = f->n->o.req_timeout_ms;
+                r->deadline = now + (t > UTX_MIN_MS ? t : UTX_MIN_MS);
+                if (f->deadline && f->deadline < r->deadline)
+                    f->deadline = r->deadline;
                 zp__send_ext(c, c->their_ut, m, zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
-            else
+            }
+            else {
                 zp__send_ext(c, c->their_zfs, m,
                              zp_zfs_request(m, r->id, &f->xorb, p->start, p->end));
+            }
         }
     }
 }

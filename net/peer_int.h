@@ -43,7 +43,8 @@
 #define PARTS_CACHE 64u
 #define UT_NF_MAX 16u                    /* xorbs a ut_xet-only peer said it lacks */
 #define UTX_DECODED_MAX (2ull * XET_XORB_MAX_BYTES) /* a whole xorb from a ut_xet peer, decoded */
-#define UTX_MIN_MS 30000u                /* a whole-xorb request's time, at least */
+#define UTX_MIN_MS 30000u                /* a ut_xet request's time, at least (whole entries) */
+#define UT_OUTSTANDING 1u                /* requests outstanding on a ut_xet-only peer (zest) */
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
 enum { R_DATA, R_MANIFEST, R_UT, R_UTX /* ut_xet, no manifest: the whole xorb */ };
@@ -192,6 +193,7 @@ struct zp_fetch {
     bool manifest_pending, finishing, delivered, timer_closed;
     int result, last_err;
     unsigned work;     /* pool items referring to this fetch */
+    unsigned ut_work;  /* of which verify a zest answer (its tail may fill more parts) */
     uv_timer_t timer;
     zp_fetch *next, *prev;
 };

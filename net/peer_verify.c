@@ -120,6 +120,8 @@ static void work_done(uv_work_t *w, int status)
     zp_fetch *f = k->f;
     zn_peer_node *n = f->n;
     f->work--;
+    if (k->trailing)
+        f->ut_work--;
     free(k->buf);
     int r = status ? status : k->result;
     if (f->finishing) {
@@ -183,6 +185,8 @@ void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, ui
     free(r);
     p->state = P_VERIFY;
     f->work++;
+    if (ut)
+        f->ut_work++;
     n->refs++;
     if (uv_queue_work(n->loop, &k->w, work_run, work_done) != 0) {
         /* no pool: verify inline (same checks) */
@@ -268,6 +272,8 @@ static void whole_done(uv_work_t *w, int status)
     xet_xorb_decoded_free(&k->d);
     free(k);
     zp__fetch_maybe_free(f);
+    if (!n->closing)
+        zp__kick_all(n); /* fetches waiting for that zest peer */
     zp__node_unref(n);
 }
 
