@@ -19,7 +19,10 @@ ZESTFS_ZEST_BIN names a zest binary built already), once, into
      announces zest's address for the ids, as a zest seeder does) and reads
      the second file with the origin refusing xorbs;
   D. a lying zest-protocol peer (whole xorbs with one bit flipped) is
-     banned, and the read completes byte-exact from the CDN.
+     banned, and the read completes byte-exact from the CDN;
+  F. DHT (python3-libtorrent nodes on loopback): a mount holding the xorbs
+     announces zest's per-xorb ids; libtorrent's get_peers for such an id
+     finds it.
 Exit 0 pass, 1 fail, 77 skip (no zest sources, ziglang not installable)."""
 import fcntl, hashlib, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
 import urllib.parse, urllib.request
@@ -29,6 +32,11 @@ import fsutil  # noqa: E402
 from fsutil import Origin, knobs, mount, unmount  # noqa: E402
 from test_p2p import (PSTR, OriginXorbs, ext, find_num, recv_exact, src_bytes, status,  # noqa: E402
                       wait_log)
+
+try:
+    import libtorrent as lt
+except ImportError:
+    lt = None
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UT = 1  # zest's ut_xet id (its answers always use 1)
@@ -213,6 +221,42 @@ def start_tracker(tmp, ids):
     return None
 
 
+def dht_case(check, node, snapa_files, ids, zport, origin):
+    read_file, files = snapa_files
+    ports = [free_port() for _ in range(3)]
+    sess = [lt.session({"listen_interfaces": "127.0.0.1:%d" % ports[i], "enable_dht": True,
+                        "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+                        "dht_bootstrap_nodes": ",".join("127.0.0.1:%d" % b for b in ports if b != ports[i]),
+                        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
+                        "dht_ignore_dark_internet": False, "dht_enforce_node_id": False,
+                        "dht_prefer_verified_node_ids": False, "enable_outgoing_utp": False,
+                        "alert_mask": lt.alert.category_t.all_categories}) for i in range(3)]
+    time.sleep(2)  # the libtorrent nodes find each other
+    boot = []
+    for p in ports:
+        boot += ["--dht-bootstrap", f"127.0.0.1:{p}"]
+    knobs(origin, refuse_xorbs=1)
+    pf, mf, sf, lf, snapf, portf = node("f", "--peer", f"127.0.0.1:{zport}", *boot)
+    check(all(read_file(snapf, p) for p in files), "F: every file byte-exact from zest serve")
+    knobs(origin, refuse_xorbs=0)
+    found = set()
+    end = time.time() + 60
+    while time.time() < end and ("127.0.0.1", portf) not in found:
+        for s in sess:
+            s.dht_get_peers(lt.sha1_hash(ids[0]))
+        t = time.time() + 3
+        while time.time() < t and ("127.0.0.1", portf) not in found:
+            for s in sess:
+                for a in s.pop_alerts():
+                    if isinstance(a, lt.dht_get_peers_reply_alert):
+                        found.update(tuple(p) for p in a.peers())
+            time.sleep(0.2)
+    check(("127.0.0.1", portf) in found,
+          f"libtorrent get_peers for zest's id of a xorb finds F ({portf} in {sorted(found)})")
+    unmount(pf, mf)
+    del sess
+
+
 def main():
     try:
         zest, why = zest_binary()
@@ -390,6 +434,13 @@ def main():
               f"D: bytes from the CDN {src_bytes(std)[1]}, none from the liar")
         liar.stop = True
         unmount(pd, md)
+
+        # ---- F: zest's per-xorb ids announced on the DHT ----
+        if lt is None:
+            check(os.environ.get("CI") != "true", "python3-libtorrent for the DHT part (Debian's python3)")
+            print("DHT part not run: python3-libtorrent missing")
+        else:
+            dht_case(check, node, snapa_files=(read_file, files), ids=ids, zport=zport, origin=origin)
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
     finally:
