@@ -583,9 +583,16 @@ static void on_tick(uv_timer_t *t)
         }
         c = nx;
     }
-    bool ut = false; /* a zest peer answers one request at a time: fetches wait for it */
-    for (zp_conn *c = n->conns; c && !ut; c = c->next)
-        ut = zp__ut_only(c);
+    /* a zest peer answers one request at a time and fetches wait for it: once
+     * a second, while one is idle, they are looked at again (a safety net:
+     * its answers and failures kick them already) */
+    bool ut = false;
+    if (now - n->ut_kick >= 1000) {
+        for (zp_conn *c = n->conns; c && !ut; c = c->next)
+            ut = zp__ut_only(c) && c->nreqs < UT_OUTSTANDING;
+        if (ut)
+            n->ut_kick = now;
+    }
     for (zp_fetch *f = n->fetches; f; f = f->next)
         if (!f->finishing && f->deadline && now >= f->deadline)
             zp__fetch_finish(f, -ETIMEDOUT);

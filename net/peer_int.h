@@ -256,6 +256,7 @@ struct zn_peer_node {
     zp_mypend *mypend;
     size_t nmypend;
     uint64_t last_tick;
+    uint64_t ut_kick;    /* when fetches waiting for a zest peer were last looked at */
     zn_peer_stats st;
     unsigned refs;
     bool closing;
