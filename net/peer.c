@@ -298,6 +298,8 @@ void zp__req_unlink(zp_req *r)
         r->next->prev = r->prev;
     c->nreqs--;
     c->qbytes -= r->bytes;
+    if (r->kind == R_UTX)
+        c->n->utx--;
 }
 
 /* A request given up (cancelled, timed out): its late answer is legitimate. */

@@ -206,8 +206,9 @@ void zp__fetch_manifest_next(zp_fetch *f)
         if (!c->their_zfs) {
             if (ut || zp__ut_lacks(c, &f->xorb))
                 continue;
-            if (c->nreqs >= UT_OUTSTANDING)
-                waiting = true; /* zest answers one request at a time: after it */
+            if (c->nreqs >= UT_OUTSTANDING || n->utx >= UTX_MAX)
+                waiting = true; /* zest answers one request at a time: after it;
+                                 * and whole xorbs are held UTX_MAX at a time */
             else
                 ut = c;
             continue;
@@ -231,6 +232,8 @@ void zp__fetch_manifest_next(zp_fetch *f)
         zp__fetch_finish(f, -ENOMEM);
         return;
     }
+    if (!best)
+        n->utx++;
     f->manifest_pending = true;
     uint8_t p[45];
     if (best) {

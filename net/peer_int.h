@@ -44,6 +44,7 @@
 #define UT_NF_MAX 16u                    /* xorbs a ut_xet-only peer said it lacks */
 #define UTX_DECODED_MAX (2ull * XET_XORB_MAX_BYTES) /* a whole xorb from a ut_xet peer, decoded */
 #define UTX_MIN_MS 30000u                /* a ut_xet request's time, at least (whole entries) */
+#define UTX_MAX 2u                       /* whole-xorb requests (and their checks) at once, node-wide */
 #define UT_OUTSTANDING 1u                /* requests outstanding on a ut_xet-only peer (zest) */
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
@@ -257,6 +258,7 @@ struct zn_peer_node {
     size_t nmypend;
     uint64_t last_tick;
     uint64_t ut_kick;    /* when fetches waiting for a zest peer were last looked at */
+    unsigned utx;        /* whole-xorb requests outstanding or being checked */
     zn_peer_stats st;
     unsigned refs;
     bool closing;

@@ -239,6 +239,7 @@ static void whole_done(uv_work_t *w, int status)
     zp_fetch *f = k->f;
     zn_peer_node *n = f->n;
     f->work--;
+    n->utx--;
     free(k->buf);
     int r = status ? status : k->result;
     if (!f->finishing) {
@@ -292,6 +293,7 @@ void zp__start_whole(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len)
     k->f = f, k->serial = c->serial, k->buf = copy, k->len = len;
     zp__req_unlink(r);
     free(r);
+    n->utx++; /* until checked (whole_done) */
     f->work++;
     n->refs++;
     if (uv_queue_work(n->loop, &k->w, whole_run, whole_done) != 0) {
