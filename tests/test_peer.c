@@ -1542,6 +1542,20 @@ static void test_zest_serve_whole(void)
     T_TRUE(m && ext == 7 && m[0] == ZP_UT_RESPONSE && xet_be32(m + 1) == 9 &&
            xet_be32(m + 5) == 0 && ml == 13 + rl && !memcmp(m + 13, recs, rl));
     free(m), free(recs);
+    /* from chunk 0, held whole: the whole xorb, as zest answers (it caches
+     * that as the xorb's entry); from elsewhere: exactly the range */
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 11, &X.hash, 0, 10));
+    m = raw_ut_msg(sv[1], &ml, &ext);
+    recs = x_records(&rl, -1);
+    T_TRUE(m && m[0] == ZP_UT_RESPONSE && xet_be32(m + 1) == 11 && xet_be32(m + 5) == 0 &&
+           ml == 13 + rl && !memcmp(m + 13, recs, rl));
+    free(m);
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 12, &X.hash, 5, 10));
+    m = raw_ut_msg(sv[1], &ml, &ext);
+    size_t r5 = X.off[5] + 5 * XET_CHUNK_HEADER_LEN, r10 = X.off[10] + 10 * XET_CHUNK_HEADER_LEN;
+    T_TRUE(m && m[0] == ZP_UT_RESPONSE && xet_be32(m + 5) == 5 && ml == 13 + (r10 - r5) &&
+           !memcmp(m + 13, recs + r5, r10 - r5));
+    free(m), free(recs);
     /* more than a xorb holds: NOT_FOUND */
     raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 10, &X.hash, 0, X.n + 1));
     m = raw_ut_msg(sv[1], &ml, &ext);
