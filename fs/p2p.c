@@ -707,7 +707,7 @@ static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xo
 typedef struct zx_ent {
     uint8_t ih[20];
     xet_hash xorb;
-    bool want, queued, dht_ann, looking;
+    bool want, need, queued, dht_ann, looking;
     uint8_t tr_state;           /* 0 never announced, 1 in flight, 2 announced */
     uint64_t next_ann, next_look;
 } zx_ent;
@@ -1186,7 +1186,31 @@ static void zx_dht_cb(void *ud, int err, const struct sockaddr_storage *peers, s
     }
 }
 
-/* One entry's turn: announce what is held, look up what a read wants. */
+static void zx_tracker(zf_p2p *p, zx_ent *e, bool held, uint16_t port)
+{
+    bool first = e->tr_state == 0;
+    for (size_t t = 0; t < p->ntr; t++) {
+        zx_op *o = p->tr[t] ? calloc(1, sizeof *o) : NULL;
+        if (!o)
+            continue;
+        *o = (zx_op){.p = p, .tr = t};
+        memcpy(o->ih, e->ih, 20);
+        zn_announce an = {.port = port, .event = first ? ZN_EV_STARTED : ZN_EV_NONE,
+                          .left = held ? 0 : 1, .numwant = 50, .key = (uint32_t)(uintptr_t)p};
+        memcpy(an.info_hash, e->ih, 20);
+        memcpy(an.peer_id, zn_peer_node_id(p->node), 20);
+        if (zn_tracker_announce(p->tr[t], &an, zx_tracker_cb, o) == 0) {
+            e->tr_state = 1;
+            p->zx_announces++;
+        } else {
+            free(o);
+        }
+    }
+}
+
+/* One entry's turn: announce what is held; look up (DHT get_peers, tracker
+ * announce with left > 0) what a read learned of and the store lacks, or a
+ * read found no peer for (e->need). */
 static void zx_visit(zf_p2p *p, zx_ent *e, uint64_t now)
 {
     zc_range r[1];
@@ -1198,45 +1222,48 @@ static void zx_visit(zf_p2p *p, zx_ent *e, uint64_t now)
         p->zx_dht_ann++;
         p->dht_announces++;
     }
-    if (e->want && !held && p->dht_ready && !e->looking && now >= e->next_look) {
-        zx_op *o = calloc(1, sizeof *o);
-        if (o) {
-            *o = (zx_op){.p = p, .dht = true};
-            memcpy(o->ih, e->ih, 20);
-            e->next_look = now + ZX_RELOOK_MS;
-            if (zn_dht_get_peers(p->dht, e->ih, zx_dht_cb, o) == 0) {
-                e->looking = true;
-                p->dht_lookups++;
-                p->zx_lookups++;
-            } else {
-                free(o);
+    bool look = (e->need || (e->want && !held)) && now >= e->next_look;
+    if (look && p->dht && !p->dht_ready && !p->ntr)
+        look = false; /* the DHT's turn comes once it is up */
+    if (look) {
+        e->next_look = now + ZX_RELOOK_MS;
+        e->need = false;
+        if (p->dht_ready && !e->looking) {
+            zx_op *o = calloc(1, sizeof *o);
+            if (o) {
+                *o = (zx_op){.p = p, .dht = true};
+                memcpy(o->ih, e->ih, 20);
+                if (zn_dht_get_peers(p->dht, e->ih, zx_dht_cb, o) == 0) {
+                    e->looking = true;
+                    p->dht_lookups++;
+                    p->zx_lookups++;
+                } else {
+                    free(o);
+                }
             }
         }
+        if (p->ntr && e->tr_state != 1)
+            zx_tracker(p, e, false, port);
     }
-    if ((held || e->want) && p->ntr && e->tr_state != 1 && now >= e->next_ann) {
-        bool first = e->tr_state == 0;
-        e->next_ann = now + (held ? ZX_REANNOUNCE_MS : ZX_RELOOK_MS);
-        for (size_t t = 0; t < p->ntr; t++) {
-            zx_op *o = p->tr[t] ? calloc(1, sizeof *o) : NULL;
-            if (!o)
-                continue;
-            *o = (zx_op){.p = p, .tr = t};
-            memcpy(o->ih, e->ih, 20);
-            zn_announce an = {.port = port, .event = first ? ZN_EV_STARTED : ZN_EV_NONE,
-                              .left = held ? 0 : 1, .numwant = 50,
-                              .key = (uint32_t)(uintptr_t)p};
-            memcpy(an.info_hash, e->ih, 20);
-            memcpy(an.peer_id, zn_peer_node_id(p->node), 20);
-            if (zn_tracker_announce(p->tr[t], &an, zx_tracker_cb, o) == 0) {
-                e->tr_state = 1;
-                p->zx_announces++;
-            } else {
-                free(o);
-            }
-        }
+    if (held && p->ntr && e->tr_state != 1 && now >= e->next_ann) {
+        e->next_ann = now + ZX_REANNOUNCE_MS;
+        zx_tracker(p, e, true, port);
     }
-    if (!held && !e->want)
-        e->next_ann = 0;
+}
+
+/* A read found no peer holding a range of xorb: look zest's swarm of it up
+ * (at the next tick, at most once per ZX_RELOOK_MS). */
+static void zx_need(zf_p2p *p, const xet_hash *xorb)
+{
+    if (!p->nzx || (!p->dht && !p->ntr) || p->zx_wq_n >= ZX_WANTQ)
+        return;
+    uint8_t ih[20];
+    zn_peer_zest_info_hash(xorb, ih);
+    zx_ent *e = zx_find(p, ih);
+    if (!e || e->queued || e->need || uv_now(p->loop) < e->next_look)
+        return;
+    e->need = e->queued = true;
+    p->zx_wantq[(p->zx_wq_head + p->zx_wq_n++) % ZX_WANTQ] = (uint32_t)(e - p->zx);
 }
 
 static void zx_tick(zf_p2p *p)
@@ -1548,9 +1575,16 @@ void zf_p2p_free(zf_p2p *p)
 
 /* ---- read path ------------------------------------------------------------------- */
 
+static void zx_need(zf_p2p *p, const xet_hash *xorb);
+
 unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
 {
-    return p && p->node && !p->stopped ? zn_peer_holders(p->node, xorb, cs, ce) : 0;
+    if (!p || !p->node || p->stopped)
+        return 0;
+    unsigned h = zn_peer_holders(p->node, xorb, cs, ce);
+    if (!h)
+        zx_need(p, xorb); /* zest's swarm of it is looked up */
+    return h;
 }
 
 int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,

@@ -25,7 +25,8 @@ ZESTFS_ZEST_BIN names a zest binary built already) into <repo>/build-zest-peer
      a mount gets every file byte-exact with the origin refusing xorbs;
   F. DHT (python3-libtorrent nodes on loopback): a mount holding the xorbs
      announces zest's per-xorb ids; libtorrent's get_peers for such an id
-     finds it.
+     finds it; with zest serve's address announced for those ids, a mount H
+     (DHT only) finds it there and reads from it with the origin refusing.
 Exit 0 pass, 1 fail, 77 skip (no zest sources, ziglang not installable)."""
 import fcntl, glob, hashlib, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
 import urllib.parse, urllib.request
@@ -289,6 +290,44 @@ def pull_case(run, zest_hub, hub_port, data, files, commit, node, zhttp):
         o2.stop()
 
 
+def benc(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, str):
+        return benc(v.encode())
+    return b"d" + b"".join(benc(k) + benc(v[k]) for k in sorted(v)) + b"e"
+
+
+def krpc_announce(dht_port, ih, port):
+    """announce_peer (BEP 5) of 127.0.0.1:port for ih to the DHT node on
+    dht_port, as a zest seeder's node would: get_peers for a token first."""
+    me = os.urandom(20)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    try:
+        u.sendto(benc({"t": b"gp", "y": "q", "q": "get_peers", "a": {"id": me, "info_hash": ih}}),
+                 ("127.0.0.1", dht_port))
+        r, _ = u.recvfrom(65536)
+        m = re.search(rb"5:token(\d+):", r)
+        if not m:
+            return False
+        tok = r[m.end():m.end() + int(m.group(1))]
+        u.sendto(benc({"t": b"ap", "y": "q", "q": "announce_peer",
+                       "a": {"id": me, "info_hash": ih, "port": port, "token": tok,
+                             "implied_port": 0}}), ("127.0.0.1", dht_port))
+        r, _ = u.recvfrom(65536)
+        return b"1:y1:r" in r
+    except OSError:
+        return False
+    finally:
+        u.close()
+
+
+run_zestfs = []
+
+
 def dht_case(check, node, snapa_files, ids, zport, origin):
     read_file, files = snapa_files
     ports = [free_port() for _ in range(3)]
@@ -322,6 +361,26 @@ def dht_case(check, node, snapa_files, ids, zport, origin):
     check(("127.0.0.1", portf) in found,
           f"libtorrent get_peers for zest's id of a xorb finds F ({portf} in {sorted(found)})")
     unmount(pf, mf)
+    # H looks zest's per-xorb ids up: zest serve's address, announced on the
+    # DHT for them (as a zest seeder's node would), is the only source of
+    # the xorb besides the CDN (no --peer, no tracker; F is gone)
+    ok = [krpc_announce(dp, i, zport) for dp in ports for i in ids]
+    check(any(ok), f"libtorrent nodes accept an announce of zest serve for zest's ids ({ok})")
+    ph, mh, sh, lh, snaph, _ = node("h", *boot)
+    check(read_file(snaph, "model.safetensors"), "H: model.safetensors byte-exact (CDN)")
+    knobs(origin, refuse_xorbs=1)
+    check(read_file(snaph, "weights.bin"), "H: weights.bin byte-exact, the origin refusing xorbs")
+    knobs(origin, refuse_xorbs=0)
+    peer = 0
+    for _ in range(50):  # counted once stored
+        peer = src_bytes(status(run_zestfs[0], sh))[0]
+        if peer >= len(files["weights.bin"]):
+            break
+        time.sleep(0.2)
+    check(peer >= len(files["weights.bin"]),
+          f"H: weights.bin from zest serve, found on the DHT by zest's per-xorb id ({peer} peer bytes; "
+          f"DHT {(status(run_zestfs[0], sh).get('peers') or {}).get('dht')})")
+    unmount(ph, mh)
     del sess
 
 
@@ -515,6 +574,7 @@ def main():
             check(os.environ.get("CI") != "true", "python3-libtorrent for the DHT part (Debian's python3)")
             print("DHT part not run: python3-libtorrent missing")
         else:
+            run_zestfs.append(zestfs)
             dht_case(check, node, snapa_files=(read_file, files), ids=ids, zport=zport, origin=origin)
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
@@ -530,7 +590,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        for n in ("a", "e", "d", "g", "zest"):
+        for n in ("a", "e", "d", "g", "h", "zest"):
             lp = os.path.join(tmp, n + ".log")
             if os.path.exists(lp) and (run.fails or os.environ.get("ZESTFS_TEST_VERBOSE")):
                 print(f"---- {n} log ----\n" + open(lp, errors="replace").read()[-4000:])
