@@ -699,9 +699,10 @@ static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xo
  * serves that xorb only (may_serve_xorb).  The table is rebuilt from the
  * served swarms when one stops being served.  Discovery (zx_tick): the ids
  * of xorbs the store holds are announced on the DHT (the first ZX_DHT_MAX)
- * and to every tracker (again every 30 min); the ids of xorbs a read needs
- * (zf_p2p_repo_xorb) and the store lacks are looked up on the DHT (again
- * after 5 min) and announced to the trackers (left > 0); the peers found
+ * and to every tracker (again every 30 min); the ids of xorbs a read learns
+ * of (zf_p2p_repo_xorb) and the store lacks, or finds no peer for
+ * (zf_p2p_holders), are looked up on the DHT and announced to the trackers
+ * (left > 0), at most every 5 min per xorb; the peers found
  * are dialled on that id (zn_peer_add_xorb: one connection per zest node).
  * At most ZX_PER_TICK ids are handled per second. */
 typedef struct zx_ent {
