@@ -560,6 +560,7 @@ def main():
         check((find_num(std, "peer_bans") or 0) >= 1, f"D: liar banned ({find_num(std, 'peer_bans')})")
         check(src_bytes(std)[1] >= xet_bytes and src_bytes(std)[0] == 0,
               f"D: bytes from the CDN {src_bytes(std)[1]}, none from the liar")
+        check(wait_log(ld, r"peers: 0 connected, [1-9]\d* banned", 10) is not None, "D logged the ban")
         liar.stop = True
         unmount(pd, md)
 
