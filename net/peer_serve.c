@@ -261,6 +261,10 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
             return;
         }
     }
+    if (c->nserves >= MAX_SERVES) {
+        refuse(c, ut, req, ZP_BUSY, x);
+        return;
+    }
     zp_serve *sv = calloc(1, sizeof *sv);
     if (!sv) {
         refuse(c, ut, req, ZP_BUSY, x);
