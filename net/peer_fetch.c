@@ -422,9 +422,9 @@ void zp__fetch_schedule(zp_fetch *f)
                 r->deadline = now + (t > UTX_MIN_MS ? t : UTX_MIN_MS);
                 if (f->deadline && f->deadline < r->deadline)
                     f->deadline = r->deadline;
-                zp__send_ext(c, c->their_ut, m, zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
-            }
-            else {
+                zp__send_ext(c, c->their_ut, m,
+                             zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
+            } else {
                 zp__send_ext(c, c->their_zfs, m,
                              zp_zfs_request(m, r->id, &f->xorb, p->start, p->end));
             }
