@@ -36,6 +36,7 @@ void zp__node_unref(zn_peer_node *n)
         free(n->mypend);
         free(n->swarms);
         free(n->adv);
+        free(n->wdata);
         free(n);
     }
 }
@@ -588,6 +589,8 @@ static void on_tick(uv_timer_t *t)
     /* a zest peer answers one request at a time and fetches wait for it: once
      * a second, while one is idle, they are looked at again (a safety net:
      * its answers and failures kick them already) */
+    if (n->wdata && now >= n->wuntil)
+        zp__whole_drop(n);
     bool ut = false;
     if (now - n->ut_kick >= 1000) {
         for (zp_conn *c = n->conns; c && !ut; c = c->next)

@@ -512,14 +512,11 @@ void zp__fetch_finish(zp_fetch *f, int err)
 /* A whole xorb from a ut_xet peer, verified (h, l: its manifest, taken;
  * data: every chunk decoded): the manifest is kept, the fetch is served
  * from data at once. */
-void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
-                          const uint8_t *data)
+/* Serve f (manifest known) from every chunk of its xorb decoded (data). */
+static void fetch_fill(zp_fetch *f, const uint8_t *data)
 {
     zn_peer_node *n = f->n;
-    f->manifest_pending = false;
-    zp__mcache_put(n, &f->xorb, h, l, cnt);
-    f->mh = h, f->ml = l, f->mn = cnt;
-    if (f->end > cnt) {
+    if (f->end > f->mn) {
         zp__fetch_finish(f, -ERANGE);
         return;
     }
@@ -530,7 +527,7 @@ void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
     }
     uint64_t skip = 0;
     for (uint32_t i = 0; i < f->start; i++)
-        skip += l[i];
+        skip += f->ml[i];
     memcpy(f->data, data + skip, f->len);
     for (size_t k = 0; k < f->nparts; k++)
         f->parts[k].state = P_DONE;
@@ -538,6 +535,24 @@ void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
     n->st.data_down += f->len;
     f->done_bytes = f->len;
     zp__fetch_finish(f, 0);
+}
+
+/* A whole xorb from a ut_xet peer, verified (h, l: its manifest, taken;
+ * data: every chunk decoded): the manifest is kept, the fetch is served
+ * from data at once. */
+void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
+                          const uint8_t *data)
+{
+    f->manifest_pending = false;
+    zp__mcache_put(f->n, &f->xorb, h, l, cnt);
+    f->mh = h, f->ml = l, f->mn = cnt;
+    fetch_fill(f, data);
+}
+
+void zp__whole_drop(zn_peer_node *n)
+{
+    free(n->wdata);
+    n->wdata = NULL;
 }
 
 int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
@@ -585,6 +600,17 @@ int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_
                 }
                 break;
             }
+    }
+    /* zest sends whole xorbs: the last one, verified, serves the fetches of
+     * its other ranges that follow it (a reader going through a file) */
+    if (f->mn && n->wdata && xet_hash_eq(&n->wx, xorb) && uv_now(n->loop) < n->wuntil) {
+        uint64_t tot = 0;
+        for (uint32_t i = 0; i < f->mn; i++)
+            tot += f->ml[i];
+        if (tot == n->wlen) {
+            fetch_fill(f, n->wdata);
+            return 0;
+        }
     }
     zp__fetch_schedule(f);
     return 0;

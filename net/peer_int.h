@@ -45,6 +45,7 @@
 #define UTX_DECODED_MAX (2ull * XET_XORB_MAX_BYTES) /* a whole xorb from a ut_xet peer, decoded */
 #define UTX_MIN_MS 30000u                /* a ut_xet request's time, at least (whole entries) */
 #define UTX_MAX 2u                       /* whole-xorb requests (and their checks) at once, node-wide */
+#define WHOLE_TTL_MS 2000u               /* the last whole xorb from zest kept for the next fetches */
 #define UT_OUTSTANDING 1u                /* requests outstanding on a ut_xet-only peer (zest) */
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
@@ -259,6 +260,10 @@ struct zn_peer_node {
     uint64_t last_tick;
     uint64_t ut_kick;    /* when fetches waiting for a zest peer were last looked at */
     unsigned utx;        /* whole-xorb requests outstanding or being checked */
+    xet_hash wx;         /* the last whole xorb a zest peer sent, verified: */
+    uint8_t *wdata;      /* its chunks decoded (≤ 64 MiB; NULL: none) */
+    uint64_t wlen;
+    uint64_t wuntil;     /* kept until (uv_now), for fetches of its other ranges */
     zn_peer_stats st;
     unsigned refs;
     bool closing;
@@ -323,6 +328,7 @@ void zp__on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
 void zp__on_mpart(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
 void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
                           const uint8_t *data);
+void zp__whole_drop(zn_peer_node *n);
 
 /* net/pex.c */
 void zp__handle_pex(zp_conn *c, const uint8_t *p, size_t len);

@@ -253,6 +253,14 @@ static void whole_done(uv_work_t *w, int status)
                 if (c)
                     c->data_bytes += k->d.len;
                 zp__fetch_whole_done(f, h, l, (uint32_t)k->d.nchunks, k->d.data);
+                if (k->d.len <= XET_XORB_MAX_BYTES && !n->closing) { /* kept a while */
+                    zp__whole_drop(n);
+                    n->wx = f->xorb;
+                    n->wdata = k->d.data;
+                    n->wlen = k->d.len;
+                    n->wuntil = uv_now(n->loop) + WHOLE_TTL_MS;
+                    k->d.data = NULL;
+                }
             } else {
                 free(h), free(l);
                 zp__fetch_finish(f, -ENOMEM);
