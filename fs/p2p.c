@@ -20,7 +20,9 @@
  * repo is resolved again (zf_p2p_add_repo with the new model) joins the
  * swarm or stops serving it at once.  A request is refused unless the swarm
  * it arrives on is served and its repo's file maps name the xorb (below).
- * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h).
+ * Swarm identity: one swarm per repository, zn_swarm_repo_id (net/disc.h);
+ * and zest's one per xorb for every xorb a served repo names (below, "zest's
+ * per-xorb swarms": accepted, announced and looked up like zest does).
  * Manifests.  After a zc_put (pool), if the store holds [0, n) of the xorb
  * and the (hash, len) list of those chunks, read from the segment headers,
  * aggregates (xet_merkle_root, via zp_manifest_verify) to the xorb hash, the
@@ -82,6 +84,11 @@
 #define MAX_ANNOUNCE_XORBS 65536
 #define REDIAL_MS 5000
 #define MAX_RUNS 4096
+#define ZX_WANTQ 256            /* per-xorb lookups waiting for the 1 s tick */
+#define ZX_PER_TICK 16          /* per-xorb ids announced or looked up per tick */
+#define ZX_DHT_MAX 4096         /* per-xorb ids kept announced on the DHT */
+#define ZX_REANNOUNCE_MS 1800000u
+#define ZX_RELOOK_MS 300000u
 
 /* A set of xorb hashes (open addressing; the all-zero hash marks a free slot). */
 typedef struct xset {
@@ -89,6 +96,7 @@ typedef struct xset {
     size_t n, cap;
 } xset;
 
+struct zx_ent;
 static bool hash_zero(const xet_hash *h)
 {
     static const xet_hash z;
@@ -170,6 +178,16 @@ struct zf_p2p {
     uint64_t dht_boot_next, dht_lookup_ms;
     uint64_t dht_lookups, dht_found, dht_announces;
     char *dht_state;
+    /* zest's per-xorb swarms (below) */
+    struct zx_ent *zx;
+    size_t nzx, czx;
+    uint32_t *zxi;              /* open addressing on the swarm id: entry index + 1 */
+    size_t zxicap;
+    size_t zx_cursor;
+    uint32_t zx_wantq[ZX_WANTQ];
+    size_t zx_wq_head, zx_wq_n;
+    size_t zx_dht_ann;          /* per-xorb ids announced on the DHT */
+    uint64_t zx_lookups, zx_announces;
 };
 
 const char *zf_p2p_type_name(enum zf_repo_type t)
@@ -652,13 +670,16 @@ static int pv_read_chunks(void *ud, const xet_hash *xorb, uint32_t start, uint32
     return 0;
 }
 
+static struct zx_ent *zx_find(const zf_p2p *p, const uint8_t ih[20]);
+static bool zx_is(const struct zx_ent *e, const xet_hash *xorb);
+
 static bool pv_may_serve(void *ud, const uint8_t ih[20])
 {
     zf_p2p *p = ud;
     for (size_t i = 0; i < p->nsw; i++)
         if (!memcmp(p->sw[i].ih, ih, 20))
             return p->sw[i].served;
-    return false;
+    return zx_find(p, ih) != NULL; /* zest's swarm of a xorb a served repo names */
 }
 
 static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xorb)
@@ -667,7 +688,110 @@ static bool pv_may_serve_xorb(void *ud, const uint8_t ih[20], const xet_hash *xo
     for (size_t i = 0; i < p->nsw; i++)
         if (!memcmp(p->sw[i].ih, ih, 20))
             return p->sw[i].served && xset_has(&p->sw[i].xorbs, xorb);
-    return false;
+    return zx_is(zx_find(p, ih), xorb); /* that xorb only */
+}
+
+/* ---- zest's per-xorb swarms -------------------------------------------------------
+ * zest names one swarm per xorb, SHA1("zest-xet-v1:" || xorb) (net/peer.h
+ * zn_peer_zest_info_hash).  Every xorb a served swarm names has an entry
+ * here, found by that id: a connection on it is accepted (may_serve) and
+ * serves that xorb only (may_serve_xorb).  The table is rebuilt from the
+ * served swarms when one stops being served.  Discovery (zx_tick): the ids
+ * of xorbs the store holds are announced on the DHT (the first ZX_DHT_MAX)
+ * and to every tracker (again every 30 min); the ids of xorbs a read learns
+ * of (zf_p2p_repo_xorb) and the store lacks, or finds no peer for
+ * (zf_p2p_holders), are looked up on the DHT and announced to the trackers
+ * (left > 0), at most every 5 min per xorb; the peers found
+ * are dialled on that id (zn_peer_add_xorb: one connection per zest node).
+ * At most ZX_PER_TICK ids are handled per second. */
+typedef struct zx_ent {
+    uint8_t ih[20];
+    xet_hash xorb;
+    bool want, need, queued, dht_ann, looking;
+    uint8_t tr_state;           /* 0 never announced, 1 in flight, 2 announced */
+    uint64_t next_ann, next_look;
+} zx_ent;
+
+static size_t zx_slot(const zf_p2p *p, const uint8_t ih[20])
+{
+    uint64_t k;
+    memcpy(&k, ih, 8);
+    size_t i = (size_t)(k & (p->zxicap - 1));
+    while (p->zxi[i] && memcmp(p->zx[p->zxi[i] - 1].ih, ih, 20))
+        i = (i + 1) & (p->zxicap - 1);
+    return i;
+}
+
+static zx_ent *zx_find(const zf_p2p *p, const uint8_t ih[20])
+{
+    if (!p->zxicap)
+        return NULL;
+    size_t i = zx_slot(p, ih);
+    return p->zxi[i] ? &p->zx[p->zxi[i] - 1] : NULL;
+}
+
+static zx_ent *zx_add(zf_p2p *p, const xet_hash *xorb)
+{
+    uint8_t ih[20];
+    zn_peer_zest_info_hash(xorb, ih);
+    zx_ent *e = zx_find(p, ih);
+    if (e)
+        return e;
+    if (p->nzx >= (size_t)MAX_ANNOUNCE_XORBS * 4)
+        return NULL;
+    if ((p->nzx + 1) * 2 > p->zxicap) {
+        size_t nc = p->zxicap ? p->zxicap * 2 : 256;
+        uint32_t *ni = calloc(nc, sizeof *ni), *oi = p->zxi;
+        if (!ni)
+            return NULL;
+        p->zxi = ni;
+        p->zxicap = nc;
+        for (size_t k = 0; k < p->nzx; k++)
+            p->zxi[zx_slot(p, p->zx[k].ih)] = (uint32_t)k + 1;
+        free(oi);
+    }
+    if (p->nzx == p->czx) {
+        size_t nc = p->czx ? p->czx * 2 : 64;
+        zx_ent *nv = realloc(p->zx, nc * sizeof *nv);
+        if (!nv)
+            return NULL;
+        p->zx = nv;
+        p->czx = nc;
+    }
+    e = &p->zx[p->nzx];
+    memset(e, 0, sizeof *e);
+    memcpy(e->ih, ih, 20);
+    e->xorb = *xorb;
+    p->zxi[zx_slot(p, ih)] = (uint32_t)++p->nzx;
+    return e;
+}
+
+static void zx_rebuild(zf_p2p *p)
+{
+    for (size_t k = 0; k < p->nzx; k++)
+        if (p->zx[k].dht_ann && p->dht)
+            zn_dht_unannounce(p->dht, p->zx[k].ih);
+    p->nzx = 0;
+    p->zx_dht_ann = 0;
+    p->zx_wq_n = 0;
+    if (p->zxi)
+        memset(p->zxi, 0, p->zxicap * sizeof *p->zxi);
+    for (size_t i = 0; i < p->nsw; i++)
+        for (size_t j = 0; p->sw[i].served && j < p->sw[i].xorbs.cap; j++)
+            if (!hash_zero(&p->sw[i].xorbs.v[j]))
+                zx_add(p, &p->sw[i].xorbs.v[j]);
+}
+
+static bool zx_is(const zx_ent *e, const xet_hash *xorb)
+{
+    return e && xet_hash_eq(&e->xorb, xorb);
+}
+
+/* xset_add for a swarm, with zest's id of the xorb when the swarm is served */
+static void swarm_xorb_add(zf_p2p *p, p2p_swarm *s, const xet_hash *xorb)
+{
+    if (xset_add(&s->xorbs, xorb) == 0 && s->served)
+        zx_add(p, xorb);
 }
 
 /* ---- manifests (pool) ---------------------------------------------------------- */
@@ -829,6 +953,7 @@ static void trackers_tick(zf_p2p *p)
 }
 
 static void dht_tick(zf_p2p *p);
+static void zx_tick(zf_p2p *p);
 static unsigned env_ms(const char *name, unsigned dflt);
 
 /* Every second: log changes of the peer count (tests wait for it); every
@@ -850,6 +975,7 @@ static void redial_cb(uv_timer_t *t)
         dial_all(p);
     trackers_tick(p);
     dht_tick(p);
+    zx_tick(p);
 }
 
 typedef struct ann_job {
@@ -912,7 +1038,7 @@ static void ann_after(uv_work_t *w, int status)
     if (!p->stopped && !p->sw[j->sw].served)
         status = -ECANCELED; /* no longer served (its verdict changed meanwhile) */
     for (size_t i = 0; !status && !p->stopped && i < j->nx; i++)
-        xset_add(&p->sw[j->sw].xorbs, &j->xorbs[i]);
+        swarm_xorb_add(p, &p->sw[j->sw], &j->xorbs[i]);
     for (size_t i = 0; !status && !p->stopped && i < j->nx; i++) {
         zc_range r[1];
         if (zc_runs(p->store, &j->xorbs[i], r, 1) > 0)
@@ -962,6 +1088,8 @@ int zf_p2p_add_repo(zf_p2p *p, const zf_repo *r)
                    r->id, zf_vis_name(r->vis));
             free(s->xorbs.v); /* nothing of it is announced or served from now on */
             s->xorbs = (xset){0};
+            s->served = false;
+            zx_rebuild(p); /* its xorbs' zest swarms too, unless another repo names them */
         }
         s->served = false;
         return 0;
@@ -1010,6 +1138,155 @@ oom:
     free(j->ids);
     free(j);
     return -ENOMEM;
+}
+
+/* ---- zest's per-xorb swarms: discovery ------------------------------------------- */
+
+typedef struct zx_op {
+    zf_p2p *p;
+    uint8_t ih[20];
+    size_t tr;
+    bool dht;
+} zx_op;
+
+static void zx_dial(zf_p2p *p, const uint8_t ih[20], const struct sockaddr_storage *peers,
+                    size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zn_peer_add_xorb(p->node, ih, (const struct sockaddr *)&peers[i]);
+}
+
+static void zx_tracker_cb(void *ud, int err, const zn_announce_result *r)
+{
+    zx_op *o = ud;
+    zf_p2p *p = o->p;
+    if (!p->stopped) {
+        zx_ent *e = zx_find(p, o->ih);
+        if (e)
+            e->tr_state = 2;
+        if (!err && r)
+            zx_dial(p, o->ih, r->peers, r->npeers);
+    }
+    free(o);
+}
+
+static void zx_dht_cb(void *ud, int err, const struct sockaddr_storage *peers, size_t n, bool done)
+{
+    zx_op *o = ud;
+    zf_p2p *p = o->p;
+    if (!p->stopped && p->node && !err) {
+        p->dht_found += n;
+        zx_dial(p, o->ih, peers, n);
+    }
+    if (done) {
+        zx_ent *e = p->stopped ? NULL : zx_find(p, o->ih);
+        if (e)
+            e->looking = false;
+        free(o);
+    }
+}
+
+static void zx_tracker(zf_p2p *p, zx_ent *e, bool held, uint16_t port)
+{
+    bool first = e->tr_state == 0;
+    for (size_t t = 0; t < p->ntr; t++) {
+        zx_op *o = p->tr[t] ? calloc(1, sizeof *o) : NULL;
+        if (!o)
+            continue;
+        *o = (zx_op){.p = p, .tr = t};
+        memcpy(o->ih, e->ih, 20);
+        zn_announce an = {.port = port, .event = first ? ZN_EV_STARTED : ZN_EV_NONE,
+                          .left = held ? 0 : 1, .numwant = 50, .key = (uint32_t)(uintptr_t)p};
+        memcpy(an.info_hash, e->ih, 20);
+        memcpy(an.peer_id, zn_peer_node_id(p->node), 20);
+        if (zn_tracker_announce(p->tr[t], &an, zx_tracker_cb, o) == 0) {
+            e->tr_state = 1;
+            p->zx_announces++;
+        } else {
+            free(o);
+        }
+    }
+}
+
+/* One entry's turn: announce what is held; look up (DHT get_peers, tracker
+ * announce with left > 0) what a read learned of and the store lacks, or a
+ * read found no peer for (e->need). */
+static void zx_visit(zf_p2p *p, zx_ent *e, uint64_t now)
+{
+    zc_range r[1];
+    bool held = zc_runs(p->store, &e->xorb, r, 1) > 0;
+    uint16_t port = (uint16_t)zn_peer_node_port(p->node);
+    if (held && p->dht_ready && !e->dht_ann && p->zx_dht_ann < ZX_DHT_MAX &&
+        zn_dht_announce(p->dht, e->ih, port, NULL, NULL) == 0) {
+        e->dht_ann = true;
+        p->zx_dht_ann++;
+        p->dht_announces++;
+    }
+    bool look = (e->need || (e->want && !held)) && now >= e->next_look;
+    if (look && p->dht && !p->dht_ready && !p->ntr)
+        look = false; /* the DHT's turn comes once it is up */
+    if (look) {
+        e->next_look = now + ZX_RELOOK_MS;
+        e->need = false;
+        if (p->dht_ready && !e->looking) {
+            zx_op *o = calloc(1, sizeof *o);
+            if (o) {
+                *o = (zx_op){.p = p, .dht = true};
+                memcpy(o->ih, e->ih, 20);
+                if (zn_dht_get_peers(p->dht, e->ih, zx_dht_cb, o) == 0) {
+                    e->looking = true;
+                    p->dht_lookups++;
+                    p->zx_lookups++;
+                } else {
+                    free(o);
+                }
+            }
+        }
+        if (p->ntr && e->tr_state != 1)
+            zx_tracker(p, e, false, port);
+    }
+    if (held && p->ntr && e->tr_state != 1 && now >= e->next_ann) {
+        e->next_ann = now + ZX_REANNOUNCE_MS;
+        zx_tracker(p, e, true, port);
+    }
+}
+
+/* A read found no peer holding a range of xorb: look zest's swarm of it up
+ * (at the next tick, at most once per ZX_RELOOK_MS). */
+static void zx_need(zf_p2p *p, const xet_hash *xorb)
+{
+    if (!p->nzx || (!p->dht && !p->ntr) || p->zx_wq_n >= ZX_WANTQ)
+        return;
+    uint8_t ih[20];
+    zn_peer_zest_info_hash(xorb, ih);
+    zx_ent *e = zx_find(p, ih);
+    if (!e || e->queued || e->need || uv_now(p->loop) < e->next_look)
+        return;
+    e->need = e->queued = true;
+    p->zx_wantq[(p->zx_wq_head + p->zx_wq_n++) % ZX_WANTQ] = (uint32_t)(e - p->zx);
+}
+
+static void zx_tick(zf_p2p *p)
+{
+    if (!p->nzx || (!p->dht && !p->ntr))
+        return;
+    uint64_t now = uv_now(p->loop);
+    unsigned done = 0;
+    while (p->zx_wq_n && done < ZX_PER_TICK) { /* what reads wait for first */
+        uint32_t k = p->zx_wantq[p->zx_wq_head];
+        p->zx_wq_head = (p->zx_wq_head + 1) % ZX_WANTQ;
+        p->zx_wq_n--;
+        if (k < p->nzx) {
+            p->zx[k].queued = false;
+            zx_visit(p, &p->zx[k], now);
+        }
+        done++;
+    }
+    for (; done < ZX_PER_TICK && p->nzx; done++) {
+        if (p->zx_cursor >= p->nzx)
+            p->zx_cursor = 0;
+        zx_visit(p, &p->zx[p->zx_cursor++], now);
+    }
 }
 
 /* ---- the DHT ------------------------------------------------------------------------ */
@@ -1288,6 +1565,8 @@ void zf_p2p_free(zf_p2p *p)
         free(p->sw[i].ann_state);
     }
     free(p->sw);
+    free(p->zx);
+    free(p->zxi);
     free(p->tr);
     free(p->peers);
     pthread_mutex_destroy(&p->mpart_mu);
@@ -1296,9 +1575,16 @@ void zf_p2p_free(zf_p2p *p)
 
 /* ---- read path ------------------------------------------------------------------- */
 
+static void zx_need(zf_p2p *p, const xet_hash *xorb);
+
 unsigned zf_p2p_holders(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce)
 {
-    return p && p->node && !p->stopped ? zn_peer_holders(p->node, xorb, cs, ce) : 0;
+    if (!p || !p->node || p->stopped)
+        return 0;
+    unsigned h = zn_peer_holders(p->node, xorb, cs, ce);
+    if (!h)
+        zx_need(p, xorb); /* zest's swarm of it is looked up */
+    return h;
 }
 
 int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,
@@ -1323,7 +1609,7 @@ void zf_p2p_stored(zf_p2p *p, const char *type, const char *id, const xet_hash *
         p2p_swarm *s = swarm_find(p, type, id);
         if (!s || !s->served) /* no verdict known here: not served */
             return;
-        xset_add(&s->xorbs, xorb);
+        swarm_xorb_add(p, s, xorb);
     }
     zn_peer_announce_have(p->node, xorb, cs, ce);
 }
@@ -1334,8 +1620,14 @@ void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_has
         return;
     p2p_swarm *s = swarm_find(p, type, id);
     if (s && s->served && !xset_has(&s->xorbs, xorb)) {
-        xset_add(&s->xorbs, xorb);
+        swarm_xorb_add(p, s, xorb);
         zn_peer_announce_have(p->node, xorb, 0, 1); /* HAVE goes out if we hold any of it */
+    }
+    /* a read needs it: zest's swarm of it is looked up (zx_tick) */
+    zx_ent *e = s && s->served ? zx_add(p, xorb) : NULL;
+    if (e && !e->want && !e->queued && p->zx_wq_n < ZX_WANTQ) {
+        e->want = e->queued = true;
+        p->zx_wantq[(p->zx_wq_head + p->zx_wq_n++) % ZX_WANTQ] = (uint32_t)(e - p->zx);
     }
 }
 
@@ -1360,7 +1652,7 @@ void zf_p2p_cdn_fetching(zf_p2p *p, const char *type, const char *id, const xet_
         if (!s || !s->served)
             return;
         if (on)
-            xset_add(&s->xorbs, xorb);
+            swarm_xorb_add(p, s, xorb);
     }
     zn_peer_announce_pending(p->node, xorb, cs, ce, on);
 }

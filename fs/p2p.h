@@ -93,7 +93,9 @@ unsigned zf_p2p_pending(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t c
 void zf_p2p_cdn_fetching(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb,
                          uint32_t cs, uint32_t ce, bool on);
 /* A file map of repo (type, id) names xorb (a reconstruction was learned):
- * the xorb may be served on that repo's swarm from now on. */
+ * the xorb may be served on that repo's swarm (and zest's swarm of the xorb)
+ * from now on, and zest's swarm of it is looked up (DHT, trackers) while
+ * the store lacks it. */
 void zf_p2p_repo_xorb(zf_p2p *p, const char *type, const char *id, const xet_hash *xorb);
 /* zn_peer_fetch with a deadline of max(2 s, bytes / 4 MB/s). */
 int zf_p2p_fetch(zf_p2p *p, const xet_hash *xorb, uint32_t cs, uint32_t ce, uint64_t bytes,

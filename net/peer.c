@@ -36,6 +36,7 @@ void zp__node_unref(zn_peer_node *n)
         free(n->mypend);
         free(n->swarms);
         free(n->adv);
+        free(n->wdata);
         free(n);
     }
 }
@@ -298,6 +299,8 @@ void zp__req_unlink(zp_req *r)
         r->next->prev = r->prev;
     c->nreqs--;
     c->qbytes -= r->bytes;
+    if (r->kind == R_UTX)
+        c->n->utx--;
 }
 
 /* A request given up (cancelled, timed out): its late answer is legitimate. */
@@ -325,9 +328,11 @@ void zp__req_failed(zp_req *r, int err)
     if (f->finishing)
         return;
     f->last_err = err;
-    if (kind == R_MANIFEST) {
+    if (kind == R_MANIFEST || kind == R_UTX) {
         f->manifest_pending = false;
         zp__fetch_manifest_next(f);
+        if (kind == R_UTX)
+            zp__kick_all(f->n); /* fetches waiting for that zest peer */
     } else {
         f->parts[part].state = P_TODO;
         zp__add_tried(&f->parts[part].tried, &f->parts[part].ntried, serial);
@@ -581,9 +586,25 @@ static void on_tick(uv_timer_t *t)
         }
         c = nx;
     }
+    /* a zest peer answers one request at a time and fetches wait for it: once
+     * a second, while one is idle, they are looked at again (a safety net:
+     * its answers and failures kick them already) */
+    if (n->wdata && now >= n->wuntil)
+        zp__whole_drop(n);
+    bool ut = false;
+    if (now - n->ut_kick >= 1000) {
+        for (zp_conn *c = n->conns; c && !ut; c = c->next)
+            ut = zp__ut_only(c) && c->nreqs < UT_OUTSTANDING;
+        if (ut)
+            n->ut_kick = now;
+    }
     for (zp_fetch *f = n->fetches; f; f = f->next)
         if (!f->finishing && f->deadline && now >= f->deadline)
             zp__fetch_finish(f, -ETIMEDOUT);
+        else if (ut && !f->finishing && !f->mn && !f->manifest_pending)
+            zp__fetch_manifest_next(f);
+        else if (ut && !f->finishing && f->mn && f->ndone + f->work < f->nparts)
+            zp__fetch_schedule(f);
 }
 
 /* ---- node ------------------------------------------------------------------------------ */
@@ -770,6 +791,30 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
         return r;
     }
     return 0;
+}
+
+int zn_peer_add_xorb(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (sa->sa_family == AF_INET)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in));
+    else if (sa->sa_family == AF_INET6)
+        memcpy(&ss, sa, sizeof(struct sockaddr_in6));
+    else
+        return -EAFNOSUPPORT;
+    uint8_t ip[16], ip2[16];
+    uint16_t port, port2;
+    zp__ip_key(&ss, ip, &port);
+    for (zp_conn *c = n->conns; c; c = c->next) {
+        if (!c->outgoing || c->state == C_CLOSING)
+            continue;
+        zp__ip_key(&c->addr, ip2, &port2);
+        if (port == port2 && !memcmp(ip, ip2, 16) &&
+            (c->state != C_OPEN || !c->got_ext || zp__ut_only(c)))
+            return -EALREADY; /* zest (or not known yet): one connection serves every xorb */
+    }
+    return zn_peer_add(n, info_hash, sa);
 }
 
 int zn_peer_adopt(zn_peer_node *n, int fd, const uint8_t info_hash[20])

@@ -51,7 +51,10 @@
  *   nothing more that peer sent is handled (its requests wait in TCP) until
  *   the queue drains; a peer that reads nothing of it for write_stall_ms
  *   (20 s) is dropped.  Requests of more than 64 chunks are refused (REFUSE
- *   4 / NOT_FOUND).  At most 32 messages or 256 KiB of one peer are handled
+ *   4 / NOT_FOUND), except ut_xet requests of up to a whole xorb (zest takes
+ *   one answer per request): one at a time per peer, sized exactly from the
+ *   manifest, within data_frame_max and counted whole against
+ *   upload_mem_max (else NOT_FOUND).  At most 32 messages or 256 KiB of one peer are handled
  *   per loop turn (the rest on the next); HAVE runs are kept as ranges, so
  *   every message costs time in its size, not in the chunks it names; MREQ
  *   is answered from memory (manifest cache, a 2 s parts cache).  DATA bytes
@@ -72,6 +75,13 @@
  * Swarms.  A connection belongs to one 20-byte info_hash.  Incoming
  *   handshakes are accepted for joined swarms and for any info_hash
  *   may_serve accepts (zest's per-xorb swarms: zn_peer_zest_info_hash).
+ * zest peers (ut_xet, no zfs_xet) announce nothing: each is a candidate
+ *   holder of every xorb (zn_peer_holders counts it) until it answers
+ *   NOT_FOUND / ERROR for that xorb.  With no manifest from a zfs_xet peer,
+ *   the fetch asks one for the xorb; an answer at chunk offset 0 is decoded
+ *   whole on the pool (≤ 8192 records, ≤ 128 MiB decoded) and its chunk
+ *   Merkle tree rebuilt: the xorb hash as root makes it the manifest (kept)
+ *   and serves the fetch; another root or a bad record is a ban.
  *
  * zfs_xet messages (BEP 10 payload after the extended id; integers BE)
  * -------------------------------------------------------------------
@@ -342,6 +352,10 @@ int zn_peer_swarm_join(zn_peer_node *n, const uint8_t info_hash[20]);
 /* Dial sa for this swarm (joined implicitly).  -EPERM if banned,
  * -EMFILE at max_conns, -EALREADY if connected or dialling there. */
 int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa);
+/* zn_peer_add for one of zest's per-xorb swarms: also -EALREADY when a
+ * connection to sa exists whose peer speaks only ut_xet (zest answers for
+ * any xorb on any connection), so a zest node is not dialled once per xorb. */
+int zn_peer_add_xorb(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa);
 /* Take over a connected stream socket (tests, fuzzing: one end of a
  * socketpair): as an incoming peer (info_hash NULL), or as if we had dialled
  * it for info_hash (we send our handshake first).  The node closes fd.

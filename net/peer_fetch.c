@@ -188,18 +188,31 @@ static bool conn_usable(const zp_conn *c)
     return c->state == C_OPEN && c->got_ext && (c->their_zfs || c->their_ut);
 }
 
+/* The manifest: from a zfs_xet peer (MREQ; one announcing the xorb first),
+ * else — none left — the whole xorb from a ut_xet-only peer (zest has no
+ * manifests), checked by rebuilding its Merkle tree (zp__start_whole). */
 void zp__fetch_manifest_next(zp_fetch *f)
 {
     zn_peer_node *n = f->n;
     if (f->finishing || f->mn || f->manifest_pending)
         return;
-    zp_conn *best = NULL;
+    zp_conn *best = NULL, *ut = NULL;
     bool waiting = false;
     for (zp_conn *c = n->conns; c; c = c->next) {
         if (c->state == C_CONNECTING || c->state == C_HS || (c->state == C_OPEN && !c->got_ext))
             waiting = true;
-        if (!conn_usable(c) || !c->their_zfs || zp__tried(f->mtried, f->nmtried, c->serial))
+        if (!conn_usable(c) || zp__tried(f->mtried, f->nmtried, c->serial))
             continue;
+        if (!c->their_zfs) {
+            if (ut || zp__ut_lacks(c, &f->xorb))
+                continue;
+            if (c->nreqs >= UT_OUTSTANDING || n->utx >= UTX_MAX)
+                waiting = true; /* zest answers one request at a time: after it;
+                                 * and whole xorbs are held UTX_MAX at a time */
+            else
+                ut = c;
+            continue;
+        }
         if (zp__have_find(c, &f->xorb)) {
             best = c;
             break;
@@ -207,20 +220,33 @@ void zp__fetch_manifest_next(zp_fetch *f)
         if (!best)
             best = c;
     }
-    if (!best) {
+    if (!best && !ut) {
         if (!waiting)
             zp__fetch_finish(f, f->last_err == -ETIMEDOUT ? -ETIMEDOUT : -ENOENT);
         return;
     }
-    zp__add_tried(&f->mtried, &f->nmtried, best->serial);
-    zp_req *r = req_new(best, f, R_MANIFEST, 0);
+    zp_conn *c = best ? best : ut;
+    zp__add_tried(&f->mtried, &f->nmtried, c->serial);
+    zp_req *r = req_new(c, f, best ? R_MANIFEST : R_UTX, 0);
     if (!r) {
         zp__fetch_finish(f, -ENOMEM);
         return;
     }
+    if (!best)
+        n->utx++;
     f->manifest_pending = true;
-    uint8_t p[37];
-    zp__send_ext(best, best->their_zfs, p, zp_zfs_mreq(p, r->id, &f->xorb));
+    uint8_t p[45];
+    if (best) {
+        zp__send_ext(c, c->their_zfs, p, zp_zfs_mreq(p, r->id, &f->xorb));
+        return;
+    }
+    /* zest answers with its whole cached entry whatever range_end says; the
+     * transfer may be up to 64 MiB, so it gets more time than a part */
+    uint64_t now = uv_now(n->loop), t = n->o.req_timeout_ms;
+    r->deadline = now + (t > UTX_MIN_MS ? t : UTX_MIN_MS);
+    if (f->deadline && f->deadline < r->deadline)
+        f->deadline = r->deadline;
+    zp__send_ext(c, c->their_ut, p, zp_ut_request(p, r->id, &f->xorb, f->start, f->end));
 }
 
 static int fetch_build_parts(zp_fetch *f)
@@ -316,8 +342,20 @@ static zp_conn *pick(zp_fetch *f, zp_part *p, unsigned *holders)
         bool zfs = c->their_zfs != 0;
         if (zfs && !zp__have_covers(c, &f->xorb, p->start, p->end))
             continue;
+        if (!zfs && zp__ut_lacks(c, &f->xorb))
+            continue;
+        bool asked = !zfs && f->ut_work; /* zest answers each request with its whole
+                                          * entry: one request of a fetch at a time,
+                                          * its tail fills the other parts
+                                          * (peer_verify.c) */
+        for (zp_req *q = c->reqs; !zfs && q && !asked; q = q->next)
+            asked = q->f == f;
+        if (asked) {
+            ++*holders;
+            continue;
+        }
         ++*holders;
-        if (c->nreqs >= MAX_OUTSTANDING)
+        if (c->nreqs >= (zfs ? MAX_OUTSTANDING : UT_OUTSTANDING))
             continue;
         uint64_t t = (c->qbytes + pb) / conn_rate(c, top);
         bool m = conn_measured(c);
@@ -379,11 +417,17 @@ void zp__fetch_schedule(zp_fetch *f)
             }
             p->state = P_INFLIGHT;
             uint8_t m[45];
-            if (ut)
-                zp__send_ext(c, c->their_ut, m, zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
-            else
+            if (ut) { /* zest sends its whole entry: time for up to 64 MiB */
+                uint64_t now = uv_now(f->n->loop), t = f->n->o.req_timeout_ms;
+                r->deadline = now + (t > UTX_MIN_MS ? t : UTX_MIN_MS);
+                if (f->deadline && f->deadline < r->deadline)
+                    f->deadline = r->deadline;
+                zp__send_ext(c, c->their_ut, m,
+                             zp_ut_request(m, r->id, &f->xorb, p->start, p->end));
+            } else {
                 zp__send_ext(c, c->their_zfs, m,
                              zp_zfs_request(m, r->id, &f->xorb, p->start, p->end));
+            }
         }
     }
 }
@@ -465,6 +509,52 @@ void zp__fetch_finish(zp_fetch *f, int err)
     uv_timer_start(&f->timer, on_fetch_timer, 0, 0);
 }
 
+/* A whole xorb from a ut_xet peer, verified (h, l: its manifest, taken;
+ * data: every chunk decoded): the manifest is kept, the fetch is served
+ * from data at once. */
+/* Serve f (manifest known) from every chunk of its xorb decoded (data). */
+static void fetch_fill(zp_fetch *f, const uint8_t *data)
+{
+    zn_peer_node *n = f->n;
+    if (f->end > f->mn) {
+        zp__fetch_finish(f, -ERANGE);
+        return;
+    }
+    int r = f->parts ? 0 : fetch_build_parts(f);
+    if (r) {
+        zp__fetch_finish(f, r);
+        return;
+    }
+    uint64_t skip = 0;
+    for (uint32_t i = 0; i < f->start; i++)
+        skip += f->ml[i];
+    memcpy(f->data, data + skip, f->len);
+    for (size_t k = 0; k < f->nparts; k++)
+        f->parts[k].state = P_DONE;
+    f->ndone = f->nparts;
+    n->st.data_down += f->len;
+    f->done_bytes = f->len;
+    zp__fetch_finish(f, 0);
+}
+
+/* A whole xorb from a ut_xet peer, verified (h, l: its manifest, taken;
+ * data: every chunk decoded): the manifest is kept, the fetch is served
+ * from data at once. */
+void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
+                          const uint8_t *data)
+{
+    f->manifest_pending = false;
+    zp__mcache_put(f->n, &f->xorb, h, l, cnt);
+    f->mh = h, f->ml = l, f->mn = cnt;
+    fetch_fill(f, data);
+}
+
+void zp__whole_drop(zn_peer_node *n)
+{
+    free(n->wdata);
+    n->wdata = NULL;
+}
+
 int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_t end,
                   unsigned deadline_ms, zn_peer_fetch_cb cb, void *ud, zn_peer_op **op)
 {
@@ -510,6 +600,17 @@ int zn_peer_fetch(zn_peer_node *n, const xet_hash *xorb, uint32_t start, uint32_
                 }
                 break;
             }
+    }
+    /* zest sends whole xorbs: the last one, verified, serves the fetches of
+     * its other ranges that follow it (a reader going through a file) */
+    if (f->mn && n->wdata && xet_hash_eq(&n->wx, xorb) && uv_now(n->loop) < n->wuntil) {
+        uint64_t tot = 0;
+        for (uint32_t i = 0; i < f->mn; i++)
+            tot += f->ml[i];
+        if (tot == n->wlen) {
+            fetch_fill(f, n->wdata);
+            return 0;
+        }
     }
     zp__fetch_schedule(f);
     return 0;

@@ -41,9 +41,15 @@
 #define BAN_MS (3600u * 1000u)
 #define PARTS_TTL_MS 2000u               /* an MPART answer is reused for this long */
 #define PARTS_CACHE 64u
+#define UT_NF_MAX 16u                    /* xorbs a ut_xet-only peer said it lacks */
+#define UTX_DECODED_MAX (2ull * XET_XORB_MAX_BYTES) /* a whole xorb from a ut_xet peer, decoded */
+#define UTX_MIN_MS 30000u                /* a ut_xet request's time, at least (whole entries) */
+#define UTX_MAX 2u                       /* whole-xorb requests (and their checks) at once, node-wide */
+#define WHOLE_TTL_MS 2000u               /* the last whole xorb from zest kept for the next fetches */
+#define UT_OUTSTANDING 1u                /* requests outstanding on a ut_xet-only peer (zest) */
 
 enum { C_CONNECTING, C_HS, C_OPEN, C_CLOSING };
-enum { R_DATA, R_MANIFEST, R_UT };
+enum { R_DATA, R_MANIFEST, R_UT, R_UTX /* ut_xet, no manifest: the whole xorb */ };
 enum { P_TODO, P_INFLIGHT, P_VERIFY, P_DONE };
 
 typedef struct zp_conn zp_conn;
@@ -96,7 +102,7 @@ typedef struct zp_serve {
     zn_peer_node *n;
     zp_conn *c;        /* NULL once the connection is gone */
     uint32_t req;
-    bool ut, cancelled;
+    bool ut, cancelled, big;
     uint32_t start, end;
     uint64_t res;      /* upload bytes reserved for the answer */
     struct zp_serve *next, *prev;
@@ -154,6 +160,11 @@ struct zp_conn {
     unsigned timeouts;
     zp_pend *pend;
     size_t npend;
+    /* ut_xet-only peers (zest): xorbs it answered NOT_FOUND / ERROR for (a
+     * ring), so it is not asked again; a big answer (> 64 chunks) being made */
+    xet_hash ut_nf[UT_NF_MAX];
+    unsigned nut_nf;
+    bool big_serve;
     zp_conn *next, *prev;
 };
 
@@ -184,6 +195,7 @@ struct zp_fetch {
     bool manifest_pending, finishing, delivered, timer_closed;
     int result, last_err;
     unsigned work;     /* pool items referring to this fetch */
+    unsigned ut_work;  /* of which verify a zest answer (its tail may fill more parts) */
     uv_timer_t timer;
     zp_fetch *next, *prev;
 };
@@ -246,6 +258,12 @@ struct zn_peer_node {
     zp_mypend *mypend;
     size_t nmypend;
     uint64_t last_tick;
+    uint64_t ut_kick;    /* when fetches waiting for a zest peer were last looked at */
+    unsigned utx;        /* whole-xorb requests outstanding or being checked */
+    xet_hash wx;         /* the last whole xorb a zest peer sent, verified: */
+    uint8_t *wdata;      /* its chunks decoded (≤ 64 MiB; NULL: none) */
+    uint64_t wlen;
+    uint64_t wuntil;     /* kept until (uv_now), for fetches of its other ranges */
     zn_peer_stats st;
     unsigned refs;
     bool closing;
@@ -275,6 +293,9 @@ bool zp__swarm_ok(zn_peer_node *n, const uint8_t ih[20]);
 bool zp__tried(const uint64_t *t, size_t nt, uint64_t s);
 
 /* net/peer_msg.c */
+bool zp__ut_only(const zp_conn *c);
+bool zp__ut_lacks(const zp_conn *c, const xet_hash *x);
+void zp__ut_nf_add(zp_conn *c, const xet_hash *x);
 bool zp__have_bit(const zp_have *h, uint32_t i);
 bool zp__have_covers(zp_conn *c, const xet_hash *x, uint32_t s, uint32_t e);
 zp_have *zp__have_find(zp_conn *c, const xet_hash *x);
@@ -290,6 +311,7 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
                        uint32_t e);
 
 /* net/peer_verify.c */
+void zp__start_whole(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len);
 void zp__start_verify(zp_conn *c, zp_req *r, const uint8_t *recs, size_t len, uint32_t first,
                       bool ut);
 
@@ -304,6 +326,9 @@ zp_mcache *zp__mcache_put(zn_peer_node *n, const xet_hash *x, const xet_hash *h,
                           const uint32_t *l, uint32_t cnt);
 void zp__on_manifest(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
 void zp__on_mpart(zp_conn *c, zp_req *r, const zp_zfs_msg *m);
+void zp__fetch_whole_done(zp_fetch *f, xet_hash *h, uint32_t *l, uint32_t cnt,
+                          const uint8_t *data);
+void zp__whole_drop(zn_peer_node *n);
 
 /* net/pex.c */
 void zp__handle_pex(zp_conn *c, const uint8_t *p, size_t len);

@@ -227,6 +227,36 @@ static void handle_zfs(zp_conn *c, const uint8_t *p, size_t len)
     }
 }
 
+/* ---- ut_xet-only peers (zest) ------------------------------------------------------ */
+
+/* A peer that speaks ut_xet and not zfs_xet (zest): it announces nothing,
+ * so it is a candidate holder of every xorb until it says it lacks one. */
+bool zp__ut_only(const zp_conn *c)
+{
+    return c->state == C_OPEN && c->got_ext && c->their_ut && !c->their_zfs;
+}
+
+bool zp__ut_lacks(const zp_conn *c, const xet_hash *x)
+{
+    unsigned n = c->nut_nf < UT_NF_MAX ? c->nut_nf : UT_NF_MAX;
+    for (unsigned k = 0; k < n; k++)
+        if (xet_hash_eq(&c->ut_nf[k], x))
+            return true;
+    return false;
+}
+
+void zp__ut_nf_add(zp_conn *c, const xet_hash *x)
+{
+    if (!zp__ut_lacks(c, x))
+        c->ut_nf[c->nut_nf++ % UT_NF_MAX] = *x;
+}
+
+static zp_req *req_find_ut(zp_conn *c, uint32_t id)
+{
+    zp_req *r = req_find(c, id, R_UT);
+    return r ? r : req_find(c, id, R_UTX);
+}
+
 static void handle_ut(zp_conn *c, const uint8_t *p, size_t len)
 {
     zp_ut_msg m;
@@ -240,8 +270,16 @@ static void handle_ut(zp_conn *c, const uint8_t *p, size_t len)
         zp__serve_request(c, true, m.req, &m.hash, m.start, m.end);
         return;
     case ZP_UT_RESPONSE:
-        if (!(r = req_find(c, m.req, R_UT)))
+        if (!(r = req_find_ut(c, m.req)))
             return;
+        if (r->kind == R_UTX) { /* no manifest: only a whole xorb can be checked */
+            if (m.chunk_offset != 0) {
+                zp__req_failed(r, -ENOENT); /* a partial entry: not verifiable here */
+                return;
+            }
+            zp__start_whole(c, r, m.data, m.data_len);
+            return;
+        }
         if (m.chunk_offset > r->f->parts[r->part].start) {
             zp__req_failed(r, -ENOENT); /* holds a later part only */
             return;
@@ -250,8 +288,10 @@ static void handle_ut(zp_conn *c, const uint8_t *p, size_t len)
         return;
     case ZP_UT_NOT_FOUND:
     case ZP_UT_ERROR:
-        if ((r = req_find(c, m.req, R_UT)))
+        if ((r = req_find_ut(c, m.req))) {
+            zp__ut_nf_add(c, &r->f->xorb);
             zp__req_failed(r, -ENOENT);
+        }
         return;
     }
 }
@@ -387,7 +427,7 @@ static int frame_check(zp_conn *c, const uint8_t *p, uint32_t L)
         kind = R_MANIFEST;
     else
         return -1;
-    zp_req *r = req_find(c, id, kind);
+    zp_req *r = kind == R_UT ? req_find_ut(c, id) : req_find(c, id, kind);
     if (r)
         return L <= r->cap ? 0 : -1;
     for (unsigned k = 0; k < 32 && k < c->ngone; k++)
@@ -626,7 +666,8 @@ unsigned zn_peer_holders(zn_peer_node *n, const xet_hash *xorb, uint32_t start, 
 {
     unsigned k = 0;
     for (zp_conn *c = n->conns; c; c = c->next)
-        if (c->state == C_OPEN && zp__have_covers(c, xorb, start, end))
+        if (c->state == C_OPEN && (zp__have_covers(c, xorb, start, end) ||
+                                   (zp__ut_only(c) && !zp__ut_lacks(c, xorb))))
             k++;
     return k;
 }

@@ -109,6 +109,8 @@ static void serve_read_cb(void *arg, int err, const uint32_t *lens, const xet_ha
     zn_peer_node *n = s->n;
     zp_conn *c = s->c;
     serve_unlink(s);
+    if (c && s->big)
+        c->big_serve = false;
     zp__out_sub(n, c, s->res);
     if (!c || s->cancelled || c->state != C_OPEN)
         goto out;
@@ -197,6 +199,34 @@ static uint64_t answer_estimate(zn_peer_node *n, const xet_hash *x, uint32_t s, 
     return b + (uint64_t)(e - s) * (64u << 10);
 }
 
+static zp_mcache *mcache_load(zn_peer_node *n, const xet_hash *x)
+{
+    if (!zp__mcache_find(n, x) && n->p.manifest) {
+        xet_hash *h = NULL;
+        uint32_t *l = NULL, cnt = 0;
+        if (n->p.manifest(n->p.ud, x, &h, &l, &cnt) == 0 && cnt > 0 && cnt <= XET_XORB_MAX_CHUNKS)
+            zp__mcache_put(n, x, h, l, cnt);
+        free(h), free(l);
+    }
+    return zp__mcache_find(n, x);
+}
+
+/* zest caches what a request from chunk 0 brings as the xorb's entry and
+ * later serves its other ranges from it (or fails, RangeOutOfBounds, and
+ * goes to the CDN): such a request is answered with the whole xorb, as zest
+ * itself answers, when it is held whole and the answer fits now. */
+static uint32_t ut_widen(zp_conn *c, const xet_hash *x, uint32_t e)
+{
+    zn_peer_node *n = c->n;
+    zp_mcache *mc = mcache_load(n, x);
+    if (!mc || e >= mc->n || c->big_serve || !held_covers(n, x, 0, mc->n))
+        return e;
+    uint64_t res = answer_estimate(n, x, 0, mc->n);
+    if (res > n->o.data_frame_max || n->out_total + res > n->o.upload_mem_max)
+        return e;
+    return mc->n;
+}
+
 void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uint32_t s,
                        uint32_t e)
 {
@@ -205,15 +235,31 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
         refuse(c, ut, req, ZP_NOT_ALLOWED, x);
         return;
     }
-    if (s >= e || e - s > ZP_MAX_REQ_CHUNKS || !n->p.read_chunks ||
+    if (s >= e || e - s > (ut ? XET_XORB_MAX_CHUNKS : ZP_MAX_REQ_CHUNKS) || !n->p.read_chunks ||
         (n->p.may_serve_xorb && !n->p.may_serve_xorb(n->p.ud, c->ih, x)) ||
         !held_covers(n, x, s, e)) {
         refuse(c, ut, req, ZP_NOT_FOUND, x);
         return;
     }
-    if (e - s > MAX_PART_CHUNKS) { /* answers are at most ANSWER_MAX */
-        refuse(c, ut, req, ZP_BAD_REQUEST, x);
-        return;
+    if (ut && s == 0)
+        e = ut_widen(c, x, e);
+    bool big = e - s > MAX_PART_CHUNKS;
+    uint64_t res = 0;
+    if (big) {
+        /* zest asks for whole xorbs (up to 8192 chunks) and takes one answer
+         * per request: ut_xet only, one at a time per peer, sized exactly from
+         * the manifest, within the frame cap and the node's upload memory */
+        zp_mcache *mc = mcache_load(n, x);
+        if (!ut || !mc || e > mc->n) {
+            refuse(c, ut, req, ZP_BAD_REQUEST, x);
+            return;
+        }
+        res = answer_estimate(n, x, s, e);
+        if (res > n->o.data_frame_max || c->big_serve ||
+            n->out_total + res > n->o.upload_mem_max) {
+            refuse(c, ut, req, ZP_BUSY, x);
+            return;
+        }
     }
     if (c->nserves >= MAX_SERVES) {
         refuse(c, ut, req, ZP_BUSY, x);
@@ -225,7 +271,10 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
         return;
     }
     sv->n = n, sv->c = c, sv->req = req, sv->ut = ut, sv->start = s, sv->end = e;
-    sv->res = answer_estimate(n, x, s, e);
+    sv->res = big ? res : answer_estimate(n, x, s, e);
+    sv->big = big;
+    if (big)
+        c->big_serve = true;
     zp__out_add(c, sv->res);
     sv->next = c->serves;
     if (c->serves)
@@ -237,6 +286,8 @@ void zp__serve_request(zp_conn *c, bool ut, uint32_t req, const xet_hash *x, uin
     if (r) {
         zp_conn *cc = sv->c;
         serve_unlink(sv);
+        if (cc && big)
+            cc->big_serve = false;
         zp__out_sub(n, cc, sv->res);
         free(sv);
         zp__node_unref(n);

@@ -1325,6 +1325,250 @@ static void test_have_ranges(void)
     drain(b, NULL);
 }
 
+/* ---- zest (ut_xet only) peers, issue 21 ------------------------------------------------ */
+
+/* Read exactly n bytes from a non-blocking fd, running the loop meanwhile. */
+static bool raw_read(int fd, uint8_t *out, size_t n, unsigned ms)
+{
+    uint64_t end = uv_now(&loop) + ms;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, out + got, n - got);
+        if (k > 0) {
+            got += (size_t)k;
+            continue;
+        }
+        if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || uv_now(&loop) > end)
+            return false;
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+        uv_update_time(&loop);
+    }
+    return true;
+}
+
+/* The next ut_xet message (after [len][20][ext]); malloc'd, *len its size;
+ * NULL on EOF / timeout.  Other frames are skipped. */
+static uint8_t *raw_ut_msg(int fd, size_t *len, uint8_t *ext)
+{
+    for (;;) {
+        uint8_t h[4];
+        if (!raw_read(fd, h, 4, 10000))
+            return NULL;
+        uint32_t L = xet_be32(h);
+        if (!L)
+            continue;
+        uint8_t *b = malloc(L);
+        if (!raw_read(fd, b, L, 10000)) {
+            free(b);
+            return NULL;
+        }
+        if (L >= 3 && b[0] == 20 && b[1] != 0) {
+            *ext = b[1];
+            *len = L - 2;
+            memmove(b, b + 2, L - 2);
+            return b;
+        }
+        free(b);
+    }
+}
+
+/* Every chunk of X as records (scheme none), one bit flipped in chunk `flip`
+ * (-1: none). */
+static uint8_t *x_records(size_t *len, int flip)
+{
+    size_t n = X.off[X.n] + (size_t)X.n * XET_CHUNK_HEADER_LEN, o = 0;
+    uint8_t *r = malloc(n);
+    for (uint32_t k = 0; k < X.n; k++) {
+        xet_chunk_header h = {0, XET_SCHEME_NONE, X.lens[k], X.lens[k]};
+        xet_chunk_header_write(&h, r + o);
+        memcpy(r + o + XET_CHUNK_HEADER_LEN, X.data + X.off[k], X.lens[k]);
+        if ((int)k == flip)
+            r[o + XET_CHUNK_HEADER_LEN + 7] ^= 0x10;
+        o += XET_CHUNK_HEADER_LEN + X.lens[k];
+    }
+    *len = n;
+    return r;
+}
+
+/* A zest-like peer on the far end of a socketpair B "dialled": handshake,
+ * extension handshake with ut_xet only. */
+static int zest_peer(zn_peer_node *b)
+{
+    int sv[2];
+    T_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    T_EQ_INT(zn_peer_adopt(b, sv[0], IH), 0);
+    uint8_t hs[68], pid[20] = "-ZE0200-";
+    T_TRUE(raw_read(sv[1], hs, 68, 5000));
+    uv_random(NULL, NULL, pid + 8, 12, 0, NULL);
+    zp_handshake(hs, IH, pid);
+    raw_send(sv[1], hs, 68);
+    static const char eh[] = "d1:md6:ut_xeti1ee1:v8:zest/0.3e";
+    raw_ext(sv[1], 0, (const uint8_t *)eh, sizeof eh - 1);
+    pair p = {b, 1};
+    T_TRUE(run_until(cond_ext, &p, 5000));
+    return sv[1];
+}
+
+/* Answer the next CHUNK_REQUEST as zest does: the whole entry, offset 0. */
+static void zest_answer(int fd, int flip, uint32_t *rs, uint32_t *re)
+{
+    size_t ml;
+    uint8_t ext = 0, *m = raw_ut_msg(fd, &ml, &ext);
+    T_TRUE(m && ml == 45 && m[0] == ZP_UT_REQUEST && ext == ZP_EXT_UT_XET);
+    if (!m)
+        return;
+    T_TRUE(!memcmp(m + 5, X.hash.b, 32));
+    *rs = xet_be32(m + 37), *re = xet_be32(m + 41);
+    size_t rl;
+    uint8_t *recs = x_records(&rl, flip), hdr[13];
+    zp_ut_response_hdr(hdr, xet_be32(m + 1), 0, (uint32_t)rl);
+    uint8_t *msg = malloc(13 + rl);
+    memcpy(msg, hdr, 13);
+    memcpy(msg + 13, recs, rl);
+    raw_ext(fd, 1, msg, 13 + rl); /* zest answers on id 1 */
+    free(msg), free(recs), free(m);
+}
+
+static void test_zest_fetch(void)
+{
+    mem mb = MEMI(0, 0, 0, false, true); /* no manifest, holds nothing */
+    zn_peer_provider pb = mem_provider(&mb);
+    zn_peer_opts ob = {.no_listen = true};
+    zn_peer_node *b;
+    T_EQ_INT(zn_peer_node_new(&loop, &ob, &pb, &b), 0);
+    int fd = zest_peer(b);
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 10, 20), 1); /* a candidate, announcing nothing */
+    /* no manifest: the whole xorb, verified by its Merkle tree */
+    result r = {0};
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 10, 20, 0, fetch_cb, &r, NULL), 0);
+    uint32_t rs = 0, re = 0;
+    zest_answer(fd, -1, &rs, &re);
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, 0);
+    T_TRUE(rs == 10 && re == 20);
+    T_TRUE(r.len == X.off[20] - X.off[10] && !memcmp(r.data, X.data + X.off[10], r.len));
+    free(r.data);
+    /* right after, another range of it comes from the whole xorb kept in
+     * memory: nothing is asked */
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 150, 170, 0, fetch_cb, &r, NULL), 0);
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.len == X.off[170] - X.off[150] && !memcmp(r.data, X.data + X.off[150], r.len));
+    free(r.data);
+    uint8_t extra_b[1];
+    T_TRUE(read(fd, extra_b, 1) < 0 && errno == EAGAIN);
+    /* once that is dropped (2 s), the manifest kept: many parts, one request
+     * to the zest peer, its whole answer verified against the manifest fills
+     * them all */
+    result never = {0};
+    run_until(cond_done, &never, 2200);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 1, X.n, 0, fetch_cb, &r, NULL), 0);
+    zest_answer(fd, -1, &rs, &re);
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, 0);
+    T_TRUE(r.len == X.off[X.n] - X.off[1] && !memcmp(r.data, X.data + X.off[1], r.len));
+    free(r.data);
+    T_TRUE(read(fd, extra_b, 1) < 0 && errno == EAGAIN); /* nothing more was asked */
+    /* NOT_FOUND: the fetch fails over (nobody else: -ENOENT), no ban, and
+     * the peer is no holder of that xorb any more */
+    xet_hash other = X.hash;
+    other.b[0] ^= 1;
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &other, 0, 4, 0, fetch_cb, &r, NULL), 0);
+    size_t ml;
+    uint8_t ext, *m = raw_ut_msg(fd, &ml, &ext);
+    T_TRUE(m && ml == 45 && m[0] == ZP_UT_REQUEST);
+    uint8_t nf[37];
+    zp_ut_not_found(nf, m ? xet_be32(m + 1) : 0, &other);
+    raw_ext(fd, 1, nf, sizeof nf);
+    free(m);
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, -ENOENT);
+    T_EQ_INT(zn_peer_holders(b, &other, 0, 4), 0);
+    T_EQ_INT(zn_peer_holders(b, &X.hash, 0, 4), 1);
+    zn_peer_stats st;
+    zn_peer_get_stats(b, &st);
+    T_EQ_INT(st.bans, 0);
+    close(fd);
+    drain(b, NULL);
+
+    /* a lying zest peer (one bit of a chunk flipped, no manifest at hand):
+     * banned, the fetch fails (the caller goes to the CDN) */
+    T_EQ_INT(zn_peer_node_new(&loop, &ob, &pb, &b), 0);
+    fd = zest_peer(b);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_peer_fetch(b, &X.hash, 0, 8, 0, fetch_cb, &r, NULL), 0);
+    zest_answer(fd, 3, &rs, &re);
+    T_TRUE(run_until(cond_done, &r, 10000));
+    T_EQ_INT(r.err, -ENOENT);
+    zn_peer_get_stats(b, &st);
+    T_EQ_INT(st.bans, 1);
+    T_EQ_INT(st.verify_failures, 1);
+    close(fd);
+    drain(b, NULL);
+}
+
+/* A zest client asks for a whole xorb (more than 64 chunks): one answer,
+ * exactly the records of [0, n), on the id it advertised. */
+static void test_zest_serve_whole(void)
+{
+    mem ma = MEMI(0, X.n, 1, true, true);
+    zn_peer_provider pa = mem_provider(&ma);
+    zn_peer_opts oa = {.no_listen = true};
+    zn_peer_node *a;
+    T_EQ_INT(zn_peer_node_new(&loop, &oa, &pa, &a), 0);
+    zn_peer_swarm_join(a, IH);
+    int sv[2];
+    T_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    T_EQ_INT(zn_peer_adopt(a, sv[0], NULL), 0);
+    uint8_t hs[68], pid[20] = "-ZE0200-abcdefghijkl";
+    zp_handshake(hs, IH, pid);
+    raw_send(sv[1], hs, 68);
+    T_TRUE(raw_read(sv[1], hs, 68, 5000));
+    uint8_t fh[6]; /* the extension handshake comes first */
+    T_TRUE(raw_read(sv[1], fh, 6, 5000) && fh[4] == 20 && fh[5] == 0);
+    uint8_t *skip = malloc(xet_be32(fh));
+    T_TRUE(raw_read(sv[1], skip, xet_be32(fh) - 2, 5000));
+    free(skip);
+    static const char eh[] = "d1:md6:ut_xeti7ee1:v8:zest/0.3e";
+    raw_ext(sv[1], 0, (const uint8_t *)eh, sizeof eh - 1);
+    uint8_t q[45];
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 9, &X.hash, 0, X.n));
+    size_t ml;
+    uint8_t ext = 0, *m = raw_ut_msg(sv[1], &ml, &ext);
+    size_t rl;
+    uint8_t *recs = x_records(&rl, -1);
+    T_TRUE(m && ext == 7 && m[0] == ZP_UT_RESPONSE && xet_be32(m + 1) == 9 &&
+           xet_be32(m + 5) == 0 && ml == 13 + rl && !memcmp(m + 13, recs, rl));
+    free(m), free(recs);
+    /* from chunk 0, held whole: the whole xorb, as zest answers (it caches
+     * that as the xorb's entry); from elsewhere: exactly the range */
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 11, &X.hash, 0, 10));
+    m = raw_ut_msg(sv[1], &ml, &ext);
+    recs = x_records(&rl, -1);
+    T_TRUE(m && m[0] == ZP_UT_RESPONSE && xet_be32(m + 1) == 11 && xet_be32(m + 5) == 0 &&
+           ml == 13 + rl && !memcmp(m + 13, recs, rl));
+    free(m);
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 12, &X.hash, 5, 10));
+    m = raw_ut_msg(sv[1], &ml, &ext);
+    size_t r5 = X.off[5] + 5 * XET_CHUNK_HEADER_LEN, r10 = X.off[10] + 10 * XET_CHUNK_HEADER_LEN;
+    T_TRUE(m && m[0] == ZP_UT_RESPONSE && xet_be32(m + 5) == 5 && ml == 13 + (r10 - r5) &&
+           !memcmp(m + 13, recs + r5, r10 - r5));
+    free(m), free(recs);
+    /* more than a xorb holds: NOT_FOUND */
+    raw_ext(sv[1], ZP_EXT_UT_XET, q, zp_ut_request(q, 10, &X.hash, 0, X.n + 1));
+    m = raw_ut_msg(sv[1], &ml, &ext);
+    T_TRUE(m && m[0] == ZP_UT_NOT_FOUND && xet_be32(m + 1) == 10);
+    free(m);
+    close(sv[1]);
+    drain(a, NULL);
+}
+
 static int tool_serve(int argc, char **argv)
 {
     mem ma = MEMI(0, X.n, 1, true, true);
@@ -1469,6 +1713,8 @@ int main(int argc, char **argv)
         T_RUN(test_bans_hold);
         T_RUN(test_upload_bounded);
         T_RUN(test_have_ranges);
+        T_RUN(test_zest_fetch);
+        T_RUN(test_zest_serve_whole);
         rc = t_done();
     }
     txorb_free(&X);

@@ -73,3 +73,6 @@ if [ "${ZESTFS_TORCH:-$torch_default}" = 1 ]; then
         echo "setup: .venv-torch installed in $((SECONDS - t0)) s"
     fi
 fi
+
+# ---- the real zest (fs-zest), from ../shared/peers/zest when it is there --------------
+bash "$here/zest-build.sh" || echo "setup: zest not built (fs-zest will fail or skip, naming why)" >&2
