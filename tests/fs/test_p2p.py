@@ -51,10 +51,11 @@ def status_now(zestfs, store):
 
 def status(zestfs, store, timeout=30):
     """The node's status once its fetches have ended (within `timeout` s).
-    A read is answered as soon as its run is verified in memory: the reply
-    goes out before the run is stored, and the fetch (with its bytes in
-    bytes_by_source) ends after the store's write, so a status asked right
-    after the last read may not count the last fetch yet."""
+    A read is answered as soon as its run is verified in memory, before the
+    run is stored: its fetch ends later.  The bytes count for their source
+    when the run is in (fs/read/xfetch.c; until then a status right after
+    the last read missed the last fetch); waiting for the end keeps such
+    timing out of what the checks compare."""
     end = time.time() + timeout
     st = status_now(zestfs, store)
     first = st
