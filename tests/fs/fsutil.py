@@ -377,9 +377,10 @@ def mount_dev(mnt):
     return dev
 
 
-def foreign_copies(dev):
+def foreign_copies(dev, mnt):
     """Processes (pid, command) of other mount namespaces that still hold a
-    copy of the mount `dev`: one per namespace.  unshare -m (every meson
+    copy of the mount `dev` at `mnt` (both: a device number is reused once
+    the mount is gone): one per namespace.  unshare -m (every meson
     test's tests/netguard.sh, ip netns exec, ...) copies every mount of the
     namespace it starts from, and a copy in a private namespace does not go
     away when the original is unmounted."""
@@ -387,6 +388,7 @@ def foreign_copies(dev):
         own = os.readlink("/proc/self/ns/mnt")
     except OSError:
         return []
+    mnt = os.path.realpath(mnt)
     seen, out = {own}, []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -397,7 +399,7 @@ def foreign_copies(dev):
                 continue
             seen.add(ns)
             with open(f"/proc/{pid}/mountinfo") as f:
-                if not any(len(l.split()) > 2 and l.split()[2] == dev for l in f):
+                if not any(l.split()[2:5:2] == [dev, mnt] for l in f):
                     continue
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
             out.append((int(pid), cmd.strip()[:160]))
@@ -436,7 +438,7 @@ def unmount(p, mnt, expect=0):
             pass
         if not looked and dev and u.returncode == 0 and time.time() < end:
             looked = True
-            held = foreign_copies(dev)
+            held = foreign_copies(dev, mnt)
             if held:
                 print(f"note: {mnt} is unmounted here but copies of it live on in other mount "
                       f"namespaces ({held[:3]}): the FUSE connection stays up until they go; "
