@@ -13,6 +13,13 @@ static void early_collect(rd_xf *xf);
 
 static void xf_decoded(rd_xf *xf, int err);
 
+/* The run is in and checked: its bytes count for their source now, before
+ * the reads answered from it return (a status asked after them sees them). */
+static void count_src(rd_xf *xf)
+{
+    xf->c->m.bytes_by_src[xf->src] += xf->src == ZF_SRC_PEER ? xf->got : xf->bytes;
+}
+
 void rd_xf_finish(rd_xf *xf, int err)
 {
     rd_ctx *c = xf->c;
@@ -32,7 +39,6 @@ void rd_xf_finish(rd_xf *xf, int err)
         if (!err) {
             bool peer = xf->src == ZF_SRC_PEER;
             double ms = (double)(uv_hrtime() - xf->t0) / 1e6;
-            c->m.bytes_by_src[xf->src] += peer ? xf->got : xf->bytes;
             zf_hist_add(&c->m.fetch_ms[xf->src], ms);
             if (zf_log_level >= ZF_LOG_DEBUG) {
                 char xs[65];
@@ -360,6 +366,7 @@ static void xf_decoded(rd_xf *xf, int err)
         rd_xf_finish(xf, err);
         return;
     }
+    count_src(xf);
     early_collect(xf);
     queue_put(xf, xf_put_work);
 }
@@ -484,6 +491,7 @@ void rd_xf_body(rd_xf *xf, int err)
         rd_xf_finish(xf, ck);
         return;
     }
+    count_src(xf);
     early_collect(xf);
     queue_put(xf, xf_peer_work);
 }

@@ -39,7 +39,7 @@ def wait_log(path, pattern, timeout=60):
     return None
 
 
-def status(zestfs, store):
+def status_now(zestfs, store):
     r = subprocess.run([zestfs, "status", "--store", store, "--json"], capture_output=True,
                        text=True, timeout=60)
     try:
@@ -47,6 +47,26 @@ def status(zestfs, store):
     except ValueError:
         print("status:", r.stdout[-500:], r.stderr[-500:])
         return {}
+
+
+def status(zestfs, store, timeout=30):
+    """The node's status once its fetches have ended (within `timeout` s).
+    A read is answered as soon as its run is verified in memory, before the
+    run is stored: its fetch ends later.  The bytes count for their source
+    when the run is in (fs/read/xfetch.c; until then a status right after
+    the last read missed the last fetch); waiting for the end keeps such
+    timing out of what the checks compare."""
+    end = time.time() + timeout
+    st = status_now(zestfs, store)
+    first = st
+    while (find_num(st, "fetches_in_flight") or 0) > 0 and time.time() < end:
+        time.sleep(0.1)
+        st = status_now(zestfs, store)
+    if st is not first:
+        print(f"status {os.path.basename(store)}: {find_num(first, 'fetches_in_flight')} fetches "
+              f"still in flight at first (bytes by source then {src_bytes(first)}, after "
+              f"{src_bytes(st)})")
+    return st
 
 
 def find_num(o, key):
