@@ -5,26 +5,127 @@
 #include "source.h"
 #include "window.h"
 
-/* Is window k known to be stored?  Mapped, and every chunk of the extents
- * over it in the store (remembered once seen, or fetched). */
-static bool cell_stored(rd_file *f, uint64_t k)
+/* Tensor files: past the end of the tensor it reads, a stream is prefetched
+ * only once it has read across PF_CROSS tensor boundaries in a row (one may
+ * be the kernel's readahead), then 1/PF_RATIO of the bytes it has read in a
+ * row (so a reader stopping anywhere has been sent at most that much more
+ * than it read), in steps of at least PF_MIN. */
+#define PF_CROSS 2
+#define PF_RATIO 8
+#define PF_MIN (1ull << 20)
+
+static uint64_t umax(uint64_t a, uint64_t b)
 {
-    if (f->done[k / 8] & (1u << (k % 8)))
-        return true;
-    uint64_t s = k * CELL_SIZE, e = umin(f->size, s + CELL_SIZE);
+    return a > b ? a : b;
+}
+
+/* Are the bytes [s, e) of f known to be stored?  Mapped, and every chunk of
+ * the extents over them in the store. */
+static bool span_stored(rd_file *f, uint64_t s, uint64_t e)
+{
     if (rd_ext_uncovered(f, s, e) != e)
         return false;
     for (long i = rd_ext_floor(f, s); i >= 0 && (size_t)i < f->n && f->ext[i].off < e; i++)
         if (f->ext[i].off + f->ext[i].len > s &&
             zc_missing(f->c->store, &f->ext[i].xorb, f->ext[i].cs, f->ext[i].ce, NULL, 0) != 0)
             return false;
+    return true;
+}
+
+/* Is window k known to be stored?  (Remembered once seen, or fetched.) */
+static bool cell_stored(rd_file *f, uint64_t k)
+{
+    if (f->done[k / 8] & (1u << (k % 8)))
+        return true;
+    uint64_t s = k * CELL_SIZE, e = umin(f->size, s + CELL_SIZE);
+    if (!span_stored(f, s, e))
+        return false;
     f->done[k / 8] |= (uint8_t)(1u << (k % 8));
     return true;
 }
 
-/* Track sequential readers of f; ahead of one that has read SEQ_MIN bytes
- * in a row, start the windows it will need (more the longer it goes on:
- * one per 8 MiB read, up to MAX_AHEAD), with no read waiting on them. */
+/* How far ahead of a stream at `next` that has read `run` bytes in a row
+ * its windows may be started: one window per 8 MiB read, up to MAX_AHEAD,
+ * a quarter of a small store.  0: not yet (or nothing to do). */
+static uint64_t windows_ahead(rd_file *f, uint64_t run)
+{
+    uint64_t ahead = run / CELL_SIZE + 1;
+    if (ahead > MAX_AHEAD)
+        ahead = MAX_AHEAD;
+    zc_stats zs;
+    zc_get_stats(f->c->store, &zs);
+    if (ahead > zs.cap / CELL_SIZE / 4) /* a small store would evict them before they are read */
+        ahead = zs.cap / CELL_SIZE / 4 ? zs.cap / CELL_SIZE / 4 : 1;
+    return ahead;
+}
+
+/* Start the bytes [a, b) of window k for a stream, no read waiting: what
+ * cells of the window already fetch is cut off (they are marked wanted
+ * ahead instead), what is stored is skipped.  *joined: a cell of a fill
+ * the stream will need. */
+static void span_start(rd_file *f, uint64_t k, uint64_t a, uint64_t b, bool *joined)
+{
+    for (bool cut = true; cut && a < b;) {
+        cut = false;
+        for (rd_cell *x = f->cells; x && a < b; x = x->next) {
+            if (x->idx != k || x->end <= a || x->start >= b)
+                continue;
+            *joined |= !x->ahead;
+            x->ahead = true;
+            if (x->start <= a) {
+                a = x->end;
+                cut = true;
+            } else if (x->end >= b) {
+                b = x->start;
+                cut = true;
+            }
+        }
+    }
+    if (a >= b || (f->done[k / 8] & (1u << (k % 8))) || span_stored(f, a, b))
+        return;
+    rd_cell *cl = rd_cell_new(f, k);
+    if (!cl)
+        return;
+    cl->start = a;
+    cl->end = b;
+    cl->ahead = true;
+    rd_cell_start(cl);
+}
+
+/* A tensor file's stream (f->tmap): see prefetch.h. */
+static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
+{
+    const zf_tensor_map *m = f->tmap;
+    uint64_t pos = st->next;
+    if (pos >= f->size)
+        return;
+    long t = zf_tensor_at(m, pos - 1);
+    uint64_t e = pos;
+    if (st->run >= SEQ_MIN && t >= 0) /* the rest of the tensor it reads in order */
+        e = m->tens[2 * t + 1];
+    if (st->cross >= PF_CROSS) { /* tensor after tensor: the next ones, 1/PF_RATIO of its run */
+        uint64_t lim = umin(f->size, pos + st->run / PF_RATIO);
+        long i = zf_tensor_at(m, lim);
+        if (i >= 0 && lim < f->size) { /* not into a tensor's middle but at a window's end */
+            uint64_t cut = lim / CELL_SIZE * CELL_SIZE;
+            size_t j = (size_t)i;
+            uint64_t prev_end = j > 0 ? m->tens[2 * j - 1] : 0;
+            lim = cut > prev_end ? cut : prev_end;
+        }
+        if (lim > e)
+            e = lim;
+    }
+    uint64_t k0 = (pos - 1) / CELL_SIZE;
+    e = umin(e, umin(f->size, (k0 + 1 + windows_ahead(f, st->run)) * CELL_SIZE));
+    if (st->pf < pos)
+        st->pf = pos;
+    if (e <= st->pf || (e - st->pf < PF_MIN && e < f->size))
+        return;
+    for (uint64_t k = st->pf / CELL_SIZE; k * CELL_SIZE < e; k++)
+        span_start(f, k, umax(st->pf, k * CELL_SIZE), umin(e, (k + 1) * CELL_SIZE), joined);
+    st->pf = e;
+}
+
 void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 {
     rd_ctx *c = f->c;
@@ -40,45 +141,47 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
         if (x->used < lru->used)
             lru = x;
     }
-    if (!st) {
+    if (!st) { /* a jump: a new stream, nothing ahead of it yet */
         st = lru;
         st->next = end;
         st->run = len;
         st->used = f->tick;
+        st->cross = 0;
+        st->pf = end;
         return;
     }
     st->used = f->tick;
     if (end > st->next) {
+        if (f->tmap) /* tensors starting in the bytes it goes on with */
+            st->cross += zf_tensor_from(f->tmap, end) - zf_tensor_from(f->tmap, st->next);
         st->run += end - st->next;
         st->next = end;
     }
-    if (st->run < SEQ_MIN || !c->hub || c->stopping)
+    if (!c->hub || c->stopping || (!f->tmap && st->run < SEQ_MIN))
         return;
     uint64_t ncells = (f->size + CELL_SIZE - 1) / CELL_SIZE;
     if (!f->done && !(f->done = calloc((ncells + 7) / 8, 1)))
         return;
-    uint64_t ahead = st->run / CELL_SIZE + 1;
-    if (ahead > MAX_AHEAD)
-        ahead = MAX_AHEAD;
-    zc_stats zs;
-    zc_get_stats(c->store, &zs);
-    if (ahead > zs.cap / CELL_SIZE / 4) /* a small store would evict them before they are read */
-        ahead = zs.cap / CELL_SIZE / 4 ? zs.cap / CELL_SIZE / 4 : 1;
-    uint64_t k0 = (st->next - 1) / CELL_SIZE;
     bool joined = false;
-    for (uint64_t k = k0 + 1; k <= k0 + ahead && k < ncells; k++) {
-        rd_cell *cl = rd_cell_find(f, k);
-        if (cl) { /* a fill's window the reader will need: no longer held for reads */
-            joined |= !cl->ahead;
+    if (f->tmap)
+        tensor_ahead(f, st, &joined);
+    else if (st->run >= SEQ_MIN) {
+        uint64_t ahead = windows_ahead(f, st->run);
+        uint64_t k0 = (st->next - 1) / CELL_SIZE;
+        for (uint64_t k = k0 + 1; k <= k0 + ahead && k < ncells; k++) {
+            rd_cell *cl = rd_cell_find(f, k);
+            if (cl) { /* a fill's window the reader will need: no longer held for reads */
+                joined |= !cl->ahead;
+                cl->ahead = true;
+                continue;
+            }
+            if (cell_stored(f, k))
+                continue;
+            if (!(cl = rd_cell_new(f, k)))
+                break;
             cl->ahead = true;
-            continue;
+            rd_cell_start(cl);
         }
-        if (cell_stored(f, k))
-            continue;
-        if (!(cl = rd_cell_new(f, k)))
-            break;
-        cl->ahead = true;
-        rd_cell_start(cl);
     }
     if (joined) {
         rd_net_prio(c);

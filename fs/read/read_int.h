@@ -133,6 +133,8 @@ typedef struct rd_pins {
 
 typedef struct rd_stream { /* a sequential reader of a file */
     uint64_t next, run, used;
+    uint64_t cross;            /* tensor boundaries it read across (tensor files) */
+    uint64_t pf;               /* prefetch asked up to here (tensor files) */
 } rd_stream;
 
 enum { MAP_NONE, MAP_LOADING, MAP_READY };
@@ -170,6 +172,7 @@ struct rd_file {
     rd_read *blob_wait;
     rd_file *lru_prev, *lru_next;
     rd_openpf *opf;            /* prefetch at open */
+    const zf_tensor_map *tmap; /* its tensors, while open and parsed (openpf.c owns it) */
 };
 
 /* A request: a FUSE read, an internal read (HTTP access server, stored

@@ -20,7 +20,8 @@ static void cell_closed(uv_handle_t *h)
 void rd_cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
-    if (!err && f->done)
+    if (!err && f->done && cl->start == cl->idx * CELL_SIZE &&
+        cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE)) /* a whole window */
         f->done[cl->idx / 8] |= (uint8_t)(1u << (cl->idx % 8));
     for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
         if (*pp == cl) {
@@ -259,6 +260,16 @@ rd_cell *rd_cell_find(rd_file *f, uint64_t k)
     return NULL;
 }
 
+/* A cell of window k fetching all of [s, e) (cells of a tensor file may
+ * cover less than their window: prefetch.h, rd_fetch_cells). */
+rd_cell *rd_cell_cover(rd_file *f, uint64_t k, uint64_t s, uint64_t e)
+{
+    for (rd_cell *x = f->cells; x; x = x->next)
+        if (x->idx == k && x->start <= s && x->end >= e)
+            return x;
+    return NULL;
+}
+
 rd_cell *rd_cell_new(rd_file *f, uint64_t k)
 {
     rd_cell *cl = calloc(1, sizeof *cl);
@@ -361,7 +372,8 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
     r->waits = 1;
     r->err = 0;
     for (uint64_t k = k0; k <= k1; k++) {
-        rd_cell *cl = rd_cell_find(f, k);
+        uint64_t s = k == k0 ? from : k * CELL_SIZE, e = umin(end, (k + 1) * CELL_SIZE);
+        rd_cell *cl = rd_cell_cover(f, k, s, e);
         bool fresh = false;
         if (!cl) {
             if (!(cl = rd_cell_new(f, k))) {
@@ -369,6 +381,8 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
                 break;
             }
             fresh = true;
+            if (r->ops->seq && f->tmap) /* a reader's miss: its tensors only (prefetch.h) */
+                zf_tensor_clip(f->tmap, s, e, &cl->start, &cl->end);
         }
         if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
             r->err = -ENOMEM;
