@@ -59,37 +59,32 @@ static uint64_t windows_ahead(rd_file *f, uint64_t run)
     return ahead;
 }
 
-/* Start the bytes [a, b) of window k for a stream, no read waiting: what
- * cells of the window already fetch is cut off (they are marked wanted
- * ahead instead), what is stored is skipped.  *joined: a cell of a fill
- * the stream will need. */
+/* Start the bytes [a, b) of window k for a stream, no read waiting: the
+ * cells of the window holding some are marked wanted ahead (*joined: one
+ * of a fill, which the stream will need), the gaps between them that are
+ * not stored get cells of their own. */
 static void span_start(rd_file *f, uint64_t k, uint64_t a, uint64_t b, bool *joined)
 {
-    for (bool cut = true; cut && a < b;) {
-        cut = false;
-        for (rd_cell *x = f->cells; x && a < b; x = x->next) {
-            if (x->idx != k || x->end <= a || x->start >= b)
-                continue;
-            *joined |= !x->ahead;
-            x->ahead = true;
-            if (x->start <= a) {
-                a = x->end;
-                cut = true;
-            } else if (x->end >= b) {
-                b = x->start;
-                cut = true;
-            }
+    if (f->done[k / 8] & (1u << (k % 8)))
+        return;
+    while (a < b) {
+        rd_cell *cl = rd_cell_at(f, k, a);
+        if (cl) {
+            *joined |= !cl->ahead;
+            cl->ahead = true;
+            a = cl->end;
+            continue;
         }
+        uint64_t lo = a, hi = b;
+        rd_cell_gap(f, k, a, &lo, &hi);
+        if (!span_stored(f, lo, hi) && (cl = rd_cell_new(f, k))) {
+            cl->start = lo;
+            cl->end = hi;
+            cl->ahead = true;
+            rd_cell_start(cl);
+        }
+        a = hi;
     }
-    if (a >= b || (f->done[k / 8] & (1u << (k % 8))) || span_stored(f, a, b))
-        return;
-    rd_cell *cl = rd_cell_new(f, k);
-    if (!cl)
-        return;
-    cl->start = a;
-    cl->end = b;
-    cl->ahead = true;
-    rd_cell_start(cl);
 }
 
 /* A tensor file's stream (f->tmap): see prefetch.h. */

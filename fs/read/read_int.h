@@ -21,6 +21,7 @@
  *   big      large non-Xet files as windows of synthetic xorbs
  *   blob     small non-Xet files, whole in memory
  *   window   8 MiB windows: reconstruction, retries, read deadlines
+ *   tspan    how wide a reader's miss in a tensor file is fetched
  *   xfetch   xorb range fetches: join, decode, check, early replies, put
  *   source   where bytes come from: peers, parking, CDN, races, holding
  *   resolve  GETs of {endpoint}/{repo}/resolve/{commit}/{path}

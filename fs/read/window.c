@@ -3,6 +3,7 @@
 #include "fmap.h"
 #include "req.h"
 #include "source.h"
+#include "tspan.h"
 #include "window.h"
 #include "xfetch.h"
 
@@ -260,14 +261,28 @@ rd_cell *rd_cell_find(rd_file *f, uint64_t k)
     return NULL;
 }
 
-/* A cell of window k fetching all of [s, e) (cells of a tensor file may
- * cover less than their window: prefetch.h, rd_fetch_cells). */
-rd_cell *rd_cell_cover(rd_file *f, uint64_t k, uint64_t s, uint64_t e)
+/* The cell of window k holding byte pos, if any (cells of a tensor file may
+ * hold less than their window: rd_fetch_cells, prefetch.h). */
+rd_cell *rd_cell_at(rd_file *f, uint64_t k, uint64_t pos)
 {
     for (rd_cell *x = f->cells; x; x = x->next)
-        if (x->idx == k && x->start <= s && x->end >= e)
+        if (x->idx == k && x->start <= pos && pos < x->end)
             return x;
     return NULL;
+}
+
+/* Cut [*lo, *hi), around a byte pos no cell of window k holds, to the
+ * bytes no cell of it holds. */
+void rd_cell_gap(rd_file *f, uint64_t k, uint64_t pos, uint64_t *lo, uint64_t *hi)
+{
+    for (rd_cell *x = f->cells; x; x = x->next) {
+        if (x->idx != k)
+            continue;
+        if (x->end <= pos && x->end > *lo)
+            *lo = x->end;
+        if (x->start > pos && x->start < *hi)
+            *hi = x->start;
+    }
 }
 
 rd_cell *rd_cell_new(rd_file *f, uint64_t k)
@@ -368,21 +383,24 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         return;
     }
     uint64_t end = r->off + r->len;
-    uint64_t k0 = from / CELL_SIZE, k1 = (end - 1) / CELL_SIZE;
     r->waits = 1;
     r->err = 0;
-    for (uint64_t k = k0; k <= k1; k++) {
-        uint64_t s = k == k0 ? from : k * CELL_SIZE, e = umin(end, (k + 1) * CELL_SIZE);
-        rd_cell *cl = rd_cell_cover(f, k, s, e);
+    for (uint64_t pos = from; pos < end;) { /* the cells holding [pos, end), in order */
+        uint64_t k = pos / CELL_SIZE;
+        rd_cell *cl = rd_cell_at(f, k, pos);
         bool fresh = false;
         if (!cl) {
+            uint64_t lo = k * CELL_SIZE, hi = umin(f->size, lo + CELL_SIZE);
+            if (r->ops->seq && f->tmap) /* a reader's miss: its tensor, no wider (tspan.h) */
+                rd_miss_span(f, r->off, pos, end, &lo, &hi);
+            rd_cell_gap(f, k, pos, &lo, &hi);
             if (!(cl = rd_cell_new(f, k))) {
                 r->err = -ENOMEM;
                 break;
             }
+            cl->start = lo;
+            cl->end = hi;
             fresh = true;
-            if (r->ops->seq && f->tmap) /* a reader's miss: its tensors only (prefetch.h) */
-                zf_tensor_clip(f->tmap, s, e, &cl->start, &cl->end);
         }
         if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
             r->err = -ENOMEM;
@@ -393,6 +411,7 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         r->waits++;
         if (fresh)
             rd_cell_start(cl);
+        pos = cl->end;
     }
     if (--r->waits == 0) {
         waits_over(r);

@@ -20,7 +20,8 @@ bool rd_retryable(int err);
 void rd_cell_attempt_failed(rd_cell *cl, int err);
 void rd_cell_start(rd_cell *cl);
 rd_cell *rd_cell_find(rd_file *f, uint64_t k);
-rd_cell *rd_cell_cover(rd_file *f, uint64_t k, uint64_t s, uint64_t e);
+rd_cell *rd_cell_at(rd_file *f, uint64_t k, uint64_t pos);
+void rd_cell_gap(rd_file *f, uint64_t k, uint64_t pos, uint64_t *lo, uint64_t *hi);
 rd_cell *rd_cell_new(rd_file *f, uint64_t k);
 void rd_fetch_cells(rd_read *r, uint64_t from);
 
