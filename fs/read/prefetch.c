@@ -146,19 +146,20 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
         return;
     }
     st->used = f->tick;
+    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE; /* a table (not one pending) */
     if (end > st->next) {
-        if (f->tmap) /* tensors starting in the bytes it goes on with */
+        if (tens) /* tensors starting in the bytes it goes on with */
             st->cross += zf_tensor_from(f->tmap, end) - zf_tensor_from(f->tmap, st->next);
         st->run += end - st->next;
         st->next = end;
     }
-    if (!c->hub || c->stopping || (!f->tmap && st->run < SEQ_MIN))
+    if (!c->hub || c->stopping || (!tens && st->run < SEQ_MIN))
         return;
     uint64_t ncells = (f->size + CELL_SIZE - 1) / CELL_SIZE;
     if (!f->done && !(f->done = calloc((ncells + 7) / 8, 1)))
         return;
     bool joined = false;
-    if (f->tmap)
+    if (tens)
         tensor_ahead(f, st, &joined);
     else if (st->run >= SEQ_MIN) {
         uint64_t ahead = windows_ahead(f, st->run);
