@@ -1,6 +1,6 @@
 /* tensors.c — where the tensors of a safetensors or GGUF file lie, from the
- * file's first bytes (for prefetch at open: read.c fills these ranges in
- * file order while a loader is still parsing the header).
+ * file's first bytes (for the prefetch that follows the reader: fs/read/
+ * openpf.c, prefetch.c, tspan.c).
  *
  * safetensors: u64 LE header length N, N bytes of JSON {name: {dtype, shape,
  *   data_offsets: [b, e]}, "__metadata__": {...}}; tensor bytes at 8+N+b.

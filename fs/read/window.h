@@ -9,7 +9,10 @@
  * may have expired) with backoff, MAX_ATTEMPTS within DEADLINE_MS; then its
  * reads fail with EIO (a fill puts its piece on its retry list).  A read
  * waits at most READ_DEADLINE_MS (ZESTFS_READ_DEADLINE) if its kind has a
- * deadline; it goes on through rd_ctx.resume, at most MAX_ROUNDS times. */
+ * deadline; it goes on through rd_ctx.resume, at most MAX_ROUNDS times.
+ * A window may have several cells, each fetching a span of it (tensor
+ * files: tspan.h, prefetch.h); a read waits on every cell holding its
+ * bytes, and a new cell takes only bytes no cell of its window holds. */
 #ifndef ZESTFS_FS_READ_WINDOW_H
 #define ZESTFS_FS_READ_WINDOW_H
 
