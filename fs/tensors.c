@@ -382,9 +382,13 @@ void zf_tensor_clip(const zf_tensor_map *m, uint64_t s, uint64_t e, uint64_t *lo
         return;
     }
     long a = zf_tensor_at(m, s), b = zf_tensor_at(m, e - 1);
-    if (a >= 0 && m->tens[2 * a] > *lo && m->tens[2 * a] <= s)
-        *lo = m->tens[2 * a];
-    uint64_t top = a >= 0 && a == b ? m->tens[2 * a + 1] : e; /* past its tensor: what it asked */
-    if (top < *hi && top >= e)
-        *hi = top;
+    uint64_t l = s, h = e; /* across a boundary, or outside the tensors: what it asked */
+    if (a >= 0 && a == b) {
+        l = m->tens[2 * a];
+        h = m->tens[2 * a + 1];
+    }
+    if (l > *lo)
+        *lo = l;
+    if (h < *hi)
+        *hi = h;
 }

@@ -36,12 +36,12 @@ long zf_tensor_at(const zf_tensor_map *m, uint64_t off);
 /* The index of the first tensor that starts at or after off (m->ntens if none). */
 size_t zf_tensor_from(const zf_tensor_map *m, uint64_t off);
 
-/* Narrow [*lo, *hi) for a miss of bytes [s, e): *lo rises to the start of
- * the tensor holding s (stays when s is in the header or a gap); *hi falls
- * to the end of that tensor when [s, e) lies within it, else to e.  Never
- * wider than it was.  A map of format ZF_TENSORS_NONE (a header not parsed
- * yet): [s, e) rounded out to ZF_TENSOR_UNKNOWN_GRAIN.  (A reader's miss is
- * fetched no wider than its tensor: window.c.) */
+/* Narrow [*lo, *hi) for a miss of bytes [s, e): to the tensor holding them
+ * when [s, e) lies within one tensor, else (across a boundary, in the
+ * header or a gap) to [s, e) itself.  Never wider than it was.  A map of
+ * format ZF_TENSORS_NONE (a header not parsed yet): [s, e) rounded out to
+ * ZF_TENSOR_UNKNOWN_GRAIN.  (A reader's miss is fetched no wider than its
+ * tensor: fs/read/tspan.c.) */
 void zf_tensor_clip(const zf_tensor_map *m, uint64_t s, uint64_t e, uint64_t *lo, uint64_t *hi);
 
 #endif

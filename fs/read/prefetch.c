@@ -10,7 +10,7 @@
  * be the kernel's readahead), then 1/PF_RATIO of the bytes it has read in a
  * row (so a reader stopping anywhere has been sent at most that much more
  * than it read), in steps of at least PF_MIN. */
-#define PF_CROSS 2
+#define PF_CROSS 3
 #define PF_RATIO 8
 #define PF_MIN (1ull << 20)
 
@@ -125,11 +125,13 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 {
     rd_ctx *c = f->c;
     uint64_t end = off + len;
+    /* a gap the kernel's readahead leaves (its reads arrive out of order) */
+    uint64_t fwd = len * 2 > SEQ_FWD ? len * 2 : SEQ_FWD;
     rd_stream *st = NULL, *lru = &f->streams[0];
     f->tick++;
     for (int i = 0; i < NSTREAMS; i++) {
         rd_stream *x = &f->streams[i];
-        if (x->used && off + SEQ_BACK >= x->next && off <= x->next + SEQ_FWD) {
+        if (x->used && off + SEQ_BACK >= x->first && off <= x->next + fwd) {
             st = x;
             break;
         }
@@ -138,6 +140,7 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
     }
     if (!st) { /* a jump: a new stream, nothing ahead of it yet */
         st = lru;
+        st->first = off;
         st->next = end;
         st->run = len;
         st->used = f->tick;
@@ -146,13 +149,22 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
         return;
     }
     st->used = f->tick;
-    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE; /* a table (not one pending) */
-    if (end > st->next) {
-        if (tens) /* tensors starting in the bytes it goes on with */
-            st->cross += zf_tensor_from(f->tmap, end) - zf_tensor_from(f->tmap, st->next);
-        st->run += end - st->next;
+    if (end > st->next)
         st->next = end;
+    for (int i = 0; i < NSTREAMS; i++) { /* a stream it has caught up with is the same reader */
+        rd_stream *y = &f->streams[i];
+        if (y != st && y->used && y->first >= st->first && y->first <= st->next + fwd) {
+            st->next = y->next > st->next ? y->next : st->next;
+            st->pf = y->pf > st->pf ? y->pf : st->pf;
+            y->used = 0;
+        }
     }
+    if (off < st->first)
+        st->first = off;
+    st->run = st->next - st->first;
+    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE; /* a table (not one pending) */
+    if (tens) /* tensor boundaries inside what it has read */
+        st->cross = zf_tensor_from(f->tmap, st->next) - zf_tensor_from(f->tmap, st->first + 1);
     if (!c->hub || c->stopping || (!tens && st->run < SEQ_MIN))
         return;
     uint64_t ncells = (f->size + CELL_SIZE - 1) / CELL_SIZE;

@@ -133,7 +133,7 @@ typedef struct rd_pins {
 } rd_pins;
 
 typedef struct rd_stream { /* a sequential reader of a file */
-    uint64_t next, run, used;
+    uint64_t first, next, run, used; /* it has read [first, next) */
     uint64_t cross;            /* tensor boundaries it read across (tensor files) */
     uint64_t pf;               /* prefetch asked up to here (tensor files) */
 } rd_stream;

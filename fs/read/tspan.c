@@ -9,13 +9,12 @@ void rd_miss_span(rd_file *f, uint64_t first, uint64_t pos, uint64_t end, uint64
     uint64_t e = umin(end, *hi);
     if (!m || pos >= e)
         return;
-    zf_tensor_clip(m, pos, e, lo, hi);
-    if (m->format == ZF_TENSORS_NONE)
+    if (m->format == ZF_TENSORS_NONE) {
+        zf_tensor_clip(m, pos, e, lo, hi);
         return;
-    long t = zf_tensor_at(m, pos);
-    if (t >= 0 && zf_tensor_at(m, first) != t && e < *hi) /* began in another tensor */
-        *hi = e;
-    if (t >= 0 && pos > *lo) { /* not over what an earlier miss mapped just before pos */
+    }
+    zf_tensor_clip(m, first > *lo ? first : *lo, e, lo, hi);
+    if (pos > *lo) { /* not over what an earlier miss mapped just before pos */
         long i = rd_ext_floor(f, pos - 1);
         uint64_t xe = i >= 0 ? f->ext[i].off + f->ext[i].len : 0;
         if (xe >= pos)

@@ -1,12 +1,12 @@
 /* tspan.h — how wide a reader's miss in a tensor file is fetched (while the
  * file is open and its header parsed: f->tmap, openpf.h).  A FUSE or HTTP
- * read that misses at pos is fetched from the start of the tensor holding
- * pos (not below bytes mapped before pos: those were fetched for an earlier
- * miss) to that tensor's end when the read began in that tensor, else only
- * to the read's end (the kernel's readahead across a tensor boundary shows
- * no wish for the next tensor).  Before the header is parsed: the MiB
- * around the read.  The caller's bounds (the window, other cells) are never
- * widened. */
+ * read [first, end) that misses at pos, when it lies within one tensor, is
+ * fetched from that tensor's start to its end (so later reads of it hit),
+ * but not over bytes mapped before pos (an earlier miss fetched those);
+ * a read across a tensor boundary (the kernel's readahead or readaround:
+ * it shows no wish for either tensor whole) or in the header is fetched
+ * as asked, from pos.  Before the header is parsed: the MiB around the
+ * read.  The caller's bounds (the window, other cells) are never widened. */
 #ifndef ZESTFS_FS_READ_TSPAN_H
 #define ZESTFS_FS_READ_TSPAN_H
 

@@ -7,12 +7,13 @@ phase on a fresh mount with an empty store, the client side cold and the
 origin's xorbs in the page cache.
 
   tests/interop/.venv/bin/python tests/bench/prefetch_bench.py --baseline-build DIR
-      [--build DIR] [--size MiB] [--rounds N]
+      [--build DIR] [--size MiB] [--rounds N] [--reads N] [--latency-ms N]
 
 Phases:
   cold    dd bs=1M of the whole file: MB/s, origin bytes
   load    safe_open + the first tensor (ms), then the first half of the
           tensors in file order (a pipeline stage's layers): ms, origin bytes
+  full    safe_open + every tensor in file order: ms
   random  --reads random 4 KiB preads (POSIX_FADV_RANDOM; default 40, so that
           they touch about half the tensors): p50/p99 ms, origin bytes, and
           the bytes of the tensors they touched
@@ -43,15 +44,15 @@ def settled(origin, quiet=1.5, limit=60):
     return last
 
 
-def load(path):
-    """(first tensor s, first half of the tensors s, bytes of those tensors)."""
+def load(path, frac=0.5):
+    """(first tensor s, the first frac of the tensors s, bytes of those tensors)."""
     from safetensors import safe_open
     t = time.perf_counter()
     with safe_open(path, framework="numpy") as f:
         keys = sorted(f.keys())
         n = f.get_tensor(keys[0]).nbytes
         t1 = time.perf_counter() - t
-        for k in keys[1:len(keys) // 2]:
+        for k in keys[1:int(len(keys) * frac)]:
             n += f.get_tensor(k).nbytes
     return t1, time.perf_counter() - t, n
 
@@ -86,6 +87,7 @@ def main():
     ap.add_argument("--size", type=int, default=256, help="model size in MiB")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--reads", type=int, default=40, help="random 4 KiB reads")
+    ap.add_argument("--latency-ms", type=int, default=0, help="the origin waits this long before each answer")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("prefetch_bench: needs root (drop_caches)")
@@ -102,7 +104,7 @@ def main():
     pages = random.Random(7).sample(range(size // 4096), a.reads)
     ts = tensors(os.path.join(src, "model.safetensors"))
     touched = sum(e - s for s, e in ts if any(s <= pg * 4096 < e for pg in pages))
-    origin = Origin(origin_exe, data, tmp)
+    origin = Origin(origin_exe, data, tmp, *(["--latency-ms", str(a.latency_ms)] if a.latency_ms else []))
     print(f"model: {size} bytes, {len(ts)} tensors; origin {origin.url}; {os.cpu_count()} cores", flush=True)
     res = {name: {} for name, _ in builds}
     n = 0
@@ -143,6 +145,9 @@ def main():
                 put(name, "half load ms", th * 1000)
                 put(name, "half load origin MB", settled(origin) / 1e6)
                 put(name, "half load tensor MB", nb / 1e6)
+                done(p, store)
+                p, store, blob = fresh(exe)
+                put(name, "full load ms", load(blob, 1.0)[1] * 1000)
                 done(p, store)
                 p, store, blob = fresh(exe)
                 p50, p99 = randoms(blob, size, pages)
