@@ -4,6 +4,7 @@
 #include "fill.h"
 #include "fmap.h"
 #include "openpf.h"
+#include "prefetch.h"
 #include "store_read.h"
 
 static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bool final, int err);
@@ -40,8 +41,10 @@ static const zf_tensor_map opf_pending;
 static void opf_done(rd_openpf *o)
 {
     o->state = OPF_DONE;
-    if (o->f->tmap == &opf_pending)
+    if (o->f->tmap == &opf_pending) {
         o->f->tmap = NULL;
+        rd_seq_again(o->f); /* prefetched as any file's from now */
+    }
 }
 
 static void opf_maybe_free(rd_openpf *o)
@@ -105,6 +108,7 @@ static void opf_parse_after(uv_work_t *w, int status)
     }
     o->state = OPF_READY;
     f->tmap = &o->map;
+    rd_seq_again(f);
 }
 
 static void opf_parse(rd_openpf *o)

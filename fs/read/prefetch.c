@@ -6,12 +6,15 @@
 #include "window.h"
 
 /* Tensor files: past the end of the tensor it reads, a stream is prefetched
- * only once it has read across PF_CROSS tensor boundaries in a row (one may
- * be the kernel's readahead), then 1/PF_RATIO of the bytes it has read in a
- * row (so a reader stopping anywhere has been sent at most that much more
- * than it read), in steps of at least PF_MIN. */
+ * only once it has read across PF_CROSS tensor boundaries in a row (the
+ * kernel's readaround and readahead around one tensor make two), then
+ * 1/PF_RATIO of the bytes it has read in a row, but at least 1/PF_FLOOR_DIV
+ * of the file up to PF_FLOOR (so a reader stopping anywhere has been sent
+ * at most that much more than it read), in steps of at least PF_MIN. */
 #define PF_CROSS 3
-#define PF_RATIO 8
+#define PF_RATIO 10
+#define PF_FLOOR (16ull << 20)
+#define PF_FLOOR_DIV 32
 #define PF_MIN (1ull << 20)
 
 static uint64_t umax(uint64_t a, uint64_t b)
@@ -96,10 +99,11 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
         return;
     long t = zf_tensor_at(m, pos - 1);
     uint64_t e = pos;
-    if (st->run >= SEQ_MIN && t >= 0) /* the rest of the tensor it reads in order */
-        e = m->tens[2 * t + 1];
+    if (t >= 0 && pos - umax(st->first, m->tens[2 * t]) >= SEQ_MIN) /* the rest of a tensor it */
+        e = m->tens[2 * t + 1];                                    /* has read SEQ_MIN of */
     if (st->cross >= PF_CROSS) { /* tensor after tensor: the next ones, 1/PF_RATIO of its run */
-        uint64_t lim = umin(f->size, pos + st->run / PF_RATIO);
+        uint64_t floor = umin(PF_FLOOR, f->size / PF_FLOOR_DIV);
+        uint64_t lim = umin(f->size, pos + umax(st->run / PF_RATIO, floor));
         long i = zf_tensor_at(m, lim);
         if (i >= 0 && lim < f->size) { /* not into a tensor's middle but at a window's end */
             uint64_t cut = lim / CELL_SIZE * CELL_SIZE;
@@ -121,9 +125,10 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
     st->pf = e;
 }
 
+static void stream_ahead(rd_file *f, rd_stream *st);
+
 void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 {
-    rd_ctx *c = f->c;
     uint64_t end = off + len;
     /* a gap the kernel's readahead leaves (its reads arrive out of order) */
     uint64_t fwd = len * 2 > SEQ_FWD ? len * 2 : SEQ_FWD;
@@ -162,7 +167,16 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
     if (off < st->first)
         st->first = off;
     st->run = st->next - st->first;
-    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE; /* a table (not one pending) */
+    if (f->tmap && f->tmap->format == ZF_TENSORS_NONE)
+        return; /* the tensor table is being read: rd_seq_again when it is known */
+    stream_ahead(f, st);
+}
+
+/* What is started ahead of stream st of f (prefetch.h). */
+static void stream_ahead(rd_file *f, rd_stream *st)
+{
+    rd_ctx *c = f->c;
+    bool tens = f->tmap != NULL;
     if (tens) /* tensor boundaries inside what it has read */
         st->cross = zf_tensor_from(f->tmap, st->next) - zf_tensor_from(f->tmap, st->first + 1);
     if (!c->hub || c->stopping || (!tens && st->run < SEQ_MIN))
@@ -195,4 +209,14 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
         rd_net_prio(c);
         rd_xf_pump(c);
     }
+}
+
+void rd_seq_again(rd_file *f)
+{
+    rd_stream *st = NULL;
+    for (int i = 0; i < NSTREAMS; i++)
+        if (f->streams[i].used && (!st || f->streams[i].used > st->used))
+            st = &f->streams[i];
+    if (st && !(f->tmap && f->tmap->format == ZF_TENSORS_NONE))
+        stream_ahead(f, st);
 }

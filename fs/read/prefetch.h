@@ -11,7 +11,8 @@
  * A .safetensors/.gguf file while its tensor table is known (f->tmap,
  * openpf.h) — prefetch follows the reader, tensor by tensor:
  *   - within the tensor it reads: the rest of it, once the stream has read
- *     SEQ_MIN in a row (bounded as above);
+ *     SEQ_MIN of that tensor (bounded as above; not for the kernel's
+ *     readahead running on past the tensor a reader read);
  *   - past that tensor: only once the stream has read across PF_CROSS
  *     tensor boundaries in a row (a reader going tensor after tensor, in
  *     file order), and then 1/PF_RATIO of the bytes it has read in a row,
@@ -28,5 +29,9 @@
 #include "read_int.h"
 
 void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len);
+/* f's tensor table is known now (or known to be none): what its latest
+ * stream should have ahead of it (nothing is started ahead of a tensor
+ * file's streams while its table is being read). */
+void rd_seq_again(rd_file *f);
 
 #endif

@@ -1,12 +1,16 @@
 /* tspan.h — how wide a reader's miss in a tensor file is fetched (while the
  * file is open and its header parsed: f->tmap, openpf.h).  A FUSE or HTTP
- * read [first, end) that misses at pos, when it lies within one tensor, is
- * fetched from that tensor's start to its end (so later reads of it hit),
- * but not over bytes mapped before pos (an earlier miss fetched those);
- * a read across a tensor boundary (the kernel's readahead or readaround:
- * it shows no wish for either tensor whole) or in the header is fetched
- * as asked, from pos.  Before the header is parsed: the MiB around the
- * read.  The caller's bounds (the window, other cells) are never widened. */
+ * read [first, end) that misses at pos, when it lies within one tensor and
+ * does not go on with a stream begun well before that tensor (a reader
+ * that came to this tensor: a random page, a tensor picked), is fetched
+ * from that tensor's start to its end (so its later reads hit), but not
+ * over bytes mapped before pos (an earlier miss fetched those).  Any other
+ * miss is fetched as asked, from pos: a read across a tensor boundary or in
+ * the header, and the kernel's readahead going on past the tensor a reader
+ * read (it shows no wish for the next tensor; a loader going on in file
+ * order gets the next tensors from its prefetch, prefetch.h).  Before the
+ * header is parsed: the MiB around the read.  The caller's bounds (the
+ * window, other cells) are never widened. */
 #ifndef ZESTFS_FS_READ_TSPAN_H
 #define ZESTFS_FS_READ_TSPAN_H
 

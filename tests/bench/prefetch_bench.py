@@ -14,6 +14,7 @@ Phases:
   load    safe_open + the first tensor (ms), then the first half of the
           tensors in file order (a pipeline stage's layers): ms, origin bytes
   full    safe_open + every tensor in file order: ms
+  tensors safe_open + 8 tensors picked at random: origin bytes, their bytes
   random  --reads random 4 KiB preads (POSIX_FADV_RANDOM; default 40, so that
           they touch about half the tensors): p50/p99 ms, origin bytes, and
           the bytes of the tensors they touched
@@ -55,6 +56,14 @@ def load(path, frac=0.5):
         for k in keys[1:int(len(keys) * frac)]:
             n += f.get_tensor(k).nbytes
     return t1, time.perf_counter() - t, n
+
+
+def some_tensors(path, n=8):
+    """safe_open + n tensors picked at random (seeded): bytes of those tensors."""
+    from safetensors import safe_open
+    with safe_open(path, framework="numpy") as f:
+        keys = sorted(f.keys())
+        return sum(f.get_tensor(k).nbytes for k in random.Random(3).sample(keys, min(n, len(keys))))
 
 
 def tensors(path):
@@ -148,6 +157,11 @@ def main():
                 done(p, store)
                 p, store, blob = fresh(exe)
                 put(name, "full load ms", load(blob, 1.0)[1] * 1000)
+                done(p, store)
+                p, store, blob = fresh(exe)
+                nb = some_tensors(blob)
+                put(name, "8 random tensors origin MB", settled(origin) / 1e6)
+                put(name, "8 random tensors tensor MB", nb / 1e6)
                 done(p, store)
                 p, store, blob = fresh(exe)
                 p50, p99 = randoms(blob, size, pages)
