@@ -33,8 +33,8 @@ struct rd_openpf {
 };
 
 
-/* Until its header is parsed, a tensor file's misses are fetched no wider
- * than the 1 MiB around them (tensors.h: a map of format NONE). */
+/* Until its header is parsed: nothing is prefetched ahead of its streams
+ * (rd_seq_again when it is), its misses are fetched as any file's (tspan.h). */
 static const zf_tensor_map opf_pending;
 
 /* No tensor table for this open (not a well-formed header, a failed fill). */

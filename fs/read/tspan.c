@@ -22,10 +22,8 @@ void rd_miss_span(rd_file *f, uint64_t first, uint64_t pos, uint64_t end, uint64
     uint64_t e = umin(end, *hi);
     if (!m || pos >= e)
         return;
-    if (m->format == ZF_TENSORS_NONE) {
-        zf_tensor_clip(m, pos, e, lo, hi);
-        return;
-    }
+    if (m->format == ZF_TENSORS_NONE)
+        return; /* the table is being read: the window, as any file's */
     uint64_t s = first > *lo ? first : *lo;
     long a = zf_tensor_at(m, s);
     if (a < 0 || a != zf_tensor_at(m, e - 1) || continued(f, first, end, m->tens[2 * a])) {

@@ -9,8 +9,11 @@
  * the header, and the kernel's readahead going on past the tensor a reader
  * read (it shows no wish for the next tensor; a loader going on in file
  * order gets the next tensors from its prefetch, prefetch.h).  Before the
- * header is parsed: the MiB around the read.  The caller's bounds (the
- * window, other cells) are never widened. */
+ * header is parsed, its whole window as for any file (the header's fill
+ * gives way to reads, so under many faulting readers the table can take a
+ * while; MiB-sized fetches meanwhile shared chunks with their neighbours:
+ * ~15% fetched twice in fs-stress-mmap).  The caller's bounds (the window,
+ * other cells) are never widened. */
 #ifndef ZESTFS_FS_READ_TSPAN_H
 #define ZESTFS_FS_READ_TSPAN_H
 

@@ -2,8 +2,8 @@
 """test_prefetch.py ZESTFS [ZESTFS_ORIGIN] — prefetch of tensor files follows
 the reader (issue 22 item 3).
 
-Two 80 MB safetensors-like files (1-3 MiB tensors, random bytes) are served
-by zestfs-origin on loopback.  "Allowed" below is 1.2 x the bytes of the
+An 80 MB safetensors-like file (1-3 MiB tensors) and a 96 MiB one of 4 MiB
+tensors (layers), random bytes, are served by zestfs-origin on loopback.  "Allowed" below is 1.2 x the bytes of the
 tensors the reader touched, plus the rest of the header window (the first
 8 MiB, filled at open: the header and the tensors in it not touched); origin bytes are the origin's
 xorb_bytes_total once it has sent nothing for 1.5 s (prefetch included).
@@ -23,6 +23,16 @@ import fsutil
 from fsutil import MiB, Origin, ingest, mount, read_all, sha
 
 WIN = 8 * MiB  # the header window prefetched at open
+
+
+def layers(rng, n):
+    """A safetensors file of n 4 MiB tensors (a model's layers), random bytes."""
+    hdr = {"__metadata__": {"format": "pt"}}
+    for i in range(n):
+        hdr[f"layers.{i:02d}.weight"] = {"dtype": "F32", "shape": [MiB], "data_offsets": [i * 4 * MiB, (i + 1) * 4 * MiB]}
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + rng.randbytes(n * 4 * MiB)
 
 
 def tensors(body):
@@ -63,7 +73,7 @@ def main():
     os.mkdir(mnt)
     os.mkdir(src)
     rng = random.Random(22)
-    files = {n: fsutil.safetensors_like(rng, 80_000_000) for n in ("a.safetensors", "b.safetensors")}
+    files = {"a.safetensors": fsutil.safetensors_like(rng, 80_000_000), "b.safetensors": layers(rng, 24)}
     for n, b in files.items():
         open(os.path.join(src, n), "wb").write(b)
     commit = ingest(origin_exe, data, "org/pf", src)
