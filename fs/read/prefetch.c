@@ -167,8 +167,9 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
     if (off < st->first)
         st->first = off;
     st->run = st->next - st->first;
-    if (f->tmap && f->tmap->format == ZF_TENSORS_NONE)
-        return; /* the tensor table is being read: rd_seq_again when it is known */
+    if (f->tmap && f->tmap->format == ZF_TENSORS_NONE && st->first >= CELL_SIZE)
+        return; /* the tensor table is being read: rd_seq_again when it is known (a
+                   stream from the file's start, the header's reader, goes on as any file's) */
     stream_ahead(f, st);
 }
 
@@ -176,7 +177,7 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 static void stream_ahead(rd_file *f, rd_stream *st)
 {
     rd_ctx *c = f->c;
-    bool tens = f->tmap != NULL;
+    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE;
     if (tens) /* tensor boundaries inside what it has read */
         st->cross = zf_tensor_from(f->tmap, st->next) - zf_tensor_from(f->tmap, st->first + 1);
     if (!c->hub || c->stopping || (!tens && st->run < SEQ_MIN))

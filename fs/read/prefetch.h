@@ -30,8 +30,9 @@
 
 void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len);
 /* f's tensor table is known now (or known to be none): what its latest
- * stream should have ahead of it (nothing is started ahead of a tensor
- * file's streams while its table is being read). */
+ * stream should have ahead of it (while its table is being read, nothing is
+ * started ahead of a tensor file's streams but one from its first window,
+ * which is prefetched as any file's). */
 void rd_seq_again(rd_file *f);
 
 #endif
