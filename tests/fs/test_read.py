@@ -20,7 +20,7 @@ import json, mmap, os, random, subprocess, sys
 import threading, time
 
 import fsutil
-from fsutil import MiB, Origin, drop_cache, make_model, mount, read_all, sha, unmount
+from fsutil import MiB, Origin, drop_cache, knobs, make_model, mount, read_all, sha, unmount
 
 
 def main():
@@ -52,6 +52,9 @@ def main():
     origin = Origin(origin_exe, data, tmp)
     proc = None
     try:
+        # every answer 0.5 s late while mounting: a token asked only once the mount is
+        # visible is still in the origin when its count is read below
+        knobs(origin, latency_ms=500)
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--repo",
                                    "datasets/org/ds@main", "--store", store], log)
         if not check(os.path.ismount(mnt), "mounted with --repo from the origin"):
@@ -60,6 +63,7 @@ def main():
         # before the mount became visible (fs/hubload.c)
         toks_mount = origin.stats().get("xet_tokens", 0)
         check(toks_mount >= 1, f"Xet read tokens fetched before the mount became visible ({toks_mount})")
+        knobs(origin, latency_ms=0)
         R = os.path.join(mnt, "models--org--tiny")
         check(open(os.path.join(R, "refs", "main")).read() == commit, "refs/main is the origin's commit")
         snap = os.path.join(R, "snapshots", commit)
