@@ -5,6 +5,10 @@
  *   zn_hub_revision(rev) -> commit sha + lastModified,
  *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
  *                           sha256, Xet hash),
+ *   zn_hub_xet_token(sha) -> alongside the tree (first 8 --repo's): the Xet
+ *                           read token, kept in fs->tokseeds for the read
+ *                           path's hub (zf_tokseeds_give), so that the first
+ *                           read after the mount does not wait for one,
  *   zn_hub_repo_info_anon -> the repo info asked WITHOUT the token: the
  *                           visibility verdict (public only for private and
  *                           gated false; see verdict()), kept in the model as
@@ -18,7 +22,7 @@
  *
  * This runs before the FUSE session is mounted (and before the process
  * daemonizes), on a private uv loop that is closed again before returning,
- * so nothing of it survives into the mount's loop.  Store calls are made
+ * so nothing of it survives into the mount's loop (but the tokens' copies).  Store calls are made
  * directly: nothing else runs yet. */
 #include <cjson/cJSON.h>
 #include <errno.h>
