@@ -5,6 +5,10 @@
  *   zn_hub_revision(rev) -> commit sha + lastModified,
  *   zn_hub_tree(sha)     -> the commit's files (path, size, git oid, LFS
  *                           sha256, Xet hash),
+ *   zn_hub_xet_token(sha) -> alongside the tree (first 8 --repo's): the Xet
+ *                           read token, kept in fs->tokseeds for the read
+ *                           path's hub (zf_tokseeds_give), so that the first
+ *                           read after the mount does not wait for one,
  *   zn_hub_repo_info_anon -> the repo info asked WITHOUT the token: the
  *                           visibility verdict (public only for private and
  *                           gated false; see verdict()), kept in the model as
@@ -18,7 +22,7 @@
  *
  * This runs before the FUSE session is mounted (and before the process
  * daemonizes), on a private uv loop that is closed again before returning,
- * so nothing of it survives into the mount's loop.  Store calls are made
+ * so nothing of it survives into the mount's loop (but the tokens' copies).  Store calls are made
  * directly: nothing else runs yet. */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -387,6 +391,103 @@ void on_revision(void *ud, int err, const zn_revision *rev)
         finish(j, err);
 }
 
+/* ---- Xet read tokens ahead of the mount -------------------------------------- */
+
+#define TOKENS_AHEAD 8 /* --repo's whose token is asked at startup: no more, however many */
+
+struct zf_tokseed {
+    struct zf_tokseed *next;
+    enum zf_repo_type type;
+    char id[256];
+    char sha[41];
+    char *access, *cas_url;
+    int64_t exp;
+};
+
+typedef struct tok_ask {
+    zf_fs *fs;
+    enum zf_repo_type type;
+    char id[256];
+    char sha[41];
+} tok_ask;
+
+static void seed_free(struct zf_tokseed *s)
+{
+    if (s->access) { /* a secret: no copy left in freed memory */
+        volatile char *p = s->access;
+        while (*p)
+            *p++ = 0;
+    }
+    free(s->access);
+    free(s->cas_url);
+    free(s);
+}
+
+void zf_tokseeds_free(zf_fs *fs)
+{
+    while (fs->tokseeds) {
+        struct zf_tokseed *s = fs->tokseeds;
+        fs->tokseeds = s->next;
+        seed_free(s);
+    }
+}
+
+void zf_tokseeds_give(zf_fs *fs, zn_hub *hub)
+{
+    for (struct zf_tokseed *s = fs->tokseeds; hub && s; s = s->next) {
+        zn_xet_token t = {.access_token = s->access, .cas_url = s->cas_url, .exp = s->exp};
+        int err = zn_hub_xet_token_seed(hub, (zn_repo_type)s->type, s->id, s->sha, &t);
+        zf_debug("zestfs: %s/%s@%.12s: Xet read token from startup %s\n", zf_type_plural(s->type),
+                 s->id, s->sha, err ? zf_strerror(-err) : "kept");
+    }
+    zf_tokseeds_free(fs);
+}
+
+static void on_startup_token(void *ud, int err, const zn_xet_token *t)
+{
+    tok_ask *a = ud;
+    struct zf_tokseed *s = err ? NULL : calloc(1, sizeof *s);
+    if (s) {
+        s->type = a->type;
+        memcpy(s->id, a->id, sizeof s->id);
+        memcpy(s->sha, a->sha, sizeof s->sha);
+        s->access = strdup(t->access_token);
+        s->cas_url = strdup(t->cas_url);
+        s->exp = t->exp;
+        if (s->access && s->cas_url) {
+            s->next = a->fs->tokseeds;
+            a->fs->tokseeds = s;
+        } else {
+            seed_free(s);
+            err = -ENOMEM;
+        }
+    } else if (!err)
+        err = -ENOMEM;
+    /* not an error: the read path asks again (-ECANCELED: not in by the end of the listings) */
+    if (err)
+        zf_debug("zestfs: %s/%s: Xet read token at startup: %s\n", zf_type_plural(a->type), a->id,
+                 zf_strerror(-err));
+    free(a);
+}
+
+/* Startup: the commit is known; its Xet read token is asked alongside the
+ * tree listing (no round trip of its own before the mount). */
+static void startup_revision(void *ud, int err, const zn_revision *rev)
+{
+    job *j = ud;
+    tok_ask *a = !err && rev ? calloc(1, sizeof *a) : NULL;
+    if (a) {
+        a->fs = j->fs;
+        a->type = j->type;
+        memcpy(a->id, j->id, sizeof a->id);
+        snprintf(a->sha, sizeof a->sha, "%s", rev->sha);
+        if (zn_hub_xet_token(j->hub, (zn_repo_type)j->type, j->id, rev->sha, false, on_startup_token,
+                             a, NULL) != 0)
+            free(a);
+    }
+    on_revision(ud, err, rev);
+}
+
 /* ---- persisted models ------------------------------------------------------ */
 
 typedef struct keys {
@@ -497,8 +598,9 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store)
                 job *j = &jobs[i];
                 j->hub = hub;
                 j->done = false;
-                int err = zn_hub_revision(hub, (zn_repo_type)j->type, j->id, j->rev, on_revision,
-                                          j, NULL);
+                int err = zn_hub_revision(hub, (zn_repo_type)j->type, j->id, j->rev,
+                                          i < TOKENS_AHEAD ? startup_revision : on_revision, j,
+                                          NULL);
                 if (err)
                     finish(j, err);
             }

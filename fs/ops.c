@@ -46,6 +46,7 @@
 #include "attr.h"
 #include "cachedel.h"
 #include "handle.h"
+#include "hubload.h"
 #include "log.h"
 #include "nodes.h"
 #include "overlay.h"
@@ -1056,4 +1057,5 @@ void zf_fs_destroy(zf_fs *fs)
     for (size_t i = 0; i < fs->nkept_refs; i++)
         free(fs->kept_refs[i]);
     free(fs->kept_refs);
+    zf_tokseeds_free(fs); /* startup tokens the read path never took */
 }

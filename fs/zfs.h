@@ -76,6 +76,8 @@ typedef struct zf_fs {
     struct zf_dels *dels;       /* blobs of revisions deleted through the tree, visible
                                  * until unlinked (cachedel.c); NULL: none */
     struct zf_views *views;     /* repo-at mounts attached to this one (view.h); NULL: none */
+    struct zf_tokseed *tokseeds; /* Xet read tokens asked at startup (hubload.h), until
+                                  * the read path's hub takes them; secrets */
 } zf_fs;
 
 /* Mount options (mount.c parses them; hubload.c and read.c use them). */

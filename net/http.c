@@ -743,7 +743,10 @@ static int attempt_start(zn_req *q)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     if (c->http2) {
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        /* only TLS (ALPN) can bring HTTP/2: over cleartext, waiting to share a
+         * connection still opening holds a request until the first answer */
+        if (!strncmp(q->url, "https://", 8))
+            curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     } else {
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     }

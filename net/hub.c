@@ -415,6 +415,39 @@ static bool tok_fresh(zn_hub *h, const tok *t)
     return t->valid && t->exp - h->margin_s > wall_now();
 }
 
+/* A token as the Hub sends it: what tok_fetch_done and zn_hub_xet_token_seed
+ * accept. */
+static bool tok_acceptable(const char *access, const char *cas_url, double exp)
+{
+    return access && access[0] && strlen(access) <= MAX_TOKEN_LEN && !strpbrk(access, "\r\n") &&
+           exp >= 0 && exp <= 1e13 && cas_url &&
+           (!strncmp(cas_url, "https://", 8) || !strncmp(cas_url, "http://", 7)) &&
+           !strpbrk(cas_url, "\r\n ");
+}
+
+/* t holds this token now (copies; cas_url without trailing '/'). */
+static int tok_set(tok *t, const char *access, const char *cas_url, int64_t exp)
+{
+    char *na = strdup(access);
+    char *nu = strdup(cas_url);
+    if (!na || !nu) {
+        wipe_free(na);
+        free(nu);
+        return -ENOMEM;
+    }
+    size_t l = strlen(nu);
+    while (l > 0 && nu[l - 1] == '/')
+        nu[--l] = 0;
+    wipe_free(t->access);
+    free(t->cas_url);
+    t->access = na;
+    t->cas_url = nu;
+    t->exp = exp;
+    t->valid = true;
+    t->gen++;
+    return 0;
+}
+
 static void op_token_ready(zn_op *op, int err);
 static void recon_done(void *ud, int err, const zn_resp *resp);
 
@@ -427,32 +460,11 @@ static void tok_fetch_done(void *ud, int err, const zn_resp *resp)
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "accessToken");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "exp");
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "casUrl");
-        if (!cJSON_IsString(a) || !a->valuestring[0] || strlen(a->valuestring) > MAX_TOKEN_LEN ||
-            strpbrk(a->valuestring, "\r\n") || !cJSON_IsNumber(e) || !(e->valuedouble >= 0) ||
-            e->valuedouble > 1e13 || !cJSON_IsString(u) ||
-            (strncmp(u->valuestring, "https://", 8) && strncmp(u->valuestring, "http://", 7)) ||
-            strpbrk(u->valuestring, "\r\n ")) {
+        if (!cJSON_IsString(a) || !cJSON_IsNumber(e) || !cJSON_IsString(u) ||
+            !tok_acceptable(a->valuestring, u->valuestring, e->valuedouble))
             err = -EBADMSG;
-        } else {
-            char *na = strdup(a->valuestring);
-            char *nu = strdup(u->valuestring);
-            if (!na || !nu) {
-                free(na);
-                free(nu);
-                err = -ENOMEM;
-            } else {
-                size_t l = strlen(nu);
-                while (l > 0 && nu[l - 1] == '/')
-                    nu[--l] = 0;
-                wipe_free(t->access);
-                free(t->cas_url);
-                t->access = na;
-                t->cas_url = nu;
-                t->exp = (int64_t)e->valuedouble;
-                t->valid = true;
-                t->gen++;
-            }
-        }
+        else
+            err = tok_set(t, a->valuestring, u->valuestring, (int64_t)e->valuedouble);
         cJSON_Delete(j);
     } else {
         err = hub_err(err, resp);
@@ -1087,6 +1099,24 @@ int zn_hub_xet_token(zn_hub *h, zn_repo_type type, const char *repo, const char 
     if (out)
         *out = op;
     return 0;
+}
+
+int zn_hub_xet_token_seed(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
+                          const zn_xet_token *xt)
+{
+    int rc = check_args(h, type, repo, rev, (void *)xt);
+    if (rc)
+        return rc;
+    if (!tok_acceptable(xt->access_token, xt->cas_url, (double)xt->exp))
+        return -EINVAL;
+    if (xt->exp - h->margin_s <= wall_now())
+        return -ESTALE; /* it would be fetched again at its first use anyway */
+    tok *t = tok_get(h, type, repo, rev);
+    if (!t)
+        return -ENOMEM;
+    if (t->fetch || tok_fresh(h, t))
+        return -EEXIST; /* one is being fetched, or a fresh one is there */
+    return tok_set(t, xt->access_token, xt->cas_url, xt->exp);
 }
 
 /* ---- reconstruction ------------------------------------------------------------ */

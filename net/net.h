@@ -266,6 +266,13 @@ typedef struct zn_xet_token {
 typedef void (*zn_token_cb)(void *ud, int err, const zn_xet_token *tok);
 int zn_hub_xet_token(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
                      bool refresh, zn_token_cb cb, void *ud, zn_op **out);
+/* Put a Xet read token for repo@rev (fetched elsewhere, e.g. by another hub
+ * at startup) in the cache as if fetched: callers get it without a request
+ * until it enters the refresh margin.  0; -ESTALE when it is already inside
+ * the margin (not kept); -EEXIST when a fresh one is cached or a fetch is in
+ * flight; -EINVAL for a token the Hub's answer would not be accepted with. */
+int zn_hub_xet_token_seed(zn_hub *h, zn_repo_type type, const char *repo, const char *rev,
+                          const zn_xet_token *tok);
 
 /* Reconstruction of Xet file `file_id` (64-hex string form), whole
  * (range NULL) or of the inclusive byte range: token (cached; refreshed and

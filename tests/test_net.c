@@ -1301,6 +1301,55 @@ static void test_xet_token_cache(void)
     close_hub(h, c);
 }
 
+/* A token fetched elsewhere (startup) seeded into the cache is handed out
+ * without a request; one inside the refresh margin is not kept. */
+static void test_xet_token_seed(void)
+{
+    zn_http *c = zn_http_new(L, NULL);
+    zn_hub *h = new_hub(c);
+    int before = atomic_load(&A->tokens);
+    char cas[96];
+    snprintf(cas, sizeof cas, "%s/cas/", B->base);
+    zn_xet_token seed = {.access_token = "xet-seeded", .cas_url = cas,
+                         .exp = (int64_t)time(NULL) + 3600};
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/seeded", "main", &seed), 0);
+    hub_res r;
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_xet_token(h, ZN_MODEL, "org/seeded", "main", false, token_cb, &r, NULL), 0);
+    T_TRUE(!r.done);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_EQ_STR(r.token, "xet-seeded");
+    char want[96];
+    snprintf(want, sizeof want, "%s/cas", B->base);
+    T_EQ_STR(r.cas, want);
+    T_EQ_INT(atomic_load(&A->tokens) - before, 0);
+    /* a fresh one is there: a second seed does not replace it */
+    zn_xet_token other = seed;
+    other.access_token = "xet-other";
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/seeded", "main", &other), -EEXIST);
+    /* expired, or inside the 30 s margin: not kept, the token is fetched */
+    zn_xet_token old = seed;
+    old.exp = (int64_t)time(NULL) - 5;
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/stale", "main", &old), -ESTALE);
+    old.exp = (int64_t)time(NULL) + 10;
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/stale", "main", &old), -ESTALE);
+    memset(&r, 0, sizeof r);
+    T_EQ_INT(zn_hub_xet_token(h, ZN_MODEL, "org/stale", "main", false, token_cb, &r, NULL), 0);
+    wait_for(&r.done);
+    T_EQ_INT(r.err, 0);
+    T_TRUE(strncmp(r.token, "xet-", 4) == 0 && strcmp(r.token, "xet-seeded") != 0);
+    T_EQ_INT(atomic_load(&A->tokens) - before, 1);
+    /* what a Hub answer would not be accepted with is refused */
+    zn_xet_token bad = seed;
+    bad.cas_url = "ftp://x";
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/bad", "main", &bad), -EINVAL);
+    bad = seed;
+    bad.access_token = "a\r\nX: y";
+    T_EQ_INT(zn_hub_xet_token_seed(h, ZN_MODEL, "org/bad", "main", &bad), -EINVAL);
+    close_hub(h, c);
+}
+
 static void test_cas_401_refresh(void)
 {
     zn_http *c = zn_http_new(L, NULL);
@@ -1714,6 +1763,7 @@ int main(int argc, char **argv)
     T_RUN(test_hub_tree);
     T_RUN(test_hub_resolve);
     T_RUN(test_xet_token_cache);
+    T_RUN(test_xet_token_seed);
     T_RUN(test_cas_401_refresh);
     T_RUN(test_cas_fallback_and_range);
     T_RUN(test_cas_parallel_share_token);

@@ -7,6 +7,7 @@
 #include "big.h"
 #include "route.h"
 #include "fill.h"
+#include "hubload.h"
 #include "openpf.h"
 #include "window.h"
 #include "xfetch.h"
@@ -85,6 +86,7 @@ int zf_read_init(zf_fs *fs, const zf_opts *o, zc_store *store)
         c->warm.data = c;
         uv_queue_work(fs->loop, &c->warm, warm_work, NULL);
     }
+    zf_tokseeds_give(fs, c->hub); /* the tokens asked at startup: no request for them now */
     fs->read_ctx = c;
     for (size_t i = 0; i < fs->tree.nrepos && i < 16; i++)
         zf_read_warm_repo(fs, fs->tree.repos[i]);

@@ -6,7 +6,9 @@ A generated model (a ~40 MB safetensors-like file and a 20 MB one in Xet, a
 1 MB .bin in Xet, a 1 MB regular text file, config.json, tokenizer.json, a
 nested file, an empty file) is ingested into an origin, which is served on a
 free loopback port; `zestfs -f --endpoint URL --repo org/tiny --store S MNT`
-presents it.  Checks: the tree comes from the Hub API; sequential reads of
+presents it.  Checks: the tree comes from the Hub API; the Xet read tokens
+were fetched before the mount became visible (no token request after it);
+sequential reads of
 every file by 8 threads at once equal the originals, and the origin sent
 about one copy of the data (one fetch per range, however many readers);
 random preads (page cache dropped) and an mmap read in random 4 KiB pages
@@ -18,7 +20,7 @@ import json, mmap, os, random, subprocess, sys
 import threading, time
 
 import fsutil
-from fsutil import MiB, Origin, drop_cache, make_model, mount, read_all, sha, unmount
+from fsutil import MiB, Origin, drop_cache, knobs, make_model, mount, read_all, sha, unmount
 
 
 def main():
@@ -50,10 +52,18 @@ def main():
     origin = Origin(origin_exe, data, tmp)
     proc = None
     try:
+        # every answer 0.5 s late while mounting: a token asked only once the mount is
+        # visible is still in the origin when its count is read below
+        knobs(origin, latency_ms=500)
         proc = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "org/tiny", "--repo",
                                    "datasets/org/ds@main", "--store", store], log)
         if not check(os.path.ismount(mnt), "mounted with --repo from the origin"):
             raise RuntimeError("no mount")
+        # the --repo's Xet read tokens were asked at startup, alongside the tree listings,
+        # before the mount became visible (fs/hubload.c)
+        toks_mount = origin.stats().get("xet_tokens", 0)
+        check(toks_mount >= 1, f"Xet read tokens fetched before the mount became visible ({toks_mount})")
+        knobs(origin, latency_ms=0)
         R = os.path.join(mnt, "models--org--tiny")
         check(open(os.path.join(R, "refs", "main")).read() == commit, "refs/main is the origin's commit")
         snap = os.path.join(R, "snapshots", commit)
@@ -110,7 +120,9 @@ def main():
         with open(os.path.join(snap, "weights.bin"), "rb") as f:
             got = os.pread(f.fileno(), 64 * 1024, 4096)
         check(got == files["weights.bin"][4096:4096 + 64 * 1024], "first read of weights.bin byte-exact")
-        check(origin.stats()["xet_tokens"] == toks0, "... with the token fetched at start (no new one)")
+        check(origin.stats()["xet_tokens"] == toks0 == toks_mount,
+              f"... with the token fetched before the mount (no token request after it: {toks_mount} "
+              f"at the mount, {origin.stats()['xet_tokens']} now)")
         st = status()
         check(st["reads"]["early"] > early0 and st["reads"]["errors"] == 0,
               f"... answered before its run was stored (reads.early {early0} -> {st['reads']['early']})")
