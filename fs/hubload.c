@@ -40,6 +40,7 @@
 #include "present.h"
 #include "read.h"
 #include "hubload.h"
+#include "tokseed.h"
 #include "zfs.h"
 
 /* ---- one --repo --------------------------------------------------------- */
@@ -395,15 +396,6 @@ void on_revision(void *ud, int err, const zn_revision *rev)
 
 #define TOKENS_AHEAD 8 /* --repo's whose token is asked at startup: no more, however many */
 
-struct zf_tokseed {
-    struct zf_tokseed *next;
-    enum zf_repo_type type;
-    char id[256];
-    char sha[41];
-    char *access, *cas_url;
-    int64_t exp;
-};
-
 typedef struct tok_ask {
     zf_fs *fs;
     enum zf_repo_type type;
@@ -411,58 +403,11 @@ typedef struct tok_ask {
     char sha[41];
 } tok_ask;
 
-static void seed_free(struct zf_tokseed *s)
-{
-    if (s->access) { /* a secret: no copy left in freed memory */
-        volatile char *p = s->access;
-        while (*p)
-            *p++ = 0;
-    }
-    free(s->access);
-    free(s->cas_url);
-    free(s);
-}
-
-void zf_tokseeds_free(zf_fs *fs)
-{
-    while (fs->tokseeds) {
-        struct zf_tokseed *s = fs->tokseeds;
-        fs->tokseeds = s->next;
-        seed_free(s);
-    }
-}
-
-void zf_tokseeds_give(zf_fs *fs, zn_hub *hub)
-{
-    for (struct zf_tokseed *s = fs->tokseeds; hub && s; s = s->next) {
-        zn_xet_token t = {.access_token = s->access, .cas_url = s->cas_url, .exp = s->exp};
-        int err = zn_hub_xet_token_seed(hub, (zn_repo_type)s->type, s->id, s->sha, &t);
-        zf_debug("zestfs: %s/%s@%.12s: Xet read token from startup %s\n", zf_type_plural(s->type),
-                 s->id, s->sha, err ? zf_strerror(-err) : "kept");
-    }
-    zf_tokseeds_free(fs);
-}
-
 static void on_startup_token(void *ud, int err, const zn_xet_token *t)
 {
     tok_ask *a = ud;
-    struct zf_tokseed *s = err ? NULL : calloc(1, sizeof *s);
-    if (s) {
-        s->type = a->type;
-        memcpy(s->id, a->id, sizeof s->id);
-        memcpy(s->sha, a->sha, sizeof s->sha);
-        s->access = strdup(t->access_token);
-        s->cas_url = strdup(t->cas_url);
-        s->exp = t->exp;
-        if (s->access && s->cas_url) {
-            s->next = a->fs->tokseeds;
-            a->fs->tokseeds = s;
-        } else {
-            seed_free(s);
-            err = -ENOMEM;
-        }
-    } else if (!err)
-        err = -ENOMEM;
+    if (!err)
+        err = zf_tokseeds_add(a->fs, a->type, a->id, a->sha, t);
     /* not an error: the read path asks again (-ECANCELED: not in by the end of the listings) */
     if (err)
         zf_debug("zestfs: %s/%s: Xet read token at startup: %s\n", zf_type_plural(a->type), a->id,

@@ -25,13 +25,7 @@ int zf_load_repos(zf_fs *fs, const zf_opts *o, zc_store *store);
 typedef void (*zf_resolve_cb)(void *ud, int err, const zf_repo *repo, const char *commit);
 int zf_resolve_repo(zf_fs *fs, zc_store *store, const char *spec, zf_resolve_cb cb, void *ud);
 
-/* Xet read tokens ahead of the mount (hubload.c): zf_load_repos asks the
- * token of the first few --repo's commits on its private loop, alongside
- * the tree listing, and keeps those that came in fs->tokseeds; zf_read_init
- * hands them to its hub's cache (zf_tokseeds_give: every seed is wiped and
- * freed, hub NULL included), so the first read after the mount waits for
- * no token request.  zf_tokseeds_free wipes what is left (zf_fs_destroy). */
-void zf_tokseeds_give(zf_fs *fs, zn_hub *hub);
-void zf_tokseeds_free(zf_fs *fs);
+/* Xet read tokens ahead of the mount: hubload.c asks them, tokseed.h keeps
+ * them for the read path. */
 
 #endif

@@ -46,7 +46,7 @@
 #include "attr.h"
 #include "cachedel.h"
 #include "handle.h"
-#include "hubload.h"
+#include "tokseed.h"
 #include "log.h"
 #include "nodes.h"
 #include "overlay.h"

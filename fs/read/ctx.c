@@ -7,7 +7,7 @@
 #include "big.h"
 #include "route.h"
 #include "fill.h"
-#include "hubload.h"
+#include "tokseed.h"
 #include "openpf.h"
 #include "window.h"
 #include "xfetch.h"
