@@ -185,3 +185,11 @@ int zf_registry_path(const char *mountpoint, char *out, size_t len, bool mkdirs)
     out[n] = 0;
     return 0;
 }
+
+uint64_t zf_env_ms(const char *name, uint64_t dflt)
+{
+    const char *e = getenv(name);
+    char *end;
+    unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+    return v > 0 && !*end && v < 86400000ull ? (uint64_t)v : dflt;
+}

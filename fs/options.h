@@ -15,6 +15,9 @@ char *zf_find_token(const char *opt);         /* opt, $HF_TOKEN or the HF token 
 /* A token file (owned by us or root, not writable by others, no symlink),
  * whitespace trimmed; NULL if refused, absent or empty. */
 char *zf_read_token_file(const char *path);
+/* A millisecond knob from the environment (tests shorten waits with these):
+ * a whole decimal number in (0, 1 day); dflt when unset or anything else. */
+uint64_t zf_env_ms(const char *name, uint64_t dflt);
 
 /* Where a mount registers its control socket (options.c): a file in the
  * user's run directory named after the mountpoint's real path.  Compute it

@@ -954,7 +954,6 @@ static void trackers_tick(zf_p2p *p)
 
 static void dht_tick(zf_p2p *p);
 static void zx_tick(zf_p2p *p);
-static unsigned env_ms(const char *name, unsigned dflt);
 
 /* Every second: log changes of the peer count (tests wait for it); every
  * REDIAL_MS: dial the static peers again. */
@@ -1296,14 +1295,6 @@ static const char *const DHT_ROUTERS[] = {"router.bittorrent.com:6881",
                                           "router.utorrent.com:6881", "dht.libtorrent.org:25401",
                                           NULL};
 
-static unsigned env_ms(const char *name, unsigned dflt)
-{
-    const char *e = getenv(name);
-    char *end;
-    unsigned long v = e ? strtoul(e, &end, 10) : 0;
-    return e && *e && !*end && v > 0 && v < 86400000ul ? (unsigned)v : dflt;
-}
-
 typedef struct dht_look {
     zf_p2p *p;
     size_t sw;
@@ -1431,7 +1422,7 @@ static void dht_start(zf_p2p *p)
         p->dht = NULL;
         return;
     }
-    p->dht_lookup_ms = env_ms("ZESTFS_DHT_LOOKUP_MS", 0);
+    p->dht_lookup_ms = (unsigned)zf_env_ms("ZESTFS_DHT_LOOKUP_MS", 0);
     zf_log(ZF_LOG_INFO, "zestfs: DHT on UDP port %d (%zu bootstrap nodes)\n", zn_dht_port(p->dht),
            nb);
 }
@@ -1485,7 +1476,7 @@ int zf_p2p_start(uv_loop_t *loop, zc_store *store, const zf_p2p_opts *o, zf_p2p 
         .max_conns = o->max_peers,
         .upload_rate = o->upload_rate,
         .no_pex = o->no_pex,
-        .pex_interval_ms = env_ms("ZESTFS_PEX_INTERVAL_MS", 0),
+        .pex_interval_ms = (unsigned)zf_env_ms("ZESTFS_PEX_INTERVAL_MS", 0),
     };
     zn_peer_provider pv = {.ud = p, .held = pv_held, .manifest = pv_manifest, .parts = pv_parts,
                            .read_chunks = pv_read_chunks, .may_serve = pv_may_serve,

@@ -48,6 +48,7 @@
 #include "tensors.h"
 #include "bufpool.h"
 #include "log.h"
+#include "options.h"
 #include "read.h"
 #include "zfs.h"
 
@@ -347,13 +348,8 @@ static inline uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* A millisecond knob from the environment (tests shorten waits with these). */
-static inline uint64_t env_ms(const char *name, uint64_t dflt)
-{
-    const char *e = getenv(name);
-    long v = e ? atol(e) : 0;
-    return v > 0 ? (uint64_t)v : dflt;
-}
+/* A millisecond knob from the environment: options.h */
+#define env_ms zf_env_ms
 
 static inline uint64_t umin(uint64_t a, uint64_t b)
 {
