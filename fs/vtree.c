@@ -53,6 +53,19 @@ static bool ref_dir(const zf_repo *r, const char *prefix)
     return false;
 }
 
+/* File f of commit c of repo r. */
+static bool blob(zv_ent *out, const zf_repo *r, const zf_commit *c, const zf_file *f)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = ZV_BLOB;
+    out->repo = r;
+    out->commit = c;
+    out->file = f;
+    out->size = f->size;
+    out->mtime = c->date;
+    return true;
+}
+
 /* ---- repo-at trees ------------------------------------------------------ */
 
 static const zf_repo *at_repo(const zv_tree *t)
@@ -113,13 +126,7 @@ static bool at_resolve(const zv_tree *t, const char *path, zv_ent *out)
         out->commit = c;
         return true;
     }
-    out->kind = ZV_BLOB;
-    out->repo = r;
-    out->commit = c;
-    out->file = f;
-    out->size = f->size;
-    out->mtime = c->date;
-    return true;
+    return blob(out, r, c, f);
 }
 
 static void list_components(const char *const *names, size_t count, size_t stride,
@@ -198,13 +205,7 @@ bool zv_resolve(const zv_tree *t, const char *path, zv_ent *out)
         const zf_file *f = zf_repo_blob(r, rest, &c);
         if (!f)
             return false;
-        out->kind = ZV_BLOB;
-        out->repo = r;
-        out->commit = c;
-        out->file = f;
-        out->size = f->size;
-        out->mtime = c->date;
-        return true;
+        return blob(out, r, c, f);
     }
     if (n1 == 5 && strncmp(p, "trees", 5) == 0) {
         if (!rest)
