@@ -746,17 +746,23 @@ int zn_peer_swarm_join(zn_peer_node *n, const uint8_t info_hash[20])
     return 0;
 }
 
+/* An IPv4 or IPv6 address into ss (zeroed first); false for another family. */
+static bool addr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa)
+{
+    memset(ss, 0, sizeof *ss);
+    if (sa->sa_family == AF_INET)
+        memcpy(ss, sa, sizeof(struct sockaddr_in));
+    else if (sa->sa_family == AF_INET6)
+        memcpy(ss, sa, sizeof(struct sockaddr_in6));
+    return sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
+}
+
 int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa)
 {
     if (n->closing)
         return -ESHUTDOWN;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (sa->sa_family == AF_INET)
-        memcpy(&ss, sa, sizeof(struct sockaddr_in));
-    else if (sa->sa_family == AF_INET6)
-        memcpy(&ss, sa, sizeof(struct sockaddr_in6));
-    else
+    if (!addr_copy(&ss, sa))
         return -EAFNOSUPPORT;
     if (zp__banned_addr(n, &ss))
         return -EPERM;
@@ -796,12 +802,7 @@ int zn_peer_add(zn_peer_node *n, const uint8_t info_hash[20], const struct socka
 int zn_peer_add_xorb(zn_peer_node *n, const uint8_t info_hash[20], const struct sockaddr *sa)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (sa->sa_family == AF_INET)
-        memcpy(&ss, sa, sizeof(struct sockaddr_in));
-    else if (sa->sa_family == AF_INET6)
-        memcpy(&ss, sa, sizeof(struct sockaddr_in6));
-    else
+    if (!addr_copy(&ss, sa))
         return -EAFNOSUPPORT;
     uint8_t ip[16], ip2[16];
     uint16_t port, port2;
