@@ -3,6 +3,7 @@
 #include "fmap.h"
 #include "req.h"
 #include "source.h"
+#include "tspan.h"
 #include "window.h"
 #include "xfetch.h"
 
@@ -20,7 +21,8 @@ static void cell_closed(uv_handle_t *h)
 void rd_cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
-    if (!err && f->done)
+    if (!err && f->done && cl->start == cl->idx * CELL_SIZE &&
+        cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE)) /* a whole window */
         f->done[cl->idx / 8] |= (uint8_t)(1u << (cl->idx % 8));
     for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
         if (*pp == cl) {
@@ -612,6 +614,30 @@ rd_cell *rd_cell_find(rd_file *f, uint64_t k)
     return NULL;
 }
 
+/* The cell of window k holding byte pos, if any (cells of a tensor file may
+ * hold less than their window: rd_fetch_cells, prefetch.h). */
+rd_cell *rd_cell_at(rd_file *f, uint64_t k, uint64_t pos)
+{
+    for (rd_cell *x = f->cells; x; x = x->next)
+        if (x->idx == k && x->start <= pos && pos < x->end)
+            return x;
+    return NULL;
+}
+
+/* Cut [*lo, *hi), around a byte pos no cell of window k holds, to the
+ * bytes no cell of it holds. */
+void rd_cell_gap(rd_file *f, uint64_t k, uint64_t pos, uint64_t *lo, uint64_t *hi)
+{
+    for (rd_cell *x = f->cells; x; x = x->next) {
+        if (x->idx != k)
+            continue;
+        if (x->end <= pos && x->end > *lo)
+            *lo = x->end;
+        if (x->start > pos && x->start < *hi)
+            *hi = x->start;
+    }
+}
+
 rd_cell *rd_cell_new(rd_file *f, uint64_t k)
 {
     rd_cell *cl = calloc(1, sizeof *cl);
@@ -710,17 +736,23 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         return;
     }
     uint64_t end = r->off + r->len;
-    uint64_t k0 = from / CELL_SIZE, k1 = (end - 1) / CELL_SIZE;
     r->waits = 1;
     r->err = 0;
-    for (uint64_t k = k0; k <= k1; k++) {
-        rd_cell *cl = rd_cell_find(f, k);
+    for (uint64_t pos = from; pos < end;) { /* the cells holding [pos, end), in order */
+        uint64_t k = pos / CELL_SIZE;
+        rd_cell *cl = rd_cell_at(f, k, pos);
         bool fresh = false;
         if (!cl) {
+            uint64_t lo = k * CELL_SIZE, hi = umin(f->size, lo + CELL_SIZE);
+            if (r->ops->seq && f->tmap) /* a reader's miss: its tensor, no wider (tspan.h) */
+                rd_miss_span(f, r->off, pos, end, &lo, &hi);
+            rd_cell_gap(f, k, pos, &lo, &hi);
             if (!(cl = rd_cell_new(f, k))) {
                 r->err = -ENOMEM;
                 break;
             }
+            cl->start = lo;
+            cl->end = hi;
             fresh = true;
         }
         if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
@@ -732,6 +764,7 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         r->waits++;
         if (fresh)
             rd_cell_start(cl);
+        pos = cl->end;
     }
     if (--r->waits == 0) {
         waits_over(r);
