@@ -13,8 +13,8 @@
  * at most that much more than it read), in steps of at least PF_MIN. */
 #define PF_CROSS 3
 #define PF_RATIO 10
-#define PF_FLOOR (16ull << 20)
-#define PF_FLOOR_DIV 32
+#define PF_FLOOR (64ull << 20)
+#define PF_FLOOR_DIV 16
 #define PF_MIN (1ull << 20)
 
 static uint64_t umax(uint64_t a, uint64_t b)
