@@ -181,6 +181,19 @@ static int cell_early(void *ud, rd_xf *xf)
 
 static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
 
+/* Whether a term of rc holding bytes of [a, b) is fetched through d. */
+static bool recon_uses(const xet_recon *rc, const xet_fetch *d, uint64_t a, uint64_t b)
+{
+    uint64_t pos = rc->base;
+    for (size_t t = 0; t < rc->nterms; t++) {
+        const xet_recon_term *tm = &rc->terms[t];
+        if (tm->fetch == d && pos < b && pos + tm->unpacked_length > a)
+            return true;
+        pos += tm->unpacked_length;
+    }
+    return false;
+}
+
 /* The reconstruction of piece [a, b) of the window is in (or failed): its
  * terms become extents, its descriptors fetches.  A window asks for one
  * piece (itself) or a few (piece.h below); each holds cl->pending until its
@@ -224,10 +237,7 @@ static void cell_recon(rd_cell *cl, uint64_t a, uint64_t b, int err, xet_recon *
     }
     for (size_t k = 0; !err && k < rc->nfetch; k++) {
         const xet_fetch *d = &rc->fetch[k];
-        bool used = false;
-        for (size_t t = 0; t < rc->nterms && !used; t++)
-            used = rc->terms[t].fetch == d;
-        if (!used)
+        if (!recon_uses(rc, d, a, b)) /* a cell narrower than a learned window */
             continue;
         if (zc_missing(c->store, &d->xorb, d->chunk_start, d->chunk_end, NULL, 0) == 0) {
             pin_present(cl, d);
@@ -374,6 +384,18 @@ static uint64_t recon_bytes(const xet_recon *rc)
     for (size_t i = 0; i < rc->nfetch; i++)
         b += rc->fetch[i].url ? strlen(rc->fetch[i].url) + 1 : 0;
     return b;
+}
+
+/* Whether a learned window's reconstruction fetches about [a, b) only:
+ * the xorb bytes of the ranges its terms over [a, b) use, at most 1.2
+ * times the span plus a chunk each side (terms end on chunk boundaries). */
+static bool learn_cheap(const xet_recon *rc, uint64_t a, uint64_t b)
+{
+    uint64_t cost = 0;
+    for (size_t k = 0; k < rc->nfetch; k++)
+        if (recon_uses(rc, &rc->fetch[k], a, b))
+            cost += rc->fetch[k].byte_end - rc->fetch[k].byte_start + 1;
+    return cost <= (b - a) + (b - a) / 5 + (256u << 10);
 }
 
 static bool learn_fresh(const rd_learn *e)
@@ -578,6 +600,16 @@ void rd_cell_start(rd_cell *cl)
     }
     if (cl->attempt == 1) { /* a retry asks afresh */
         rd_learn *e = learn_find(f, cl->idx);
+        bool whole = cl->start == cl->idx * CELL_SIZE &&
+                     cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE);
+        if (e && !whole && (e->state != L_READY || !learn_cheap(e->rc, cl->start, cl->end))) {
+            /* a cell narrower than its window (a tensor's span, prefetch.h):
+             * the learned window would fetch far more than it needs, and the
+             * CAS trims a reconstruction asked for its bytes; the learned
+             * one stays for the window's other cells */
+            ask_window(cl);
+            return;
+        }
         if (e && e->state == L_ASKING && !e->cell) { /* being asked: wait for it */
             e->cell = cl;
             cl->pending = 1;
