@@ -743,6 +743,24 @@ static void waits_over(rd_read *r)
         r->c->resume(r);
 }
 
+/* A span narrower than its window, widened (within the window) to whole
+ * extents of the file's map: the store reads an extent's bytes from its
+ * first chunk on, so a fetch of a few chunks in the middle of an extent
+ * mapped earlier (a window's reconstruction, then evicted) would leave the
+ * bytes unreadable: its reconstruction maps an extent contained in the
+ * known one, which the map keeps (fs-passthrough: "still missing after 4
+ * fetches", EIO, SIGBUS under mmap, after `zestfs evict`). */
+static void span_whole_extents(rd_file *f, uint64_t k, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t ws = k * CELL_SIZE, we = umin(f->size, ws + CELL_SIZE);
+    long i = *lo > ws ? rd_ext_floor(f, *lo) : -1;
+    if (i >= 0 && f->ext[i].off < *lo && f->ext[i].off + f->ext[i].len > *lo)
+        *lo = f->ext[i].off > ws ? f->ext[i].off : ws;
+    i = *hi < we ? rd_ext_floor(f, *hi - 1) : -1;
+    if (i >= 0 && f->ext[i].off < *hi && f->ext[i].off + f->ext[i].len > *hi)
+        *hi = umin(f->ext[i].off + f->ext[i].len, we);
+}
+
 /* The read waits for every cell holding a byte of [from, end). */
 void rd_fetch_cells(rd_read *r, uint64_t from)
 {
@@ -778,6 +796,7 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
             uint64_t lo = k * CELL_SIZE, hi = umin(f->size, lo + CELL_SIZE);
             if (r->ops->seq && f->tmap) /* a reader's miss: its tensor, no wider (tspan.h) */
                 rd_miss_span(f, r->off, pos, end, &lo, &hi);
+            span_whole_extents(f, k, &lo, &hi);
             rd_cell_gap(f, k, pos, &lo, &hi);
             if (!(cl = rd_cell_new(f, k))) {
                 r->err = -ENOMEM;
