@@ -315,7 +315,7 @@ static void ask_window(rd_cell *cl)
         if (rd_read_want(cl->w[i]) == RD_WANT_FG)
             at = cl->w[i]->off > cl->start ? cl->w[i]->off : cl->start;
     if (at == UINT64_MAX && cl->idx == 0)
-        at = 0;
+        at = cl->start; /* the header's piece first (a cell may start past it) */
     uint64_t a = cl->start, b = cl->end;
     if (at != UINT64_MAX && cl->end - cl->start > 2 * PIECE) {
         a = cl->start + (at - cl->start) / PIECE * PIECE;
