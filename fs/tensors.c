@@ -1,6 +1,6 @@
 /* tensors.c — where the tensors of a safetensors or GGUF file lie, from the
- * file's first bytes (for prefetch at open: read.c fills these ranges in
- * file order while a loader is still parsing the header).
+ * file's first bytes (for the prefetch that follows the reader: fs/read/
+ * openpf.c, prefetch.c, tspan.c).
  *
  * safetensors: u64 LE header length N, N bytes of JSON {name: {dtype, shape,
  *   data_offsets: [b, e]}, "__metadata__": {...}}; tensor bytes at 8+N+b.
@@ -47,6 +47,31 @@ static size_t merge(uint64_t *r, size_t n)
     return k;
 }
 
+/* m->tens from the k [start, end) pairs of r: sorted by start, an overlap
+ * cut off the later tensor, empty ones dropped. */
+static int set_tens(zf_tensor_map *m, const uint64_t *r, size_t k)
+{
+    uint64_t *t = malloc((k ? k : 1) * 2 * sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    memcpy(t, r, k * 2 * sizeof *t);
+    qsort(t, k, 2 * sizeof *t, cmp_u64);
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint64_t s = t[2 * i], e = t[2 * i + 1];
+        if (n && s < t[2 * n - 1])
+            s = t[2 * n - 1];
+        if (e <= s)
+            continue;
+        t[2 * n] = s;
+        t[2 * n + 1] = e;
+        n++;
+    }
+    m->tens = t;
+    m->ntens = n;
+    return 0;
+}
+
 static int safetensors(const uint8_t *buf, size_t len, uint64_t fsize, zf_tensor_map *m)
 {
     if (len < 8)
@@ -91,6 +116,8 @@ static int safetensors(const uint8_t *buf, size_t len, uint64_t fsize, zf_tensor
         }
     }
     cJSON_Delete(root);
+    if (!rc)
+        rc = set_tens(m, r, k);
     if (rc) {
         free(r);
         return rc;
@@ -275,6 +302,11 @@ static int gguf(const uint8_t *buf, size_t len, uint64_t fsize, zf_tensor_map *m
         }
     }
     free(off);
+    int rc2 = set_tens(m, r, k);
+    if (rc2) {
+        free(r);
+        return rc2;
+    }
     m->format = ZF_GGUF;
     m->header_len = data;
     m->ntensors = nt;
@@ -297,6 +329,54 @@ int zf_tensor_map_parse(const uint8_t *buf, size_t len, uint64_t fsize, zf_tenso
 
 void zf_tensor_map_free(zf_tensor_map *m)
 {
+    free(m->tens);
     free(m->ranges);
     memset(m, 0, sizeof *m);
+}
+
+size_t zf_tensor_from(const zf_tensor_map *m, uint64_t off)
+{
+    size_t lo = 0, hi = m->ntens; /* the first tensor starting at or after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->tens[2 * mid] < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+long zf_tensor_at(const zf_tensor_map *m, uint64_t off)
+{
+    size_t i = zf_tensor_from(m, off + 1); /* the first starting after off */
+    if (i == 0 || off == UINT64_MAX)
+        return -1;
+    i--;
+    return off < m->tens[2 * i + 1] ? (long)i : -1;
+}
+
+void zf_tensor_clip(const zf_tensor_map *m, uint64_t s, uint64_t e, uint64_t *lo, uint64_t *hi)
+{
+    if (!m || e <= s)
+        return;
+    if (m->format == ZF_TENSORS_NONE) { /* no table yet: the MiB around the bytes */
+        uint64_t g = ZF_TENSOR_UNKNOWN_GRAIN, l = s / g * g;
+        uint64_t h = e > UINT64_MAX - g ? e : (e + g - 1) / g * g;
+        if (l > *lo)
+            *lo = l;
+        if (h < *hi)
+            *hi = h;
+        return;
+    }
+    long a = zf_tensor_at(m, s), b = zf_tensor_at(m, e - 1);
+    uint64_t l = s, h = e; /* across a boundary, or outside the tensors: what it asked */
+    if (a >= 0 && a == b) {
+        l = m->tens[2 * a];
+        h = m->tens[2 * a + 1];
+    }
+    if (l > *lo)
+        *lo = l;
+    if (h < *hi)
+        *hi = h;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #define ZF_TENSOR_HEADER_MAX (100ull << 20) /* larger headers are refused */
+#define ZF_TENSOR_UNKNOWN_GRAIN (1ull << 20)  /* zf_tensor_clip before the table is known */
 
 enum zf_tensor_format { ZF_TENSORS_NONE = 0, ZF_SAFETENSORS, ZF_GGUF };
 
@@ -15,6 +16,9 @@ typedef struct zf_tensor_map {
     uint64_t ntensors;
     uint64_t *ranges;     /* nranges [start, end) pairs of file offsets, sorted, merged */
     size_t nranges;
+    uint64_t *tens;       /* ntens [start, end) pairs, one per tensor with bytes: sorted,
+                             disjoint (an overlap is cut off the later one), none empty */
+    size_t ntens;
     uint64_t need;        /* after -EAGAIN: parse again with at least this many bytes */
 } zf_tensor_map;
 
@@ -24,5 +28,20 @@ typedef struct zf_tensor_map {
  * ZF_TENSOR_HEADER_MAX; -ENOMEM. */
 int zf_tensor_map_parse(const uint8_t *buf, size_t len, uint64_t fsize, zf_tensor_map *m);
 void zf_tensor_map_free(zf_tensor_map *m);
+
+/* The index in m->tens of the tensor holding byte off, or -1 (the header, a
+ * gap, past the last tensor). */
+long zf_tensor_at(const zf_tensor_map *m, uint64_t off);
+
+/* The index of the first tensor that starts at or after off (m->ntens if none). */
+size_t zf_tensor_from(const zf_tensor_map *m, uint64_t off);
+
+/* Narrow [*lo, *hi) for a miss of bytes [s, e): to the tensor holding them
+ * when [s, e) lies within one tensor, else (across a boundary, in the
+ * header or a gap) to [s, e) itself.  Never wider than it was.  A map of
+ * format ZF_TENSORS_NONE (a header not parsed yet): [s, e) rounded out to
+ * ZF_TENSOR_UNKNOWN_GRAIN.  (A reader's miss is fetched no wider than its
+ * tensor: fs/read/tspan.c.) */
+void zf_tensor_clip(const zf_tensor_map *m, uint64_t s, uint64_t e, uint64_t *lo, uint64_t *hi);
 
 #endif

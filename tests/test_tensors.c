@@ -56,7 +56,64 @@ static void test_safetensors(void)
     T_EQ_INT(m.ranges[1], h + 116);
     T_EQ_INT(m.ranges[2], h + 200);
     T_EQ_INT(m.ranges[3], h + 204);
+    /* one entry per tensor with bytes, in file order; who holds a byte */
+    T_EQ_INT(m.ntens, 3);
+    T_EQ_INT(m.tens[0], h);
+    T_EQ_INT(m.tens[1], h + 100);
+    T_EQ_INT(m.tens[2], h + 100);
+    T_EQ_INT(m.tens[3], h + 116);
+    T_EQ_INT(m.tens[4], h + 200);
+    T_EQ_INT(zf_tensor_at(&m, 0), -1);
+    T_EQ_INT(zf_tensor_at(&m, h), 0);
+    T_EQ_INT(zf_tensor_at(&m, h + 99), 0);
+    T_EQ_INT(zf_tensor_at(&m, h + 100), 1);
+    T_EQ_INT(zf_tensor_at(&m, h + 150), -1); /* a gap */
+    T_EQ_INT(zf_tensor_at(&m, h + 203), 2);
+    T_EQ_INT(zf_tensor_at(&m, h + 204), -1);
+    T_EQ_INT(zf_tensor_from(&m, 0), 0);
+    T_EQ_INT(zf_tensor_from(&m, h + 1), 1);
+    T_EQ_INT(zf_tensor_from(&m, h + 150), 2);
+    T_EQ_INT(zf_tensor_from(&m, h + 201), 3);
+    /* clip: a read inside tensor 1 -> tensor 1; one from the header into a, or from a
+     * into b -> what it asked */
+    uint64_t lo = 0, hi = fsize;
+    zf_tensor_clip(&m, h + 104, h + 108, &lo, &hi);
+    T_EQ_INT(lo, h + 100);
+    T_EQ_INT(hi, h + 116);
+    lo = 0, hi = fsize;
+    zf_tensor_clip(&m, 2, h + 50, &lo, &hi);
+    T_EQ_INT(lo, 2);
+    T_EQ_INT(hi, h + 50);
+    lo = 0, hi = fsize;
+    zf_tensor_clip(&m, h + 90, h + 110, &lo, &hi);
+    T_EQ_INT(lo, h + 90);
+    T_EQ_INT(hi, h + 110);
+    lo = h + 102, hi = h + 110; /* never wider than it was */
+    zf_tensor_clip(&m, h + 104, h + 108, &lo, &hi);
+    T_EQ_INT(lo, h + 102);
+    T_EQ_INT(hi, h + 110);
     zf_tensor_map_free(&m);
+    /* no table yet (format NONE): the MiB around the bytes, within the bounds */
+    zf_tensor_map none = {0};
+    lo = 0, hi = 64ull << 20;
+    zf_tensor_clip(&none, (3ull << 20) + 5, (3ull << 20) + 4096, &lo, &hi);
+    T_EQ_INT(lo, 3ull << 20);
+    T_EQ_INT(hi, 4ull << 20);
+    lo = (3ull << 20) + 7, hi = (3ull << 20) + 9000;
+    zf_tensor_clip(&none, (3ull << 20) + 8, (3ull << 20) + 4096, &lo, &hi);
+    T_EQ_INT(lo, (3ull << 20) + 7);
+    T_EQ_INT(hi, (3ull << 20) + 9000);
+    /* overlapping tensors: the later one is cut, so the table stays disjoint */
+    const char *ov = "{\"a\":{\"data_offsets\":[0,100]},\"b\":{\"data_offsets\":[50,150]},"
+                     "\"c\":{\"data_offsets\":[60,90]}}";
+    h = safetensors_hdr(buf, ov);
+    T_EQ_INT(zf_tensor_map_parse(buf, h, h + 150, &m), 0);
+    T_EQ_INT(m.ntens, 2);
+    T_EQ_INT(m.tens[1], h + 100);
+    T_EQ_INT(m.tens[2], h + 100);
+    T_EQ_INT(m.tens[3], h + 150);
+    zf_tensor_map_free(&m);
+    h = safetensors_hdr(buf, js);
     /* prefixes: -EAGAIN with the exact need */
     T_EQ_INT(zf_tensor_map_parse(buf, 3, fsize, &m), -EAGAIN);
     T_EQ_INT(m.need, 4);
@@ -136,6 +193,12 @@ static void test_gguf(void)
     T_EQ_INT(m.nranges, 1); /* contiguous: one range to the end */
     T_EQ_INT(m.ranges[0], ds);
     T_EQ_INT(m.ranges[1], fsize);
+    T_EQ_INT(m.ntens, 3); /* each to the next one's start, the last to the end */
+    T_EQ_INT(m.tens[0], ds);
+    T_EQ_INT(m.tens[1], ds + 128);
+    T_EQ_INT(m.tens[3], ds + 640);
+    T_EQ_INT(m.tens[5], fsize);
+    T_EQ_INT(zf_tensor_at(&m, ds + 700), 2);
     zf_tensor_map_free(&m);
     /* every prefix: -EAGAIN asking for more than it had (never a crash) */
     for (size_t n = 4; n < h; n++) {
@@ -164,6 +227,9 @@ static void test_gguf(void)
             if (rc == 0) {
                 for (size_t k = 0; k < m.nranges; k++)
                     T_TRUE(m.ranges[2 * k] < m.ranges[2 * k + 1] && m.ranges[2 * k + 1] <= fsize);
+                for (size_t k = 0; k < m.ntens; k++)
+                    T_TRUE(m.tens[2 * k] < m.tens[2 * k + 1] && m.tens[2 * k + 1] <= fsize &&
+                           (k == 0 || m.tens[2 * k] >= m.tens[2 * k - 1]));
                 zf_tensor_map_free(&m);
             }
             buf[i] = save;

@@ -4,23 +4,22 @@
 #include "fill.h"
 #include "fmap.h"
 #include "openpf.h"
+#include "prefetch.h"
 #include "store_read.h"
 
 static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bool final, int err);
 
 /* While a .safetensors or .gguf blob is open: fill its first window, parse
  * the header from the store (tensors.c; more of the file if the header is
- * longer), then fill the tensors' byte ranges in file order.  Cancelled at
- * the last release.  Not for files over half the store cap (they would
- * evict themselves); sequential prefetch still applies to those. */
-enum { OPF_HEADER, OPF_PARSING, OPF_TENSORS, OPF_DONE };
-
-#define OPF_GRACE_MS 250 /* a file still open this long after its header came is being loaded */
+ * longer), then publish the tensor table as f->tmap for the reader-driven
+ * prefetch (prefetch.c) and the tensor-sized misses (window.c) until the
+ * last release.  No tensor is fetched here: which ones are wanted is the
+ * reader's to show. */
+enum { OPF_HEADER, OPF_PARSING, OPF_READY, OPF_DONE };
 
 struct rd_openpf {
     rd_file *f;
-    uv_timer_t timer;         /* the grace period */
-    bool closed;              /* timer closed by zf_read_stop: zf_read_free frees */
+    bool closed;              /* zf_read_stop came: zf_read_free frees */
     int opens;
     int state;
     zf_fill *fill;            /* in flight, or NULL */
@@ -34,12 +33,18 @@ struct rd_openpf {
 };
 
 
-static void opf_free(uv_handle_t *h)
+/* Until its header is parsed: nothing is prefetched ahead of its streams
+ * (rd_seq_again when it is), its misses are fetched as any file's (tspan.h). */
+static const zf_tensor_map opf_pending;
+
+/* No tensor table for this open (not a well-formed header, a failed fill). */
+static void opf_done(rd_openpf *o)
 {
-    rd_openpf *o = h->data;
-    zf_tensor_map_free(&o->map);
-    free(o->snap);
-    free(o);
+    o->state = OPF_DONE;
+    if (o->f->tmap == &opf_pending) {
+        o->f->tmap = NULL;
+        rd_seq_again(o->f); /* prefetched as any file's from now */
+    }
 }
 
 static void opf_maybe_free(rd_openpf *o)
@@ -47,7 +52,10 @@ static void opf_maybe_free(rd_openpf *o)
     if (o->opens || o->fill || o->parsing || o->closed)
         return;
     o->f->opf = NULL;
-    uv_close((uv_handle_t *)&o->timer, opf_free);
+    o->f->tmap = NULL;
+    zf_tensor_map_free(&o->map);
+    free(o->snap);
+    free(o);
 }
 
 static void opf_fill(rd_openpf *o, const uint64_t *rg, size_t n)
@@ -56,16 +64,8 @@ static void opf_fill(rd_openpf *o, const uint64_t *rg, size_t n)
     int rc = rd_fill_start_file(f, rg, n, opf_fill_cb, o, &o->fill);
     if (rc) {
         o->fill = NULL;
-        o->state = OPF_DONE;
+        opf_done(o);
     }
-}
-
-static void opf_grace(uv_timer_t *t)
-{
-    rd_openpf *o = t->data;
-    if (o->opens && !o->f->c->stopping)
-        opf_fill(o, o->map.ranges, o->map.nranges);
-    opf_maybe_free(o);
 }
 
 static void opf_parse_work(uv_work_t *w)
@@ -103,25 +103,26 @@ static void opf_parse_after(uv_work_t *w, int status)
         if (rc != -EBADMSG)
             zf_log(ZF_LOG_WARN, "zestfs: %s: tensor header: %s (no prefetch)\n", f->path,
                     zf_strerror(-rc));
-        o->state = OPF_DONE;
+        opf_done(o);
         return;
     }
-    o->state = OPF_TENSORS;
-    uv_timer_start(&o->timer, opf_grace, OPF_GRACE_MS, 0);
+    o->state = OPF_READY;
+    f->tmap = &o->map;
+    rd_seq_again(f);
 }
 
 static void opf_parse(rd_openpf *o)
 {
     rd_file *f = o->f;
     if (rd_ext_uncovered(f, 0, o->have) != o->have) {
-        o->state = OPF_DONE;
+        opf_done(o);
         return;
     }
     long i1 = rd_ext_floor(f, o->have - 1);
     o->nsnap = (size_t)i1 + 1;
     o->snap = malloc(o->nsnap * sizeof *o->snap);
     if (!o->snap) {
-        o->state = OPF_DONE;
+        opf_done(o);
         return;
     }
     memcpy(o->snap, f->ext, o->nsnap * sizeof *o->snap);
@@ -130,7 +131,7 @@ static void opf_parse(rd_openpf *o)
     o->work.data = o;
     if (uv_queue_work(f->c->loop, &o->work, opf_parse_work, opf_parse_after) != 0) {
         o->parsing = false;
-        o->state = OPF_DONE;
+        opf_done(o);
     }
 }
 
@@ -143,7 +144,7 @@ static void opf_fill_cb(void *ud, zf_fill *fl, uint64_t done, uint64_t total, bo
     if (err || o->opens == 0 || o->state != OPF_HEADER) {
         if (err && err != -ECANCELED)
             zf_log(ZF_LOG_WARN, "zestfs: %s: prefetch: %s\n", o->f->path, zf_strerror(-err));
-        o->state = OPF_DONE;
+        opf_done(o);
         opf_maybe_free(o);
         return;
     }
@@ -164,10 +165,6 @@ void *rd_blob_opened(zf_fs *fs, const zv_ent *e)
     if (!c || c->stopping || !c->hub || !e->file->has_xet || e->file->size < 16 ||
         !tensor_file(e->file->path))
         return NULL;
-    zc_stats st;
-    zc_get_stats(c->store, &st);
-    if (st.cap && e->file->size > st.cap / 2)
-        return NULL;
     rd_file *f = rd_file_get(c, e);
     if (!f)
         return NULL;
@@ -180,9 +177,8 @@ void *rd_blob_opened(zf_fs *fs, const zv_ent *e)
         return NULL;
     o->f = f;
     o->opens = 1;
-    uv_timer_init(c->loop, &o->timer);
-    o->timer.data = o;
     f->opf = o;
+    f->tmap = &opf_pending;
     o->have = umin(f->size, CELL_SIZE);
     uint64_t rg[2] = {0, o->have};
     opf_fill(o, rg, 1);
@@ -197,24 +193,22 @@ void rd_blob_released(zf_fs *fs, void *token)
         return;
     if (o->fill)
         zf_fill_cancel(o->fill);
-    uv_timer_stop(&o->timer);
     opf_maybe_free(o);
 }
 
-/* zf_read_stop: the grace timer of f's prefetch at open is closed now; its
- * record is freed by rd_openpf_free. */
+/* zf_read_stop: f's record is no longer freed at its last release (a parse
+ * may still come back); rd_openpf_free frees it. */
 void rd_openpf_stop(rd_file *f)
 {
-    if (f->opf && !f->opf->closed) {
+    if (f->opf)
         f->opf->closed = true;
-        uv_close((uv_handle_t *)&f->opf->timer, NULL);
-    }
 }
 
 /* zf_read_free: the record itself. */
 void rd_openpf_free(rd_file *f)
 {
     if (f->opf) {
+        f->tmap = NULL;
         zf_tensor_map_free(&f->opf->map);
         free(f->opf->snap);
         free(f->opf);

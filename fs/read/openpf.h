@@ -1,8 +1,8 @@
 /* openpf.h — prefetch at open.  While a .safetensors or .gguf blob is
  * open: fill its first window, parse the header from the store (tensors.c;
- * more of the file if the header is longer), then, if the file is still
- * open OPF_GRACE_MS later, fill the tensors' byte ranges in file order.
- * Cancelled at the last release.  Not for files over half the store cap.
+ * more of the file if the header is longer) and keep the tensor table as
+ * f->tmap until the last release; the tensors themselves are fetched as the
+ * reader shows it wants them (prefetch.h, window.c's tensor-sized misses).
  * rd_blob_opened/rd_blob_released are fs->blob_opened/blob_released. */
 #ifndef ZESTFS_FS_READ_OPENPF_H
 #define ZESTFS_FS_READ_OPENPF_H

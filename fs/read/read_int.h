@@ -21,6 +21,7 @@
  *   big      large non-Xet files as windows of synthetic xorbs
  *   blob     small non-Xet files, whole in memory
  *   window   8 MiB windows: reconstruction, retries, read deadlines
+ *   tspan    how wide a reader's miss in a tensor file is fetched
  *   xfetch   xorb range fetches: join, decode, check, early replies, put
  *   source   where bytes come from: peers, parking, CDN, races, holding
  *   resolve  GETs of {endpoint}/{repo}/resolve/{commit}/{path}
@@ -141,7 +142,9 @@ typedef struct rd_pins {
 } rd_pins;
 
 typedef struct rd_stream { /* a sequential reader of a file */
-    uint64_t next, run, used;
+    uint64_t first, next, run, used; /* it has read [first, next) */
+    uint64_t cross;            /* tensor boundaries it read across (tensor files) */
+    uint64_t pf;               /* prefetch asked up to here (tensor files) */
 } rd_stream;
 
 enum { MAP_NONE, MAP_LOADING, MAP_READY };
@@ -181,6 +184,7 @@ struct rd_file {
     rd_openpf *opf;            /* prefetch at open */
     rd_learn *learn;           /* window reconstructions learned ahead (window.c) */
     unsigned nlearn;
+    const zf_tensor_map *tmap; /* its tensors, while open and parsed (openpf.c owns it) */
 };
 
 /* A request: a FUSE read, an internal read (HTTP access server, stored

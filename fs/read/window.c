@@ -3,6 +3,7 @@
 #include "fmap.h"
 #include "req.h"
 #include "source.h"
+#include "tspan.h"
 #include "window.h"
 #include "xfetch.h"
 
@@ -20,7 +21,8 @@ static void cell_closed(uv_handle_t *h)
 void rd_cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
-    if (!err && f->done)
+    if (!err && f->done && cl->start == cl->idx * CELL_SIZE &&
+        cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE)) /* a whole window */
         f->done[cl->idx / 8] |= (uint8_t)(1u << (cl->idx % 8));
     for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
         if (*pp == cl) {
@@ -179,6 +181,19 @@ static int cell_early(void *ud, rd_xf *xf)
 
 static const rd_waiter_ops cell_waiter = {cell_xf_done, cell_want, cell_early};
 
+/* Whether a term of rc holding bytes of [a, b) is fetched through d. */
+static bool recon_uses(const xet_recon *rc, const xet_fetch *d, uint64_t a, uint64_t b)
+{
+    uint64_t pos = rc->base;
+    for (size_t t = 0; t < rc->nterms; t++) {
+        const xet_recon_term *tm = &rc->terms[t];
+        if (tm->fetch == d && pos < b && pos + tm->unpacked_length > a)
+            return true;
+        pos += tm->unpacked_length;
+    }
+    return false;
+}
+
 /* The reconstruction of piece [a, b) of the window is in (or failed): its
  * terms become extents, its descriptors fetches.  A window asks for one
  * piece (itself) or a few (piece.h below); each holds cl->pending until its
@@ -222,10 +237,7 @@ static void cell_recon(rd_cell *cl, uint64_t a, uint64_t b, int err, xet_recon *
     }
     for (size_t k = 0; !err && k < rc->nfetch; k++) {
         const xet_fetch *d = &rc->fetch[k];
-        bool used = false;
-        for (size_t t = 0; t < rc->nterms && !used; t++)
-            used = rc->terms[t].fetch == d;
-        if (!used)
+        if (!recon_uses(rc, d, a, b)) /* a cell narrower than a learned window */
             continue;
         if (zc_missing(c->store, &d->xorb, d->chunk_start, d->chunk_end, NULL, 0) == 0) {
             pin_present(cl, d);
@@ -303,7 +315,7 @@ static void ask_window(rd_cell *cl)
         if (rd_read_want(cl->w[i]) == RD_WANT_FG)
             at = cl->w[i]->off > cl->start ? cl->w[i]->off : cl->start;
     if (at == UINT64_MAX && cl->idx == 0)
-        at = 0;
+        at = cl->start; /* the header's piece first (a cell may start past it) */
     uint64_t a = cl->start, b = cl->end;
     if (at != UINT64_MAX && cl->end - cl->start > 2 * PIECE) {
         a = cl->start + (at - cl->start) / PIECE * PIECE;
@@ -372,6 +384,18 @@ static uint64_t recon_bytes(const xet_recon *rc)
     for (size_t i = 0; i < rc->nfetch; i++)
         b += rc->fetch[i].url ? strlen(rc->fetch[i].url) + 1 : 0;
     return b;
+}
+
+/* Whether a learned window's reconstruction fetches about [a, b) only:
+ * the xorb bytes of the ranges its terms over [a, b) use, at most 1.2
+ * times the span plus a chunk each side (terms end on chunk boundaries). */
+static bool learn_cheap(const xet_recon *rc, uint64_t a, uint64_t b)
+{
+    uint64_t cost = 0;
+    for (size_t k = 0; k < rc->nfetch; k++)
+        if (recon_uses(rc, &rc->fetch[k], a, b))
+            cost += rc->fetch[k].byte_end - rc->fetch[k].byte_start + 1;
+    return cost <= (b - a) + (b - a) / 5 + (256u << 10);
 }
 
 static bool learn_fresh(const rd_learn *e)
@@ -576,6 +600,16 @@ void rd_cell_start(rd_cell *cl)
     }
     if (cl->attempt == 1) { /* a retry asks afresh */
         rd_learn *e = learn_find(f, cl->idx);
+        bool whole = cl->start == cl->idx * CELL_SIZE &&
+                     cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE);
+        if (e && !whole && (e->state != L_READY || !learn_cheap(e->rc, cl->start, cl->end))) {
+            /* a cell narrower than its window (a tensor's span, prefetch.h):
+             * the learned window would fetch far more than it needs, and the
+             * CAS trims a reconstruction asked for its bytes; the learned
+             * one stays for the window's other cells */
+            ask_window(cl);
+            return;
+        }
         if (e && e->state == L_ASKING && !e->cell) { /* being asked: wait for it */
             e->cell = cl;
             cl->pending = 1;
@@ -610,6 +644,30 @@ rd_cell *rd_cell_find(rd_file *f, uint64_t k)
         if (x->idx == k)
             return x;
     return NULL;
+}
+
+/* The cell of window k holding byte pos, if any (cells of a tensor file may
+ * hold less than their window: rd_fetch_cells, prefetch.h). */
+rd_cell *rd_cell_at(rd_file *f, uint64_t k, uint64_t pos)
+{
+    for (rd_cell *x = f->cells; x; x = x->next)
+        if (x->idx == k && x->start <= pos && pos < x->end)
+            return x;
+    return NULL;
+}
+
+/* Cut [*lo, *hi), around a byte pos no cell of window k holds, to the
+ * bytes no cell of it holds. */
+void rd_cell_gap(rd_file *f, uint64_t k, uint64_t pos, uint64_t *lo, uint64_t *hi)
+{
+    for (rd_cell *x = f->cells; x; x = x->next) {
+        if (x->idx != k)
+            continue;
+        if (x->end <= pos && x->end > *lo)
+            *lo = x->end;
+        if (x->start > pos && x->start < *hi)
+            *hi = x->start;
+    }
 }
 
 rd_cell *rd_cell_new(rd_file *f, uint64_t k)
@@ -685,6 +743,24 @@ static void waits_over(rd_read *r)
         r->c->resume(r);
 }
 
+/* A span narrower than its window, widened (within the window) to whole
+ * extents of the file's map: the store reads an extent's bytes from its
+ * first chunk on, so a fetch of a few chunks in the middle of an extent
+ * mapped earlier (a window's reconstruction, then evicted) would leave the
+ * bytes unreadable: its reconstruction maps an extent contained in the
+ * known one, which the map keeps (fs-passthrough: "still missing after 4
+ * fetches", EIO, SIGBUS under mmap, after `zestfs evict`). */
+static void span_whole_extents(rd_file *f, uint64_t k, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t ws = k * CELL_SIZE, we = umin(f->size, ws + CELL_SIZE);
+    long i = *lo > ws ? rd_ext_floor(f, *lo) : -1;
+    if (i >= 0 && f->ext[i].off < *lo && f->ext[i].off + f->ext[i].len > *lo)
+        *lo = f->ext[i].off > ws ? f->ext[i].off : ws;
+    i = *hi < we ? rd_ext_floor(f, *hi - 1) : -1;
+    if (i >= 0 && f->ext[i].off < *hi && f->ext[i].off + f->ext[i].len > *hi)
+        *hi = umin(f->ext[i].off + f->ext[i].len, we);
+}
+
 /* The read waits for every cell holding a byte of [from, end). */
 void rd_fetch_cells(rd_read *r, uint64_t from)
 {
@@ -710,17 +786,24 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         return;
     }
     uint64_t end = r->off + r->len;
-    uint64_t k0 = from / CELL_SIZE, k1 = (end - 1) / CELL_SIZE;
     r->waits = 1;
     r->err = 0;
-    for (uint64_t k = k0; k <= k1; k++) {
-        rd_cell *cl = rd_cell_find(f, k);
+    for (uint64_t pos = from; pos < end;) { /* the cells holding [pos, end), in order */
+        uint64_t k = pos / CELL_SIZE;
+        rd_cell *cl = rd_cell_at(f, k, pos);
         bool fresh = false;
         if (!cl) {
+            uint64_t lo = k * CELL_SIZE, hi = umin(f->size, lo + CELL_SIZE);
+            if (r->ops->seq && f->tmap) /* a reader's miss: its tensor, no wider (tspan.h) */
+                rd_miss_span(f, r->off, pos, end, &lo, &hi);
+            span_whole_extents(f, k, &lo, &hi);
+            rd_cell_gap(f, k, pos, &lo, &hi);
             if (!(cl = rd_cell_new(f, k))) {
                 r->err = -ENOMEM;
                 break;
             }
+            cl->start = lo;
+            cl->end = hi;
             fresh = true;
         }
         if (push_ptr((void ***)&cl->w, &cl->nw, &cl->cw, r)) {
@@ -732,6 +815,7 @@ void rd_fetch_cells(rd_read *r, uint64_t from)
         r->waits++;
         if (fresh)
             rd_cell_start(cl);
+        pos = cl->end;
     }
     if (--r->waits == 0) {
         waits_over(r);

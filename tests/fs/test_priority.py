@@ -4,9 +4,9 @@ fills on the network.
 
 A 96 MB safetensors-like model is served by zestfs-origin on loopback with
 its bandwidth capped (total_bps 24 MB/s, shared by all responses).  The file
-is opened and kept open, so zestfs fills all of it in the background
-(prefetch at open).  While that fill's transfers are in flight, a 4 KiB pread
-near the end of the file (a window the fill has not reached) must be
+is opened and kept open while `zestfs pull` through the mount fills all of
+it in the background.  While that fill's transfers are in flight, a 4 KiB
+pread near the end of the file (a window the fill has not reached) must be
 answered byte-exact, and zestfs must have held (paused) fill transfers while
 the read's ran (`fetches_held` in `zestfs status --json`).  The fill then
 completes: with the origin refusing every xorb request, the whole file reads
@@ -52,15 +52,18 @@ def main():
             raise RuntimeError("no mount")
         blob = os.path.join(mnt, "models--org--prio", "snapshots", commit, "model.safetensors")
         fd = os.open(blob, os.O_RDONLY)
-        # the fill of the whole file starts 250 ms after its header is parsed: wait until
-        # it has transfers in flight past the first window
+        # the fill of the whole file: a pull through the mount; wait until it has
+        # transfers in flight past the first window
+        env = fsutil.guard_env(dict(os.environ, HF_TOKEN=""))  # through the mount: its control socket
+        pull = subprocess.Popen([zestfs, "pull", "--store", store, "org/prio"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=env)
         t0 = time.monotonic()
         while time.monotonic() - t0 < 30:
             st = status()
             if st["bytes_by_source"]["cdn"] >= 8 * MiB and st["fetches_in_flight"] >= 1:
                 break
             time.sleep(0.05)
-        check(st["fetches_in_flight"] >= 1, f"the fill at open is under way ({st['fetches_in_flight']} "
+        check(st["fetches_in_flight"] >= 1, f"the pull's fill is under way ({st['fetches_in_flight']} "
               f"fetches in flight, {st['bytes_by_source']['cdn']} bytes in)")
         off = len(body) - 5 * MiB
         got = os.pread(fd, 4096, off)
@@ -70,6 +73,13 @@ def main():
               f"fill transfers were held while the read's ran (fetches_held {st['fetches_held']})")
         check(st["reads"]["errors"] == 0, "no read errors")
         # the fill goes on and completes
+        try:
+            err = pull.communicate(timeout=120)[1]
+        except subprocess.TimeoutExpired:
+            pull.kill()
+            err = pull.communicate()[1]
+        check(pull.returncode == 0, f"the pull exits 0 ({err.strip()[-300:]})")
+        check(fsutil.sanitizer_report(err) is None, "no sanitizer report from the pull")
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60 and origin.stats()["xorb_bytes_total"] < total:
             time.sleep(0.1)
