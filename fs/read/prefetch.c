@@ -7,11 +7,14 @@
 
 /* Tensor files: past the end of the tensor it reads, a stream is prefetched
  * only once it has read across PF_CROSS tensor boundaries in a row (the
- * kernel's readaround and readahead around one tensor make two), then
+ * kernel's readaround and readahead around one tensor make two), for the
+ * first PF_EARLY boundaries after that only the next tensor (a reader of a
+ * few tensors side by side, picked at random, is sent at most one more), then
  * 1/PF_RATIO of the bytes it has read in a row, but at least 1/PF_FLOOR_DIV
  * of the file up to PF_FLOOR (so a reader stopping anywhere has been sent
  * at most that much more than it read), in steps of at least PF_MIN. */
-#define PF_CROSS 3
+#define PF_CROSS 4
+#define PF_EARLY 2
 #define PF_RATIO 10
 #define PF_FLOOR (64ull << 20)
 #define PF_FLOOR_DIV 16
@@ -101,7 +104,12 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
     uint64_t e = pos;
     if (t >= 0 && pos - umax(st->first, m->tens[2 * t]) >= SEQ_MIN) /* the rest of a tensor it */
         e = m->tens[2 * t + 1];                                    /* has read SEQ_MIN of */
-    if (st->cross >= PF_CROSS) { /* tensor after tensor: the next ones, 1/PF_RATIO of its run */
+    if (st->cross >= PF_CROSS && st->cross < PF_CROSS + PF_EARLY) { /* just the next tensor */
+        long in = zf_tensor_at(m, pos); /* (the readahead may have gone into it) */
+        size_t j = in >= 0 ? (size_t)in : zf_tensor_from(m, pos);
+        if (j < m->ntens && m->tens[2 * j + 1] > e)
+            e = m->tens[2 * j + 1];
+    } else if (st->cross >= PF_CROSS) { /* tensor after tensor: the next ones, 1/PF_RATIO of its run */
         uint64_t floor = umin(PF_FLOOR, f->size / PF_FLOOR_DIV);
         uint64_t lim = umin(f->size, pos + umax(st->run / PF_RATIO, floor));
         long i = zf_tensor_at(m, lim);
@@ -127,6 +135,17 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
 
 static void stream_ahead(rd_file *f, rd_stream *st);
 
+/* Tensor boundaries strictly inside (a, b) of a tensor file (its table known). */
+static uint64_t bounds_in(const rd_file *f, uint64_t a, uint64_t b)
+{
+    return b > a + 1 ? zf_tensor_from(f->tmap, b) - zf_tensor_from(f->tmap, a + 1) : 0;
+}
+
+static bool tensor_table(const rd_file *f)
+{
+    return f->tmap && f->tmap->format != ZF_TENSORS_NONE;
+}
+
 void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 {
     uint64_t end = off + len;
@@ -148,24 +167,39 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
         st->first = off;
         st->next = end;
         st->run = len;
-        st->used = f->tick;
-        st->cross = 0;
+        st->used = st->born = f->tick;
+        st->counted = tensor_table(f);
+        st->cross = st->counted ? bounds_in(f, off, end) : 0;
         st->pf = end;
         return;
     }
     st->used = f->tick;
-    if (end > st->next)
+    if (end > st->next) {
+        if (st->counted) /* the boundaries it has read on across */
+            st->cross += bounds_in(f, st->next - 1, end);
         st->next = end;
+    }
     for (int i = 0; i < NSTREAMS; i++) { /* a stream it has caught up with is the same reader */
         rd_stream *y = &f->streams[i];
         if (y != st && y->used && y->first >= st->first && y->first <= st->next + fwd) {
+            /* one begun after it is the kernel's readahead gone ahead of the
+             * reader: the boundaries up to where that one is count; one begun
+             * before it is an earlier read of the tensors just past (a reader
+             * of a tensor that ran into the one it read before): no run of
+             * tensors, the larger of the two counts */
+            if (st->counted && y->counted && y->next > st->next)
+                st->cross = y->born > st->born ? st->cross + bounds_in(f, st->next - 1, y->next)
+                                               : umax(st->cross, y->cross);
             st->next = y->next > st->next ? y->next : st->next;
             st->pf = y->pf > st->pf ? y->pf : st->pf;
             y->used = 0;
         }
     }
-    if (off < st->first)
+    if (off < st->first) {
+        if (st->counted)
+            st->cross += bounds_in(f, off, st->first + 1);
         st->first = off;
+    }
     st->run = st->next - st->first;
     if (f->tmap && f->tmap->format == ZF_TENSORS_NONE && st->first >= CELL_SIZE)
         return; /* the tensor table is being read: rd_seq_again when it is known (a
@@ -177,9 +211,11 @@ void rd_seq_prefetch(rd_file *f, uint64_t off, uint64_t len)
 static void stream_ahead(rd_file *f, rd_stream *st)
 {
     rd_ctx *c = f->c;
-    bool tens = f->tmap && f->tmap->format != ZF_TENSORS_NONE;
-    if (tens) /* tensor boundaries inside what it has read */
-        st->cross = zf_tensor_from(f->tmap, st->next) - zf_tensor_from(f->tmap, st->first + 1);
+    bool tens = tensor_table(f);
+    if (tens && !st->counted) { /* the table came after it began: all it has read */
+        st->cross = bounds_in(f, st->first, st->next);
+        st->counted = true;
+    }
     if (!c->hub || c->stopping || (!tens && st->run < SEQ_MIN))
         return;
     uint64_t ncells = (f->size + CELL_SIZE - 1) / CELL_SIZE;

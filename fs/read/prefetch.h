@@ -15,7 +15,9 @@
  *     readahead running on past the tensor a reader read);
  *   - past that tensor: only once the stream has read across PF_CROSS
  *     tensor boundaries in a row (a reader going tensor after tensor, in
- *     file order), and then 1/PF_RATIO of the bytes it has read in a row,
+ *     file order; counted in the order read: a stream running into one
+ *     begun before it keeps the larger count), for PF_EARLY more just the
+ *     next tensor, and then 1/PF_RATIO of the bytes it has read in a row,
  *     cut at a tensor's end or a window's, in steps of at least PF_MIN.  So
  *     the lookahead grows with the run (and the same window bound as
  *     above), and a reader stopping anywhere has been sent at most

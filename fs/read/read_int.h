@@ -142,8 +142,11 @@ typedef struct rd_pins {
 } rd_pins;
 
 typedef struct rd_stream { /* a sequential reader of a file */
-    uint64_t first, next, run, used; /* it has read [first, next) */
-    uint64_t cross;            /* tensor boundaries it read across (tensor files) */
+    uint64_t first, next, run, used; /* it has read [first, next); last used (f->tick) */
+    uint64_t born;             /* f->tick when it began */
+    uint64_t cross;            /* tensor boundaries it read across, in the order it read
+                                  (tensor files; counted once `counted`) */
+    bool counted;
     uint64_t pf;               /* prefetch asked up to here (tensor files) */
 } rd_stream;
 

@@ -25,8 +25,10 @@ void rd_miss_span(rd_file *f, uint64_t first, uint64_t pos, uint64_t end, uint64
     if (m->format == ZF_TENSORS_NONE)
         return; /* the table is being read: the window, as any file's */
     uint64_t s = first > *lo ? first : *lo;
-    long a = zf_tensor_at(m, s);
-    if (a < 0 || a != zf_tensor_at(m, e - 1) || continued(f, first, end, m->tens[2 * a])) {
+    /* the whole read decides, not its part in this window: a readaround
+     * over a window's edge is no wish for the tensor past the edge */
+    long a = zf_tensor_at(m, first);
+    if (a < 0 || a != zf_tensor_at(m, end - 1) || continued(f, first, end, m->tens[2 * a])) {
         if (pos > *lo) /* across a boundary, outside the tensors, or read on into: as asked */
             *lo = pos;
         if (e < *hi)

@@ -15,7 +15,13 @@ xorb_bytes_total once it has sent nothing for 1.5 s (prefetch included).
   * b.safetensors through mmap: the first half of its tensors read in file
     order (a pipeline stage's layers): byte-exact, within the allowance; then
     the whole file read in order: byte-exact, the origin sent about one copy
-    of it in all (what was fetched is not fetched again).
+    of it in all (what was fetched is not fetched again);
+  * c.safetensors through mmap: 6 of its 4 MiB tensors picked at random,
+    each copied out (as safetensors' get_tensor does): byte-exact, within the
+    allowance plus what the kernel asks around each tensor (the mount's 512K
+    readahead: 256K of mmap read-around before it, up to 512K of readahead
+    past it; none picked side by side: a few read in a row are a run, sent
+    one tensor more, prefetch.h).
 Exit 0 pass, 1 fail, 77 skip."""
 import json, mmap, os, random, struct, sys, time
 
@@ -73,7 +79,8 @@ def main():
     os.mkdir(mnt)
     os.mkdir(src)
     rng = random.Random(22)
-    files = {"a.safetensors": fsutil.safetensors_like(rng, 80_000_000), "b.safetensors": layers(rng, 24)}
+    files = {"a.safetensors": fsutil.safetensors_like(rng, 80_000_000), "b.safetensors": layers(rng, 24),
+             "c.safetensors": layers(rng, 20)}
     for n, b in files.items():
         open(os.path.join(src, n), "wb").write(b)
     commit = ingest(origin_exe, data, "org/pf", src)
@@ -138,6 +145,28 @@ def main():
         got = settled(origin)
         check(len(body) * 0.95 <= got <= len(body) * 1.1,
               f"b: about one copy fetched in all ({got} origin bytes for {len(body)})")
+
+        # ---- c: random whole tensors through mmap
+        body = files["c.safetensors"]
+        ts = tensors(body)
+        picked = [ts[i] for i in sorted(rng.sample(range(3, len(ts), 2), 6))]  # none side by side
+        rng.shuffle(picked)
+        origin.reset()
+        with open(os.path.join(snap, "c.safetensors"), "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            n = struct.unpack("<Q", m[:8])[0]
+            json.loads(m[8:8 + n])
+            time.sleep(0.5)
+            ok = True
+            for s, e in picked:
+                ok &= sha(m[s:e]) == sha(body[s:e])
+            m.close()
+            check(ok, f"c: {len(picked)} random tensors byte-exact through mmap")
+            got = settled(origin)
+            lim, out = allowed(picked)
+            lim += len(picked) * 768 * 1024  # the kernel's: 256K read-around before, 512K readahead after
+            check(got <= lim, f"c: random tensors through mmap: {got} origin bytes for {out} bytes of "
+                  f"tensors (allowed {lim}, the file is {len(body)})")
         check(fsutil.unmount(proc, mnt) == 0, "unmounted cleanly")
     except Exception as e:  # noqa: BLE001
         check(False, f"exception: {e!r}")
