@@ -11,14 +11,19 @@
  * first PF_EARLY boundaries after that only the next tensor (a reader of a
  * few tensors side by side, picked at random, is sent at most one more), then
  * 1/PF_RATIO of the bytes it has read in a row, but at least 1/PF_FLOOR_DIV
- * of the file up to PF_FLOOR (so a reader stopping anywhere has been sent
- * at most that much more than it read), in steps of at least PF_MIN. */
-#define PF_CROSS 4
-#define PF_EARLY 2
+ * of the file up to PF_FLOOR, as whole windows (below), once PF_MIN more is
+ * due. */
+#define PF_CROSS 3
+#define PF_EARLY 1
+/* Into a tensor by this much a stream is its reader, not the kernel's
+ * readahead running on past the tensor before (at most the mount's
+ * readahead, 512K): the rest of the tensor is sent. */
+#define PF_IN (1ull << 20)
 #define PF_RATIO 10
 #define PF_FLOOR (64ull << 20)
 #define PF_FLOOR_DIV 16
 #define PF_MIN (1ull << 20)
+#define PF_SPARE 10
 
 static uint64_t umax(uint64_t a, uint64_t b)
 {
@@ -102,8 +107,8 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
         return;
     long t = zf_tensor_at(m, pos - 1);
     uint64_t e = pos;
-    if (t >= 0 && pos - umax(st->first, m->tens[2 * t]) >= SEQ_MIN) /* the rest of a tensor it */
-        e = m->tens[2 * t + 1];                                    /* has read SEQ_MIN of */
+    if (t >= 0 && pos - umax(st->first, m->tens[2 * t]) >= PF_IN) /* the rest of a tensor it */
+        e = m->tens[2 * t + 1];                                   /* has read PF_IN of */
     if (st->cross >= PF_CROSS && st->cross < PF_CROSS + PF_EARLY) { /* just the next tensor */
         long in = zf_tensor_at(m, pos); /* (the readahead may have gone into it) */
         size_t j = in >= 0 ? (size_t)in : zf_tensor_from(m, pos);
@@ -112,12 +117,16 @@ static void tensor_ahead(rd_file *f, rd_stream *st, bool *joined)
     } else if (st->cross >= PF_CROSS) { /* tensor after tensor: the next ones, 1/PF_RATIO of its run */
         uint64_t floor = umin(PF_FLOOR, f->size / PF_FLOOR_DIV);
         uint64_t lim = umin(f->size, pos + umax(st->run / PF_RATIO, floor));
-        long i = zf_tensor_at(m, lim);
-        if (i >= 0 && lim < f->size) { /* not into a tensor's middle but at a window's end */
-            uint64_t cut = lim / CELL_SIZE * CELL_SIZE;
-            size_t j = (size_t)i;
-            uint64_t prev_end = j > 0 ? m->tens[2 * j - 1] : 0;
-            lim = cut > prev_end ? cut : prev_end;
+        /* whole windows: each is one round trip (its reconstruction learned
+         * ahead, window.h) and one xorb range, and the windows to the end
+         * of the one the lookahead ends in keep two or more in flight; but
+         * never more than 1/PF_SPARE of the file past the reader, less room
+         * for the kernel's readahead and chunk edges (so a reader stopping
+         * half way has been sent at most 1.2x what it read; in a small file:
+         * the windows the lookahead covers whole) */
+        if (lim < f->size) {
+            uint64_t up = umin(f->size, (lim + CELL_SIZE - 1) / CELL_SIZE * CELL_SIZE);
+            lim = up - pos + CELL_SIZE / 2 <= f->size / PF_SPARE ? up : lim / CELL_SIZE * CELL_SIZE;
         }
         if (lim > e)
             e = lim;
