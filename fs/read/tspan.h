@@ -5,8 +5,9 @@
  * that came to this tensor: a random page, a tensor picked), is fetched
  * from that tensor's start to its end (so its later reads hit), but not
  * over bytes mapped before pos (an earlier miss fetched those).  Any other
- * miss is fetched as asked, from pos: a read across a tensor boundary or in
- * the header, and the kernel's readahead going on past the tensor a reader
+ * miss is fetched as asked, from pos: a read across a tensor boundary (the
+ * whole read, not its part in one window: a read-around over a window's
+ * edge is no wish for the tensor past it) or in the header, and the kernel's readahead going on past the tensor a reader
  * read (it shows no wish for the next tensor; a loader going on in file
  * order gets the next tensors from its prefetch, prefetch.h).  Before the
  * header is parsed, its whole window as for any file (the header's fill
