@@ -239,7 +239,7 @@ static void usage(FILE *f)
                "      --no-passthrough    never hand blobs read often to the kernel as whole\n"
                "                          copies in the store (FUSE passthrough; needs root)\n"
                "      --repo-json FILE    present the repo described by FILE (repeatable)\n"
-               "      --read-ahead BYTES  kernel readahead of the mount (default 512K; 0: leave\n"
+               "      --read-ahead BYTES  kernel readahead of the mount (default 960K; 0: leave\n"
                "                          the kernel's 128K); needs root\n"
                "      --http [ADDR:]PORT  serve GET|HEAD /{repo}/resolve/{rev}/{path}, /xet/{id}\n"
                "                          (with Range) and /metrics over HTTP; ADDR defaults\n"
@@ -636,14 +636,8 @@ static int mount_session(zf_mount *m, mount_args *a)
     if (!m->fs.se || fuse_session_mount(m->fs.se, a->mnt) != 0)
         return 1;
     a->mounted = true;
-    /* 512 KiB: the mmap read-around (half before the fault) and the readahead
-     * past a tensor a reader copies out are the bytes a reader of random
-     * tensors is sent beyond them: 8 random 4 MiB tensors through
-     * safe_open cost 1.31x their bytes at 960K, 1.15x at 512K, and dd of a
-     * 256 MiB file ran no slower (medians of 3: 545 vs 520 MB/s cold, 2426
-     * vs 2183 from the store) */
-    if (a->readahead_kb < 0)
-        a->readahead_kb = 512;
+    if (a->readahead_kb < 0) /* 251 pages: a reply fits a 1 MiB pipe, as max_read would make it */
+        a->readahead_kb = m->fs.max_read ? (int)(m->fs.max_read / 1024) : 1004;
     set_readahead(a->mnt, (unsigned)a->readahead_kb);
     m->fs.mountpoint = a->mnt;
     if (!a->foreground && daemon(0, 0) != 0) {

@@ -16,9 +16,9 @@
 #define PF_CROSS 3
 #define PF_EARLY 1
 /* Into a tensor by this much a stream is its reader, not the kernel's
- * readahead running on past the tensor before (at most the mount's
- * readahead, 512K): the rest of the tensor is sent. */
-#define PF_IN (1ull << 20)
+ * readahead running on past the tensor before (the mount's readahead,
+ * 960K, and its next window asked ahead): the rest of the tensor is sent. */
+#define PF_IN (2ull << 20)
 #define PF_RATIO 10
 #define PF_FLOOR (64ull << 20)
 #define PF_FLOOR_DIV 16

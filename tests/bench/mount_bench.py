@@ -247,11 +247,11 @@ class HfMount:
     def __init__(self, exe):
         self.name, self.exe = "hf-mount", exe
 
-    def start(self, origin, commit, mnt, state, log):
+    def start(self, origin, commit, mnt, state, log, repo=REPO, file="model.safetensors"):
         env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
-        p = subprocess.Popen([self.exe, "--hub-endpoint", origin.url, "--cache-dir", state, "repo", REPO,
+        p = subprocess.Popen([self.exe, "--hub-endpoint", origin.url, "--cache-dir", state, "repo", repo,
                               mnt, "--revision", commit], stdout=log, stderr=subprocess.STDOUT, env=env)
-        path = os.path.join(mnt, "model.safetensors")
+        path = os.path.join(mnt, file)
         for _ in range(600):
             if os.path.ismount(mnt) and os.path.exists(path):
                 return p, path

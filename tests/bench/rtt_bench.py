@@ -14,7 +14,10 @@ this one), interleaved rounds, each mount on an empty store:
                            (goal <= 3 round trips + the tensor's transfer)
 
   tests/interop/.venv/bin/python tests/bench/rtt_bench.py \\
-      --base /tmp/rtt-base/build --build build [--rounds 3] [--st-mib 1024]
+      (--base /tmp/rtt-base/build | --hf-mount EXE) --build build [--rounds 3] [--st-mib 1024]
+
+--hf-mount: hf-mount-fuse (../shared/anchors/hf-mount; benchmark only) as
+the baseline, the same repo at its mount root, from the same origin.
 
 Needs /dev/fuse and fusermount3.  The data dir is kept in --data (ingested
 once) so that reruns skip the ingest."""
@@ -68,16 +71,45 @@ def first_tensor(path):
         os.close(fd)
 
 
-def one_round(zestfs, origin, snap_rel, tmp, reads, seed):
+class ZestfsMount:
+    """A zestfs build: the repo in the HF cache tree."""
+
+    def __init__(self, exe, snap_rel):
+        self.exe, self.snap_rel = exe, snap_rel
+
+    def start(self, origin, mnt, store, log):
+        p = mount(self.exe, mnt, ["--endpoint", origin.url, "--repo", "bench/rtt", "--store", store], log)
+        return p, os.path.join(mnt, self.snap_rel)
+
+    def stop(self, p, mnt):
+        unmount(p, mnt, expect=None)
+
+
+class HfMountRtt:
+    """hf-mount-fuse (mount_bench.HfMount): the repo at the mount root."""
+
+    def __init__(self, exe, commit):
+        from mount_bench import HfMount
+        self.hf, self.commit = HfMount(exe), commit
+
+    def start(self, origin, mnt, store, log):
+        p, path = self.hf.start(origin, self.commit, mnt, store, log, repo="bench/rtt", file="big.bin")
+        return p, os.path.dirname(path)
+
+    def stop(self, p, mnt):
+        self.hf.stop(p, mnt)
+
+
+def one_round(m, origin, tmp, reads, seed):
     mnt = os.path.join(tmp, "mnt")
     os.makedirs(mnt, exist_ok=True)
     out = {}
     # ---- first read after mount, then random misses
     store = tempfile.mkdtemp(dir=tmp, prefix="store-")
     log = open(os.path.join(tmp, "zestfs.log"), "a")
-    p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/rtt", "--store", store], log)
+    p, top = m.start(origin, mnt, store, log)
     try:
-        path = os.path.join(mnt, snap_rel, "big.bin")
+        path = os.path.join(top, "big.bin")
         size = 256 * MiB
         rng = random.Random(seed)
         offs = [rng.randrange(0, size // 4096) * 4096 for _ in range(reads + 1)]
@@ -101,15 +133,15 @@ def one_round(zestfs, origin, snap_rel, tmp, reads, seed):
         out["nmiss"] = len(miss)
         out["all_p50"] = statistics.median(all_)
     finally:
-        unmount(p, mnt, expect=None)
+        m.stop(p, mnt)
         shutil.rmtree(store, ignore_errors=True)
     # ---- first tensor, a fresh mount
     store = tempfile.mkdtemp(dir=tmp, prefix="store-")
-    p = mount(zestfs, mnt, ["--endpoint", origin.url, "--repo", "bench/rtt", "--store", store], log)
+    p, top = m.start(origin, mnt, store, log)
     try:
-        out["tensor"], out["tensor_bytes"] = first_tensor(os.path.join(mnt, snap_rel, "model.safetensors"))
+        out["tensor"], out["tensor_bytes"] = first_tensor(os.path.join(top, "model.safetensors"))
     finally:
-        unmount(p, mnt, expect=None)
+        m.stop(p, mnt)
         shutil.rmtree(store, ignore_errors=True)
     return out
 
@@ -117,14 +149,19 @@ def one_round(zestfs, origin, snap_rel, tmp, reads, seed):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"))
-    ap.add_argument("--base", required=True, help="build dir of the baseline (e.g. main f27dcf4)")
+    ap.add_argument("--base", help="build dir of the baseline (e.g. main f27dcf4)")
+    ap.add_argument("--hf-mount", help="hf-mount-fuse as the baseline instead (../shared/anchors/hf-mount)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reads", type=int, default=40)
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--st-mib", type=int, default=1024)
-    ap.add_argument("--data", default="/tmp/zestfs-rtt-bench-data")
+    ap.add_argument("--data", default=None, help="default /tmp/zestfs-rtt-bench-data-<st-mib>")
     a = ap.parse_args()
-    exes = {"base": os.path.join(a.base, "fs", "zestfs"), "this": os.path.join(a.build, "fs", "zestfs")}
+    if bool(a.base) == bool(a.hf_mount):
+        ap.error("one of --base DIR or --hf-mount EXE")
+    a.data = a.data or f"/tmp/zestfs-rtt-bench-data-{a.st_mib}"
+    exes = {"base": os.path.abspath(a.hf_mount) if a.hf_mount else os.path.join(a.base, "fs", "zestfs"),
+            "this": os.path.join(a.build, "fs", "zestfs")}
     origin_exe = os.path.join(a.build, "origin", "zestfs-origin")
     tmp = tempfile.mkdtemp(prefix="zestfs-rtt-")
     commit_file = os.path.join(a.data, "commit")
@@ -139,11 +176,13 @@ def main():
     commit = open(commit_file).read().strip()
     snap_rel = os.path.join("models--bench--rtt", "snapshots", commit)
     origin = Origin(origin_exe, os.path.join(a.data, "d"), tmp, "--latency-ms", str(a.latency_ms))
+    mounts = {"this": ZestfsMount(exes["this"], snap_rel),
+              "base": HfMountRtt(exes["base"], commit) if a.hf_mount else ZestfsMount(exes["base"], snap_rel)}
     res = {k: [] for k in exes}
     try:
         for r in range(a.rounds):
             for name in (("base", "this") if r % 2 == 0 else ("this", "base")):
-                o = one_round(exes[name], origin, snap_rel, tmp, a.reads, 1000 + r)
+                o = one_round(mounts[name], origin, tmp, a.reads, 1000 + r)
                 res[name].append(o)
                 print(f"  round {r} {name}: first read {o['first']:.0f} ms, miss p50 {o['miss_p50']:.0f} ms "
                       f"({o['nmiss']} misses), all p50 {o['all_p50']:.0f} ms, first tensor {o['tensor']:.0f} ms",
@@ -156,7 +195,8 @@ def main():
     tb = res["this"][0]["tensor_bytes"]
     lat = a.latency_ms
     print(f"\n--latency-ms {lat}, medians of {a.rounds} rounds (base {exes['base']}, this {exes['this']})")
-    print("| figure | base | this | goal |")
+    base = "hf-mount" if a.hf_mount else "base"
+    print(f"| figure | {base} | zestfs | goal |")
     print("|---|---|---|---|")
     print(f"| first read after mount | {med['base']['first']:.0f} ms | {med['this']['first']:.0f} ms | <= 120 ms |")
     print(f"| random 4 KiB miss p50 ({a.reads} reads, new windows) | {med['base']['miss_p50']:.0f} ms | "
