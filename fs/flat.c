@@ -15,7 +15,9 @@
  * opens it twice: more loads are likely; a file read once through a single
  * open never pays for a copy) and its last handle is closed.  One build at
  * a time, on the pool, 8 MiB at a time from the store (zf_read_stored: no
- * fetch), hashed with SHA-256 as it is written — the blob's etag IS the
+ * fetch; each piece only once no blob has been read through FUSE for
+ * FLAT_QUIET_MS: a build beside a load of the same or another blob took
+ * half its speed, 1233 vs 2986 MB/s for a store-warm dd), hashed with SHA-256 as it is written — the blob's etag IS the
  * SHA-256 of its content, so a flat is checked end to end against the
  * Hub's tree before anything uses it — then fdatasync'd and renamed from
  * flat/.tmp-<etag> to flat/<etag>.  kill -9 leaves at worst a temp file
@@ -162,6 +164,9 @@ struct zf_flats {
     fl_ent **tab;
     size_t nb, n;
     fl_job *job;               /* the one build or check in flight */
+    fl_job *held;              /* ... when it waits for reads to go quiet */
+    uv_timer_t quiet;
+    bool quiet_init;
     zf_flat_stats st;          /* bytes: held by flats (ready or waiting for their check) */
 };
 
@@ -461,10 +466,33 @@ static void stored_cb(void *ud, int err, const uint8_t *data, size_t len)
     queue_piece(j);
 }
 
+#define FLAT_QUIET_MS 1000
+
+static void quiet_cb(uv_timer_t *t)
+{
+    zf_flats *F = t->data;
+    fl_job *j = F->held;
+    F->held = NULL;
+    if (j)
+        job_piece(j);
+}
+
 static void job_piece(fl_job *j)
 {
-    if (j->F->stopping) {
+    zf_flats *F = j->F;
+    if (F->stopping) {
         job_end(j, -ESHUTDOWN);
+        return;
+    }
+    uint64_t now = now_ms(F), last = F->fs->blob_read_ms;
+    if (!j->verify && last && now - last < FLAT_QUIET_MS) { /* reads go first */
+        if (!F->quiet_init) {
+            uv_timer_init(F->fs->loop, &F->quiet);
+            F->quiet.data = F;
+            F->quiet_init = true;
+        }
+        F->held = j;
+        uv_timer_start(&F->quiet, quiet_cb, FLAT_QUIET_MS - (now - last), 0);
         return;
     }
     uint64_t left = j->e->size - j->off;
@@ -838,8 +866,17 @@ const zf_flat_stats *zf_flat_stats_get(zf_flats *F)
 
 void zf_flat_stop(zf_flats *F)
 {
-    if (F)
-        F->stopping = true; /* a job in flight ends at its next step */
+    if (!F)
+        return;
+    F->stopping = true; /* a job in flight ends at its next step */
+    if (F->held) {
+        fl_job *j = F->held;
+        F->held = NULL;
+        uv_timer_stop(&F->quiet);
+        job_end(j, -ESHUTDOWN);
+    }
+    if (F->quiet_init && !uv_is_closing((uv_handle_t *)&F->quiet))
+        uv_close((uv_handle_t *)&F->quiet, NULL);
 }
 
 void zf_flat_free(zf_flats *F)

@@ -738,6 +738,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     if (h->ent.kind == ZV_BLOB) {
+        fs->blob_read_ms = uv_now(fs->loop);
         if (fs->hooks.read_blob)
             fs->hooks.read_blob(fs, req, &h->ent, size, off);
         else

@@ -64,6 +64,8 @@ typedef struct zf_fs {
     unsigned max_read;          /* largest read request (0: the kernel's, 1 MiB) */
     struct zf_flats *flats;     /* whole copies for passthrough (flat.c); NULL: none */
     uint64_t cur_unique;        /* the FUSE request being dispatched (flat.c) */
+    uint64_t blob_read_ms;      /* loop ms of the last FUSE read of a blob (ops.c; a flat's
+                                 * build waits for a quiet spell, flat.c) */
     /* open file handles (ops.c): the kernel drops RELEASEs still queued
      * when the mount goes away, so zf_fs_destroy frees what is left */
     struct zf_handle *handles;
