@@ -80,7 +80,7 @@ static int fill_retry_add(zf_fill *fl, uint64_t off, uint64_t len, int tries)
         fl->retry_cap = nc;
     }
     /* 1 s, 2 s, .. 16 s (ZESTFS_FILL_RETRY_MS: the first) */
-    uint64_t delay = env_ms("ZESTFS_FILL_RETRY_MS", 1000) << (tries > 5 ? 4 : tries - 1);
+    uint64_t delay = zf_env_ms("ZESTFS_FILL_RETRY_MS", 1000) << (tries > 5 ? 4 : tries - 1);
     fl->retry[fl->nretry++] = (struct fill_retry){off, len, now_ms() + delay, fl->nok, tries};
     return 0;
 }

@@ -351,9 +351,6 @@ static inline uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* A millisecond knob from the environment: options.h */
-#define env_ms zf_env_ms
-
 static inline uint64_t umin(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;

@@ -18,11 +18,16 @@ static void cell_closed(uv_handle_t *h)
     free(cl);
 }
 
+/* Does cl hold its whole window (not a tensor's span of it)? */
+static bool cell_whole(const rd_cell *cl)
+{
+    return cl->start == cl->idx * CELL_SIZE && cl->end == umin(cl->f->size, (cl->idx + 1) * CELL_SIZE);
+}
+
 void rd_cell_done(rd_cell *cl, int err)
 {
     rd_file *f = cl->f;
-    if (!err && f->done && cl->start == cl->idx * CELL_SIZE &&
-        cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE)) /* a whole window */
+    if (!err && f->done && cell_whole(cl))
         f->done[cl->idx / 8] |= (uint8_t)(1u << (cl->idx % 8));
     for (rd_cell **pp = &f->cells; *pp; pp = &(*pp)->next)
         if (*pp == cl) {
@@ -79,7 +84,7 @@ void rd_cell_attempt_failed(rd_cell *cl, int err)
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = (uint32_t)now_ms();
     delay = delay / 2 + (delay / 2) * (rnd % 1000) / 1000;
-    if (now_ms() - cl->t0 + delay > env_ms("ZESTFS_CELL_DEADLINE_MS", DEADLINE_MS)) {
+    if (now_ms() - cl->t0 + delay > zf_env_ms("ZESTFS_CELL_DEADLINE_MS", DEADLINE_MS)) {
         rd_cell_done(cl, err);
         return;
     }
@@ -600,9 +605,7 @@ void rd_cell_start(rd_cell *cl)
     }
     if (cl->attempt == 1) { /* a retry asks afresh */
         rd_learn *e = learn_find(f, cl->idx);
-        bool whole = cl->start == cl->idx * CELL_SIZE &&
-                     cl->end == umin(f->size, (cl->idx + 1) * CELL_SIZE);
-        if (e && !whole && (e->state != L_READY || !learn_cheap(e->rc, cl->start, cl->end))) {
+        if (e && !cell_whole(cl) && (e->state != L_READY || !learn_cheap(e->rc, cl->start, cl->end))) {
             /* a cell narrower than its window (a tensor's span, prefetch.h):
              * the learned window would fetch far more than it needs, and the
              * CAS trims a reconstruction asked for its bytes; the learned

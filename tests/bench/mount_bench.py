@@ -278,15 +278,7 @@ class HfMount:
 def origin_settled(origin, quiet=2.0, limit=90):
     """bytes_total of the origin once nothing has been served for `quiet`
     seconds: what a mount fetched, background prefetch included."""
-    last, t_last, t0 = origin.stats()["bytes_total"], time.perf_counter(), time.perf_counter()
-    while time.perf_counter() - t0 < limit:
-        time.sleep(0.25)
-        n = origin.stats()["bytes_total"]
-        if n != last:
-            last, t_last = n, time.perf_counter()
-        elif time.perf_counter() - t_last >= quiet:
-            break
-    return last
+    return fsutil.settled(origin, "bytes_total", quiet, limit, step=0.25)
 
 
 def pread_latencies(path, size, n):

@@ -21,28 +21,16 @@ Phases:
 Origin bytes: the origin's xorb_bytes_total from the start of the phase until
 it has sent nothing for 1.5 s (prefetch included).  Prints every round, then
 the medians side by side.  Needs root (drop_caches)."""
-import argparse, json, os, random, struct, shutil, signal, subprocess, sys, tempfile, time
+import argparse, os, random, struct, shutil, signal, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fs"))
 sys.path.insert(0, HERE)
 import fsutil  # noqa: E402
-from fsutil import MiB, Origin, ingest, mount, unmount  # noqa: E402
+from fsutil import MiB, Origin, ingest, mount, settled, unmount  # noqa: E402
 from mount_bench import dd, make_model, median, origin_cached  # noqa: E402
 
 REPO = "bench/pf"
-
-
-def settled(origin, quiet=1.5, limit=60):
-    last, t_last, t0 = origin.stats()["xorb_bytes_total"], time.monotonic(), time.monotonic()
-    while time.monotonic() - t0 < limit:
-        time.sleep(0.1)
-        n = origin.stats()["xorb_bytes_total"]
-        if n != last:
-            last, t_last = n, time.monotonic()
-        elif time.monotonic() - t_last >= quiet:
-            break
-    return last
 
 
 def load(path, frac=0.5):
@@ -69,10 +57,8 @@ def some_tensors(path, n=8):
 def tensors(path):
     """[(start, end)] of the tensors' bytes in a safetensors file."""
     with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        hdr = json.loads(f.read(n))
-    return sorted((8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1])
-                  for k, v in hdr.items() if k != "__metadata__")
+        head = f.read(8)
+        return fsutil.tensor_spans(head + f.read(struct.unpack("<Q", head)[0]))
 
 
 def randoms(path, size, pages):

@@ -308,6 +308,29 @@ def xorb_ranges(origin, repo, commit, xet_hash):
             for fis in rec["fetch_info"].values() for fi in fis]
 
 
+def settled(origin, key="xorb_bytes_total", quiet=1.5, limit=60, step=0.1):
+    """origin.stats()[key] once it has not changed for `quiet` seconds (at
+    most `limit`): what a mount fetched, background prefetch included."""
+    last, t_last, t0 = origin.stats()[key], time.monotonic(), time.monotonic()
+    while time.monotonic() - t0 < limit:
+        time.sleep(step)
+        n = origin.stats()[key]
+        if n != last:
+            last, t_last = n, time.monotonic()
+        elif time.monotonic() - t_last >= quiet:
+            break
+    return last
+
+
+def tensor_spans(body):
+    """[(start, end)] of the tensors' bytes in a safetensors file's bytes
+    (at least its header), in file order."""
+    n = struct.unpack("<Q", body[:8])[0]
+    hdr = json.loads(body[8:8 + n])
+    return sorted((8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1])
+                  for k, v in hdr.items() if k != "__metadata__")
+
+
 def rss(pid):
     """(VmRSS, VmHWM) of a process in bytes, (0, 0) once it is gone."""
     v = {}

@@ -27,7 +27,8 @@ Exit 0 pass, 1 fail, 77 skip."""
 import json, mmap, os, random, struct, sys, time
 
 import fsutil
-from fsutil import MiB, Origin, ingest, mount, read_all, sha
+from fsutil import MiB, Origin, ingest, mount, read_all, settled, sha
+from fsutil import tensor_spans as tensors
 
 WIN = 8 * MiB  # the header window prefetched at open
 
@@ -42,33 +43,12 @@ def layers(rng, n):
     return struct.pack("<Q", len(h)) + h + rng.randbytes(n * 4 * MiB)
 
 
-def tensors(body):
-    """[(start, end)] of the tensors' bytes in the file, in file order."""
-    n = struct.unpack("<Q", body[:8])[0]
-    hdr = json.loads(body[8:8 + n])
-    base = 8 + n
-    return sorted((base + v["data_offsets"][0], base + v["data_offsets"][1])
-                  for k, v in hdr.items() if k != "__metadata__")
-
-
 def allowed(touched):
     """1.2 x the bytes of the touched tensors, plus the header window's other
     bytes (the header, tensors in it not touched); and the touched bytes."""
     tb = sum(e - s for s, e in touched)
     in_win = sum(max(0, min(e, WIN) - s) for s, e in touched)
     return int(1.2 * tb + 1.05 * (WIN - in_win)), tb
-
-
-def settled(origin, quiet=1.5, limit=60):
-    last, t_last, t0 = origin.stats()["xorb_bytes_total"], time.monotonic(), time.monotonic()
-    while time.monotonic() - t0 < limit:
-        time.sleep(0.1)
-        n = origin.stats()["xorb_bytes_total"]
-        if n != last:
-            last, t_last = n, time.monotonic()
-        elif time.monotonic() - t_last >= quiet:
-            break
-    return last
 
 
 def main():
